@@ -1,0 +1,211 @@
+"""Names, defaults and the built-in event catalog, in one place.
+
+Everything that more than one module needs to agree on lives here: doctype and table
+names, Event Log statuses, the lifecycle events the app can stream, and the defaults
+for the five ERPNext doctypes the product was built for. This module imports nothing
+from Frappe so the hot path, the delivery core and the pytest suite can share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+APP_NAME = "erpnext_streaming"
+MODULE_NAME = "ERPNext Streaming"
+
+SETTINGS_DOCTYPE = "Streaming Settings"
+CATALOG_DOCTYPE = "Streaming Event Catalog"
+PRODUCER_PROPERTY_DOCTYPE = "Streaming Producer Property"
+EVENT_LOG_DOCTYPE = "Streaming Event Log"
+EVENT_LOG_TABLE = f"tab{EVENT_LOG_DOCTYPE}"
+# Frappe's autoincrement naming draws names from this MariaDB sequence
+# (frappe/database/sequence.py: scrub(doctype + "_id_seq"), nocache, nocycle).
+EVENT_LOG_SEQUENCE = "streaming_event_log_id_seq"
+
+DEFAULT_TOPIC_PREFIX = "erpnext"
+DEFAULT_DEAD_LETTER_TOPIC = "erpnext.dead-letter"
+DEFAULT_CLIENT_ID = "erpnext-streaming"
+DEFAULT_LOG_RETENTION_DAYS = 30
+
+# Delivery tuning defaults (Streaming Settings, "Delivery" section).
+DEFAULT_BATCH_SIZE = 500
+DEFAULT_MAX_ATTEMPTS = 10
+DEFAULT_BACKOFF_BASE_SECONDS = 5
+DEFAULT_BACKOFF_CAP_SECONDS = 3600
+# Frappe's long queue times a job out after 1500 s; the drainer leaves before that.
+LONG_QUEUE_TIMEOUT_SECONDS = 1500
+DEFAULT_DRAINER_MAX_RUNTIME_SECONDS = 1200
+DEFAULT_LEASE_SECONDS = 120
+
+
+class Status:
+	"""Streaming Event Log states. Transitions live in `delivery.state`."""
+
+	QUEUED = "Queued"
+	SENT = "Sent"
+	FAILED = "Failed"
+	DEAD = "Dead"
+
+	ALL = (QUEUED, SENT, FAILED, DEAD)
+	PENDING = (QUEUED, FAILED)
+	REQUEUEABLE = (FAILED, DEAD)
+
+
+class Kind:
+	"""The catalog switches: which families of lifecycle events a doctype streams."""
+
+	SUBMIT = "submit"
+	CANCEL = "cancel"
+	UPDATE_AFTER_SUBMIT = "update_after_submit"
+	CHANGE = "change"
+
+	ALL = (SUBMIT, CANCEL, UPDATE_AFTER_SUBMIT, CHANGE)
+	# Streaming Event Catalog checkbox fieldname for each kind.
+	CATALOG_FIELD = MappingProxyType(
+		{
+			SUBMIT: "on_submit",
+			CANCEL: "on_cancel",
+			UPDATE_AFTER_SUBMIT: "on_update_after_submit",
+			CHANGE: "on_change",
+		}
+	)
+
+
+@dataclass(frozen=True)
+class Trigger:
+	"""One Frappe document method that produces one kind of event.
+
+	`method` is the doc_events key Frappe calls the handler with; `event_type` is what the
+	consumer sees (the envelope's `event_type`, CloudEvents `ce_type` suffix).
+	"""
+
+	method: str
+	kind: str
+	event_type: str
+
+
+@dataclass(frozen=True)
+class DoctypeSpec:
+	"""How a doctype streams: its triggers, default topic suffix and catalog description."""
+
+	doctype: str
+	triggers: tuple[Trigger, ...]
+	description: str
+	default_kinds: tuple[str, ...] = field(default=())
+	has_company: bool = True
+
+	@property
+	def kinds(self) -> tuple[str, ...]:
+		return tuple(dict.fromkeys(t.kind for t in self.triggers))
+
+	def trigger(self, method: str) -> Trigger | None:
+		for t in self.triggers:
+			if t.method == method:
+				return t
+		return None
+
+
+SUBMITTED = Trigger("on_submit", Kind.SUBMIT, "submitted")
+CANCELLED = Trigger("on_cancel", Kind.CANCEL, "cancelled")
+UPDATED_AFTER_SUBMIT = Trigger("on_update_after_submit", Kind.UPDATE_AFTER_SUBMIT, "updated_after_submit")
+POSTED = Trigger("on_submit", Kind.SUBMIT, "posted")
+
+# The five doctypes of the product card. Facts behind each trigger list:
+# ../shared/reference/frappe-erpnext-v15-facts.md ("Document events", "ERPNext ledger
+# behaviour"): ledger rows are inserted with submit (on_submit fires, also for reversal
+# rows on cancel) and never see on_cancel; status and progress of invoices and work
+# orders move through db_set (on_change only); Job Card drafts change through save().
+BUILTIN_SPECS: tuple[DoctypeSpec, ...] = (
+	DoctypeSpec(
+		doctype="Sales Invoice",
+		triggers=(
+			SUBMITTED,
+			CANCELLED,
+			UPDATED_AFTER_SUBMIT,
+			Trigger("on_change", Kind.CHANGE, "status_changed"),
+		),
+		description=(
+			"Invoice submitted, cancelled or updated after submit; status and outstanding "
+			"amount changes (payments, returns) as status_changed, last state per transaction."
+		),
+	),
+	DoctypeSpec(
+		doctype="GL Entry",
+		triggers=(POSTED,),
+		description=(
+			"Every general ledger row as it is posted, including the reversal rows of a cancelled "
+			"voucher (is_cancelled = 1). Join on voucher_type + voucher_no: row names are temporary."
+		),
+	),
+	DoctypeSpec(
+		doctype="Stock Ledger Entry",
+		triggers=(POSTED,),
+		description=(
+			"Every stock ledger row with its final valuation (qty_after_transaction, valuation_rate, "
+			"stock_value), including reversal rows of a cancelled voucher (is_cancelled = 1)."
+		),
+	),
+	DoctypeSpec(
+		doctype="Work Order",
+		triggers=(
+			SUBMITTED,
+			CANCELLED,
+			Trigger("on_update_after_submit", Kind.CHANGE, "progressed"),
+			Trigger("on_change", Kind.CHANGE, "progressed"),
+		),
+		description=(
+			"Work order submitted or cancelled; progress (status, produced and transferred qty, "
+			"process loss) as progressed, last state per transaction, never dropping a status change."
+		),
+	),
+	DoctypeSpec(
+		doctype="Job Card",
+		triggers=(
+			SUBMITTED,
+			CANCELLED,
+			Trigger("on_update", Kind.CHANGE, "status_changed"),
+			Trigger("on_change", Kind.CHANGE, "status_changed"),
+		),
+		description=(
+			"Job card submitted or cancelled; status and completed qty changes of drafts "
+			"(Open, Work In Progress, On Hold, Completed), correlated by work_order + operation."
+		),
+	),
+)
+
+# Any submittable doctype an admin adds to the catalog streams these.
+GENERIC_TRIGGERS: tuple[Trigger, ...] = (SUBMITTED, CANCELLED, UPDATED_AFTER_SUBMIT)
+
+BUILTIN_BY_DOCTYPE: dict[str, DoctypeSpec] = {s.doctype: s for s in BUILTIN_SPECS}
+
+# doc_events methods the generic ("*") path listens to; built-ins also use on_change/on_update.
+HOOK_METHODS: tuple[str, ...] = (
+	"on_submit",
+	"on_cancel",
+	"on_update_after_submit",
+	"on_change",
+	"on_update",
+)
+
+
+def spec_for(doctype: str) -> DoctypeSpec:
+	"""The built-in spec of a doctype, or the generic one for admin-added doctypes."""
+	return BUILTIN_BY_DOCTYPE.get(doctype) or DoctypeSpec(
+		doctype=doctype,
+		triggers=GENERIC_TRIGGERS,
+		description="Submitted, cancelled or updated after submit.",
+	)
+
+
+def topic_slug(doctype: str) -> str:
+	"""`Stock Ledger Entry` -> `stock-ledger-entry`.
+
+	Dashes, not underscores: Kafka warns that topics differing only in `.` versus `_`
+	collide in metric names, and the prefix is joined with a dot.
+	"""
+	return "-".join(doctype.strip().lower().split())
+
+
+def default_topic(prefix: str, doctype: str) -> str:
+	return f"{prefix}.{topic_slug(doctype)}" if prefix else topic_slug(doctype)

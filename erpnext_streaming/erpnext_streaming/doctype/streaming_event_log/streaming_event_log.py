@@ -1,0 +1,46 @@
+# Copyright (c) 2026, erpnext_streaming developers and contributors
+# License: MIT. See LICENSE
+
+import frappe
+from frappe.model.document import Document
+from frappe.utils import now_datetime
+
+from erpnext_streaming import outbox
+
+
+class StreamingEventLog(Document):
+	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		attempts: DF.Int
+		company: DF.Data | None
+		event_id: DF.Data | None
+		event_time: DF.Datetime | None
+		event_type: DF.Data | None
+		kafka_partition: DF.Int
+		last_error: DF.SmallText | None
+		lease_expires_at: DF.Datetime | None
+		lease_owner: DF.Data | None
+		message_key: DF.Data | None
+		name: DF.Int | None
+		next_attempt_at: DF.Datetime | None
+		payload: DF.LongText | None
+		reference_doctype: DF.Link | None
+		reference_name: DF.DynamicLink | None
+		schema_fingerprint: DF.Data | None
+		schema_name: DF.Data | None
+		schema_version: DF.Int
+		sent_at: DF.Datetime | None
+		status: DF.Literal["Queued", "Sent", "Failed", "Dead"]
+		topic: DF.Data | None
+	# end: auto-generated types
+
+	@staticmethod
+	def clear_old_logs(days: int = 30) -> None:
+		"""Log Settings retention: delete Sent rows older than `days`; Dead letters stay until resolved."""
+		outbox.clear_old_logs(frappe.db, days, now_datetime())

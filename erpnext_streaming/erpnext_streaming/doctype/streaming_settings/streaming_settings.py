@@ -1,0 +1,138 @@
+# Copyright (c) 2026, erpnext_streaming developers and contributors
+# License: MIT. See LICENSE
+
+import frappe
+from frappe import _
+from frappe.model.document import Document
+
+from erpnext_streaming import catalog, validation
+from erpnext_streaming.constants import default_topic
+from erpnext_streaming.kafka_config import librdkafka_check
+from erpnext_streaming.settings import CatalogRow
+
+
+class StreamingSettings(Document):
+	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		from erpnext_streaming.erpnext_streaming.doctype.streaming_event_catalog.streaming_event_catalog import (
+			StreamingEventCatalog,
+		)
+		from erpnext_streaming.erpnext_streaming.doctype.streaming_producer_property.streaming_producer_property import (
+			StreamingProducerProperty,
+		)
+
+		backoff_base_seconds: DF.Int
+		backoff_cap_seconds: DF.Int
+		batch_size: DF.Int
+		bootstrap_servers: DF.Data | None
+		client_id: DF.Data | None
+		dead_letter_topic: DF.Data | None
+		enabled: DF.Check
+		event_catalog: DF.Table[StreamingEventCatalog]
+		mask_mode: DF.Literal["Keyed hash", "Drop"]
+		max_attempts: DF.Int
+		producer_properties: DF.Table[StreamingProducerProperty]
+		sasl_mechanism: DF.Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+		sasl_password: DF.Password | None
+		sasl_username: DF.Data | None
+		security_protocol: DF.Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+		seeded_doctypes: DF.SmallText | None
+		ssl_ca_certificate: DF.Code | None
+		stream_data_import: DF.Check
+		topic_prefix: DF.Data | None
+	# end: auto-generated types
+
+	def validate(self):
+		self.validate_connection()
+		self.validate_security()
+		self.validate_producer_properties()
+		self.validate_topics()
+		self.validate_delivery_limits()
+		self.validate_mask_mode()
+		self.validate_event_catalog()
+		self.set_catalog_descriptions()
+
+	def on_update(self):
+		catalog.clear_cache()
+
+	def validate_connection(self):
+		self._check(
+			validation.validate_bootstrap_servers, (self.bootstrap_servers or "").strip(), self.enabled
+		)
+
+	def validate_security(self):
+		self._check(
+			validation.validate_security,
+			self.security_protocol or "PLAINTEXT",
+			self.sasl_mechanism or "",
+			self.sasl_username or "",
+			self.has_sasl_password(),
+			self.ssl_ca_certificate or "",
+		)
+
+	def validate_producer_properties(self):
+		rows = [((r.property or "").strip(), (r.value or "").strip()) for r in self.producer_properties]
+		self._check(validation.validate_producer_properties, rows, librdkafka_check)
+
+	def validate_topics(self):
+		self._check(validation.validate_topic_prefix, (self.topic_prefix or "").strip())
+		self._check(
+			validation.validate_topic_name,
+			(self.dead_letter_topic or "").strip(),
+			"dead_letter_topic",
+			_("Dead Letter Topic"),
+		)
+
+	def validate_delivery_limits(self):
+		self._check(
+			validation.validate_limits, {f: self.get(f) for f in validation.LIMITS if self.get(f) is not None}
+		)
+
+	def validate_mask_mode(self):
+		self._check(validation.validate_mask_mode, self.mask_mode or "Keyed hash")
+
+	def validate_event_catalog(self):
+		rows = [CatalogRow.from_row(r) for r in self.event_catalog]
+		self._check(
+			validation.validate_catalog, rows, FrappeDoctypeFacts(), (self.topic_prefix or "").strip()
+		)
+
+	def set_catalog_descriptions(self):
+		prefix = (self.topic_prefix or "").strip()
+		for row in self.event_catalog:
+			if row.document_type:
+				topic = row.topic or default_topic(prefix, row.document_type)
+				row.description = catalog.describe(row.document_type, topic)
+
+	def has_sasl_password(self) -> bool:
+		return bool(self.sasl_password) or bool(self.get_password("sasl_password", raise_exception=False))
+
+	@staticmethod
+	def _check(rule, *args):
+		try:
+			rule(*args)
+		except validation.InvalidSetting as e:
+			frappe.throw(e.message, title=_("Invalid Streaming Settings"))
+
+
+class FrappeDoctypeFacts:
+	"""`validation.DoctypeFacts` answered from Frappe's meta."""
+
+	def exists(self, doctype: str) -> bool:
+		return bool(frappe.db.exists("DocType", doctype))
+
+	def is_submittable(self, doctype: str) -> bool:
+		return bool(frappe.get_meta(doctype).is_submittable)
+
+	def fieldnames(self, doctype: str) -> set[str]:
+		meta = frappe.get_meta(doctype)
+		names = {df.fieldname for df in meta.fields}
+		for table in meta.get_table_fields():
+			names |= {f"{table.fieldname}.{df.fieldname}" for df in frappe.get_meta(table.options).fields}
+		return names

@@ -1,0 +1,56 @@
+"""Frappe hooks: declarative only, importable without Frappe (a test checks it)."""
+
+app_name = "erpnext_streaming"
+app_title = "ERPNext Streaming"
+app_publisher = "erpnext_streaming developers"
+app_description = "Stream ERPNext business transactions to Apache Kafka as versioned Avro events"
+app_email = "developers@erpnext-streaming.invalid"
+app_license = "MIT"
+
+# ERPNext is optional (README "ERPNext is optional"): without it the built-in catalog rows
+# are skipped and any submittable doctype can still be streamed. So no required_apps.
+
+export_python_type_annotations = True
+
+after_install = "erpnext_streaming.install.after_install"
+after_migrate = "erpnext_streaming.install.after_migrate"
+
+# Capture (facts file, "Document events" and "ERPNext ledger behaviour"): each handler is
+# tiny; it asks the cached catalog and returns at once when the (doctype, method) is not
+# streamed or streaming is off. The five built-in doctypes list exactly the methods that
+# carry their events; "*" is the generic path for submittable doctypes an admin adds to
+# the catalog, and skips the built-ins so no event is captured twice.
+_handle = "erpnext_streaming.emitters.handler.handle"
+_handle_generic = "erpnext_streaming.emitters.handler.handle_generic"
+
+doc_events = {
+	"Sales Invoice": {
+		"on_submit": _handle,
+		"on_cancel": _handle,
+		"on_update_after_submit": _handle,
+		"on_change": _handle,
+	},
+	# ledger rows are inserted with submit(); reversal rows of a cancel too
+	"GL Entry": {"on_submit": _handle},
+	"Stock Ledger Entry": {"on_submit": _handle},
+	"Work Order": {
+		"on_submit": _handle,
+		"on_cancel": _handle,
+		"on_update_after_submit": _handle,
+		"on_change": _handle,
+	},
+	"Job Card": {
+		"on_submit": _handle,
+		"on_cancel": _handle,
+		"on_update": _handle,
+		"on_change": _handle,
+	},
+	"*": {
+		"on_submit": _handle_generic,
+		"on_cancel": _handle_generic,
+		"on_update_after_submit": _handle_generic,
+	},
+}
+
+# Log Settings clears Sent rows after 30 days; Dead letters stay until resolved.
+default_log_clearing_doctypes = {"Streaming Event Log": 30}

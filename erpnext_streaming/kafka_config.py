@@ -1,0 +1,79 @@
+"""Turn Streaming Settings into librdkafka configuration, and check it with librdkafka.
+
+Precedence, lowest first: the delivery defaults (`DEFAULT_PRODUCER_PROPERTIES`), the
+admin's extra producer properties, then the connection fields the app owns. Secrets are
+passed in by the caller (`doc.get_password("sasl_password")`) and never stored here.
+"""
+
+from __future__ import annotations
+
+from erpnext_streaming import kafka_properties as kp
+from erpnext_streaming.settings import StreamingConfig
+
+
+def connection_config(config: StreamingConfig, sasl_password: str | None = None) -> dict[str, str]:
+	"""The librdkafka properties every client of the cluster needs (producer and admin)."""
+	conf = {
+		"bootstrap.servers": config.bootstrap_servers,
+		"client.id": config.client_id,
+		"security.protocol": config.security_protocol,
+	}
+	if config.security_protocol.startswith("SASL"):
+		conf["sasl.mechanism"] = config.sasl_mechanism
+		conf["sasl.username"] = config.sasl_username
+		conf["sasl.password"] = sasl_password or ""
+	if config.ssl_ca_certificate and config.security_protocol.endswith("SSL"):
+		conf["ssl.ca.pem"] = config.ssl_ca_certificate
+	return conf
+
+
+def producer_config(config: StreamingConfig, sasl_password: str | None = None) -> dict[str, str]:
+	conf = dict(kp.DEFAULT_PRODUCER_PROPERTIES)
+	conf.update(dict(config.producer_properties))
+	conf.update(connection_config(config, sasl_password))
+	return conf
+
+
+SECRET_PROPERTIES = frozenset(
+	{
+		"sasl.password",
+		"ssl.key.password",
+		"ssl.keystore.password",
+		"ssl.key.pem",
+		"sasl.oauthbearer.client.secret",
+		"sasl.oauthbearer.client.credentials.client.secret",
+		"sasl.oauthbearer.assertion.private.key.passphrase",
+		"sasl.oauthbearer.assertion.private.key.pem",
+		"sasl.oauthbearer.config",
+	}
+)
+
+
+def redacted(conf: dict[str, str]) -> dict[str, str]:
+	"""A copy safe to log or show: secret values replaced by `***`."""
+	return {k: ("***" if k in SECRET_PROPERTIES and v else v) for k, v in conf.items()}
+
+
+def librdkafka_check(props: dict[str, str]) -> str | None:
+	"""Ask librdkafka whether it accepts these property values; the error text or None.
+
+	A producer is configured without bootstrap servers, so nothing connects; it is
+	discarded at once. librdkafka's message names the property and the accepted range.
+	"""
+	from confluent_kafka import KafkaException, Producer
+
+	try:
+		Producer({**props, "log_level": 0, "logger": _silent})
+	except KafkaException as e:
+		return e.args[0].str() if e.args and hasattr(e.args[0], "str") else str(e)
+	except (TypeError, ValueError) as e:
+		return str(e)
+	return None
+
+
+class _SilentLogger:
+	def log(self, *args, **kwargs) -> None:
+		pass
+
+
+_silent = _SilentLogger()

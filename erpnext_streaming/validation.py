@@ -1,0 +1,250 @@
+"""Validation rules for Streaming Settings, free of Frappe.
+
+The controller's `validate()` calls these one by one and turns `InvalidSetting` into
+`frappe.throw`; the pytest suite calls them directly. Every message starts with the
+label of the field (and the row, for child tables) so an admin knows what to fix.
+
+Rules and their sources:
+- bootstrap list: librdkafka `bootstrap.servers`, "CSV list of broker host or host:port";
+  we require the port so a typo such as `kafka.local` is caught at save, not at 3 a.m.
+- topic names: Apache Kafka `org.apache.kafka.common.internals.Topic.validate`: legal
+  characters `[a-zA-Z0-9._-]`, at most 249 characters, not `.` or `..`.
+- producer properties: librdkafka's configuration table (`kafka_properties`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from erpnext_streaming import constants as c
+from erpnext_streaming import kafka_properties as kp
+from erpnext_streaming.settings import CatalogRow
+
+TOPIC_MAX_LENGTH = 249
+_TOPIC_CHARS = re.compile(r"^[a-zA-Z0-9._-]+$")
+_HOSTNAME = re.compile(
+	r"^(?=.{1,253}$)[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,62})(\.[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,62}))*\.?$"
+)
+_IPV6 = re.compile(r"^\[[0-9a-fA-F:.]+\]$")
+MASK_MODES = ("Keyed hash", "Drop")
+
+LIMITS = {
+	"batch_size": ("Batch Size", 1, 10_000),
+	"max_attempts": ("Max Attempts", 1, 100),
+	"backoff_base_seconds": ("Backoff Base (seconds)", 1, 86_400),
+	"backoff_cap_seconds": ("Backoff Cap (seconds)", 1, 7 * 86_400),
+}
+
+
+class InvalidSetting(ValueError):
+	"""A setting that cannot be saved. `fieldname` is the field to highlight."""
+
+	def __init__(self, fieldname: str, message: str):
+		super().__init__(message)
+		self.fieldname = fieldname
+		self.message = message
+
+
+class DoctypeFacts(Protocol):
+	"""What catalog validation needs to know about doctypes (Frappe meta in production)."""
+
+	def exists(self, doctype: str) -> bool: ...
+
+	def is_submittable(self, doctype: str) -> bool: ...
+
+	def fieldnames(self, doctype: str) -> set[str]: ...
+
+
+def validate_bootstrap_servers(value: str, required: bool) -> None:
+	label = "Bootstrap Servers"
+	if not value:
+		if required:
+			raise InvalidSetting(
+				"bootstrap_servers",
+				f"{label} is required to enable streaming, e.g. kafka-1:9092,kafka-2:9092",
+			)
+		return
+	for entry in value.split(","):
+		entry = entry.strip()
+		host, sep, port = entry.rpartition(":")
+		if not entry or not sep or not host or not port:
+			raise InvalidSetting(
+				"bootstrap_servers",
+				f"{label}: '{entry}' is not host:port (list brokers as host:port,host:port)",
+			)
+		if not (_HOSTNAME.match(host) or _IPV6.match(host)):
+			raise InvalidSetting(
+				"bootstrap_servers", f"{label}: '{host}' in '{entry}' is not a valid host name"
+			)
+		if not port.isdigit() or not 0 < int(port) < 65536:
+			raise InvalidSetting("bootstrap_servers", f"{label}: port '{port}' in '{entry}' is not 1-65535")
+
+
+def topic_name_problem(name: str) -> str | None:
+	"""Why Kafka would refuse this topic name, or None."""
+	if not name:
+		return "is empty"
+	if name in (".", ".."):
+		return "cannot be '.' or '..'"
+	if len(name) > TOPIC_MAX_LENGTH:
+		return f"is {len(name)} characters long; Kafka allows at most {TOPIC_MAX_LENGTH}"
+	if not _TOPIC_CHARS.match(name):
+		bad = "".join(sorted({ch for ch in name if not _TOPIC_CHARS.match(ch)}))
+		return f"contains {bad!r}; Kafka topic names may only use a-z A-Z 0-9 . _ -"
+	return None
+
+
+def validate_topic_name(name: str, fieldname: str, label: str) -> None:
+	if problem := topic_name_problem(name):
+		raise InvalidSetting(fieldname, f"{label}: topic name '{name}' {problem}")
+
+
+def validate_topic_prefix(prefix: str) -> None:
+	if not prefix:
+		return
+	# the prefix is joined with the longest built-in slug; check the worst case
+	longest = max((c.default_topic(prefix, s.doctype) for s in c.BUILTIN_SPECS), key=len)
+	if problem := topic_name_problem(prefix) or topic_name_problem(longest):
+		raise InvalidSetting("topic_prefix", f"Topic Prefix: '{prefix}' {problem}")
+
+
+def validate_security(protocol: str, mechanism: str, username: str, has_password: bool, ca_pem: str) -> None:
+	if protocol not in kp.SECURITY_PROTOCOLS:
+		raise InvalidSetting(
+			"security_protocol",
+			f"Security Protocol: '{protocol}' is not one of {', '.join(kp.SECURITY_PROTOCOLS)}",
+		)
+	if protocol.startswith("SASL"):
+		if mechanism not in kp.SASL_MECHANISMS:
+			raise InvalidSetting(
+				"sasl_mechanism",
+				f"SASL Mechanism: choose one of {', '.join(kp.SASL_MECHANISMS)} for {protocol}",
+			)
+		if not username:
+			raise InvalidSetting("sasl_username", f"SASL Username is required for {protocol}")
+		if not has_password:
+			raise InvalidSetting("sasl_password", f"SASL Password is required for {protocol}")
+	if ca_pem and "-----BEGIN CERTIFICATE-----" not in ca_pem:
+		raise InvalidSetting(
+			"ssl_ca_certificate", "CA Certificate: paste a PEM certificate (-----BEGIN CERTIFICATE-----...)"
+		)
+	if ca_pem and not protocol.endswith("SSL"):
+		raise InvalidSetting(
+			"ssl_ca_certificate", f"CA Certificate is only used with SSL or SASL_SSL, not {protocol}"
+		)
+
+
+def validate_limits(values: dict[str, int]) -> None:
+	for fieldname, (label, low, high) in LIMITS.items():
+		value = values.get(fieldname)
+		if value is None or not low <= value <= high:
+			raise InvalidSetting(fieldname, f"{label} must be between {low} and {high}, not {value}")
+	if values["backoff_cap_seconds"] < values["backoff_base_seconds"]:
+		raise InvalidSetting(
+			"backoff_cap_seconds",
+			"Backoff Cap (seconds) must be at least Backoff Base (seconds)",
+		)
+
+
+def validate_mask_mode(mode: str) -> None:
+	if mode not in MASK_MODES:
+		raise InvalidSetting("mask_mode", f"Mask Mode must be one of {', '.join(MASK_MODES)}, not '{mode}'")
+
+
+def validate_producer_properties(
+	rows: Iterable[tuple[str, str]], librdkafka_check: Callable[[dict[str, str]], str | None] | None = None
+) -> None:
+	"""Known producer properties only, none the app owns, no duplicates, values librdkafka accepts."""
+	seen: dict[str, int] = {}
+	props: dict[str, str] = {}
+	for number, (key, value) in enumerate(rows, start=1):
+		where = f"Producer Properties row {number}"
+		if not key:
+			raise InvalidSetting("producer_properties", f"{where}: Property is empty")
+		if key in kp.OWNED_PROPERTIES:
+			raise InvalidSetting(
+				"producer_properties", f"{where}: '{key}' cannot be set here; {kp.OWNED_PROPERTIES[key]}"
+			)
+		if key not in kp.PRODUCER_PROPERTIES:
+			raise InvalidSetting(
+				"producer_properties",
+				f"{where}: '{key}' is not a librdkafka producer property "
+				"(see librdkafka CONFIGURATION.md; consumer-only and deprecated properties are refused)",
+			)
+		if key in seen:
+			raise InvalidSetting("producer_properties", f"{where}: '{key}' is already set in row {seen[key]}")
+		if value == "":
+			raise InvalidSetting("producer_properties", f"{where}: '{key}' needs a value")
+		seen[key] = number
+		props[key] = value
+	if props and librdkafka_check and (error := librdkafka_check(props)):
+		raise InvalidSetting("producer_properties", f"Producer Properties: {error}")
+
+
+def validate_catalog(rows: Iterable[CatalogRow], facts: DoctypeFacts, topic_prefix: str) -> None:
+	"""Doctypes exist and are submittable or built in; no duplicates; events apply; topics legal."""
+	seen: dict[str, int] = {}
+	for row in rows:
+		where = f"Event Catalog row {row.idx}"
+		doctype = row.document_type
+		if not doctype:
+			raise InvalidSetting("event_catalog", f"{where}: Document Type is required")
+		where = f"{where} ({doctype})"
+		if doctype in seen:
+			raise InvalidSetting(
+				"event_catalog",
+				f"{where}: {doctype} is already in row {seen[doctype]}; keep one row per doctype",
+			)
+		seen[doctype] = row.idx
+		if not facts.exists(doctype):
+			raise InvalidSetting("event_catalog", f"{where}: DocType {doctype} does not exist on this site")
+		builtin = doctype in c.BUILTIN_BY_DOCTYPE
+		if not builtin and not facts.is_submittable(doctype):
+			raise InvalidSetting(
+				"event_catalog",
+				f"{where}: {doctype} is not submittable; only submittable doctypes (and the built-in "
+				f"{', '.join(c.BUILTIN_BY_DOCTYPE)}) can be streamed",
+			)
+		spec = c.spec_for(doctype)
+		for kind, fieldname in c.Kind.CATALOG_FIELD.items():
+			if getattr(row, fieldname) and kind not in spec.kinds:
+				raise InvalidSetting(
+					"event_catalog", f"{where}: {_not_applicable(doctype, kind)}; untick {_label(fieldname)}"
+				)
+		if row.enabled and not any(row.streams(kind) for kind in spec.kinds):
+			raise InvalidSetting(
+				"event_catalog", f"{where}: tick at least one event, or untick Enabled to stop streaming it"
+			)
+		if row.topic:
+			validate_topic_name(row.topic, "event_catalog", f"{where} Topic")
+		if row.schema_version < 0:
+			raise InvalidSetting("event_catalog", f"{where}: Schema Version cannot be negative")
+		if row.masked_fields:
+			unknown = [f for f in row.masked_fields if f not in facts.fieldnames(doctype)]
+			if unknown:
+				raise InvalidSetting(
+					"event_catalog",
+					f"{where}: Fields to Mask lists {', '.join(unknown)}, which {doctype} does not have",
+				)
+	if topic_prefix:
+		validate_topic_prefix(topic_prefix)
+
+
+def _label(fieldname: str) -> str:
+	return {
+		"on_submit": "Submit",
+		"on_cancel": "Cancel",
+		"on_update_after_submit": "Update After Submit",
+		"on_change": "Status / Progress Change",
+	}[fieldname]
+
+
+def _not_applicable(doctype: str, kind: str) -> str:
+	if kind == c.Kind.CANCEL and doctype in ("GL Entry", "Stock Ledger Entry"):
+		return (
+			f"{doctype} has no cancel event: ERPNext flags cancelled ledger rows with SQL and posts "
+			"reversal rows, which stream as posted events with is_cancelled = 1"
+		)
+	return f"{doctype} has no {_label(c.Kind.CATALOG_FIELD[kind]).lower()} event"

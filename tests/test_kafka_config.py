@@ -1,0 +1,82 @@
+"""librdkafka configuration: the property table, precedence, and secret redaction."""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import tempfile
+from pathlib import Path
+
+import confluent_kafka
+
+from erpnext_streaming import kafka_properties as kp
+from erpnext_streaming.kafka_config import connection_config, producer_config, redacted
+from erpnext_streaming.settings import StreamingConfig
+
+
+def bundled_librdkafka_properties() -> dict[str, str]:
+	"""Property name -> C/P column, printed by the librdkafka that confluent-kafka ships."""
+	libs = glob.glob(
+		os.path.join(os.path.dirname(confluent_kafka.__file__), "..", "confluent_kafka.libs", "librdkafka*")
+	)
+	assert libs, "confluent-kafka wheel bundles librdkafka"
+	lib, libc = ctypes.CDLL(libs[0]), ctypes.CDLL("libc.so.6")
+	libc.fopen.restype = ctypes.c_void_p
+	with tempfile.TemporaryDirectory() as tmp:
+		out = Path(tmp) / "props.txt"
+		handle = libc.fopen(str(out).encode(), b"w")
+		lib.rd_kafka_conf_properties_show(ctypes.c_void_p(handle))
+		libc.fclose(ctypes.c_void_p(handle))
+		lines = out.read_text().splitlines()
+	table = {}
+	for line in lines:
+		parts = [p.strip() for p in line.split("|")]
+		if len(parts) >= 6 and parts[1] in ("*", "P", "C"):
+			table.setdefault(parts[0], parts[1])
+	return table
+
+
+def test_every_allowed_property_is_a_producer_property_of_the_bundled_librdkafka():
+	table = bundled_librdkafka_properties()
+	assert len(table) > 100
+	unknown = sorted(p for p in kp.PRODUCER_PROPERTIES if p not in table)
+	assert not unknown, unknown
+	consumer_only = sorted(p for p in kp.PRODUCER_PROPERTIES if table[p] == "C")
+	assert not consumer_only, consumer_only
+
+
+def test_delivery_defaults_are_idempotent_java_compatible_and_lz4():
+	conf = producer_config(StreamingConfig(bootstrap_servers="k:9092"))
+	assert conf["enable.idempotence"] == "true" and conf["acks"] == "all"
+	assert conf["partitioner"] == "murmur2_random" and conf["compression.type"] == "lz4"
+	assert {"linger.ms", "message.timeout.ms"} <= set(conf)
+
+
+def test_extra_properties_override_defaults_but_not_the_connection_fields():
+	config = StreamingConfig(
+		bootstrap_servers="k1:9092,k2:9092",
+		client_id="erp-prod",
+		producer_properties=(("compression.type", "zstd"), ("linger.ms", "100")),
+	)
+	conf = producer_config(config)
+	assert (conf["compression.type"], conf["linger.ms"]) == ("zstd", "100")
+	assert (conf["bootstrap.servers"], conf["client.id"]) == ("k1:9092,k2:9092", "erp-prod")
+
+
+def test_sasl_ssl_configuration_carries_mechanism_credentials_and_ca():
+	pem = "-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----\n"
+	config = StreamingConfig(bootstrap_servers="k:9093", security_protocol="SASL_SSL",
+		sasl_mechanism="SCRAM-SHA-512", sasl_username="svc", ssl_ca_certificate=pem)  # fmt: skip
+	conf = connection_config(config, sasl_password="s3cret")
+	assert conf == {
+		"bootstrap.servers": "k:9093", "client.id": "erpnext-streaming", "security.protocol": "SASL_SSL",
+		"sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "svc", "sasl.password": "s3cret", "ssl.ca.pem": pem,
+	}  # fmt: skip
+	assert redacted(conf)["sasl.password"] == "***"
+	assert "s3cret" not in repr(redacted(producer_config(config, "s3cret")))
+
+
+def test_plaintext_configuration_carries_no_sasl_or_tls():
+	conf = connection_config(StreamingConfig(bootstrap_servers="k:9092", sasl_username="ignored"), "pw")
+	assert set(conf) == {"bootstrap.servers", "client.id", "security.protocol"}

@@ -1,0 +1,100 @@
+"""The transactional outbox write: one INSERT per transaction, gapless per-company order."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import frappe
+import pymysql
+import pytest
+from frappe.standin import StandinDatabase
+
+from erpnext_streaming import outbox
+
+pytestmark = pytest.mark.integration
+
+
+def record(name: str, company: str) -> outbox.OutboxRecord:
+	return outbox.OutboxRecord(
+		event_id=f"id-{name}", event_type="posted", reference_doctype="GL Entry", reference_name=name,
+		company=company, event_time=datetime(2026, 11, 23, 9, 30), topic="erpnext.gl-entry",
+		message_key=company, schema_name="io.erpnext.streaming.GLEntry", schema_version=1,
+		schema_fingerprint="ab", payload=bytes([0, 1, 2, 255]),
+	)  # fmt: skip
+
+
+def rows():
+	return frappe.db.sql(
+		"SELECT name, company, company_sequence, reference_name, status, payload FROM `tabStreaming Event Log` ORDER BY name",
+		as_dict=True,
+	)
+
+
+def test_a_transaction_writes_its_events_in_buffer_order_with_per_company_sequences(site):
+	now = datetime(2026, 11, 23, 10, 0)
+	outbox.write(frappe.db, [record("a1", "A"), record("b1", "B"), record("a2", "A"), record("x1", "")], now)
+	frappe.db.commit()
+	outbox.write(frappe.db, [record("a3", "A"), record("b2", "B")], now)
+	frappe.db.commit()
+
+	got = rows()
+	assert [r.reference_name for r in got] == ["a1", "b1", "a2", "x1", "a3", "b2"]
+	assert [r.name for r in got] == sorted(r.name for r in got)
+	assert [(r.company, r.company_sequence) for r in got] == [
+		("A", 1), ("B", 1), ("A", 2), ("", 1), ("A", 3), ("B", 2)]  # fmt: skip
+	assert all(r.status == "Queued" for r in got)
+	assert outbox.decode_payload(got[0].payload) == bytes([0, 1, 2, 255])
+
+
+def test_rollback_leaves_no_rows_and_no_sequence_numbers_used(site):
+	now = datetime(2026, 11, 23, 10, 0)
+	outbox.write(frappe.db, [record("a1", "A")], now)
+	frappe.db.rollback()
+	outbox.write(frappe.db, [record("a2", "A")], now)
+	frappe.db.commit()
+	assert [(r.reference_name, r.company_sequence) for r in rows()] == [("a2", 1)]
+
+
+def _two_connections(mariadb):
+	params = {k: v for k, v in mariadb.items() if k != "tables"}
+	t1, t2 = StandinDatabase(**params), StandinDatabase(**params)
+	t2.sql("SET SESSION innodb_lock_wait_timeout = 1")
+	return t1, t2
+
+
+def test_a_second_transaction_of_the_same_company_waits_for_the_first_to_commit(site, mariadb):
+	"""T1 writes first and commits late; T2 cannot take a number until then, so for every
+	company, sequence order = name order = commit order."""
+	now = datetime(2026, 11, 23, 10, 0)
+	t1, t2 = _two_connections(mariadb)
+	try:
+		outbox.write(t1, [record("t1", "A")], now)  # holds company A's counter row
+		with pytest.raises(pymysql.err.OperationalError) as blocked:
+			outbox.write(t2, [record("t2", "A")], now)
+		assert blocked.value.args[0] == 1205  # lock wait timeout: T2 had to wait for T1
+		t2.rollback()
+		t1.commit()
+		outbox.write(t2, [record("t2", "A")], now)
+		t2.commit()
+	finally:
+		t1.close()
+		t2.close()
+	frappe.db.commit()  # a fresh snapshot for this connection
+	got = rows()
+	assert [(r.reference_name, r.company_sequence) for r in got] == [("t1", 1), ("t2", 2)]
+	assert got[0].name < got[1].name
+
+
+def test_transactions_of_other_companies_do_not_wait(site, mariadb):
+	now = datetime(2026, 11, 23, 10, 0)
+	t1, t2 = _two_connections(mariadb)
+	try:
+		outbox.write(t1, [record("a", "A")], now)
+		outbox.write(t2, [record("b", "B")], now)  # would raise 1205 if it had to wait
+		t2.commit()
+		t1.commit()
+	finally:
+		t1.close()
+		t2.close()
+	frappe.db.commit()
+	assert sorted((r.company, r.company_sequence) for r in rows()) == [("A", 1), ("B", 1)]
