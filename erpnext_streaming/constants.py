@@ -8,7 +8,7 @@ from Frappe so the hot path, the delivery core and the pytest suite can share it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
 APP_NAME = "erpnext_streaming"
@@ -85,15 +85,28 @@ class Trigger:
 	event_type: str
 
 
+class Coalesce:
+	"""How a transaction's change events of one document are reduced at commit."""
+
+	LAST = "last"  # only the last state (Sales Invoice status/outstanding)
+	PER_STATUS = "per_status"  # last state of each run of one status: no transition is lost
+
+
 @dataclass(frozen=True)
 class DoctypeSpec:
-	"""How a doctype streams: its triggers, default topic suffix and catalog description."""
+	"""How a doctype streams: its triggers, catalog description and change-event rules.
+
+	`state_fields` define a change (kind CHANGE) event: one is emitted only when their
+	values differ from the document's previous state (`get_doc_before_save()`, or the
+	state an earlier event of the same transaction carried); `coalesce` says how the
+	remaining change events of one document are reduced at commit.
+	"""
 
 	doctype: str
 	triggers: tuple[Trigger, ...]
 	description: str
-	default_kinds: tuple[str, ...] = field(default=())
-	has_company: bool = True
+	state_fields: tuple[str, ...] = ()
+	coalesce: str = Coalesce.LAST
 
 	@property
 	def kinds(self) -> tuple[str, ...]:
@@ -129,6 +142,8 @@ BUILTIN_SPECS: tuple[DoctypeSpec, ...] = (
 			"Invoice submitted, cancelled or updated after submit; status and outstanding "
 			"amount changes (payments, returns) as status_changed, last state per transaction."
 		),
+		state_fields=("status", "outstanding_amount"),
+		coalesce=Coalesce.LAST,
 	),
 	DoctypeSpec(
 		doctype="GL Entry",
@@ -158,6 +173,8 @@ BUILTIN_SPECS: tuple[DoctypeSpec, ...] = (
 			"Work order submitted or cancelled; progress (status, produced and transferred qty, "
 			"process loss) as progressed, last state per transaction, never dropping a status change."
 		),
+		state_fields=("status", "produced_qty", "material_transferred_for_manufacturing", "process_loss_qty"),
+		coalesce=Coalesce.PER_STATUS,
 	),
 	DoctypeSpec(
 		doctype="Job Card",
@@ -171,6 +188,8 @@ BUILTIN_SPECS: tuple[DoctypeSpec, ...] = (
 			"Job card submitted or cancelled; status and completed qty changes of drafts "
 			"(Open, Work In Progress, On Hold, Completed), correlated by work_order + operation."
 		),
+		state_fields=("status", "total_completed_qty"),
+		coalesce=Coalesce.PER_STATUS,
 	),
 )
 
@@ -178,15 +197,6 @@ BUILTIN_SPECS: tuple[DoctypeSpec, ...] = (
 GENERIC_TRIGGERS: tuple[Trigger, ...] = (SUBMITTED, CANCELLED, UPDATED_AFTER_SUBMIT)
 
 BUILTIN_BY_DOCTYPE: dict[str, DoctypeSpec] = {s.doctype: s for s in BUILTIN_SPECS}
-
-# doc_events methods the generic ("*") path listens to; built-ins also use on_change/on_update.
-HOOK_METHODS: tuple[str, ...] = (
-	"on_submit",
-	"on_cancel",
-	"on_update_after_submit",
-	"on_change",
-	"on_update",
-)
 
 
 def spec_for(doctype: str) -> DoctypeSpec:

@@ -6,9 +6,10 @@ from frappe import _
 from frappe.model.document import Document
 
 from erpnext_streaming import catalog, validation
+from erpnext_streaming.cluster import describe_cluster
 from erpnext_streaming.constants import default_topic
-from erpnext_streaming.kafka_config import librdkafka_check
-from erpnext_streaming.settings import CatalogRow
+from erpnext_streaming.kafka_config import connection_config, librdkafka_check
+from erpnext_streaming.settings import CatalogRow, StreamingConfig
 
 
 class StreamingSettings(Document):
@@ -136,3 +137,20 @@ class FrappeDoctypeFacts:
 		for table in meta.get_table_fields():
 			names |= {f"{table.fieldname}.{df.fieldname}" for df in frappe.get_meta(table.options).fields}
 		return names
+
+
+@frappe.whitelist()
+def test_connection() -> dict:
+	"""Cluster id, brokers and topics of the saved connection, or the exact librdkafka error.
+
+	System Manager only: it uses the stored SASL password. The result never contains
+	the configuration.
+	"""
+	frappe.only_for("System Manager")
+	settings = frappe.get_single("Streaming Settings")
+	conf = connection_config(
+		StreamingConfig.from_doc(settings), settings.get_password("sasl_password", raise_exception=False)
+	)
+	if not conf["bootstrap.servers"]:
+		return {"ok": False, "error": _("Bootstrap Servers is empty: enter host:port and save first")}
+	return describe_cluster(conf)

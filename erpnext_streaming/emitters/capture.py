@@ -1,0 +1,287 @@
+"""Capture document events into a per-transaction buffer, and turn it into outbox records.
+
+Framework-free: the doc_events glue (`emitters.handler`) passes the document, the route
+from the catalog, a clock and a `Codec`; the before_commit flush passes `frappe.db`.
+
+Why the flush reads the database (facts file, "ERPNext ledger behaviour", and issue 3):
+- Stock Ledger Entry valuation (qty_after_transaction, valuation_rate, stock_value,
+  stock_value_difference, incoming/outgoing rate) is computed after on_submit and
+  written with `db_update()`, which fires no hook. SLE events are therefore captured as a
+  snapshot and built at flush, completed from ONE query for all of the transaction's SLEs.
+- A rollback to a savepoint (`frappe.db.rollback(save_point=...)`, used by ERPNext's bulk
+  transactions and stock bin creation) runs no callback, so the buffer cannot see it.
+  The flush reconciles instead: one `SELECT name, modified` per buffered doctype drops
+  events whose row no longer exists or whose `modified` went back in time. Limit: a
+  rolled-back `db_set(..., update_modified=False)` leaves `modified` unchanged and is not
+  detected.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from erpnext_streaming import constants as c
+from erpnext_streaming.catalog import Route
+from erpnext_streaming.outbox import Database, OutboxRecord
+
+SLE = "Stock Ledger Entry"
+# written after on_submit by update_entries_after (erpnext/stock/stock_ledger.py)
+SLE_VALUATION_FIELDS = (
+	"qty_after_transaction",
+	"valuation_rate",
+	"stock_value",
+	"stock_value_difference",
+	"incoming_rate",
+	"outgoing_rate",
+	"stock_queue",
+)
+DEFERRED_DOCTYPES = frozenset({SLE})
+
+
+class Codec(Protocol):
+	"""Builds and encodes records; the Avro implementation is `emitters.codec.AvroCodec`."""
+
+	def build(self, doc: Any, route: Route) -> dict:
+		"""The document body (masked per route), from the in-memory document only."""
+		...
+
+	def envelope(self, doc: Any, route: Route, emitted_at: datetime) -> dict: ...
+
+	def encode(self, event: Captured) -> OutboxRecord:
+		"""Raises on a record the schema cannot encode; the flush turns that into a dead letter."""
+		...
+
+	def dead_letter(self, event: Captured, reason: str) -> OutboxRecord: ...
+
+
+@dataclass(slots=True)
+class Captured:
+	"""One buffered event."""
+
+	route: Route
+	doctype: str
+	name: str
+	company: str
+	modified: datetime | None
+	envelope: dict | None = None
+	document: dict | None = None  # None until built (deferred doctypes, or failed captures)
+	snapshot: dict | None = None  # deferred doctypes: the fields the builder reads
+	state: tuple | None = None  # change events: the values of the spec's state_fields
+	failure: str | None = None  # set when capture failed: becomes a dead letter
+
+	@property
+	def key(self) -> tuple[str, str]:
+		return (self.doctype, self.name)
+
+
+@dataclass
+class Buffer:
+	"""The events of one database transaction, in hook order (ledger rows before vouchers)."""
+
+	events: list[Captured] = field(default_factory=list)
+	known_state: dict[tuple[str, str], tuple] = field(default_factory=dict)
+	logged: set[str] = field(default_factory=set)
+
+	def __len__(self) -> int:
+		return len(self.events)
+
+
+def _get(doc: Any, fieldname: str) -> Any:
+	getter = getattr(doc, "get", None)
+	return getter(fieldname) if callable(getter) else getattr(doc, fieldname, None)
+
+
+def as_datetime(value: Any) -> datetime | None:
+	if value is None or value == "" or isinstance(value, datetime):
+		return value or None
+	try:
+		return datetime.fromisoformat(str(value))
+	except ValueError:
+		return None
+
+
+def _norm(value: Any) -> Any:
+	"""Compare states across float (in memory), Decimal (from SQL) and str (from forms)."""
+	if isinstance(value, bool) or value is None:
+		return value
+	if isinstance(value, int | float | Decimal):
+		return round(float(value), 9)
+	try:
+		return round(float(value), 9) if isinstance(value, str) and value.strip() else value
+	except ValueError:
+		return value
+
+
+def state_of(doc: Any, fields: Sequence[str]) -> tuple | None:
+	if doc is None:
+		return None
+	return tuple(_norm(_get(doc, f)) for f in fields)
+
+
+def _previous_state(doc: Any, fields: Sequence[str]) -> tuple | None:
+	getter = getattr(doc, "get_doc_before_save", None)
+	return state_of(getter() if callable(getter) else None, fields)
+
+
+def capture(buffer: Buffer, doc: Any, route: Route, now: datetime, codec: Codec) -> Captured | None:
+	"""Buffer one event for `doc`; returns it, or None when a change event changed nothing.
+
+	May raise (a builder refusing the document); the glue turns that into `capture_failed`.
+	"""
+	spec = c.spec_for(route.doctype)
+	event = Captured(
+		route=route,
+		doctype=route.doctype,
+		name=str(_get(doc, "name") or ""),
+		company=str(_get(doc, "company") or ""),
+		modified=as_datetime(_get(doc, "modified")),
+	)
+	if spec.state_fields:
+		event.state = state_of(doc, spec.state_fields)
+		if route.kind == c.Kind.CHANGE:
+			previous = buffer.known_state.get(event.key) or _previous_state(doc, spec.state_fields)
+			if previous == event.state:
+				return None
+		buffer.known_state[event.key] = event.state
+	event.envelope = codec.envelope(doc, route, now)
+	if route.doctype in DEFERRED_DOCTYPES:
+		event.snapshot = _snapshot(doc)
+	else:
+		event.document = codec.build(doc, route)
+	buffer.events.append(event)
+	return event
+
+
+def capture_failed(buffer: Buffer, doc: Any, route: Route | None, method: str, reason: str) -> Captured:
+	"""Record an event whose capture raised: it becomes a dead letter with the reason."""
+	doctype = str(_get(doc, "doctype") or "")
+	event = Captured(
+		route=route
+		or Route(doctype, method, "", method, "", 0, frozenset(), ""),  # no route: the catalog itself failed
+		doctype=doctype,
+		name=str(_get(doc, "name") or ""),
+		company=str(_get(doc, "company") or ""),
+		modified=as_datetime(_get(doc, "modified")),
+		failure=reason,
+	)
+	buffer.events.append(event)
+	return event
+
+
+def _snapshot(doc: Any) -> dict:
+	as_dict = getattr(doc, "as_dict", None)
+	if callable(as_dict):
+		return dict(as_dict())
+	return dict(doc) if isinstance(doc, dict) else dict(vars(doc))
+
+
+# -- flush ---------------------------------------------------------------------------------
+
+
+def coalesce(events: Iterable[Captured]) -> list[Captured]:
+	"""Reduce each document's change events per its spec; everything else keeps its place.
+
+	Coalesce.LAST keeps the last change event of a document; Coalesce.PER_STATUS keeps the
+	last event of each run of one status (`state[0]`), so no status transition is lost.
+	"""
+	events = list(events)
+	drop: set[int] = set()
+	last_of: dict[tuple[str, str], int] = {}
+	for index, event in enumerate(events):
+		if event.failure or event.route.kind != c.Kind.CHANGE:
+			continue
+		previous = last_of.get(event.key)
+		if previous is not None:
+			mode = c.spec_for(event.doctype).coalesce
+			same_run = events[previous].state and event.state and events[previous].state[0] == event.state[0]
+			if mode == c.Coalesce.LAST or same_run:
+				drop.add(previous)
+		last_of[event.key] = index
+	return [e for i, e in enumerate(events) if i not in drop]
+
+
+def _rows_by_name(
+	db: Database, doctype: str, names: Sequence[str], columns: Sequence[str]
+) -> dict[str, dict]:
+	if not names:
+		return {}
+	cols = ", ".join(f"`{col}`" for col in ("name", "modified", *columns))
+	rows = db.sql(
+		f"SELECT {cols} FROM `tab{doctype}` WHERE `name` IN ({', '.join(['%s'] * len(names))})",
+		list(names),
+		as_dict=True,
+	)
+	return {row["name"]: row for row in rows}
+
+
+def reconcile(db: Database, events: list[Captured]) -> list[Captured]:
+	"""Drop events of rows rolled back to a savepoint; complete deferred SLE snapshots.
+
+	One query per doctype in the buffer (the SLE query also carries the valuation).
+	"""
+	names: dict[str, list[str]] = defaultdict(list)
+	for event in events:
+		if not event.failure and event.name:
+			names[event.doctype].append(event.name)
+	current = {
+		doctype: _rows_by_name(
+			db, doctype, list(dict.fromkeys(batch)), SLE_VALUATION_FIELDS if doctype == SLE else ()
+		)
+		for doctype, batch in names.items()
+	}
+	kept = []
+	for event in events:
+		if event.failure:
+			kept.append(event)
+			continue
+		row = current.get(event.doctype, {}).get(event.name)
+		if row is None:
+			continue  # the row is gone: rolled back to a savepoint, or deleted in this transaction
+		stored = as_datetime(row.get("modified"))
+		if event.modified and stored and stored < event.modified:
+			continue  # the change was rolled back to a savepoint
+		if event.snapshot is not None:
+			event.snapshot.update({f: row[f] for f in SLE_VALUATION_FIELDS if f in row})
+		kept.append(event)
+	return kept
+
+
+def flush(
+	buffer: Buffer, db: Database, codec: Codec, on_error: Callable[[Captured, Exception], None] | None = None
+) -> list[OutboxRecord]:
+	"""The transaction's outbox records, in buffer order. Never raises for one bad event:
+	an event that cannot be built or encoded becomes a dead-letter record with the reason."""
+	events = reconcile(db, coalesce(buffer.events))
+	records = []
+	for event in events:
+		if event.failure:
+			records.append(codec.dead_letter(event, event.failure))
+			continue
+		try:
+			if event.document is None and event.snapshot is not None:
+				event.document = codec.build(_Snapshot(event.snapshot), event.route)
+			records.append(codec.encode(event))
+		except Exception as e:
+			if on_error:
+				on_error(event, e)
+			records.append(codec.dead_letter(event, describe_error(e)))
+	return records
+
+
+def describe_error(error: Exception) -> str:
+	return f"{type(error).__name__}: {error}"
+
+
+class _Snapshot(dict):
+	"""A completed snapshot read like a document (attribute and .get access)."""
+
+	def __getattr__(self, key: str) -> Any:
+		try:
+			return self[key]
+		except KeyError:
+			raise AttributeError(key) from None

@@ -1,0 +1,116 @@
+"""doc_events entry points (Frappe glue). Tiny by design: check flags, ask the cached
+catalog, capture into the transaction's buffer, return.
+
+The buffer lives on `frappe.local` (not `frappe.flags`, which test cleanup replaces) and
+is registered once per transaction, like `frappe.realtime`'s `_realtime_log`: flushed by
+`frappe.db.before_commit` into the outbox (inside the transaction), dropped by
+`frappe.db.after_rollback` (Frappe's Webhook registers no after_rollback: we do).
+`commit()` resets after_rollback and `rollback()` resets before/after_commit, so the two
+callbacks never outlive their transaction; both delete the buffer, and the next event
+registers them again. Long jobs that commit many times flush per commit.
+
+Nothing here may raise into the user's save (facts file, "Document events"): every
+failure is caught, logged once per transaction, and kept as a dead-letter event.
+"""
+
+from __future__ import annotations
+
+import frappe
+from frappe.utils import now_datetime
+
+from erpnext_streaming import outbox
+from erpnext_streaming.catalog import get_catalog
+from erpnext_streaming.constants import BUILTIN_BY_DOCTYPE
+from erpnext_streaming.emitters import capture
+
+BUFFER_ATTR = "_erpnext_streaming_buffer"
+LOGGER = "erpnext_streaming"
+
+
+def handle(doc, method, *args, **kwargs):
+	"""Handler of the five built-in doctypes' events (hooks.py)."""
+	route = None
+	try:
+		flags = frappe.local.flags
+		if flags.in_install or flags.in_migrate or flags.in_patch or flags.in_uninstall:
+			return
+		catalog = get_catalog()
+		if not catalog.enabled or (flags.in_import and not catalog.stream_data_import):
+			return
+		route = catalog.route(doc.doctype, method)
+		if route is None:
+			return
+		from erpnext_streaming.emitters.codec import get_codec
+
+		capture.capture(get_buffer(), doc, route, now_datetime(), get_codec())
+	except Exception as e:
+		_capture_failed(doc, route, method, e)
+
+
+def handle_generic(doc, method, *args, **kwargs):
+	"""Handler for submittable doctypes an admin adds to the catalog ("*" in hooks.py)."""
+	if doc.doctype in BUILTIN_BY_DOCTYPE:
+		return  # the built-in handler has it
+	handle(doc, method, *args, **kwargs)
+
+
+def get_buffer() -> capture.Buffer:
+	buffer = getattr(frappe.local, BUFFER_ATTR, None)
+	if buffer is None:
+		buffer = capture.Buffer()
+		setattr(frappe.local, BUFFER_ATTR, buffer)
+		frappe.db.before_commit.add(flush)
+		frappe.db.after_rollback.add(clear)
+	return buffer
+
+
+def clear():
+	if hasattr(frappe.local, BUFFER_ATTR):
+		delattr(frappe.local, BUFFER_ATTR)
+
+
+def flush():
+	"""before_commit: write the transaction's events to the outbox, then wake the drainer.
+
+	Runs inside the user's transaction. Never raises: if the outbox write fails the
+	commit still goes ahead (the ERP must not break) and the failure is written to
+	Error Log in the same transaction.
+	"""
+	buffer = getattr(frappe.local, BUFFER_ATTR, None)
+	clear()
+	if not buffer:
+		return
+	try:
+		from erpnext_streaming.emitters.codec import get_codec
+
+		records = capture.flush(
+			buffer, frappe.db, get_codec(), on_error=lambda e, err: _log_once(buffer, e, err)
+		)
+		if not records:
+			return
+		outbox.write(frappe.db, records, now_datetime())
+		from erpnext_streaming.delivery import wake
+
+		frappe.db.after_commit.add(wake.after_commit)
+	except Exception:
+		frappe.log_error(title="erpnext_streaming: events of this transaction were not written to the outbox")
+
+
+def _capture_failed(doc, route, method, error):
+	try:
+		buffer = get_buffer()
+		event = capture.capture_failed(buffer, doc, route, method, capture.describe_error(error))
+		_log_once(buffer, event, error)
+	except Exception:
+		pass  # the last line of defence: never raise into the user's save
+
+
+def _log_once(buffer: capture.Buffer, event: capture.Captured, error: Exception) -> None:
+	key = f"{event.doctype}:{type(error).__name__}"
+	if key in buffer.logged:
+		return
+	buffer.logged.add(key)
+	frappe.logger(LOGGER).warning(
+		f"{event.doctype} {event.name} ({event.route.method}): {capture.describe_error(error)}; "
+		"kept as a dead letter in Streaming Event Log"
+	)

@@ -1,0 +1,60 @@
+"""Streaming Event Log retention on a real bench (twin of tests/test_event_log_retention.py)."""
+
+from datetime import timedelta
+
+import frappe
+from frappe.tests.utils import FrappeTestCase
+from frappe.utils import now_datetime
+
+from erpnext_streaming import outbox
+from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, Status
+
+
+def record(name):
+	return outbox.OutboxRecord(
+		event_id=f"retention-{name}",
+		event_type="submitted",
+		reference_doctype="Sales Invoice",
+		reference_name=name,
+		company="_Test Company",
+		event_time=None,
+		topic="erpnext.sales-invoice",
+		message_key="_Test Company",
+		schema_name="io.erpnext.streaming.SalesInvoiceEvent",
+		schema_version=1,
+		schema_fingerprint="00",
+		payload=b"\x00",
+	)
+
+
+class TestStreamingEventLogRetention(FrappeTestCase):
+	def tearDown(self):
+		frappe.db.rollback()
+
+	def test_clear_old_logs_deletes_old_sent_rows_and_keeps_dead_letters(self):
+		now = now_datetime()
+		outbox.write(frappe.db, [record(f"RET-{i}") for i in range(4)], now)
+		rows = frappe.get_all(
+			EVENT_LOG_DOCTYPE,
+			filters={"event_id": ("like", "retention-%")},
+			pluck="name",
+			order_by="name asc",
+		)
+		old = now - timedelta(days=40)
+		for name, status in zip(rows, (Status.SENT, Status.DEAD, Status.FAILED, Status.SENT), strict=True):
+			frappe.db.set_value(EVENT_LOG_DOCTYPE, name, {"status": status}, update_modified=False)
+		for name in rows[:3]:
+			frappe.db.set_value(EVENT_LOG_DOCTYPE, name, "modified", old, update_modified=False)
+
+		frappe.get_doc("Log Settings").register_doctype(EVENT_LOG_DOCTYPE, 30)
+		frappe.get_attr(
+			"erpnext_streaming.erpnext_streaming.doctype.streaming_event_log.streaming_event_log.StreamingEventLog"
+		).clear_old_logs(days=30)
+
+		left = frappe.get_all(
+			EVENT_LOG_DOCTYPE, filters={"event_id": ("like", "retention-%")}, fields=["name", "status"]
+		)
+		self.assertEqual(
+			sorted((r.name, r.status) for r in left),
+			sorted([(rows[1], Status.DEAD), (rows[2], Status.FAILED), (rows[3], Status.SENT)]),
+		)

@@ -1,0 +1,136 @@
+"""Streaming Settings on a real bench: validation messages, catalog seeding, cache, permissions.
+
+Twins of tests/test_settings_validation.py and tests/test_catalog.py (pytest, stand-in).
+Run: bench --site SITE run-tests --app erpnext_streaming --module
+erpnext_streaming.tests.test_streaming_settings
+"""
+
+import frappe
+from frappe.tests.utils import FrappeTestCase
+
+from erpnext_streaming import catalog, install
+from erpnext_streaming.constants import BUILTIN_BY_DOCTYPE, SETTINGS_DOCTYPE
+
+SETTINGS_MODULE = "erpnext_streaming.erpnext_streaming.doctype.streaming_settings.streaming_settings"
+
+
+def fresh_settings(**values):
+	doc = frappe.get_single(SETTINGS_DOCTYPE)
+	doc.update(values)
+	return doc
+
+
+class TestStreamingSettingsValidation(FrappeTestCase):
+	def tearDown(self):
+		frappe.db.rollback()
+
+	def assert_rejected(self, says: str, **values):
+		with self.assertRaises(frappe.ValidationError) as caught:
+			fresh_settings(**values).save()
+		self.assertIn(says, str(caught.exception))
+
+	def test_enabled_needs_bootstrap_servers(self):
+		self.assert_rejected("Bootstrap Servers is required", enabled=1, bootstrap_servers="")
+
+	def test_bootstrap_list_must_be_host_port(self):
+		self.assert_rejected("Bootstrap Servers: 'kafka' is not host:port", bootstrap_servers="kafka")
+
+	def test_dead_letter_topic_follows_kafka_rules(self):
+		self.assert_rejected("Dead Letter Topic: topic name 'dead letters'", dead_letter_topic="dead letters")
+
+	def test_topic_prefix_follows_kafka_rules(self):
+		self.assert_rejected("Topic Prefix: 'erp/next'", topic_prefix="erp/next")
+
+	def test_sasl_needs_mechanism_username_and_password(self):
+		self.assert_rejected("SASL Mechanism", security_protocol="SASL_SSL", sasl_mechanism="")
+		self.assert_rejected(
+			"SASL Username is required",
+			security_protocol="SASL_SSL",
+			sasl_mechanism="PLAIN",
+			sasl_username="",
+		)
+
+	def test_unknown_and_owned_producer_properties_are_refused(self):
+		doc = fresh_settings()
+		doc.append("producer_properties", {"property": "lingerms", "value": "5"})
+		with self.assertRaises(frappe.ValidationError) as caught:
+			doc.save()
+		self.assertIn("'lingerms' is not a librdkafka producer property", str(caught.exception))
+		doc = fresh_settings()
+		doc.set("producer_properties", [{"property": "bootstrap.servers", "value": "x:1"}])
+		with self.assertRaises(frappe.ValidationError) as caught:
+			doc.save()
+		self.assertIn("Bootstrap Servers field", str(caught.exception))
+
+	def test_catalog_refuses_duplicates_and_non_submittable_doctypes(self):
+		doc = fresh_settings()
+		doc.set("event_catalog", [])
+		doc.append("event_catalog", {"document_type": "ToDo", "enabled": 1, "on_submit": 1})
+		with self.assertRaises(frappe.ValidationError) as caught:
+			doc.save()
+		self.assertIn("ToDo is not submittable", str(caught.exception))
+
+	def test_valid_settings_save_and_describe_each_catalog_row(self):
+		doc = fresh_settings(bootstrap_servers="kafka-1:9092,kafka-2:9092", topic_prefix="erp")
+		doc.set("producer_properties", [{"property": "linger.ms", "value": "5"}])
+		doc.save()
+		for row in doc.event_catalog:
+			self.assertIn("Topic: ", row.description)
+
+
+class TestCatalogSeedingAndCache(FrappeTestCase):
+	def tearDown(self):
+		frappe.db.rollback()
+
+	def test_builtin_doctypes_present_on_the_site_are_seeded_once(self):
+		doc = fresh_settings()
+		doc.set("event_catalog", [])
+		doc.seeded_doctypes = ""
+		doc.save()
+		install.seed_catalog()
+		installed = [d for d in BUILTIN_BY_DOCTYPE if frappe.db.exists("DocType", d)]
+		rows = [r.document_type for r in frappe.get_single(SETTINGS_DOCTYPE).event_catalog]
+		self.assertEqual(rows, installed)
+		# an admin deletes a row: the next migrate does not add it back
+		doc = frappe.get_single(SETTINGS_DOCTYPE)
+		doc.set("event_catalog", doc.event_catalog[1:])
+		doc.save()
+		install.seed_catalog()
+		self.assertEqual(
+			[r.document_type for r in frappe.get_single(SETTINGS_DOCTYPE).event_catalog], installed[1:]
+		)
+
+	def test_saving_settings_clears_the_cached_catalog(self):
+		doc = fresh_settings(enabled=1, bootstrap_servers="kafka:9092", topic_prefix="before")
+		doc.set("event_catalog", [{"document_type": "Sales Invoice", "enabled": 1, "on_submit": 1}])
+		doc.save()
+		self.assertEqual(
+			catalog.get_catalog().route("Sales Invoice", "on_submit").topic, "before.sales-invoice"
+		)
+		doc.topic_prefix = "after"
+		doc.save()  # on_update clears the cache
+		self.assertEqual(
+			catalog.get_catalog().route("Sales Invoice", "on_submit").topic, "after.sales-invoice"
+		)
+
+
+class TestTestConnectionPermissions(FrappeTestCase):
+	def tearDown(self):
+		frappe.set_user("Administrator")
+
+	def test_guest_and_non_managers_are_refused(self):
+		test_connection = frappe.get_attr(f"{SETTINGS_MODULE}.test_connection")
+		user = "streaming-accounts-user@example.com"
+		if not frappe.db.exists("User", user):
+			frappe.get_doc(
+				{"doctype": "User", "email": user, "first_name": "Accounts", "send_welcome_email": 0}
+			).insert(ignore_permissions=True)
+		for who in ("Guest", user):
+			frappe.set_user(who)
+			with self.assertRaises(frappe.PermissionError):
+				test_connection()
+
+	def test_system_manager_gets_an_answer_not_an_exception(self):
+		frappe.set_user("Administrator")
+		result = frappe.get_attr(f"{SETTINGS_MODULE}.test_connection")()
+		self.assertIn("ok", result)
