@@ -151,7 +151,21 @@ def write(db: Database, records: Sequence[OutboxRecord], now: datetime, user: st
 				truncate_error(record.last_error),
 			)
 		)
-	db.sql(_INSERT_HEAD + ", ".join([_ROW] * len(records)), values)
+	try:
+		db.sql(_INSERT_HEAD + ", ".join([_ROW] * len(records)), values)
+	except Exception:
+		# give the numbers back (we still hold the counter rows' locks), so a failed
+		# write leaves no gap in any company's sequence; then let the caller decide
+		release_sequences(db, records)
+		raise
+
+
+def release_sequences(db: Database, records: Sequence[OutboxRecord]) -> None:
+	for name, count in sorted(Counter(bucket(r.company) for r in records).items()):
+		db.sql(
+			f"UPDATE `{SEQUENCE_TABLE}` SET `last_sequence` = `last_sequence` - %s WHERE `name` = %s",
+			(count, name),
+		)
 
 
 def truncate_error(text: str | None) -> str:

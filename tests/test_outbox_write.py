@@ -98,3 +98,16 @@ def test_transactions_of_other_companies_do_not_wait(site, mariadb):
 		t2.close()
 	frappe.db.commit()
 	assert sorted((r.company, r.company_sequence) for r in rows()) == [("A", 1), ("B", 1)]
+
+
+def test_a_failed_insert_gives_its_sequence_numbers_back(site):
+	now = datetime(2026, 11, 23, 10, 0)
+	outbox.write(frappe.db, [record("a1", "A")], now)
+	frappe.db.commit()
+	broken = record("a2", "A")
+	broken.event_type = "x" * 200  # longer than varchar(140): MariaDB refuses the row (strict mode)
+	with pytest.raises(pymysql.err.DataError):
+		outbox.write(frappe.db, [broken], now)
+	outbox.write(frappe.db, [record("a3", "A")], now)  # the same transaction goes on
+	frappe.db.commit()
+	assert [(r.reference_name, r.company_sequence) for r in rows()] == [("a1", 1), ("a3", 2)]
