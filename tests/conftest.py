@@ -26,6 +26,7 @@ assert getattr(frappe, "IS_STANDIN", False), "the real Frappe is importable; run
 
 from frappe import standin
 from harness import schema, services
+from harness.erpnext_tables import ERPNEXT_TABLES
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +54,7 @@ def mariadb():
 		params = {**server, "database": name}
 		conn = pymysql.connect(autocommit=True, **params)
 		with conn.cursor() as cur:
-			tables = schema.create_app_tables(cur)
+			tables = schema.create_app_tables(cur, ERPNEXT_TABLES)
 		conn.close()
 		try:
 			yield {**params, "tables": tables}

@@ -144,10 +144,11 @@ def create_table_sql(doctype: dict) -> list[str]:
 	return statements
 
 
-def create_app_tables(cursor) -> list[str]:
-	"""Create every non-single doctype table of the app plus tabSingles; returns table names."""
+def create_app_tables(cursor, extra_doctypes: tuple[dict, ...] = ()) -> list[str]:
+	"""Create every non-single doctype table of the app (and `extra_doctypes`, e.g. the
+	ERPNext subset in harness/erpnext_tables.py) plus tabSingles; returns table names."""
 	created = []
-	for doctype in doctype_jsons().values():
+	for doctype in (*doctype_jsons().values(), *extra_doctypes):
 		for statement in create_table_sql(doctype):
 			cursor.execute(statement)
 		if not doctype.get("issingle"):

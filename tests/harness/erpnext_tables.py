@@ -1,0 +1,98 @@
+"""Minimal ERPNext v15 tables for the capture tests (our own subset, real fieldnames).
+
+The flush reads a few columns of the streamed doctypes (name, modified, SLE valuation),
+so the test database needs those tables. These definitions are written for the tests
+from ERPNext v15's doctype JSONs (fieldnames and fieldtypes as ERPNext declares them);
+they are not copies of them and hold only the columns the app or its tests touch.
+"""
+
+from __future__ import annotations
+
+
+def _doctype(name: str, fields: list[tuple[str, str]], **extra) -> dict:
+	return {
+		"name": name,
+		"fields": [{"fieldname": f, "fieldtype": t} for f, t in fields],
+		"engine": "InnoDB",
+		**extra,
+	}
+
+
+SALES_INVOICE = _doctype(
+	"Sales Invoice",
+	[
+		("customer", "Link"),
+		("company", "Link"),
+		("posting_date", "Date"),
+		("posting_time", "Time"),
+		("currency", "Link"),
+		("grand_total", "Currency"),
+		("outstanding_amount", "Currency"),
+		("status", "Select"),
+		("is_return", "Check"),
+	],
+	is_submittable=1,
+)
+GL_ENTRY = _doctype(
+	"GL Entry",
+	[
+		("posting_date", "Date"),
+		("account", "Link"),
+		("debit", "Currency"),
+		("credit", "Currency"),
+		("voucher_type", "Link"),
+		("voucher_no", "Dynamic Link"),
+		("company", "Link"),
+		("is_cancelled", "Check"),
+	],
+)
+STOCK_LEDGER_ENTRY = _doctype(
+	"Stock Ledger Entry",
+	[
+		("item_code", "Link"),
+		("warehouse", "Link"),
+		("posting_date", "Date"),
+		("posting_time", "Time"),
+		("posting_datetime", "Datetime"),
+		("voucher_type", "Link"),
+		("voucher_no", "Dynamic Link"),
+		("voucher_detail_no", "Data"),
+		("actual_qty", "Float"),
+		("incoming_rate", "Currency"),
+		("outgoing_rate", "Currency"),
+		("qty_after_transaction", "Float"),
+		("valuation_rate", "Currency"),
+		("stock_value", "Currency"),
+		("stock_value_difference", "Currency"),
+		("stock_queue", "Long Text"),
+		("company", "Link"),
+		("is_cancelled", "Check"),
+	],
+)
+WORK_ORDER = _doctype(
+	"Work Order",
+	[
+		("status", "Select"),
+		("production_item", "Link"),
+		("company", "Link"),
+		("qty", "Float"),
+		("produced_qty", "Float"),
+		("material_transferred_for_manufacturing", "Float"),
+		("process_loss_qty", "Float"),
+	],
+	is_submittable=1,
+)
+JOB_CARD = _doctype(
+	"Job Card",
+	[
+		("work_order", "Link"),
+		("operation", "Link"),
+		("company", "Link"),
+		("status", "Select"),
+		("for_quantity", "Float"),
+		("total_completed_qty", "Float"),
+	],
+	is_submittable=1,
+)
+
+ERPNEXT_TABLES = (SALES_INVOICE, GL_ENTRY, STOCK_LEDGER_ENTRY, WORK_ORDER, JOB_CARD)

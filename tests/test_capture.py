@@ -1,0 +1,269 @@
+"""Capture rules: change detection, per-transaction coalescing, SLE completion, savepoints.
+
+The codec here records what the capture core asks of it (the Avro codec has its own
+round-trip tests); the database is the real MariaDB with ERPNext's columns.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import frappe
+import pytest
+
+from erpnext_streaming import catalog
+from erpnext_streaming.constants import Status
+from erpnext_streaming.emitters import capture
+from erpnext_streaming.outbox import OutboxRecord
+from erpnext_streaming.settings import StreamingConfig
+
+T0 = datetime(2026, 11, 23, 9, 0, 0, 123456)
+CATALOG = catalog.Catalog.from_config(
+	StreamingConfig.from_doc({"enabled": 1, "event_catalog": catalog.default_catalog_rows()})
+)
+
+
+class Doc(dict):
+	"""A document as doc_events handlers see it: attributes, .get(), the state before save."""
+
+	def __init__(self, doctype: str, before: dict | None = None, **values):
+		super().__init__(doctype=doctype, **values)
+		self._before = Doc(doctype, **before) if before is not None else None
+
+	def __getattr__(self, key):
+		return self.get(key)
+
+	def get_doc_before_save(self):
+		return self._before
+
+	def as_dict(self):
+		return dict(self)
+
+
+class RecordingCodec:
+	def __init__(self, fail_on: set[str] = frozenset()):
+		self.fail_on = fail_on
+
+	def build(self, doc, route):
+		if doc.get("name") in self.fail_on:
+			raise ValueError(f"cannot build {doc.get('name')}")
+		return {k: v for k, v in doc.items() if not k.startswith("_")}
+
+	def envelope(self, doc, route, emitted_at):
+		return {"event_type": route.event_type, "emitted_at": emitted_at}
+
+	def encode(self, event):
+		body = json.dumps({"envelope": event.envelope, "document": event.document}, default=str).encode()
+		return self._record(event, body, Status.QUEUED, "")
+
+	def dead_letter(self, event, reason):
+		return self._record(event, b"{}", Status.DEAD, reason)
+
+	def _record(self, event, payload, status, error):
+		return OutboxRecord(
+			event_id=f"{event.doctype}:{event.name}:{event.route.event_type}",
+			event_type=event.route.event_type, reference_doctype=event.doctype, reference_name=event.name,
+			company=event.company, event_time=None, topic=event.route.topic, message_key=event.company,
+			schema_name="test", schema_version=1, schema_fingerprint="", payload=payload, status=status,
+			last_error=error,
+		)  # fmt: skip
+
+
+def take(buffer, doc, method, codec=None, now=T0):
+	return capture.capture(buffer, doc, CATALOG.route(doc["doctype"], method), now, codec or RecordingCodec())
+
+
+def kinds(events):
+	return [(e.doctype, e.name, e.route.event_type, e.state) for e in events]
+
+
+# -- change detection and coalescing (no database) ------------------------------------------
+
+
+def test_on_change_right_after_submit_carries_no_new_state_and_is_skipped():
+	buffer = capture.Buffer()
+	invoice = Doc("Sales Invoice", name="SINV-1", company="A", status="Unpaid", outstanding_amount=100.0)
+	take(buffer, invoice, "on_submit")
+	assert take(buffer, invoice, "on_change") is None
+	assert kinds(buffer.events) == [("Sales Invoice", "SINV-1", "submitted", ("Unpaid", 100.0))]
+
+
+def test_db_set_status_change_is_detected_against_the_state_before_save():
+	buffer = capture.Buffer()
+	before = {"status": "Unpaid", "outstanding_amount": 100.0}
+	same = Doc(
+		"Sales Invoice", before=before, name="SINV-1", company="A", status="Unpaid", outstanding_amount=100
+	)
+	assert take(buffer, same, "on_change") is None  # 100 == 100.0: no change
+	paid = Doc(
+		"Sales Invoice", before=before, name="SINV-1", company="A", status="Paid", outstanding_amount=0
+	)
+	assert take(buffer, paid, "on_change").route.event_type == "status_changed"
+
+
+def test_sales_invoice_status_events_keep_only_the_last_state_of_the_transaction():
+	buffer = capture.Buffer()
+	for status, outstanding in (("Partly Paid", 60.0), ("Partly Paid", 20.0), ("Paid", 0.0)):
+		doc = Doc("Sales Invoice", name="SINV-1", company="A", status=status, outstanding_amount=outstanding)
+		take(buffer, doc, "on_change")
+	assert [e.state for e in capture.coalesce(buffer.events)] == [("Paid", 0.0)]
+
+
+def test_work_order_progress_keeps_the_last_state_of_each_status_so_no_transition_is_lost():
+	buffer = capture.Buffer()
+	states = [("In Process", 2), ("In Process", 5), ("Completed", 10), ("Completed", 10), ("Stopped", 10)]
+	for status, produced in states:
+		doc = Doc("Work Order", name="WO-1", company="A", status=status, produced_qty=produced,
+			material_transferred_for_manufacturing=10, process_loss_qty=0)  # fmt: skip
+		take(buffer, doc, "on_change")
+	kept = capture.coalesce(buffer.events)
+	assert [(e.state[0], e.state[1]) for e in kept] == [
+		("In Process", 5.0),
+		("Completed", 10.0),
+		("Stopped", 10.0),
+	]
+	assert {e.route.event_type for e in kept} == {"progressed"}
+
+
+def test_job_card_emits_only_when_status_or_completed_qty_changed():
+	buffer = capture.Buffer()
+	before = {"status": "Open", "total_completed_qty": 0}
+	jc = dict(name="JC-1", company="A", work_order="WO-1", operation="Cutting")
+	take(buffer, Doc("Job Card", before=before, status="Open", total_completed_qty=0, **jc), "on_update")
+	take(
+		buffer,
+		Doc("Job Card", before=before, status="Work In Progress", total_completed_qty=0, **jc),
+		"on_update",
+	)
+	take(buffer, Doc("Job Card", status="Work In Progress", total_completed_qty=0, **jc), "on_change")  # same
+	take(buffer, Doc("Job Card", status="Completed", total_completed_qty=5, **jc), "on_update")
+	assert [e.state for e in capture.coalesce(buffer.events)] == [
+		("Work In Progress", 0.0),
+		("Completed", 5.0),
+	]
+
+
+def test_coalescing_keeps_ledger_rows_before_their_voucher_in_hook_order():
+	buffer = capture.Buffer()
+	take(buffer, Doc("Stock Ledger Entry", name="SLE-1", company="A"), "on_submit")
+	take(buffer, Doc("GL Entry", name="GLE-1", company="A"), "on_submit")
+	take(buffer, Doc("GL Entry", name="GLE-2", company="A"), "on_submit")
+	take(
+		buffer,
+		Doc("Sales Invoice", name="SINV-1", company="A", status="Unpaid", outstanding_amount=1),
+		"on_submit",
+	)
+	names = [e.name for e in capture.coalesce(buffer.events)]
+	assert names == ["SLE-1", "GLE-1", "GLE-2", "SINV-1"]
+
+
+def test_a_failed_capture_is_buffered_as_a_dead_letter_with_its_reason():
+	buffer = capture.Buffer()
+	doc = Doc("Sales Invoice", name="SINV-9", company="A", status="Unpaid", outstanding_amount=1)
+	with pytest.raises(ValueError):
+		take(buffer, doc, "on_submit", codec=RecordingCodec(fail_on={"SINV-9"}))
+	event = capture.capture_failed(
+		buffer, doc, CATALOG.route("Sales Invoice", "on_submit"), "on_submit", "boom"
+	)
+	assert (event.failure, event.company, buffer.events) == ("boom", "A", [event])
+
+
+# -- flush against the database -----------------------------------------------------------------
+
+
+class CountingDb:
+	def __init__(self, db):
+		self.db, self.queries = db, []
+
+	def sql(self, query, values=(), as_dict=False):
+		self.queries.append(query)
+		return self.db.sql(query, values, as_dict=as_dict)
+
+
+def insert(doctype: str, **values):
+	columns = ", ".join(f"`{k}`" for k in values)
+	frappe.db.sql(
+		f"INSERT INTO `tab{doctype}` ({columns}) VALUES ({', '.join(['%s'] * len(values))})",
+		list(values.values()),
+	)
+
+
+@pytest.mark.integration
+def test_stock_ledger_events_carry_the_valuation_as_committed_with_one_query(site):
+	buffer = capture.Buffer()
+	for i in range(3):
+		# on_submit: the valuation is not computed yet
+		sle = dict(name=f"SLE-{i}", company="A", item_code="ITEM", warehouse="Stores - A", actual_qty=-2.0,
+			modified=T0, qty_after_transaction=0, valuation_rate=0, stock_value=0, stock_value_difference=0)  # fmt: skip
+		insert("Stock Ledger Entry", **sle)
+		take(buffer, Doc("Stock Ledger Entry", **sle), "on_submit")
+		# update_entries_after then writes the valuation with db_update (no hook)
+		frappe.db.sql(
+			"UPDATE `tabStock Ledger Entry` SET qty_after_transaction = %s, valuation_rate = %s, stock_value = %s,"
+			" stock_value_difference = %s, outgoing_rate = %s WHERE name = %s",
+			(98 - 2 * i, Decimal("12.345678901"), Decimal("1209.876532298") - i, Decimal("-24.691357802"),
+			 Decimal("12.345678901"), f"SLE-{i}"),
+		)  # fmt: skip
+	db = CountingDb(frappe.db)
+	records = capture.flush(buffer, db, RecordingCodec())
+	assert len(db.queries) == 1 and "`tabStock Ledger Entry`" in db.queries[0]
+	committed = {
+		r["name"]: r
+		for r in frappe.db.sql(
+			"SELECT name, qty_after_transaction, valuation_rate, stock_value, stock_value_difference, outgoing_rate"
+			" FROM `tabStock Ledger Entry`",
+			as_dict=True,
+		)
+	}
+	for record in records:
+		document = json.loads(record.payload)["document"]
+		row = committed[record.reference_name]
+		for field in (
+			"qty_after_transaction",
+			"valuation_rate",
+			"stock_value",
+			"stock_value_difference",
+			"outgoing_rate",
+		):
+			assert Decimal(document[field]) == row[field], field
+
+
+@pytest.mark.integration
+def test_events_of_work_rolled_back_to_a_savepoint_are_dropped(site):
+	buffer = capture.Buffer()
+	insert("GL Entry", name="GLE-kept", company="A", modified=T0)
+	take(buffer, Doc("GL Entry", name="GLE-kept", company="A", modified=T0), "on_submit")
+	insert("Sales Invoice", name="SINV-1", company="A", status="Draft", modified=T0)
+	frappe.db.savepoint("before_creation_state")  # as erpnext/utilities/bulk_transaction.py does
+	insert("GL Entry", name="GLE-gone", company="A", modified=T0)
+	take(buffer, Doc("GL Entry", name="GLE-gone", company="A", modified=T0), "on_submit")
+	later = T0 + timedelta(seconds=1)
+	frappe.db.sql(
+		"UPDATE `tabSales Invoice` SET status = 'Unpaid', modified = %s WHERE name = 'SINV-1'", (later,)
+	)
+	take(buffer, Doc("Sales Invoice", name="SINV-1", company="A", status="Unpaid", outstanding_amount=5,
+		modified=later), "on_submit")  # fmt: skip
+	frappe.db.rollback(save_point="before_creation_state")
+
+	records = capture.flush(buffer, frappe.db, RecordingCodec())
+	assert [r.reference_name for r in records] == ["GLE-kept"]
+
+
+@pytest.mark.integration
+def test_a_document_that_cannot_be_built_at_flush_becomes_a_dead_letter_and_the_rest_go_on(site):
+	buffer = capture.Buffer()
+	for name in ("SLE-ok", "SLE-bad"):
+		insert("Stock Ledger Entry", name=name, company="A", modified=T0)
+		take(buffer, Doc("Stock Ledger Entry", name=name, company="A", modified=T0), "on_submit")
+	errors = []
+	records = capture.flush(
+		buffer, frappe.db, RecordingCodec(fail_on={"SLE-bad"}), on_error=lambda e, x: errors.append(x)
+	)
+	assert [(r.reference_name, r.status) for r in records] == [
+		("SLE-ok", Status.QUEUED),
+		("SLE-bad", Status.DEAD),
+	]
+	assert records[1].last_error == "ValueError: cannot build SLE-bad"
+	assert len(errors) == 1
