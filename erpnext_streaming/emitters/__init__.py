@@ -1,0 +1,1 @@
+"""Capture: doc_events entry points, the per-transaction buffer, payload builders."""
