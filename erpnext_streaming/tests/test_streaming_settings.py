@@ -10,6 +10,7 @@ from frappe.tests.utils import FrappeTestCase
 
 from erpnext_streaming import catalog, install
 from erpnext_streaming.constants import BUILTIN_BY_DOCTYPE, SETTINGS_DOCTYPE
+from erpnext_streaming.tests.utils import acting_as, ensure_user
 
 SETTINGS_MODULE = "erpnext_streaming.erpnext_streaming.doctype.streaming_settings.streaming_settings"
 
@@ -115,19 +116,11 @@ class TestCatalogSeedingAndCache(FrappeTestCase):
 
 
 class TestTestConnectionPermissions(FrappeTestCase):
-	def tearDown(self):
-		frappe.set_user("Administrator")
-
 	def test_guest_and_non_managers_are_refused(self):
 		test_connection = frappe.get_attr(f"{SETTINGS_MODULE}.test_connection")
-		user = "streaming-accounts-user@example.com"
-		if not frappe.db.exists("User", user):
-			frappe.get_doc(
-				{"doctype": "User", "email": user, "first_name": "Accounts", "send_welcome_email": 0}
-			).insert(ignore_permissions=True)
+		user = ensure_user("streaming-accounts-user@example.com", ("Accounts User",))
 		for who in ("Guest", user):
-			frappe.set_user(who)
-			with self.assertRaises(frappe.PermissionError):
+			with acting_as(who), self.assertRaises(frappe.PermissionError):
 				test_connection()
 
 	def test_system_manager_gets_an_answer_not_an_exception(self):
