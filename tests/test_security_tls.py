@@ -199,6 +199,7 @@ def test_sasl_ssl_scram_runs_over_verified_tls_and_credentials_the_broker_lacks_
 	error = result["error"]
 	assert "sasl_ssl://" in error and VERIFY_FAILED not in error  # TLS was verified, then SASL ran
 	assert "SASL SCRAM authentication failed" in error, error
+	assert error.count("SASL SCRAM authentication failed") == 1, "each cause is reported once"
 	assert PASSWORD not in error
 
 
