@@ -167,6 +167,12 @@ def validate_producer_properties(
 			raise InvalidSetting(
 				"producer_properties", f"{where}: '{key}' cannot be set here; {kp.OWNED_PROPERTIES[key]}"
 			)
+		if key in kp.SECRET_PROPERTIES:
+			raise InvalidSetting(
+				"producer_properties",
+				f"{where}: '{key}' holds a secret, and Producer Properties are stored unencrypted "
+				"(shown in the form, the version history and exports); see docs/security.md",
+			)
 		if key not in kp.PRODUCER_PROPERTIES:
 			raise InvalidSetting(
 				"producer_properties",
