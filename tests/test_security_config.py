@@ -185,3 +185,21 @@ def test_non_secret_tls_properties_remain_available():
 		[("ssl.endpoint.identification.algorithm", "https"), ("ssl.key.location", "/etc/kafka/client.key")],
 		librdkafka_check,
 	)
+
+
+# -- CA certificate --------------------------------------------------------------------------
+
+
+def test_a_ca_certificate_librdkafka_can_read_is_accepted(ca_pem):
+	v.validate_security("SSL", "", "", False, ca_pem, librdkafka_check)
+	v.validate_security("SASL_SSL", "SCRAM-SHA-512", "svc", True, ca_pem, librdkafka_check)
+
+
+def test_a_damaged_ca_certificate_is_refused_at_save_with_librdkafkas_reason(ca_pem):
+	lines = ca_pem.splitlines()
+	damaged = "\n".join([lines[0], lines[1][:-8] + "!!!!****", *lines[2:]]) + "\n"
+	with pytest.raises(v.InvalidSetting) as caught:
+		v.validate_security("SSL", "", "", False, damaged, librdkafka_check)
+	assert caught.value.fieldname == "ssl_ca_certificate"
+	assert caught.value.message.startswith("CA Certificate: ")
+	assert "ssl.ca.pem" in caught.value.message

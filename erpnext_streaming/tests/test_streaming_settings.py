@@ -70,6 +70,13 @@ class TestStreamingSettingsValidation(FrappeTestCase):
 		self.assertIn("'ssl.key.password' holds a secret", str(caught.exception))
 		self.assertNotIn("hunter2", str(caught.exception))
 
+	def test_a_damaged_ca_certificate_is_refused_with_librdkafkas_reason(self):
+		self.assert_rejected(
+			"CA Certificate: ",
+			security_protocol="SSL",
+			ssl_ca_certificate="-----BEGIN CERTIFICATE-----\nnot*base64!\n-----END CERTIFICATE-----\n",
+		)
+
 	def test_sasl_password_is_stored_encrypted_and_not_in_the_document(self):
 		password = f"pw-{frappe.generate_hash(length=12)}"
 		doc = fresh_settings(
