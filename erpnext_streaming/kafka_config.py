@@ -34,19 +34,7 @@ def producer_config(config: StreamingConfig, sasl_password: str | None = None) -
 	return conf
 
 
-SECRET_PROPERTIES = frozenset(
-	{
-		"sasl.password",
-		"ssl.key.password",
-		"ssl.keystore.password",
-		"ssl.key.pem",
-		"sasl.oauthbearer.client.secret",
-		"sasl.oauthbearer.client.credentials.client.secret",
-		"sasl.oauthbearer.assertion.private.key.passphrase",
-		"sasl.oauthbearer.assertion.private.key.pem",
-		"sasl.oauthbearer.config",
-	}
-)
+SECRET_PROPERTIES = kp.SECRET_PROPERTIES
 
 
 def redacted(conf: dict[str, str]) -> dict[str, str]:

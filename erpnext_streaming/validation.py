@@ -110,7 +110,15 @@ def validate_topic_prefix(prefix: str) -> None:
 		raise InvalidSetting("topic_prefix", f"Topic Prefix: '{prefix}' {problem}")
 
 
-def validate_security(protocol: str, mechanism: str, username: str, has_password: bool, ca_pem: str) -> None:
+def validate_security(
+	protocol: str,
+	mechanism: str,
+	username: str,
+	has_password: bool,
+	ca_pem: str,
+	librdkafka_check: Callable[[dict[str, str]], str | None] | None = None,
+) -> None:
+	"""Protocol, SASL fields and CA certificate agree; librdkafka can read the CA certificate."""
 	if protocol not in kp.SECURITY_PROTOCOLS:
 		raise InvalidSetting(
 			"security_protocol",
@@ -134,6 +142,12 @@ def validate_security(protocol: str, mechanism: str, username: str, has_password
 		raise InvalidSetting(
 			"ssl_ca_certificate", f"CA Certificate is only used with SSL or SASL_SSL, not {protocol}"
 		)
+	if (
+		ca_pem
+		and librdkafka_check
+		and (error := librdkafka_check({"security.protocol": "SSL", "ssl.ca.pem": ca_pem}))
+	):
+		raise InvalidSetting("ssl_ca_certificate", f"CA Certificate: {error}")
 
 
 def validate_limits(values: dict[str, int]) -> None:
@@ -166,6 +180,12 @@ def validate_producer_properties(
 		if key in kp.OWNED_PROPERTIES:
 			raise InvalidSetting(
 				"producer_properties", f"{where}: '{key}' cannot be set here; {kp.OWNED_PROPERTIES[key]}"
+			)
+		if key in kp.SECRET_PROPERTIES:
+			raise InvalidSetting(
+				"producer_properties",
+				f"{where}: '{key}' holds a secret, and Producer Properties are stored unencrypted "
+				"(shown in the form, the version history and exports); see docs/security.md",
 			)
 		if key not in kp.PRODUCER_PROPERTIES:
 			raise InvalidSetting(

