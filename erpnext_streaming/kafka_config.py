@@ -27,6 +27,18 @@ def connection_config(config: StreamingConfig, sasl_password: str | None = None)
 	return conf
 
 
+# Extra properties that change how a client reaches and trusts the cluster. The admin
+# client behind "Test connection" and health checks uses them too, so a test passes only
+# when the producer's own connection would (e.g. a relaxed hostname check).
+_CONNECTION_PREFIXES = ("ssl.", "enable.ssl.", "sasl.", "socket.", "broker.address.", "client.dns.", "https.")
+
+
+def admin_config(config: StreamingConfig, sasl_password: str | None = None) -> dict[str, str]:
+	"""`connection_config` plus the admin's connection-related extra properties."""
+	extras = {k: v for k, v in config.producer_properties if k.startswith(_CONNECTION_PREFIXES)}
+	return {**extras, **connection_config(config, sasl_password)}
+
+
 def producer_config(config: StreamingConfig, sasl_password: str | None = None) -> dict[str, str]:
 	conf = dict(kp.DEFAULT_PRODUCER_PROPERTIES)
 	conf.update(dict(config.producer_properties))

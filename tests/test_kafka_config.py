@@ -11,7 +11,7 @@ from pathlib import Path
 import confluent_kafka
 
 from erpnext_streaming import kafka_properties as kp
-from erpnext_streaming.kafka_config import connection_config, producer_config, redacted
+from erpnext_streaming.kafka_config import admin_config, connection_config, producer_config, redacted
 from erpnext_streaming.settings import StreamingConfig
 
 
@@ -80,3 +80,15 @@ def test_sasl_ssl_configuration_carries_mechanism_credentials_and_ca():
 def test_plaintext_configuration_carries_no_sasl_or_tls():
 	conf = connection_config(StreamingConfig(bootstrap_servers="k:9092", sasl_username="ignored"), "pw")
 	assert set(conf) == {"bootstrap.servers", "client.id", "security.protocol"}
+
+
+def test_test_connection_uses_the_connection_related_extra_properties_too():
+	config = StreamingConfig(
+		bootstrap_servers="k:9093",
+		security_protocol="SSL",
+		producer_properties=(("ssl.endpoint.identification.algorithm", "none"), ("linger.ms", "100")),
+	)
+	conf = admin_config(config)
+	assert conf["ssl.endpoint.identification.algorithm"] == "none"  # as the producer will connect
+	assert "linger.ms" not in conf  # producer tuning is not the admin client's business
+	assert conf["bootstrap.servers"] == "k:9093"

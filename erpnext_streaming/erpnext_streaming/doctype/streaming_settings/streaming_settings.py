@@ -8,7 +8,7 @@ from frappe.model.document import Document
 from erpnext_streaming import catalog, validation
 from erpnext_streaming.cluster import describe_cluster
 from erpnext_streaming.constants import default_topic
-from erpnext_streaming.kafka_config import connection_config, librdkafka_check
+from erpnext_streaming.kafka_config import admin_config, librdkafka_check
 from erpnext_streaming.settings import CatalogRow, StreamingConfig
 
 
@@ -149,7 +149,7 @@ def test_connection() -> dict:
 	"""
 	frappe.only_for("System Manager")
 	settings = frappe.get_single("Streaming Settings")
-	conf = connection_config(
+	conf = admin_config(
 		StreamingConfig.from_doc(settings), settings.get_password("sasl_password", raise_exception=False)
 	)
 	if not conf["bootstrap.servers"]:
