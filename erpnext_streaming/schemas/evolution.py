@@ -279,12 +279,11 @@ def resolution_problems(reader: EventSchema, writer: EventSchema) -> list[str]:
 def pair_problems(reader: EventSchema, writer: EventSchema) -> list[str]:
 	"""Why `reader` cannot read data written with `writer`, each as a full sentence."""
 	added = "added" if reader.version > writer.version else "removed"
-	problems = []
 	if reader.name != writer.name:
-		problems.append(f"the record name changed from {writer.name} to {reader.name}")
-	problems += structural_problems(reader.schema, writer.schema, added) or resolution_problems(
-		reader, writer
-	)
+		problems = [f"the record name changed from {writer.name} to {reader.name}"]
+	else:
+		problems = structural_problems(reader.schema, writer.schema, added)
+		problems = problems or resolution_problems(reader, writer)
 	return [f"{reader.label} cannot read v{writer.version}: {p}" for p in problems]
 
 
