@@ -274,13 +274,13 @@ _PRIMITIVE = {
 _PASS_THROUGH = {to_str: str, to_bool: bool, to_float: float, to_date: date}
 
 
-def _converter(avro: Any) -> tuple[Callable[[Any], Any], int]:
+def _converter(avro: Any, named: dict[str, Builder]) -> tuple[Callable[[Any], Any], int]:
 	"""(converter, nullability) for a field type of a document or child record."""
 	if isinstance(avro, list):
 		branches = [b for b in avro if b != "null"]
 		if len(branches) != 1 or len(avro) != 2:
 			raise SchemaError(f'unsupported union {avro}: builders handle ["null", T] only')
-		convert, _ = _converter(branches[0])
+		convert, _ = _converter(branches[0], named)
 		return convert, _NULLABLE if branches[0] == "string" else _EMPTY_IS_NULL
 	if isinstance(avro, str):
 		if avro in _PRIMITIVE:
@@ -289,8 +289,10 @@ def _converter(avro: Any) -> tuple[Callable[[Any], Any], int]:
 		return decimal_converter(avro["precision"], avro.get("scale", 0)), _REQUIRED
 	elif (avro["type"], avro.get("logicalType")) in _LOGICAL:
 		return _LOGICAL[(avro["type"], avro.get("logicalType"))], _REQUIRED
+	elif avro["type"] == "array" and isinstance(avro["items"], str) and avro["items"] in named:
+		return _table_builder(named[avro["items"]]), _REQUIRED  # a child record defined earlier
 	elif avro["type"] == "array" and isinstance(avro["items"], dict) and avro["items"]["type"] == "record":
-		return _table_builder(record_builder(avro["items"])), _REQUIRED
+		return _table_builder(record_builder(avro["items"], named)), _REQUIRED
 	elif avro["type"] in _PRIMITIVE and "logicalType" not in avro:
 		return _PRIMITIVE[avro["type"]], _REQUIRED
 	raise SchemaError(f"builders do not support the Avro type {avro}")
@@ -319,11 +321,16 @@ def _getter(doc: Any) -> Callable[[str], Any]:
 	return lambda fieldname: getattr(doc, fieldname, None)
 
 
-def record_builder(record: dict) -> Builder:
-	"""Compile a builder for an Avro record schema whose fields are Frappe fieldnames."""
+def record_builder(record: dict, named: dict[str, Builder] | None = None) -> Builder:
+	"""Compile a builder for an Avro record schema whose fields are Frappe fieldnames.
+
+	`named` collects the builders of the records defined so far, so a later table of the
+	same child doctype (a reference to the record by name) reuses its builder.
+	"""
+	named = {} if named is None else named
 	plan = []
 	for f in record["fields"]:
-		convert, nullable = _converter(f["type"])
+		convert, nullable = _converter(f["type"], named)
 		plan.append((f["name"], convert, nullable, _PASS_THROUGH.get(convert)))
 	plan = tuple(plan)
 
@@ -348,4 +355,5 @@ def record_builder(record: dict) -> Builder:
 				raise BuildError(e.reason, fieldname + e.field)
 		return out
 
+	named[record["name"]] = named[record["name"].rpartition(".")[2]] = build
 	return build

@@ -27,15 +27,19 @@ _OPTIONAL_TEXT = ["null", "string"]
 
 def maskable_fields_of(schema: EventSchema) -> frozenset[str]:
 	"""The fields `mask` accepts for this schema: optional text fields, children as `table.field`."""
-	names = set()
+	names, rows = set(), {}
 	for field in schema.document_schema["fields"]:
 		kind = field["type"]
 		if kind == _OPTIONAL_TEXT:
 			names.add(field["name"])
-		elif isinstance(kind, dict) and kind.get("type") == "array" and isinstance(kind["items"], dict):
-			names.update(
-				f"{field['name']}.{f['name']}" for f in kind["items"]["fields"] if f["type"] == _OPTIONAL_TEXT
+		elif isinstance(kind, dict) and kind.get("type") == "array":
+			row = (
+				rows.setdefault(kind["items"]["name"], kind["items"])
+				if isinstance(kind["items"], dict)
+				else None
 			)
+			row = row or rows.get(kind["items"], {"fields": ()})  # a child record referred to by name
+			names.update(f"{field['name']}.{f['name']}" for f in row["fields"] if f["type"] == _OPTIONAL_TEXT)
 	return frozenset(names)
 
 
