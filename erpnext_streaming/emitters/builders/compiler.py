@@ -51,7 +51,10 @@ class Invalid(Exception):
 
 
 def _describe(value: Any) -> str:
-	text = repr(value)
+	try:
+		text = repr(value)
+	except ValueError:  # an int beyond sys.get_int_max_str_digits()
+		return f"a {type(value).__name__} too large to show"
 	return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -67,7 +70,10 @@ def to_str(value: Any) -> str:
 	if isinstance(value, bool):
 		return "1" if value else "0"
 	if isinstance(value, (int, float, Decimal, date, time, timedelta)):
-		return str(value)
+		try:
+			return str(value)
+		except ValueError:  # an int beyond sys.get_int_max_str_digits()
+			raise Invalid(f"a {type(value).__name__} too large to write as text")
 	if value is None:
 		raise _required("text")
 	raise Invalid(f"{_describe(value)} ({type(value).__name__}) is not text")
