@@ -162,6 +162,9 @@ class SchemaRegistry:
 	def versions(self, doctype: str) -> tuple[int, ...]:
 		return tuple(sorted(self._paths.get(doctype, ())))
 
+	def envelope_versions(self) -> tuple[int, ...]:
+		return tuple(sorted(self._envelopes))
+
 	def envelope(self, version: int) -> dict:
 		if version not in self._envelopes:
 			raise UnknownSchemaError(f"no envelope version {version} (envelope.v{version}.avsc)")
