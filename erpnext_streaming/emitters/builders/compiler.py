@@ -195,6 +195,11 @@ def decimal_converter(precision: int, scale: int) -> Callable[[Any], Decimal]:
 
 
 def _parse_time(text: str) -> time:
+	if len(text) in (8, 15) and text[2] == ":" and text[5] == ":":  # Frappe's own form: the C parser
+		try:
+			return time.fromisoformat(text)
+		except ValueError:
+			pass
 	parts = text.split(":")
 	try:
 		if len(parts) not in (2, 3):
@@ -321,10 +326,17 @@ def _table_builder(build_row: Builder) -> Callable[[Any], list]:
 	return build_table
 
 
-def _getter(doc: Any) -> Callable[[str], Any]:
+def _getter(doc: Any) -> tuple[Callable[[str], Any], Any]:
+	"""(get, fallback): `get(fieldname)` reads the value; when it gives None, `fallback` (if
+	not None) is asked with getattr. Dicts and frappe._dict use `.get` only (getattr would
+	find dict methods such as `items`); objects read their instance `__dict__` (where a
+	Frappe Document keeps its fields) and fall back to getattr for properties and slots."""
 	if isinstance(doc, dict):
-		return doc.get
-	return lambda fieldname: getattr(doc, fieldname, None)
+		return doc.get, None
+	attrs = getattr(doc, "__dict__", None)
+	if attrs is None:
+		return lambda fieldname: getattr(doc, fieldname, None), None
+	return attrs.get, doc
 
 
 def record_builder(record: dict, named: dict[str, Builder] | None = None) -> Builder:
@@ -343,10 +355,12 @@ def record_builder(record: dict, named: dict[str, Builder] | None = None) -> Bui
 	def build(doc: Any) -> dict:
 		if doc is None or isinstance(doc, (str, bytes, int, float, list, tuple)):
 			raise BuildError(f"is not a document or row but {type(doc).__name__}")
-		get = _getter(doc)
+		get, fallback = _getter(doc)
 		out = {}
 		for fieldname, convert, nullable, ready in plan:
 			value = get(fieldname)
+			if value is None and fallback is not None:
+				value = getattr(fallback, fieldname, None)
 			if value.__class__ is ready:  # already the record's type: the common case, no call
 				out[fieldname] = value
 				continue
