@@ -1,1 +1,1 @@
-"""Capture: turn in-memory documents into event records (builders, envelope) and buffer them."""
+"""Capture: doc_events entry points, the per-transaction buffer, payload builders."""
