@@ -10,7 +10,7 @@ Values it accepts per Avro type (anything else raises `BuildError` naming the fi
 - string: str; numbers, dates and times become their `str()`; booleans "1"/"0"
 - boolean: bool, numbers (non-zero = true), "0"/"1"/"true"/"false"/"" ; None = false
 - int/long: int, integral float or Decimal, numeric strings; range-checked
-- double: int, float, Decimal, numeric strings; must be finite
+- double: int, float, Decimal, numeric strings (NaN and infinities pass: Avro doubles hold them)
 - decimal: int, float (via its shortest repr, `Decimal(str(value))`, never float
   arithmetic), Decimal, numeric strings; quantized to the scale with ROUND_HALF_UP and
   refused when it does not fit the precision
@@ -21,8 +21,9 @@ Values it accepts per Avro type (anything else raises `BuildError` naming the fi
 For optional fields None is null, and so is "" except for strings; a missing attribute
 is None. A missing child table is an empty list.
 
-The compiled plan is a tuple of (fieldname, converter, nullability) per field, so a
-build is one loop with one converter call per present value: no schema lookups.
+The compiled plan is a tuple of (fieldname, converter, nullability, pass-through class)
+per field, so a build is one loop with no schema lookups, and no call at all for a value
+that already has the record's type (str, float, bool, date).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def _int_converter(bits: int) -> Callable[[Any], int]:
 			value = _integral(value)
 		if low <= value <= high:
 			return value
-		raise Invalid(f"{value} does not fit a {bits}-bit integer")
+		raise Invalid(f"{_describe(value)} does not fit a {bits}-bit integer")
 
 	return to_int
 
