@@ -1,0 +1,125 @@
+"""Event schemas derived from doctype meta, for submittable doctypes an admin adds to the catalog.
+
+`derive_schema(doctype, fields, child_fields)` takes the doctype's fields as Frappe meta
+gives them (`frappe.get_meta(doctype).fields`: objects or dicts with `fieldname`,
+`fieldtype`, `options`, `label`; or `(fieldname, fieldtype, options[, label])` tuples)
+and returns a self-contained `EventSchema` of the same shape as the shipped ones: the
+envelope, then `document` with `name`, `docstatus` and every streamable field in meta
+order, typed by `schemas.types` (Currency decimal(21,9), Float double, Date date,
+Datetime local-timestamp-micros, Check boolean, ...). Table fields become arrays of
+child records when `child_fields[child doctype]` is given, and are left out otherwise;
+`child_doctypes(fields)` names the child metas to load. Password, Signature and layout
+fields are never streamed; unknown fieldtypes, tables without child meta and fieldnames
+that are not Avro names are left out too, and listed in the record's `doc`. Two tables
+of the same child doctype share one child record (the second refers to it by name).
+
+Version: derived schemas are numbered by content, not by hand. The version is
+`0x40000000 | (first four bytes, little-endian, of the CRC-64-AVRO fingerprint of the
+canonical form with logical types kept) & 0x3FFFFFFF`: a positive 32-bit int at or
+above 2**30, so never one of the small hand-numbered shipped versions; the same fields
+always give the same version, on any site, and any change of a field's name, type or
+order gives another one (labels and descriptions do not count). The logical types are
+kept because the specification's canonical form would let a Date field turned Int keep
+its version. `EventSchema.fingerprint` stays the standard CRC-64-AVRO of the Parsing
+Canonical Form.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from erpnext_streaming.schemas import types
+from erpnext_streaming.schemas.canonical import canonical_form, fingerprint
+from erpnext_streaming.schemas.registry import DOCTYPE_ATTR, EventSchema, default_registry, expand
+
+DERIVED_VERSION_BASE = 1 << 30
+ENVELOPE_VERSION = 1
+_IDENTITY = frozenset(("name", "docstatus", "idx"))
+
+
+class FieldSpec(NamedTuple):
+	fieldname: str
+	fieldtype: str
+	options: str = ""
+	label: str = ""
+
+
+def field_spec(field: Any) -> FieldSpec:
+	"""A meta field (DocField, dict or tuple) as a FieldSpec."""
+	if isinstance(field, tuple):
+		return FieldSpec(*(str(part or "") for part in field[:4]))
+	get = field.get if isinstance(field, Mapping) else lambda key: getattr(field, key, None)
+	return FieldSpec(*(str(get(key) or "") for key in FieldSpec._fields))
+
+
+def child_doctypes(fields: Iterable[Any]) -> list[str]:
+	"""The child doctypes of the Table fields: the metas to pass as `child_fields`."""
+	specs = (field_spec(f) for f in fields)
+	return list(
+		dict.fromkeys(s.options for s in specs if s.fieldtype in types.TABLE_FIELDTYPES and s.options)
+	)
+
+
+def derived_version(schema: dict) -> int:
+	"""The content-derived version of a schema (see the module doc)."""
+	digest = bytes.fromhex(fingerprint(canonical_form(schema, logical=True)))
+	return DERIVED_VERSION_BASE | (int.from_bytes(digest[:4], "little") & (DERIVED_VERSION_BASE - 1))
+
+
+def derive_schema(
+	doctype: str, fields: Iterable[Any], child_fields: Mapping[str, Iterable[Any]] | None = None
+) -> EventSchema:
+	"""The event schema of an admin-added doctype, from its meta (see the module doc).
+
+	Cached on the field definitions: the same meta gives the same `EventSchema` object.
+	"""
+	children = tuple(sorted((child, tuple(map(field_spec, f))) for child, f in (child_fields or {}).items()))
+	return _derive(doctype, tuple(map(field_spec, fields)), children)
+
+
+@functools.lru_cache(maxsize=256)
+def _derive(doctype: str, fields: tuple[FieldSpec, ...], children: tuple) -> EventSchema:
+	child_specs = dict(children)
+	defined: set[str] = set()
+
+	def record(name: str, specs: tuple[FieldSpec, ...], child: bool, what: str) -> dict:
+		out, skipped = types.identity_fields(child), []
+		for spec in specs:
+			child_record = None
+			if spec.fieldtype in types.TABLE_FIELDTYPES and spec.options in child_specs:
+				child_name = types.record_name(spec.options)
+				if child_name in defined:  # a second table of the same child doctype: refer by name
+					child_record = child_name
+				else:
+					defined.add(child_name)
+					child_record = record(
+						child_name, child_specs[spec.options], True, f"A {spec.options} row."
+					)
+			field = None
+			if spec.fieldname not in _IDENTITY and types.AVRO_NAME.match(spec.fieldname):
+				doc = f"{spec.label or spec.fieldname} ({spec.fieldtype}{': ' + spec.options if spec.options else ''})."
+				field = types.document_field(spec.fieldname, spec.fieldtype, doc, child_record)
+			if field is None:
+				if spec.fieldname not in _IDENTITY and spec.fieldtype not in types.SKIPPED_FIELDTYPES:
+					skipped.append(spec.fieldname)
+			elif spec.fieldname not in {f["name"] for f in out}:
+				out.append(field)
+		if skipped:
+			what += f" Not streamed: {', '.join(skipped)}."
+		return {"type": "record", "name": name, "doc": what, "fields": out}
+
+	name = types.record_name(doctype)
+	defined.add(name)
+	document = record(name, fields, False, f"{doctype}, derived from its meta.")
+	event = {
+		"type": "record",
+		"name": f"{name}Event",
+		"namespace": types.NAMESPACE,
+		"doc": f"A {doctype} event (submitted, cancelled, updated_after_submit); schema derived from the doctype's meta.",
+		DOCTYPE_ATTR: doctype,
+		"fields": [{"name": "document", "type": document, "doc": f"The {doctype} document."}],
+	}
+	schema = expand(event, default_registry().envelope(ENVELOPE_VERSION))
+	return EventSchema.build(schema, doctype, derived_version(schema), f"derived:{doctype}")

@@ -1,0 +1,166 @@
+"""How Frappe fieldtypes become Avro types: one table for the shipped and the derived schemas.
+
+| Frappe fieldtype | Avro type | Python value in a record |
+|---|---|---|
+| Data, Link, Dynamic Link, Select, Small Text, Text, Long Text, Text Editor, Read Only, Code, HTML Editor, Markdown Editor, JSON, Phone, Autocomplete, Barcode, Color, Icon, Attach, Attach Image, Geolocation | `string` | `str` |
+| Int | `int` (32-bit, Frappe's `int(11)`) | `int` |
+| Long Int | `long` | `int` |
+| Check | `boolean`, default false (never null) | `bool` |
+| Currency | `bytes`, logicalType `decimal`, precision 21, scale 9 (Frappe's `decimal(21,9)` column) | `decimal.Decimal` |
+| Float, Percent, Rating, Duration | `double` | `float` |
+| Date | `int`, logicalType `date` | `datetime.date` |
+| Datetime | `long`, logicalType `local-timestamp-micros` (wall clock of the site's time zone) | naive `datetime.datetime` |
+| Time | `long`, logicalType `time-micros` | `datetime.time` |
+| Table, Table MultiSelect | `array` of the child doctype's record, default `[]` | `list[dict]` |
+| Password, Signature, layout fields (Section/Column/Tab Break, HTML, Button, Fold, Heading, Image) | not streamed | |
+
+Every other field is optional: `["null", T]` with default null, so a schema can gain a
+field without breaking readers and a missing value is null rather than an error. The
+exceptions are a document's `name` (string) and `docstatus` (int), a child row's `name`
+and `idx`, Check fields (boolean, default false) and tables (array, default []).
+
+Money is exact: a Currency value becomes `Decimal(str(value))` quantized to 9 places
+(ROUND_HALF_UP, what MariaDB does when it stores the same value in `decimal(21,9)`), so
+the consumer reads the number the database holds. Quantities, rates and percentages
+(Float) are doubles: Frappe holds them in memory as Python floats (`flt`), so a double
+carries exactly the value the document has, and consumers sum and compare them natively.
+
+Datetimes: Frappe stores naive wall-clock datetimes in the site's time zone (System
+Settings), so document fields use `local-timestamp-micros`, which says exactly that. The
+envelope's `event_time`, `emitted_at` and `modified` are instants (`timestamp-micros`,
+UTC), converted with the site's time zone by `emitters.envelope`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+NAMESPACE = "io.erpnext.streaming"
+DECIMAL_PRECISION = 21
+DECIMAL_SCALE = 9
+
+STRING_FIELDTYPES = frozenset(
+	(
+		"Data",
+		"Link",
+		"Dynamic Link",
+		"Select",
+		"Small Text",
+		"Text",
+		"Long Text",
+		"Text Editor",
+		"Read Only",
+		"Code",
+		"HTML Editor",
+		"Markdown Editor",
+		"JSON",
+		"Phone",
+		"Autocomplete",
+		"Barcode",
+		"Color",
+		"Icon",
+		"Attach",
+		"Attach Image",
+		"Geolocation",
+	)
+)
+DOUBLE_FIELDTYPES = frozenset(("Float", "Percent", "Rating", "Duration"))
+TABLE_FIELDTYPES = frozenset(("Table", "Table MultiSelect"))
+# never streamed: secrets, and fields that hold no data
+SKIPPED_FIELDTYPES = frozenset(
+	(
+		"Password",
+		"Signature",
+		"Section Break",
+		"Column Break",
+		"Tab Break",
+		"HTML",
+		"Button",
+		"Fold",
+		"Heading",
+		"Image",
+	)
+)
+
+AVRO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def decimal_type() -> dict:
+	return {
+		"type": "bytes",
+		"logicalType": "decimal",
+		"precision": DECIMAL_PRECISION,
+		"scale": DECIMAL_SCALE,
+	}
+
+
+def date_type() -> dict:
+	return {"type": "int", "logicalType": "date"}
+
+
+def datetime_type() -> dict:
+	return {"type": "long", "logicalType": "local-timestamp-micros"}
+
+
+def time_type() -> dict:
+	return {"type": "long", "logicalType": "time-micros"}
+
+
+def timestamp_type() -> dict:
+	return {"type": "long", "logicalType": "timestamp-micros"}
+
+
+def avro_type(fieldtype: str) -> Any:
+	"""The Avro type of a scalar Frappe fieldtype, or None when it is not streamed."""
+	if fieldtype in STRING_FIELDTYPES:
+		return "string"
+	if fieldtype in DOUBLE_FIELDTYPES:
+		return "double"
+	return {
+		"Int": "int",
+		"Long Int": "long",
+		"Check": "boolean",
+		"Currency": decimal_type(),
+		"Date": date_type(),
+		"Datetime": datetime_type(),
+		"Time": time_type(),
+	}.get(fieldtype)
+
+
+def record_name(doctype: str) -> str:
+	"""`Sales Invoice` -> `SalesInvoice`; `Stock-Entry 2` -> `StockEntry2`; leading digit -> `D…`."""
+	name = "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", doctype) if part)
+	return name if name[:1].isalpha() else f"D{name}"
+
+
+def document_field(fieldname: str, fieldtype: str, doc: str, child_record: dict | None = None) -> dict | None:
+	"""The Avro field of a Frappe field, following the optionality rule above; None if not streamed."""
+	if fieldtype in TABLE_FIELDTYPES:
+		if child_record is None:
+			return None
+		return {
+			"name": fieldname,
+			"type": {"type": "array", "items": child_record},
+			"default": [],
+			"doc": doc,
+		}
+	kind = avro_type(fieldtype)
+	if kind is None:
+		return None
+	if kind == "boolean":
+		return {"name": fieldname, "type": "boolean", "default": False, "doc": doc}
+	return {"name": fieldname, "type": ["null", kind], "default": None, "doc": doc}
+
+
+def identity_fields(child: bool) -> list[dict]:
+	"""The fields every document (name, docstatus) or child row (name, idx) record starts with."""
+	if child:
+		return [
+			{"name": "name", "type": "string", "doc": "Row name (a hash); stable for the life of the row."},
+			{"name": "idx", "type": "int", "doc": "Position of the row in its table, from 1."},
+		]
+	return [
+		{"name": "name", "type": "string", "doc": "Document name (ID)."},
+		{"name": "docstatus", "type": "int", "doc": "0 draft, 1 submitted, 2 cancelled."},
+	]

@@ -1,0 +1,141 @@
+"""Envelope: deterministic event ids, event time per doctype, and the schema headers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from fixtures.erpnext import COMPANY, FakeDoc, gl_entry, job_card, stock_ledger_entry, submitted_sales_invoice
+
+from erpnext_streaming.emitters.envelope import (
+	EVENT_ID_NAMESPACE,
+	build_envelope,
+	event_id,
+	normalise_modified,
+	uuid5,
+)
+from erpnext_streaming.schemas import BuildError, EncodeError, get_event_schema
+from erpnext_streaming.schemas.registry import PACKAGE_DIR
+from erpnext_streaming.schemas.serializer import AvroEventSerializer, headers
+
+UTC = timezone.utc
+NOW = datetime(2024, 3, 1, 10, 16)
+
+
+def envelope(doc, event_type="posted"):
+	return build_envelope(doc, doc.doctype, event_type, "erp.example.com", NOW, get_event_schema(doc.doctype))
+
+
+def test_same_state_gives_the_same_event_id():
+	a = event_id("Sales Invoice", "SINV-1", "submitted", "2024-03-01 10:15:42.123456")
+	assert a == event_id("Sales Invoice", "SINV-1", "submitted", "2024-03-01 10:15:42.123456")
+	assert envelope(submitted_sales_invoice())["event_id"] == envelope(submitted_sales_invoice())["event_id"]
+	assert uuid.UUID(a).version == 5
+
+
+def test_a_datetime_and_its_frappe_string_give_the_same_event_id():
+	same = [
+		datetime(2024, 3, 1, 10, 15, 42, 123456),
+		"2024-03-01 10:15:42.123456",
+		"2024-03-01T10:15:42.123456",
+	]
+	assert len({event_id("GL Entry", "g1", "posted", m) for m in same}) == 1
+	whole = [datetime(2024, 3, 1, 10, 15, 42), "2024-03-01 10:15:42", "2024-03-01 10:15:42.000000"]
+	assert len({event_id("GL Entry", "g1", "posted", m) for m in whole}) == 1
+	assert normalise_modified(datetime(2024, 3, 1, 10, 15, 42)) == "2024-03-01 10:15:42.000000"
+
+
+def test_anything_that_differs_gives_another_event_id():
+	base = ("Work Order", "WO-1", "progressed", "2024-03-04 10:45:00.000000")
+	ids = {
+		event_id(*base),
+		event_id("Work Order", "WO-1", "progressed", "2024-03-04 10:45:00.000001"),
+		event_id("Work Order", "WO-1", "submitted", base[3]),
+		event_id("Work Order", "WO-2", "progressed", base[3]),
+		event_id("Job Card", "WO-1", "progressed", base[3]),
+	}
+	assert len(ids) == 5
+
+
+def test_event_id_is_uuid5_of_the_documented_text():
+	text = "Sales Invoice|SINV-1|submitted|2024-03-01 10:15:42.123456"
+	assert uuid5(text) == str(uuid.uuid5(EVENT_ID_NAMESPACE, text))
+	assert event_id("Sales Invoice", "SINV-1", "submitted", "2024-03-01 10:15:42.123456") == uuid5(text)
+	assert uuid5("ü|ñ") == str(uuid.uuid5(EVENT_ID_NAMESPACE, "ü|ñ"))
+
+
+def test_event_time_is_posting_date_and_time_where_the_doctype_has_them():
+	assert envelope(submitted_sales_invoice())["event_time"] == datetime(
+		2024, 3, 1, 10, 15, 3, 250, tzinfo=UTC
+	)
+	assert envelope(stock_ledger_entry(True))["event_time"] == datetime(
+		2024, 3, 1, 10, 15, 3, 250, tzinfo=UTC
+	)
+	# GL Entry and Job Card carry a posting date but no time: modified
+	gle = gl_entry("g1", "Debtors - WP", 1.0, 0.0)
+	assert envelope(gle)["event_time"] == datetime(2024, 3, 1, 10, 15, 41, 654321, tzinfo=UTC)
+	card = job_card()
+	assert envelope(card)["event_time"] == envelope(card)["modified"] == datetime(2024, 3, 4, 8, tzinfo=UTC)
+
+
+def test_envelope_carries_identity_voucher_and_schema():
+	gle = gl_entry("8b1f2c3d4e", "Sales - WP", 0.0, 12.5, voucher_detail_no="a1b2c3d401")
+	env = envelope(gle)
+	assert env["doctype"] == "GL Entry" and env["name"] == "8b1f2c3d4e" and env["company"] == COMPANY
+	assert (env["voucher_type"], env["voucher_no"], env["voucher_detail_no"]) == (
+		"Sales Invoice",
+		"ACC-SINV-2024-00017",
+		"a1b2c3d401",
+	)
+	assert (env["schema_name"], env["schema_version"]) == ("io.erpnext.streaming.GLEntryEvent", 1)
+	assert (env["site"], env["docstatus"], env["emitted_at"]) == (
+		"erp.example.com",
+		1,
+		NOW.replace(tzinfo=UTC),
+	)
+	invoice = envelope(submitted_sales_invoice(), "submitted")
+	assert (invoice["voucher_type"], invoice["voucher_no"], invoice["voucher_detail_no"]) == (
+		None,
+		None,
+		None,
+	)
+
+
+def test_envelope_fields_are_the_envelope_schema_fields():
+	spec = json.loads((PACKAGE_DIR / "envelope.v1.avsc").read_text())
+	assert list(envelope(submitted_sales_invoice())) == [f["name"] for f in spec["fields"]]
+
+
+def test_a_document_without_company_has_an_empty_key():
+	doc = FakeDoc("Quality Inspection", name="QI-1", docstatus=1, modified="2024-03-01 10:00:00.000000")
+	env = build_envelope(doc, doc.doctype, "submitted", "s", NOW, get_event_schema("GL Entry"))
+	assert env["company"] == ""
+
+
+def test_missing_or_malformed_modified_is_a_build_error():
+	doc = gl_entry("g1", "Debtors - WP", 1.0, 0.0)
+	doc.modified = None
+	with pytest.raises(BuildError, match=r"^envelope\.modified: is required to identify the event"):
+		envelope(doc)
+	with pytest.raises(BuildError, match=r"^modified: 'yesterday' is not a date"):
+		event_id("GL Entry", "g1", "posted", "yesterday")
+
+
+def test_headers_name_the_schema_version_and_fingerprint():
+	schema = get_event_schema("Stock Ledger Entry")
+	assert headers(schema) == [
+		("schema_name", b"io.erpnext.streaming.StockLedgerEntryEvent"),
+		("schema_version", b"1"),
+		("schema_fingerprint", schema.fingerprint.encode()),
+	]
+	assert AvroEventSerializer(schema).headers == headers(schema)
+
+
+def test_serializer_refuses_an_invalid_record_with_encode_error():
+	schema = get_event_schema("GL Entry")
+	record = envelope(gl_entry("g1", "Debtors - WP", 1.0, 0.0))
+	record["document"] = {"name": "g1", "docstatus": "one"}
+	with pytest.raises(EncodeError, match=r"^GLEntryEvent v1 refuses the record: "):
+		AvroEventSerializer(schema)(record, None)
