@@ -54,7 +54,9 @@ class DoctypeFacts(Protocol):
 
 	def is_submittable(self, doctype: str) -> bool: ...
 
-	def fieldnames(self, doctype: str) -> set[str]: ...
+	def maskable_fields(self, doctype: str, schema_version: int) -> frozenset[str]:
+		"""Fields `builders.mask` accepts: optional text fields, child fields as `table.field`."""
+		...
 
 
 def validate_bootstrap_servers(value: str, required: bool) -> None:
@@ -239,17 +241,36 @@ def validate_catalog(rows: Iterable[CatalogRow], facts: DoctypeFacts, topic_pref
 			)
 		if row.topic:
 			validate_topic_name(row.topic, "event_catalog", f"{where} Topic")
-		if row.schema_version < 0:
-			raise InvalidSetting("event_catalog", f"{where}: Schema Version cannot be negative")
+		if row.schema_version:
+			shipped = schema_versions(doctype)
+			if row.schema_version not in shipped:
+				choices = (
+					", ".join(map(str, shipped))
+					if shipped
+					else "none: its schema is derived from the doctype"
+				)
+				raise InvalidSetting(
+					"event_catalog",
+					f"{where}: Schema Version {row.schema_version} is not shipped (shipped: {choices}; 0 = newest)",
+				)
 		if row.masked_fields:
-			unknown = [f for f in row.masked_fields if f not in facts.fieldnames(doctype)]
+			maskable = facts.maskable_fields(doctype, row.schema_version)
+			unknown = [f for f in row.masked_fields if f not in maskable]
 			if unknown:
 				raise InvalidSetting(
 					"event_catalog",
-					f"{where}: Fields to Mask lists {', '.join(unknown)}, which {doctype} does not have",
+					f"{where}: Fields to Mask lists {', '.join(unknown)}, which {doctype} does not have "
+					"as an optional text field (only those can be masked and keep the record schema-valid; "
+					"child fields as table.field)",
 				)
 	if topic_prefix:
 		validate_topic_prefix(topic_prefix)
+
+
+def schema_versions(doctype: str) -> tuple[int, ...]:
+	from erpnext_streaming.schemas import shipped_doctypes, versions
+
+	return versions(doctype) if doctype in shipped_doctypes() else ()
 
 
 def _label(fieldname: str) -> str:

@@ -190,7 +190,7 @@ class Facts:
 	def is_submittable(self, doctype):
 		return doctype in self.submittable
 
-	def fieldnames(self, doctype):
+	def maskable_fields(self, doctype, schema_version):
 		return self.fields.get(doctype, set())
 
 
@@ -229,13 +229,25 @@ def test_builtin_and_submittable_doctypes_are_accepted():
 		([row("Purchase Receipt", on_change=True)], "has no status / progress change event"),
 		([row("Sales Invoice", on_submit=False)], "tick at least one event"),
 		([row("Sales Invoice", topic="bad topic")], "topic name 'bad topic'"),
-		([row("Sales Invoice", schema_version=-1)], "Schema Version cannot be negative"),
-		([row("Sales Invoice", masked_fields=("tax_idd",))], "Fields to Mask lists tax_idd"),
+		(
+			[row("Sales Invoice", schema_version=-1)],
+			"Schema Version -1 is not shipped (shipped: 1; 0 = newest)",
+		),
+		([row("Sales Invoice", schema_version=7)], "Schema Version 7 is not shipped"),
+		([row("Purchase Receipt", schema_version=1)], "shipped: none: its schema is derived"),
+		(
+			[row("Sales Invoice", masked_fields=("tax_idd",))],
+			"Fields to Mask lists tax_idd, which Sales Invoice does not have as an optional text field",
+		),
 	],
 )
 def test_catalog_rejections_name_the_row_and_doctype(rows, says):
 	message = rejects(v.validate_catalog, rows, Facts(), "erpnext", field="event_catalog", says=says)
 	assert message.startswith("Event Catalog row")
+
+
+def test_a_shipped_schema_version_may_be_pinned():
+	v.validate_catalog([row("Sales Invoice", schema_version=1)], Facts(), "erpnext")
 
 
 def test_a_disabled_row_may_have_no_events_ticked():

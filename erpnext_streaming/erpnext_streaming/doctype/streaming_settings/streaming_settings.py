@@ -132,12 +132,17 @@ class FrappeDoctypeFacts:
 	def is_submittable(self, doctype: str) -> bool:
 		return bool(frappe.get_meta(doctype).is_submittable)
 
-	def fieldnames(self, doctype: str) -> set[str]:
-		meta = frappe.get_meta(doctype)
-		names = {df.fieldname for df in meta.fields}
-		for table in meta.get_table_fields():
-			names |= {f"{table.fieldname}.{df.fieldname}" for df in frappe.get_meta(table.options).fields}
-		return names
+	def maskable_fields(self, doctype: str, schema_version: int) -> frozenset[str]:
+		from erpnext_streaming.emitters.builders import maskable_fields, maskable_fields_of
+		from erpnext_streaming.emitters.codec import derive_from_meta
+		from erpnext_streaming.schemas import SchemaError, shipped_doctypes
+
+		try:
+			if doctype in shipped_doctypes():
+				return maskable_fields(doctype, schema_version)
+			return maskable_fields_of(derive_from_meta(doctype))
+		except SchemaError:
+			return frozenset()
 
 
 @frappe.whitelist()
