@@ -530,10 +530,14 @@ def next_attempt_due(db: Database) -> datetime | None:
 	return db.sql(f"SELECT MIN(`next_attempt_at`) FROM {_T} WHERE `status` = %s", (Status.FAILED,))[0][0]
 
 
-def requeue_candidates(db: Database, filters: dict[str, Any], limit: int = 100000) -> list[int]:
+def requeue_candidates(
+	db: Database, filters: dict[str, Any], now: datetime, limit: int = 100000
+) -> list[int]:
 	"""Names of Failed/Dead rows matching `filters` ({field: value or [values]}, fields in
-	REQUEUE_FILTER_FIELDS). A status other than Failed or Dead is refused."""
-	conditions, values = [f"`status` IN ({_in(Status.REQUEUEABLE)})"], list(Status.REQUEUEABLE)
+	REQUEUE_FILTER_FIELDS), except rows a drainer is delivering right now. A status other
+	than Failed or Dead is refused."""
+	conditions = [f"`status` IN ({_in(Status.REQUEUEABLE)})", _LEASE_IS_FREE]
+	values: list[Any] = [*Status.REQUEUEABLE, now]
 	for field, value in filters.items():
 		if field not in REQUEUE_FILTER_FIELDS:
 			raise RequeueRefused(
