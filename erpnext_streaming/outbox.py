@@ -201,27 +201,9 @@ EVENT_LOG_INDEXES: dict[str, tuple[str, ...]] = {
 }
 
 CLAIMABLE = (Status.QUEUED, Status.FAILED)
-# what a drainer needs to build a message
-DELIVERY_COLUMNS = (
-	"name",
-	"creation",
-	"event_id",
-	"event_type",
-	"reference_doctype",
-	"reference_name",
-	"company",
-	"event_time",
-	"topic",
-	"message_key",
-	"company_sequence",
-	"schema_name",
-	"schema_version",
-	"schema_fingerprint",
-	"status",
-	"attempts",
-	"last_error",
-	"payload",
-)
+_STANDARD_COLUMNS = ("name", "creation", "modified", "modified_by", "owner", "docstatus", "idx")
+# what a drainer needs to build a message: name, creation and every column `write` fills
+DELIVERY_COLUMNS = ("name", "creation", *(c for c in _COLUMNS if c not in _STANDARD_COLUMNS))
 REQUEUE_FILTER_FIELDS = frozenset(
 	{
 		"name",
@@ -424,29 +406,53 @@ def _case(column: str, values: dict[Any, Any]) -> tuple[str, list[Any]]:
 	return sql, [v for pair in values.items() for v in pair]
 
 
+def _update_rows(
+	db: Database,
+	per_row: dict[str, dict[Any, Any]],
+	common: dict[str, Any],
+	condition: str,
+	condition_values: Sequence[Any],
+) -> None:
+	"""ONE UPDATE of the rows named in `per_row`'s values: per-row values through CASE,
+	`common` values for all, only where `condition` (re-checked) holds."""
+	names = list(dict.fromkeys(name for by_name in per_row.values() for name in by_name))
+	assignments, values = [], []
+	for column, by_name in per_row.items():
+		sql, params = _case(column, by_name)
+		assignments.append(f"`{column}` = {sql}")
+		values.extend(params)
+	assignments += [f"`{column}` = %s" for column in common]
+	db.sql(
+		f"UPDATE {_T} SET {', '.join(assignments)} WHERE `name` IN ({_in(names)}) AND {condition}",
+		[*values, *common.values(), *names, *condition_values],
+	)
+
+
+def _positions(published: Sequence[Published]) -> dict[str, dict[Any, Any]]:
+	return {
+		"kafka_partition": {p.name: p.partition for p in published},
+		"kafka_offset": {p.name: p.offset for p in published},
+	}
+
+
+_LEASE_CLEARED = {"lease_owner": None, "lease_expires_at": None}
+
+
 def mark_sent(db: Database, sent: Sequence[Published], now: datetime) -> None:
 	"""Mark delivered rows Sent with their partition and offset: ONE statement per batch.
 
 	Not conditional on the lease: the message is in Kafka whoever holds the row now.
 	"""
-	if not sent:
-		return
-	partition_sql, partition_values = _case("kafka_partition", {s.name: s.partition for s in sent})
-	offset_sql, offset_values = _case("kafka_offset", {s.name: s.offset for s in sent})
-	names = [s.name for s in sent]
-	db.sql(
-		f"UPDATE {_T} SET `status` = %s, `kafka_partition` = {partition_sql}, `kafka_offset` = {offset_sql}, "
-		"`sent_at` = %s, `modified` = %s, `next_attempt_at` = NULL, `lease_owner` = NULL, "
-		f"`lease_expires_at` = NULL WHERE `name` IN ({_in(names)}) AND `status` IN (%s, %s)",
-		[Status.SENT, *partition_values, *offset_values, now, now, *names, *CLAIMABLE],
-	)
+	if sent:
+		common = {"status": Status.SENT, "sent_at": now, "modified": now, "next_attempt_at": None}
+		_update_rows(db, _positions(sent), {**common, **_LEASE_CLEARED}, "`status` IN (%s, %s)", CLAIMABLE)
 
 
 def mark_unsent(db: Database, owner: str, rows: Sequence[Unsent], now: datetime) -> None:
 	"""Record Failed / Dead outcomes of rows this owner still leases: ONE statement."""
 	if not rows:
 		return
-	columns: dict[str, dict[Any, Any]] = {
+	per_row: dict[str, dict[Any, Any]] = {
 		"status": {r.name: r.status for r in rows},
 		"attempts": {r.name: r.attempts for r in rows},
 		"next_attempt_at": {r.name: r.next_attempt_at for r in rows},
@@ -454,36 +460,18 @@ def mark_unsent(db: Database, owner: str, rows: Sequence[Unsent], now: datetime)
 	}
 	lettered = [r for r in rows if r.dead_letter]
 	if lettered:
-		columns["dead_lettered_at"] = {r.name: now for r in lettered}
-		columns["kafka_partition"] = {r.name: r.dead_letter.partition for r in lettered}
-		columns["kafka_offset"] = {r.name: r.dead_letter.offset for r in lettered}
-	assignments, values = [], []
-	for column, by_name in columns.items():
-		sql, params = _case(column, by_name)
-		assignments.append(f"`{column}` = {sql}")
-		values.extend(params)
-	names = [r.name for r in rows]
-	db.sql(
-		f"UPDATE {_T} SET {', '.join(assignments)}, `modified` = %s, `lease_owner` = NULL, "
-		f"`lease_expires_at` = NULL WHERE `name` IN ({_in(names)}) AND `status` IN (%s, %s) "
-		"AND `lease_owner` = %s",
-		[*values, now, *names, *CLAIMABLE, owner],
-	)
+		per_row["dead_lettered_at"] = {r.name: now for r in lettered}
+		per_row.update(_positions([r.dead_letter for r in lettered]))
+	condition = "`status` IN (%s, %s) AND `lease_owner` = %s"
+	_update_rows(db, per_row, {"modified": now, **_LEASE_CLEARED}, condition, [*CLAIMABLE, owner])
 
 
 def mark_dead_lettered(db: Database, copies: Sequence[Published], now: datetime) -> None:
 	"""Dead rows whose copy reached the dead-letter topic: ONE statement."""
-	if not copies:
-		return
-	partition_sql, partition_values = _case("kafka_partition", {c.name: c.partition for c in copies})
-	offset_sql, offset_values = _case("kafka_offset", {c.name: c.offset for c in copies})
-	names = [c.name for c in copies]
-	db.sql(
-		f"UPDATE {_T} SET `dead_lettered_at` = %s, `kafka_partition` = {partition_sql}, "
-		f"`kafka_offset` = {offset_sql}, `modified` = %s, `lease_owner` = NULL, `lease_expires_at` = NULL "
-		f"WHERE `name` IN ({_in(names)}) AND `status` = %s AND `dead_lettered_at` IS NULL",
-		[now, *partition_values, *offset_values, now, *names, Status.DEAD],
-	)
+	if copies:
+		common = {"dead_lettered_at": now, "modified": now, **_LEASE_CLEARED}
+		condition = "`status` = %s AND `dead_lettered_at` IS NULL"
+		_update_rows(db, _positions(copies), common, condition, [Status.DEAD])
 
 
 def release_leases(db: Database, owner: str, names: Sequence[Any]) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import frappe
 import pymysql
 import pytest
+from delivery_support import CODEC, event
 from frappe.standin import StandinDatabase
 
 from erpnext_streaming import outbox
@@ -24,12 +25,13 @@ LEASE = timedelta(seconds=120)
 
 
 def record(ref: str, company: str, status: str = Status.QUEUED) -> outbox.OutboxRecord:
-	return outbox.OutboxRecord(
-		event_id=f"id-{ref}", event_type="posted", reference_doctype="GL Entry", reference_name=ref,
-		company=company, event_time=NOW, topic="erpnext.gl-entry", message_key=company,
-		schema_name="io.erpnext.streaming.GLEntryEvent", schema_version=1, schema_fingerprint="ab",
-		payload=b"\x02", status=status, last_error="capture failed" if status == Status.DEAD else "",
-	)  # fmt: skip
+	return event(
+		ref,
+		company,
+		"erpnext.gl-entry",
+		status=status,
+		error="capture failed" if status == Status.DEAD else "",
+	)
 
 
 def commit_events(*refs: tuple[str, str]) -> list[int]:
@@ -48,7 +50,7 @@ def names_of(*refs: str) -> list[int]:
 
 
 def refs(rows) -> list[str]:
-	return [r["event_id"].removeprefix("id-") for r in rows]
+	return [r["reference_name"] for r in rows]
 
 
 def lease(owner: str, now: datetime = NOW) -> Lease:
@@ -81,7 +83,7 @@ def test_claim_leases_each_companys_pending_rows_in_name_order(site):
 	assert {(state(r["name"]).lease_owner, state(r["name"]).lease_expires_at) for r in got} == {
 		("d1", NOW + LEASE)
 	}
-	assert outbox.decode_payload(got[0]["payload"]) == b"\x02"
+	assert CODEC.decode(outbox.decode_payload(got[0]["payload"]))["reference_name"] == "a1"
 	assert claim("d2") == [] and claim("d1") == []  # rows in flight are never claimed twice
 
 

@@ -103,8 +103,8 @@ def test_transactions_of_three_companies_arrive_keyed_and_in_company_order(site,
 	stats = drainer_stats()
 	print(f"\ndrainer statistics: {stats}")
 	assert int(stats["sent"]) == len(written)
-	# producer start-up paid once per drain, not per transaction
-	assert int(stats["producers"]) == int(stats["runs"]) < 60
+	# producer start-up paid at most once per drain, not per transaction
+	assert 1 <= int(stats["producers"]) <= int(stats["runs"]) < 60
 	assert all(p.poll() is None for p in pool), "both workers still running"
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 import frappe
 import pytest
+from delivery_support import event
 from harness.schema import DOCTYPE_DIR
 
 from erpnext_streaming import api, outbox
@@ -18,15 +19,6 @@ from erpnext_streaming.delivery import wake
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 23, 10, 0)
-
-
-def record(ref: str, company: str) -> outbox.OutboxRecord:
-	return outbox.OutboxRecord(
-		event_id=f"id-{ref}", event_type="submitted", reference_doctype="Sales Invoice", reference_name=ref,
-		company=company, event_time=NOW, topic="erpnext.sales-invoice", message_key=company,
-		schema_name="io.erpnext.streaming.SalesInvoiceEvent", schema_version=1, schema_fingerprint="00",
-		payload=b"\x00",
-	)  # fmt: skip
 
 
 @pytest.fixture
@@ -40,7 +32,11 @@ def log(site):
 		"dead_globex": (Status.DEAD, "Globex Ltd"),
 		"in_flight": (Status.FAILED, "Globex Ltd"),
 	}
-	outbox.write(frappe.db, [record(label, company) for label, (_, company) in states.items()], NOW)
+	outbox.write(
+		frappe.db,
+		[event(label, company, "erpnext.sales-invoice") for label, (_, company) in states.items()],
+		NOW,
+	)
 	names = dict(frappe.db.sql(f"SELECT reference_name, name FROM `{EVENT_LOG_TABLE}`"))
 	for label, (status, _) in states.items():
 		frappe.db.sql(

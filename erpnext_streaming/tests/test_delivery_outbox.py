@@ -14,27 +14,12 @@ from frappe.utils import now_datetime
 from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, Status
 from erpnext_streaming.outbox import Lease, Published, Unsent
+from erpnext_streaming.tests.delivery_records import outbox_record
 
 LEASE = timedelta(seconds=120)
 
 
-def record(ref, company, status=Status.QUEUED):
-	return outbox.OutboxRecord(
-		event_id=f"delivery-test-{ref}",
-		event_type="posted",
-		reference_doctype="GL Entry",
-		reference_name=ref,
-		company=company,
-		event_time=None,
-		topic="erpnext.gl-entry",
-		message_key=company,
-		schema_name="io.erpnext.streaming.GLEntryEvent",
-		schema_version=1,
-		schema_fingerprint="00",
-		payload=b"\x01",
-		status=status,
-		last_error="capture failed" if status == Status.DEAD else "",
-	)
+record = outbox_record
 
 
 class TestDeliveryOutbox(FrappeTestCase):

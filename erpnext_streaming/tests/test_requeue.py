@@ -10,23 +10,11 @@ from frappe.utils import now_datetime
 from erpnext_streaming import api, outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, Status
 from erpnext_streaming.delivery import wake
+from erpnext_streaming.tests.delivery_records import outbox_record
 
 
 def record(ref, company):
-	return outbox.OutboxRecord(
-		event_id=f"requeue-test-{ref}",
-		event_type="submitted",
-		reference_doctype="Sales Invoice",
-		reference_name=ref,
-		company=company,
-		event_time=None,
-		topic="erpnext.sales-invoice",
-		message_key=company,
-		schema_name="io.erpnext.streaming.SalesInvoiceEvent",
-		schema_version=1,
-		schema_fingerprint="00",
-		payload=b"\x00",
-	)
+	return outbox_record(ref, company, prefix="requeue-test")
 
 
 class TestRequeue(FrappeTestCase):
