@@ -9,7 +9,7 @@ import signal
 import frappe
 import pytest
 import redis
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 from delivery_support import (
 	COMPANIES,
 	all_delivered,
@@ -141,3 +141,22 @@ def test_the_drainer_leaves_when_idle_and_before_its_runtime_budget(
 	budget = make_drainer(mariadb, redis_url, lambda: KafkaProducer(conf), max_runtime_seconds=5)
 	assert budget.run().exit_reason == "max runtime"
 	assert [r.status for r in rows()] == [Status.SENT, Status.QUEUED]  # left for the next drainer
+
+
+def test_a_producer_that_cannot_be_created_fails_the_rows_visibly(site, mariadb, redis_url):
+	commit_transaction([event("x", "Acme Corp", "erpnext.never")])
+
+	def factory():
+		raise KafkaException(
+			KafkaError(KafkaError._INVALID_ARG, "ssl.ca.pem: cannot parse; password s3cr3t-sasl")
+		)
+
+	drainer = make_drainer(mariadb, redis_url, factory, idle_exit_seconds=0.5)
+	drainer.policy = RetryPolicy(base_seconds=30, cap_seconds=60, max_attempts=5)  # no retry during the test
+	stats = drainer.run()
+	drainer.db.close()
+	assert (stats.producers, stats.failed, stats.exit_reason) == (0, 1, "idle")
+	(row,) = rows()
+	assert (row.status, row.attempts) == (Status.FAILED, 1)
+	assert "cannot create the producer" in row.last_error and "ssl.ca.pem" in row.last_error
+	assert "s3cr3t-sasl" not in row.last_error

@@ -38,7 +38,13 @@ from erpnext_streaming import outbox
 from erpnext_streaming.constants import Status
 from erpnext_streaming.delivery import messages
 from erpnext_streaming.delivery.policy import Classified, RetryPolicy, classify, describe, unencodable
-from erpnext_streaming.delivery.producer import OutgoingMessage, Producer, ProducerFactory
+from erpnext_streaming.delivery.producer import (
+	BatchResult,
+	Delivery,
+	OutgoingMessage,
+	Producer,
+	ProducerFactory,
+)
 from erpnext_streaming.delivery.state import Outcome, next_state
 from erpnext_streaming.outbox import Lease, Published, Unsent
 
@@ -386,9 +392,16 @@ class Drainer:
 			attempt = retry
 		return copies
 
-	def _send(self, outgoing: Sequence[OutgoingMessage]):
+	def _send(self, outgoing: Sequence[OutgoingMessage]) -> BatchResult:
 		if self._producer is None:
-			self._producer = self.producer_factory()
+			try:
+				self._producer = self.producer_factory()
+			except Exception as e:
+				# e.g. an unreadable certificate: the rows fail (backoff, then Dead with this
+				# reason, visible in the Event Log) instead of crashing every drainer
+				error = KafkaError(KafkaError._FAIL, f"cannot create the producer: {type(e).__name__}: {e}")
+				self.log.warning("erpnext_streaming: %s", self.redact(describe(error)))
+				return BatchResult({m.ref: Delivery(m.ref, error) for m in outgoing})
 			self.stats.producers += 1
 		result = self._producer.send(outgoing, self.config.flush_timeout_seconds)
 		if result.discard:
