@@ -306,11 +306,11 @@ def _held_back(row: Any, now: datetime) -> bool:
 	return row["status"] == Status.FAILED and due is not None and due > now
 
 
-def claim(db: Database, lease: Lease, now: datetime, limit: int) -> list[Any]:
-	"""Lease up to `limit` pending rows and return them (DELIVERY_COLUMNS) in name order.
+def claimable(db: Database, now: datetime, limit: int) -> list[Any]:
+	"""The rows a claim would take now (light columns, name order), without leasing them.
 
-	Per company the rows are a prefix of its pending rows in name (= sequence) order. Run
-	it under the claim lock, inside a transaction the caller commits.
+	Per company: its pending rows in name (= sequence) order, up to the first one that is
+	in flight or Failed and not yet due. Read-only: consistent reads, no locks.
 	"""
 	groups = db.sql(
 		f"SELECT `status`, `company` FROM {_T} WHERE `status` IN (%s, %s) GROUP BY `status`, `company`",
@@ -339,7 +339,16 @@ def claim(db: Database, lease: Lease, now: datetime, limit: int) -> list[Any]:
 			if _in_flight(row, now) or _held_back(row, now):
 				break  # the company's later rows wait behind this one
 			eligible.append(row)
-	chosen = sorted(eligible, key=lambda r: r["name"])[:limit]
+	return sorted(eligible, key=lambda r: r["name"])[:limit]
+
+
+def claim(db: Database, lease: Lease, now: datetime, limit: int) -> list[Any]:
+	"""Lease up to `limit` claimable rows and return them (DELIVERY_COLUMNS) in name order.
+
+	Per company the rows are a prefix of its pending rows in name (= sequence) order. Run
+	it under the claim lock, inside a transaction the caller commits.
+	"""
+	chosen = claimable(db, now, limit)
 	if not chosen:
 		return []
 
@@ -502,14 +511,16 @@ def release_expired_leases(db: Database, now: datetime, limit: int = 10000) -> l
 
 
 def has_pending_work(db: Database, now: datetime) -> bool:
-	"""Queued rows, Failed rows that are due, or Dead rows whose dead-letter copy is pending."""
+	"""Is there anything a drainer could do now: a claimable row (Queued, or Failed and due,
+	and not held back behind its company's Failed row), or a Dead row whose dead-letter
+	copy is pending and not in flight?"""
+	if claimable(db, now, 1):
+		return True
 	return bool(
 		db.sql(
-			f"SELECT EXISTS(SELECT 1 FROM {_T} WHERE `status` = %s) "
-			f"OR EXISTS(SELECT 1 FROM {_T} WHERE `status` = %s AND `next_attempt_at` <= %s) "
-			f"OR EXISTS(SELECT 1 FROM {_T} WHERE `status` = %s AND `dead_lettered_at` IS NULL)",
-			(Status.QUEUED, Status.FAILED, now, Status.DEAD),
-		)[0][0]
+			f"SELECT 1 FROM {_T} WHERE `status` = %s AND `dead_lettered_at` IS NULL AND {_LEASE_IS_FREE} LIMIT 1",
+			(Status.DEAD, now),
+		)
 	)
 
 

@@ -224,8 +224,14 @@ def test_pending_work_and_the_next_due_attempt(site):
 	outbox.mark_unsent(frappe.db, "d1", [Unsent(a1, Status.FAILED, 1, "timeout", next_attempt_at=due)], NOW)
 	frappe.db.commit()
 	assert not outbox.has_pending_work(frappe.db, NOW)  # Failed, not yet due
+	commit_events(("a2", "A"))
+	assert not outbox.has_pending_work(frappe.db, NOW), "a2 waits behind a1: no drainer needed yet"
+	commit_events(("b1", "B"))
+	assert outbox.has_pending_work(frappe.db, NOW)
 	assert outbox.has_pending_work(frappe.db, due)
 	assert outbox.next_attempt_due(frappe.db) == due
+	claim("d1")
+	assert not outbox.has_pending_work(frappe.db, NOW), "b1 is in flight"
 
 
 # -- locks ----------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The sweeper (scheduler, every minute): the safety net under the after-commit wake-up.
 
-It releases expired leases (a drainer died mid-batch) and, when rows wait (Queued rows,
-Failed rows that are due, Dead rows whose dead-letter copy is pending), makes sure a
-drainer is queued or running. It covers Redis being down at commit time, a drainer that
+It releases expired leases (a drainer died mid-batch) and, when a drainer would have
+something to do (`outbox.has_pending_work`: a claimable row, or a Dead row whose
+dead-letter copy is pending), makes sure a drainer is queued or running. It covers Redis being down at commit time, a drainer that
 died, and a Failed row that became due after the drainer left. Concurrent runs are
 harmless: a MariaDB named lock lets one run at a time (the other returns at once), lease
 releases are conditional primary-key updates, and the drainer job is deduplicated.
