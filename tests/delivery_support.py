@@ -1,7 +1,8 @@
 """Helpers for the delivery tests: events, user transactions, workers, topics, consumers.
 
-`CODEC` encodes test payloads with a tiny Avro schema of this file. Once the shipped
-event schemas are merged, the lead swaps it for the real encoder in ONE line (`CODEC =`).
+`CODEC` encodes the test payloads. On this branch it is a tiny Avro schema of this file;
+once the schemas branch is merged, swap the ONE line `CODEC = TinyAvroCodec()` for
+`CODEC = ShippedSchemaCodec()` and the same tests publish real GL Entry events.
 """
 
 from __future__ import annotations
@@ -45,26 +46,71 @@ TINY_SCHEMA = {
 }
 
 
-class TinyAvroCodec:
-	"""Schemaless Avro bytes of TINY_SCHEMA, with its name, version and CRC-64-AVRO."""
+class _AvroCodec:
+	"""Schemaless Avro bytes of one record schema; `name`, `version`, `fingerprint`."""
 
-	def __init__(self, schema: dict):
-		self.schema = fastavro.parse_schema(schema)
-		self.name = f"{schema['namespace']}.{schema['name']}"
-		self.version = 1
-		canonical = fastavro.schema.to_parsing_canonical_form(self.schema)
-		self.fingerprint = fastavro.schema.fingerprint(canonical, "CRC-64-AVRO")
+	name: str
+	version: int
+	fingerprint: str
+	parsed: dict
+	reference_field: str
 
-	def encode(self, record: dict) -> bytes:
+	def write(self, record: dict) -> bytes:
 		out = io.BytesIO()
-		fastavro.schemaless_writer(out, self.schema, record)
+		fastavro.schemaless_writer(out, self.parsed, record)
 		return out.getvalue()
 
-	def decode(self, data: bytes) -> dict:
-		return fastavro.schemaless_reader(io.BytesIO(data), self.schema, self.schema)
+	def reference(self, value: bytes) -> str:
+		"""The document name an encoded event carries."""
+		return fastavro.schemaless_reader(io.BytesIO(value), self.parsed, self.parsed)[self.reference_field]
 
 
-CODEC = TinyAvroCodec(TINY_SCHEMA)  # the one line to swap for the shipped schemas
+class TinyAvroCodec(_AvroCodec):
+	reference_field = "reference_name"
+
+	def __init__(self):
+		self.parsed = fastavro.parse_schema(TINY_SCHEMA)
+		self.name = f"{TINY_SCHEMA['namespace']}.{TINY_SCHEMA['name']}"
+		self.version = 1
+		canonical = fastavro.schema.to_parsing_canonical_form(self.parsed)
+		self.fingerprint = fastavro.schema.fingerprint(canonical, "CRC-64-AVRO")
+
+	def encode(self, event_id: str, company: str, reference: str, filler: bytes = b"") -> bytes:
+		return self.write(
+			{"event_id": event_id, "company": company, "reference_name": reference, "filler": filler}
+		)
+
+
+class ShippedSchemaCodec(_AvroCodec):
+	"""The shipped GL Entry event schema (`erpnext_streaming.schemas`, schemas branch)."""
+
+	reference_field = "name"
+
+	def __init__(self, doctype: str = "GL Entry"):
+		from erpnext_streaming.schemas import get_event_schema
+
+		schema = get_event_schema(doctype)
+		self.doctype, self.parsed = doctype, schema.parsed
+		self.name, self.version, self.fingerprint = schema.name, schema.version, schema.fingerprint
+		self.document_fields = [f["name"] for f in schema.document_schema["fields"]]
+
+	def encode(self, event_id: str, company: str, reference: str, filler: bytes = b"") -> bytes:
+		moment = datetime(2026, 11, 23, 9, 30, 15)
+		document = dict.fromkeys(self.document_fields)
+		document.update(name=reference, docstatus=1, company=company, is_cancelled=False)
+		document["remarks"] = filler.decode("latin-1") or None
+		return self.write(
+			{
+				"event_id": event_id, "event_type": "posted", "doctype": self.doctype, "name": reference,
+				"company": company, "site": "test.local", "docstatus": 1, "event_time": moment,
+				"emitted_at": moment, "modified": moment, "schema_name": self.name,
+				"schema_version": self.version, "voucher_type": None, "voucher_no": None,
+				"voucher_detail_no": None, "document": document,
+			}
+		)  # fmt: skip
+
+
+CODEC = TinyAvroCodec()  # the one line to swap: CODEC = ShippedSchemaCodec()
 
 # 6 partitions: Java murmur2 puts these on partitions 2, 5 and 3
 COMPANIES = ("Acme Corp", "Globex Ltd", "Stark Industries")
@@ -75,9 +121,7 @@ def event(
 	ref: str, company: str, topic: str, filler: bytes = b"", status: str = Status.QUEUED, error: str = ""
 ):
 	event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"test/{topic}/{ref}"))
-	payload = CODEC.encode(
-		{"event_id": event_id, "company": company, "reference_name": ref, "filler": filler}
-	)
+	payload = CODEC.encode(event_id, company, ref, filler)
 	return outbox.OutboxRecord(
 		event_id=event_id, event_type="posted", reference_doctype="GL Entry", reference_name=ref,
 		company=company, event_time=datetime(2026, 11, 23, 9, 30, 15, 250000), topic=topic,

@@ -83,7 +83,7 @@ def test_claim_leases_each_companys_pending_rows_in_name_order(site):
 	assert {(state(r["name"]).lease_owner, state(r["name"]).lease_expires_at) for r in got} == {
 		("d1", NOW + LEASE)
 	}
-	assert CODEC.decode(outbox.decode_payload(got[0]["payload"]))["reference_name"] == "a1"
+	assert CODEC.reference(outbox.decode_payload(got[0]["payload"])) == "a1"
 	assert claim("d2") == [] and claim("d1") == []  # rows in flight are never claimed twice
 
 
