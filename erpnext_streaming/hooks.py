@@ -54,3 +54,12 @@ doc_events = {
 
 # Log Settings clears Sent rows after 30 days; Dead letters stay until resolved.
 default_log_clearing_doctypes = {"Streaming Event Log": 30}
+
+# Delivery safety net (docs/architecture.md, "Delivery"): every minute the sweeper releases
+# expired leases and makes sure a drainer is queued or running when rows wait (Redis was
+# down at commit time, a drainer died, a Failed row became due).
+scheduler_events = {
+	"cron": {
+		"* * * * *": ["erpnext_streaming.delivery.jobs.sweep"],
+	},
+}

@@ -186,3 +186,426 @@ def clear_old_logs(db: Database, days: int, now: datetime | None = None) -> None
 		f"DELETE FROM `{EVENT_LOG_TABLE}` WHERE `status` = %s AND `modified` < %s",
 		(Status.SENT, now - timedelta(days=days)),
 	)
+
+
+# -- Delivery: claim, lease, mark, release, requeue -----------------------------------
+#
+# Used by the drainer (delivery/drainer.py), the sweeper and the requeue API. Locking
+# rules (issue "Delivery", point 4): user transactions INSERT into this table all the
+# time and nothing below may block them, so
+# - the drainer's session runs READ COMMITTED (`use_read_committed`): its SELECTs are
+#   consistent reads that lock nothing, and no statement takes gap or next-key locks;
+# - every UPDATE names its rows by primary key (`name IN (...)`) and re-checks its
+#   condition, so it locks exactly those committed rows, which no user transaction holds;
+# - claimers are serialized by a MariaDB named lock (`get_lock`), never by row locks.
+#
+# Leases: a claimed row carries `lease_owner` (the drainer) and `lease_expires_at`. A
+# company's pending rows are leased as a prefix in name order, and a company whose first
+# pending row is leased (in flight, by any drainer), or is Failed and not yet due, yields nothing:
+# so one company's rows are never published by two drainers at once, and a Failed row
+# holds back the later rows of its company. An expired lease is free for anyone.
+
+# Composite indexes beyond the JSON's single-column ones; the controller's
+# on_doctype_update creates them (Frappe), harness/schema.py does the same in tests.
+EVENT_LOG_INDEXES: dict[str, tuple[str, ...]] = {
+	# pending companies (loose index scan) and each company's pending rows in name order
+	"status_company_index": ("status", "company", "name"),
+	# Dead rows whose dead-letter copy is still pending
+	"status_dead_lettered_at_index": ("status", "dead_lettered_at", "name"),
+}
+
+CLAIMABLE = (Status.QUEUED, Status.FAILED)
+_STANDARD_COLUMNS = ("name", "creation", "modified", "modified_by", "owner", "docstatus", "idx")
+# what a drainer needs to build a message: name, creation and every column `write` fills
+DELIVERY_COLUMNS = ("name", "creation", *(c for c in _COLUMNS if c not in _STANDARD_COLUMNS))
+REQUEUE_FILTER_FIELDS = frozenset(
+	{
+		"name",
+		"status",
+		"company",
+		"topic",
+		"event_type",
+		"reference_doctype",
+		"reference_name",
+		"schema_name",
+	}
+)
+_T = f"`{EVENT_LOG_TABLE}`"
+_SELECT_DELIVERY = "SELECT {} FROM {}".format(", ".join(f"`{c}`" for c in DELIVERY_COLUMNS), _T)
+# a row in flight (any unexpired lease, the claimer's own included) is never claimed again
+_LEASE_IS_FREE = (
+	"(`lease_owner` IS NULL OR `lease_owner` = '' OR `lease_expires_at` IS NULL OR `lease_expires_at` <= %s)"
+)
+_MAX_LOCK_NAME = 64  # MariaDB's limit for GET_LOCK names
+
+
+class TransactionalDatabase(Database, Protocol):
+	def commit(self) -> None: ...
+
+	def rollback(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+	owner: str
+	until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+	"""Where a message landed: the row's own event (Sent) or its dead-letter copy."""
+
+	name: int
+	partition: int
+	offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unsent:
+	"""A row that was not delivered: Failed (with its next attempt) or Dead."""
+
+	name: int
+	status: str
+	attempts: int
+	last_error: str
+	next_attempt_at: datetime | None = None
+	dead_letter: Published | None = None  # Dead rows whose copy is already on the dead-letter topic
+
+
+class RequeueRefused(Exception):
+	"""Nothing was requeued; `rows` lists (name, reason) for each offending row."""
+
+	def __init__(self, message: str, rows: Sequence[tuple[Any, str]] = ()):
+		super().__init__(message)
+		self.message = message
+		self.rows = list(rows)
+
+
+def use_read_committed(db: Database) -> None:
+	"""READ COMMITTED for the session's next transactions (the caller commits next)."""
+	db.sql("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
+
+def lock_name(db: Database, purpose: str) -> str:
+	"""A server-wide named lock for this site's database (several sites share a server)."""
+	database = db.sql("SELECT DATABASE()")[0][0] or ""
+	name = f"erpnext_streaming:{purpose}:{database}"
+	if len(name) > _MAX_LOCK_NAME:
+		import hashlib
+
+		name = f"erpnext_streaming:{purpose}:{hashlib.sha1(database.encode()).hexdigest()[:24]}"
+	return name
+
+
+def get_lock(db: Database, name: str, timeout: float) -> bool:
+	"""MariaDB GET_LOCK: held by this connection until `release_lock` or disconnect."""
+	return db.sql("SELECT GET_LOCK(%s, %s)", (name, timeout))[0][0] == 1
+
+
+def release_lock(db: Database, name: str) -> None:
+	db.sql("SELECT RELEASE_LOCK(%s)", (name,))
+
+
+def _in(values: Sequence[Any]) -> str:
+	return ", ".join(["%s"] * len(values))
+
+
+def _in_flight(row: Any, now: datetime) -> bool:
+	expires = row["lease_expires_at"]
+	return bool(row["lease_owner"]) and expires is not None and expires > now
+
+
+def _held_back(row: Any, now: datetime) -> bool:
+	due = row["next_attempt_at"]
+	return row["status"] == Status.FAILED and due is not None and due > now
+
+
+def claimable(db: Database, now: datetime, limit: int) -> list[Any]:
+	"""The rows a claim would take now (light columns, name order), without leasing them.
+
+	Per company: its pending rows in name (= sequence) order, up to the first one that is
+	in flight or Failed and not yet due. Read-only: consistent reads, no locks.
+	"""
+	groups = db.sql(
+		f"SELECT `status`, `company` FROM {_T} WHERE `status` IN (%s, %s) GROUP BY `status`, `company`",
+		CLAIMABLE,
+	)
+	if not groups or limit <= 0:
+		return []
+	companies = {company for _, company in groups}
+	per_company = max(-(-limit // len(companies)), min(limit, 100))
+	parts, values = [], []
+	for status, company in groups:
+		parts.append(
+			"(SELECT `name`, `company`, `status`, `next_attempt_at`, `lease_owner`, `lease_expires_at` "
+			f"FROM {_T} WHERE `status` = %s AND `company` {'IS NULL' if company is None else '= %s'} "
+			"ORDER BY `name` LIMIT %s)"
+		)
+		values.extend((status, per_company) if company is None else (status, company, per_company))
+	candidates = db.sql(" UNION ALL ".join(parts), values, as_dict=True)
+
+	by_company: dict[Any, list[Any]] = {}
+	for row in sorted(candidates, key=lambda r: r["name"]):
+		by_company.setdefault(row["company"], []).append(row)
+	eligible = []
+	for rows in by_company.values():
+		for row in rows[:per_company]:
+			if _in_flight(row, now) or _held_back(row, now):
+				break  # the company's later rows wait behind this one
+			eligible.append(row)
+	return sorted(eligible, key=lambda r: r["name"])[:limit]
+
+
+def claim(db: Database, lease: Lease, now: datetime, limit: int) -> list[Any]:
+	"""Lease up to `limit` claimable rows and return them (DELIVERY_COLUMNS) in name order.
+
+	Per company the rows are a prefix of its pending rows in name (= sequence) order. Run
+	it under the claim lock, inside a transaction the caller commits.
+	"""
+	chosen = claimable(db, now, limit)
+	if not chosen:
+		return []
+
+	names = [r["name"] for r in chosen]
+	db.sql(
+		f"UPDATE {_T} SET `lease_owner` = %s, `lease_expires_at` = %s "
+		f"WHERE `name` IN ({_in(names)}) AND `status` IN (%s, %s) AND {_LEASE_IS_FREE}",
+		[lease.owner, lease.until, *names, *CLAIMABLE, now],
+	)
+	got = _leased_rows(db, names, lease)
+	# Keep each company's rows only up to the first one another party changed meanwhile
+	# (a requeue or a second claimer without the lock), so the lease stays a prefix.
+	have = {r["name"] for r in got}
+	keep, cut = set(), set()
+	for row in chosen:
+		company = row["company"]
+		if company in cut:
+			continue
+		if row["name"] in have:
+			keep.add(row["name"])
+		else:
+			cut.add(company)
+	extra = [n for n in have if n not in keep]
+	if extra:
+		release_leases(db, lease.owner, extra)
+	return [r for r in got if r["name"] in keep]
+
+
+def claim_dead_letters(db: Database, lease: Lease, now: datetime, limit: int) -> list[Any]:
+	"""Lease Dead rows whose dead-letter copy is pending (capture failures, or copies that
+	could not be sent when the row died)."""
+	names = [
+		r[0]
+		for r in db.sql(
+			f"SELECT `name` FROM {_T} WHERE `status` = %s AND `dead_lettered_at` IS NULL "
+			f"AND {_LEASE_IS_FREE} ORDER BY `name` LIMIT %s",
+			(Status.DEAD, now, limit),
+		)
+	]
+	if not names:
+		return []
+	db.sql(
+		f"UPDATE {_T} SET `lease_owner` = %s, `lease_expires_at` = %s WHERE `name` IN ({_in(names)}) "
+		f"AND `status` = %s AND `dead_lettered_at` IS NULL AND {_LEASE_IS_FREE}",
+		[lease.owner, lease.until, *names, Status.DEAD, now],
+	)
+	return _leased_rows(db, names, lease)
+
+
+def _leased_rows(db: Database, names: Sequence[Any], lease: Lease) -> list[Any]:
+	return list(
+		db.sql(
+			f"{_SELECT_DELIVERY} WHERE `name` IN ({_in(names)}) AND `lease_owner` = %s "
+			"AND `lease_expires_at` = %s ORDER BY `name`",
+			[*names, lease.owner, lease.until],
+			as_dict=True,
+		)
+	)
+
+
+def _case(column: str, values: dict[Any, Any]) -> tuple[str, list[Any]]:
+	"""`CASE name WHEN n1 THEN v1 ... ELSE column END` and its parameters."""
+	sql = "CASE `name` " + " ".join(["WHEN %s THEN %s"] * len(values)) + f" ELSE `{column}` END"
+	return sql, [v for pair in values.items() for v in pair]
+
+
+def _update_rows(
+	db: Database,
+	per_row: dict[str, dict[Any, Any]],
+	common: dict[str, Any],
+	condition: str,
+	condition_values: Sequence[Any],
+) -> None:
+	"""ONE UPDATE of the rows named in `per_row`'s values: per-row values through CASE,
+	`common` values for all, only where `condition` (re-checked) holds."""
+	names = list(dict.fromkeys(name for by_name in per_row.values() for name in by_name))
+	assignments, values = [], []
+	for column, by_name in per_row.items():
+		sql, params = _case(column, by_name)
+		assignments.append(f"`{column}` = {sql}")
+		values.extend(params)
+	assignments += [f"`{column}` = %s" for column in common]
+	db.sql(
+		f"UPDATE {_T} SET {', '.join(assignments)} WHERE `name` IN ({_in(names)}) AND {condition}",
+		[*values, *common.values(), *names, *condition_values],
+	)
+
+
+def _positions(published: Sequence[Published]) -> dict[str, dict[Any, Any]]:
+	return {
+		"kafka_partition": {p.name: p.partition for p in published},
+		"kafka_offset": {p.name: p.offset for p in published},
+	}
+
+
+_LEASE_CLEARED = {"lease_owner": None, "lease_expires_at": None}
+
+
+def mark_sent(db: Database, sent: Sequence[Published], now: datetime) -> None:
+	"""Mark delivered rows Sent with their partition and offset: ONE statement per batch.
+
+	Not conditional on the lease: the message is in Kafka whoever holds the row now.
+	"""
+	if sent:
+		common = {"status": Status.SENT, "sent_at": now, "modified": now, "next_attempt_at": None}
+		_update_rows(db, _positions(sent), {**common, **_LEASE_CLEARED}, "`status` IN (%s, %s)", CLAIMABLE)
+
+
+def mark_unsent(db: Database, owner: str, rows: Sequence[Unsent], now: datetime) -> None:
+	"""Record Failed / Dead outcomes of rows this owner still leases: ONE statement."""
+	if not rows:
+		return
+	per_row: dict[str, dict[Any, Any]] = {
+		"status": {r.name: r.status for r in rows},
+		"attempts": {r.name: r.attempts for r in rows},
+		"next_attempt_at": {r.name: r.next_attempt_at for r in rows},
+		"last_error": {r.name: truncate_error(r.last_error) for r in rows},
+	}
+	lettered = [r for r in rows if r.dead_letter]
+	if lettered:
+		per_row["dead_lettered_at"] = {r.name: now for r in lettered}
+		per_row.update(_positions([r.dead_letter for r in lettered]))
+	condition = "`status` IN (%s, %s) AND `lease_owner` = %s"
+	_update_rows(db, per_row, {"modified": now, **_LEASE_CLEARED}, condition, [*CLAIMABLE, owner])
+
+
+def mark_dead_lettered(db: Database, copies: Sequence[Published], now: datetime) -> None:
+	"""Dead rows whose copy reached the dead-letter topic: ONE statement."""
+	if copies:
+		common = {"dead_lettered_at": now, "modified": now, **_LEASE_CLEARED}
+		condition = "`status` = %s AND `dead_lettered_at` IS NULL"
+		_update_rows(db, _positions(copies), common, condition, [Status.DEAD])
+
+
+def release_leases(db: Database, owner: str, names: Sequence[Any]) -> None:
+	if names:
+		db.sql(
+			f"UPDATE {_T} SET `lease_owner` = NULL, `lease_expires_at` = NULL "
+			f"WHERE `name` IN ({_in(names)}) AND `lease_owner` = %s",
+			[*names, owner],
+		)
+
+
+def release_expired_leases(db: Database, now: datetime, limit: int = 10000) -> list[Any]:
+	"""Clear leases that expired (a drainer died); returns the rows released. Idempotent."""
+	names = [
+		r[0]
+		for r in db.sql(
+			f"SELECT `name` FROM {_T} WHERE `lease_expires_at` <= %s ORDER BY `name` LIMIT %s",
+			(now, limit),
+		)
+	]
+	if names:
+		db.sql(
+			f"UPDATE {_T} SET `lease_owner` = NULL, `lease_expires_at` = NULL "
+			f"WHERE `name` IN ({_in(names)}) AND `lease_expires_at` <= %s",
+			[*names, now],
+		)
+	return names
+
+
+def has_pending_work(db: Database, now: datetime) -> bool:
+	"""Is there anything a drainer could do now: a claimable row (Queued, or Failed and due,
+	and not held back behind its company's Failed row), or a Dead row whose dead-letter
+	copy is pending and not in flight?"""
+	if claimable(db, now, 1):
+		return True
+	return bool(
+		db.sql(
+			f"SELECT 1 FROM {_T} WHERE `status` = %s AND `dead_lettered_at` IS NULL AND {_LEASE_IS_FREE} LIMIT 1",
+			(Status.DEAD, now),
+		)
+	)
+
+
+def next_attempt_due(db: Database) -> datetime | None:
+	"""The earliest next attempt of a Failed row (only Failed rows carry one)."""
+	return db.sql(f"SELECT MIN(`next_attempt_at`) FROM {_T} WHERE `status` = %s", (Status.FAILED,))[0][0]
+
+
+def requeue_candidates(
+	db: Database, filters: dict[str, Any], now: datetime, limit: int = 100000
+) -> list[int]:
+	"""Names of Failed/Dead rows matching `filters` ({field: value or [values]}, fields in
+	REQUEUE_FILTER_FIELDS), except rows a drainer is delivering right now. A status other
+	than Failed or Dead is refused."""
+	conditions = [f"`status` IN ({_in(Status.REQUEUEABLE)})", _LEASE_IS_FREE]
+	values: list[Any] = [*Status.REQUEUEABLE, now]
+	for field, value in filters.items():
+		if field not in REQUEUE_FILTER_FIELDS:
+			raise RequeueRefused(
+				f"Cannot filter on {field!r}; use one of {', '.join(sorted(REQUEUE_FILTER_FIELDS))}"
+			)
+		options = list(value) if isinstance(value, list | tuple) else [value]
+		if not options or not all(isinstance(o, str | int) for o in options):
+			raise RequeueRefused(f"Filter {field!r} takes a value or a list of values")
+		if field == "status" and not set(options) <= set(Status.REQUEUEABLE):
+			raise RequeueRefused("Only Failed or Dead rows can be requeued")
+		conditions.append(f"`{field}` IN ({_in(options)})")
+		values.extend(options)
+	rows = db.sql(
+		f"SELECT `name` FROM {_T} WHERE {' AND '.join(conditions)} ORDER BY `name` LIMIT %s",
+		[*values, limit],
+	)
+	return [r[0] for r in rows]
+
+
+def requeue(db: Database, names: Sequence[Any], now: datetime, user: str = SYSTEM_USER) -> list[int]:
+	"""Failed/Dead -> Queued with a fresh attempt count. All or nothing: raises
+	RequeueRefused if any row is missing, not Failed/Dead, or leased by a drainer now."""
+	try:
+		wanted = sorted({int(n) for n in names})
+	except (TypeError, ValueError):
+		raise RequeueRefused("Event Log names are numbers")
+	if not wanted:
+		return []
+	found = {}
+	for start in range(0, len(wanted), 1000):
+		chunk = wanted[start : start + 1000]
+		for name, status, owner, expires in db.sql(
+			f"SELECT `name`, `status`, `lease_owner`, `lease_expires_at` FROM {_T} WHERE `name` IN ({_in(chunk)})",
+			chunk,
+		):
+			found[name] = (status, owner, expires)
+	refused = []
+	for name in wanted:
+		if name not in found:
+			refused.append((name, "does not exist"))
+			continue
+		status, owner, expires = found[name]
+		if status not in Status.REQUEUEABLE:
+			refused.append((name, f"is {status}; only Failed or Dead rows can be requeued"))
+		elif owner and expires is not None and expires > now:
+			refused.append((name, "is being delivered right now; try again in a moment"))
+	if refused:
+		raise RequeueRefused("Nothing was requeued", refused)
+	for start in range(0, len(wanted), 1000):
+		chunk = wanted[start : start + 1000]
+		db.sql(
+			f"UPDATE {_T} SET `status` = %s, `attempts` = 0, `next_attempt_at` = NULL, "
+			"`dead_lettered_at` = NULL, `lease_owner` = NULL, `lease_expires_at` = NULL, "
+			f"`modified` = %s, `modified_by` = %s WHERE `name` IN ({_in(chunk)}) "
+			f"AND `status` IN ({_in(Status.REQUEUEABLE)})",
+			[Status.QUEUED, now, user, *chunk, *Status.REQUEUEABLE],
+		)
+	return wanted

@@ -87,3 +87,12 @@ def site(mariadb, redis_url):
 			frappe.db.rollback()
 		finally:
 			standin.destroy()
+
+
+@pytest.fixture
+def workers(site):
+	"""Real forking `rq worker` processes on the site's long queue, killed by PID at the end
+	(tests/delivery_support.py `Workers`)."""
+	from delivery_support import worker_pool
+
+	yield from worker_pool()

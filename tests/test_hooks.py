@@ -29,3 +29,11 @@ def test_event_log_retention_is_registered_with_log_settings():
 	assert hooks.default_log_clearing_doctypes == {"Streaming Event Log": 30}
 	assert hooks.export_python_type_annotations is True
 	assert not hasattr(hooks, "required_apps")  # ERPNext is optional (README)
+
+
+def test_the_sweeper_runs_every_minute_and_resolves_to_the_job():
+	import importlib
+
+	assert hooks.scheduler_events == {"cron": {"* * * * *": ["erpnext_streaming.delivery.jobs.sweep"]}}
+	module, _, name = hooks.scheduler_events["cron"]["* * * * *"][0].rpartition(".")
+	assert callable(getattr(importlib.import_module(module), name))

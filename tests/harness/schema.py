@@ -91,6 +91,14 @@ def column_definition(field: dict) -> str | None:
 	return definition
 
 
+def composite_indexes(doctype_name: str) -> dict[str, tuple[str, ...]]:
+	"""Indexes a controller's `on_doctype_update` creates (Frappe runs it after the table)."""
+	from erpnext_streaming.constants import EVENT_LOG_DOCTYPE
+	from erpnext_streaming.outbox import EVENT_LOG_INDEXES
+
+	return EVENT_LOG_INDEXES if doctype_name == EVENT_LOG_DOCTYPE else {}
+
+
 def create_table_sql(doctype: dict) -> list[str]:
 	"""The statements Frappe runs to create this doctype's table (and sequence)."""
 	if doctype.get("issingle"):
@@ -117,6 +125,9 @@ def create_table_sql(doctype: dict) -> list[str]:
 			and coltype not in ("text", "longtext")
 		):
 			definitions.append(f"index `{field['fieldname']}`(`{field['fieldname']}`)")
+	# what the controller's on_doctype_update adds with frappe.db.add_index
+	for index_name, columns in composite_indexes(name).items():
+		definitions.append(f"index `{index_name}`({', '.join(f'`{c}`' for c in columns)})")
 	if doctype.get("istable"):
 		definitions += [
 			f"parent varchar({VARCHAR_LEN})",

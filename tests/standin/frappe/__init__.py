@@ -226,6 +226,17 @@ def enqueue(
 	)
 
 
+def parse_json(val):
+	"""frappe.parse_json: JSON text -> value (dicts as _dict); anything else unchanged."""
+	import json
+
+	if isinstance(val, str):
+		val = json.loads(val)
+	if isinstance(val, dict):
+		val = _dict(val)
+	return val
+
+
 def _(text: str, lang: str | None = None, context: str | None = None) -> str:
 	return text
 

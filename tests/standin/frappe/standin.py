@@ -95,6 +95,8 @@ def init_site(site: str, db_params: dict | None, redis_url: str, conf: dict | No
 	frappe._reset_local()
 	frappe.local.site = site
 	frappe.local.conf = _dict(conf or {}, db_params=db_params, redis_url=redis_url)
+	# Frappe's queue Redis (RQ and the wake-up list); a test may point it elsewhere
+	frappe.local.conf.setdefault("redis_queue", redis_url)
 	frappe.cache = frappe.RedisCache(redis.Redis.from_url(redis_url))
 	if db_params:
 		frappe.local.db = StandinDatabase(**db_params)
@@ -109,6 +111,10 @@ def destroy() -> None:
 def set_single(doctype: str, values: dict) -> None:
 	"""Register a Single's values (what Frappe would read from tabSingles)."""
 	_singles[doctype] = copy.deepcopy(values)
+
+
+def registered_singles() -> dict[str, dict]:
+	return copy.deepcopy(_singles)
 
 
 def get_single_doc(doctype: str) -> SingleDoc:

@@ -6,6 +6,7 @@ from frappe.model.document import Document
 from frappe.utils import now_datetime
 
 from erpnext_streaming import outbox
+from erpnext_streaming.constants import EVENT_LOG_DOCTYPE
 
 
 class StreamingEventLog(Document):
@@ -19,6 +20,7 @@ class StreamingEventLog(Document):
 
 		attempts: DF.Int
 		company: DF.Data | None
+		dead_lettered_at: DF.Datetime | None
 		event_id: DF.Data | None
 		event_time: DF.Datetime | None
 		event_type: DF.Data | None
@@ -44,3 +46,9 @@ class StreamingEventLog(Document):
 	def clear_old_logs(days: int = 30) -> None:
 		"""Log Settings retention: delete Sent rows older than `days`; Dead letters stay until resolved."""
 		outbox.clear_old_logs(frappe.db, days, now_datetime())
+
+
+def on_doctype_update():
+	"""Composite indexes the drainer's claim and dead-letter queries use (outbox.EVENT_LOG_INDEXES)."""
+	for index_name, fields in outbox.EVENT_LOG_INDEXES.items():
+		frappe.db.add_index(EVENT_LOG_DOCTYPE, list(fields), index_name)

@@ -16,3 +16,11 @@ def cint(value, default: int = 0) -> int:
 		return int(float(value))
 	except (TypeError, ValueError):
 		return default
+
+
+def get_system_timezone() -> str:
+	"""frappe.utils.get_system_timezone: System Settings' time zone (here: site config
+	`time_zone`, default UTC)."""
+	import frappe
+
+	return frappe.local.conf.get("time_zone") or "UTC"

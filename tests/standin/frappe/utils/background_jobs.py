@@ -22,7 +22,7 @@ BENCH_ID = os.environ.get("ES_STANDIN_BENCH_ID", "standin-bench")
 
 
 def get_redis_conn() -> redis.Redis:
-	return redis.Redis.from_url(frappe.local.conf.redis_url)
+	return redis.Redis.from_url(frappe.local.conf.redis_queue or frappe.local.conf.redis_url)
 
 
 def generate_qname(qtype: str) -> str:
@@ -76,6 +76,8 @@ def enqueue(
 			return None
 		elif job:
 			job.delete()
+	from frappe import standin
+
 	job_id = create_job_id(job_id)
 	if now:
 		return frappe.get_attr(method)(**kwargs) if isinstance(method, str) else method(**kwargs)
@@ -89,6 +91,8 @@ def enqueue(
 			"db_params": frappe.local.conf.db_params,
 			"redis_url": frappe.local.conf.redis_url,
 			"conf": {k: v for k, v in frappe.local.conf.items() if k not in ("db_params", "redis_url")},
+			# the worker process has no registered Singles: carry the test's values along
+			"singles": standin.registered_singles(),
 		},
 	}
 
@@ -112,6 +116,8 @@ def execute_job(site, method, job_name, kwargs, standin, user=None):
 	from frappe import standin as setup
 
 	setup.init_site(site, standin["db_params"], standin["redis_url"], standin.get("conf"))
+	for doctype, values in (standin.get("singles") or {}).items():
+		setup.set_single(doctype, values)
 	fn = frappe.get_attr(method) if isinstance(method, str) else method
 	try:
 		result = fn(**kwargs)

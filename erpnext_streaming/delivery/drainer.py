@@ -1,0 +1,427 @@
+"""The drainer: one long-running loop per site that publishes the outbox in order.
+
+It holds ONE producer for its whole run (issue "Delivery", point 2), and repeats:
+1. claim a batch under the claim lock (`outbox.claim`: leases, per-company prefixes,
+   Failed rows not yet due hold back their company) and commit;
+2. publish the batch in name order (= per-company sequence order) and wait, bounded, for
+   every delivery report;
+3. decide each row's next state (`state.next_state`, `policy.classify`), copy new Dead
+   rows to the dead-letter topic, and mark the rows in two statements (Sent; Failed/Dead);
+4. copy Dead rows whose dead-letter copy is still pending (capture failures);
+5. when there is nothing to do, wait on the wake-up list (or until the next Failed row is
+   due), and leave after `idle_exit_seconds` without work or before `max_runtime_seconds`
+   (well inside the long queue's 1500 s job timeout) so a fresh drainer takes over.
+
+Everything it touches comes in through the constructor (database, producer factory, wake
+source, heartbeat, clock, configuration, retry policy), so it runs the same in an RQ
+job (delivery/jobs.py) and in a test.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from confluent_kafka import KafkaError
+
+from erpnext_streaming import constants as c
+from erpnext_streaming import outbox
+from erpnext_streaming.constants import Status
+from erpnext_streaming.delivery import messages
+from erpnext_streaming.delivery.policy import Classified, RetryPolicy, classify, describe, unencodable
+from erpnext_streaming.delivery.producer import (
+	BatchResult,
+	Delivery,
+	OutgoingMessage,
+	Producer,
+	ProducerFactory,
+)
+from erpnext_streaming.delivery.state import Outcome, next_state
+from erpnext_streaming.outbox import Lease, Published, Unsent
+
+SIZE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+
+
+class Clock(Protocol):
+	def now(self) -> datetime:
+		"""Naive local time, like frappe.utils.now_datetime (the Event Log's datetimes)."""
+		...
+
+	def monotonic(self) -> float: ...
+
+
+class SystemClock:
+	def __init__(self, now: Callable[[], datetime] = datetime.now):
+		self._now = now
+
+	def now(self) -> datetime:
+		return self._now()
+
+	def monotonic(self) -> float:
+		return time.monotonic()
+
+
+class WakeSource(Protocol):
+	def wait(self, timeout: float) -> bool: ...
+
+	def pending(self) -> bool: ...
+
+	def clear(self) -> None: ...
+
+
+class Heartbeat(Protocol):
+	def acquire(self, ttl: float) -> bool: ...
+
+	def beat(self, ttl: float) -> None: ...
+
+	def release(self) -> None: ...
+
+
+class NoHeartbeat:
+	def acquire(self, ttl: float) -> bool:
+		return True
+
+	def beat(self, ttl: float) -> None:
+		pass
+
+	def release(self) -> None:
+		pass
+
+
+@dataclass(frozen=True)
+class DrainerConfig:
+	site: str
+	dead_letter_topic: str = c.DEFAULT_DEAD_LETTER_TOPIC
+	batch_size: int = c.DEFAULT_BATCH_SIZE
+	lease_seconds: float = c.DEFAULT_LEASE_SECONDS
+	max_runtime_seconds: float = c.DEFAULT_DRAINER_MAX_RUNTIME_SECONDS
+	idle_exit_seconds: float = 60.0
+	poll_seconds: float = 5.0
+	# bounded flush: librdkafka fails every message within message.timeout.ms, so a
+	# little more than that is enough (kafka_config: message.timeout.ms 30000)
+	flush_timeout_seconds: float = 31.0
+	claim_lock_timeout_seconds: float = 10.0
+	time_zone: str = "UTC"
+
+	@property
+	def lease(self) -> float:
+		"""A lease outlives one whole cycle (claim, publish, dead letters, mark, wait), so it
+		only expires when its drainer is gone or stuck."""
+		return max(self.lease_seconds, 2 * self.flush_timeout_seconds + self.poll_seconds + 5)
+
+	@property
+	def cycle_budget(self) -> float:
+		return 2 * self.flush_timeout_seconds + self.claim_lock_timeout_seconds + 5
+
+
+@dataclass
+class DrainStats:
+	producers: int = 0
+	batches: int = 0
+	sent: int = 0
+	failed: int = 0
+	dead: int = 0
+	dead_lettered: int = 0
+	failed_batches: int = 0
+	exit_reason: str = ""
+
+	def as_dict(self) -> dict[str, Any]:
+		return asdict(self)
+
+
+def failed_reason(outcome: dict[Any, Classified]) -> str:
+	return next(v.reason for v in outcome.values() if v.fatal)
+
+
+def new_owner() -> str:
+	return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Drainer:
+	def __init__(
+		self,
+		db: outbox.TransactionalDatabase,
+		producer_factory: ProducerFactory,
+		wake: WakeSource,
+		clock: Clock,
+		config: DrainerConfig,
+		policy: RetryPolicy,
+		heartbeat: Heartbeat | None = None,
+		secrets: Sequence[str] = (),
+		log: logging.Logger | None = None,
+		owner: str | None = None,
+		rand: Callable[[], float] = random.random,
+	):
+		self.db = db
+		self.producer_factory = producer_factory
+		self.wake = wake
+		self.clock = clock
+		self.config = config
+		self.policy = policy
+		self.heartbeat = heartbeat or NoHeartbeat()
+		self.secrets = tuple(s for s in secrets if s and len(s) >= 3)
+		self.log = log or logging.getLogger("erpnext_streaming.drainer")
+		self.owner = owner or new_owner()
+		self.rand = rand
+		self.time_zone = ZoneInfo(config.time_zone or "UTC")
+		self.stats = DrainStats()
+		self._producer: Producer | None = None
+		self._lock: str | None = None
+		self._dead_letters_retry_at = 0.0
+
+	# -- the loop ---------------------------------------------------------------------
+
+	def run(self) -> DrainStats:
+		config, ttl = self.config, self.config.lease
+		self.prepare()
+		if not self.heartbeat.acquire(ttl):
+			self.stats.exit_reason = "another drainer is running"
+			return self.stats
+		started = self.clock.monotonic()
+		idle_since: float | None = None
+		try:
+			while True:
+				if self.clock.monotonic() - started + config.cycle_budget > config.max_runtime_seconds:
+					self.stats.exit_reason = "max runtime"
+					break
+				self.heartbeat.beat(ttl)
+				if self.cycle():
+					idle_since = None
+					continue
+				now = self.clock.monotonic()
+				idle_since = now if idle_since is None else idle_since
+				if now - idle_since >= config.idle_exit_seconds:
+					if self._last_look():
+						idle_since = None
+						continue
+					self.stats.exit_reason = "idle"
+					break
+				self.wake.wait(self._wait_seconds(config.idle_exit_seconds - (now - idle_since)))
+		finally:
+			self.heartbeat.release()
+			self._close_producer()
+		return self.stats
+
+	def prepare(self) -> None:
+		"""READ COMMITTED for this connection (no gap locks; see outbox), and the lock name."""
+		outbox.use_read_committed(self.db)
+		self.db.commit()
+		self._lock = outbox.lock_name(self.db, "claim")
+
+	def _last_look(self) -> bool:
+		"""Before leaving: give up the heartbeat first (a commit from now on enqueues a new
+		drainer), then look once more, so a commit just before is not left waiting."""
+		self.heartbeat.release()
+		self.wake.clear()
+		if self.cycle() or (self.wake.pending() and self.cycle()):
+			return self.heartbeat.acquire(self.config.lease)
+		return False
+
+	def _wait_seconds(self, until_idle_exit: float) -> float:
+		wait = min(self.config.poll_seconds, max(until_idle_exit, 0.0))
+		due = outbox.next_attempt_due(self.db)
+		self.db.commit()
+		if due is not None:
+			wait = min(wait, max((due - self.clock.now()).total_seconds(), 0.0) + 0.05)
+		return max(wait, 0.05)
+
+	def cycle(self) -> bool:
+		"""One claim-publish-mark round; True if it did anything."""
+		if self._lock is None:
+			self.prepare()
+		did = False
+		rows = self._claim(outbox.claim)
+		if rows:
+			self.publish(rows)
+			did = True
+		if self.clock.monotonic() >= self._dead_letters_retry_at:
+			dead = self._claim(outbox.claim_dead_letters)
+			if dead:
+				did = self.copy_dead_letters(dead) or did
+		return did
+
+	def _claim(self, claim: Callable[..., list[Any]]) -> list[Any]:
+		db = self.db
+		if not outbox.get_lock(db, self._lock, self.config.claim_lock_timeout_seconds):
+			db.commit()
+			return []
+		try:
+			now = self.clock.now()
+			lease = Lease(self.owner, now + timedelta(seconds=self.config.lease))
+			rows = claim(db, lease, now, self.config.batch_size)
+			db.commit()
+			return rows
+		except Exception:
+			db.rollback()
+			raise
+		finally:
+			outbox.release_lock(db, self._lock)
+
+	# -- publishing -------------------------------------------------------------------
+
+	def publish(self, rows: Sequence[Any]) -> None:
+		"""Publish claimed rows, then record every outcome."""
+		config = self.config
+		outcome: dict[Any, Classified] = {}
+		outgoing: list[OutgoingMessage] = []
+		for row in rows:
+			try:
+				outgoing.append(messages.build(row, config.site, self.time_zone))
+			except Exception as e:
+				outcome[row["name"]] = unencodable(e)
+		deliveries = self._send(outgoing).deliveries if outgoing else {}
+		now = self.clock.now()
+		sent: list[Published] = []
+		unsent: list[Unsent] = []
+		dying: list[tuple[Any, int, str, bool]] = []
+		for row in rows:
+			name = row["name"]
+			too_large = False
+			if name not in outcome:
+				delivery = deliveries[name]
+				if delivery.error is None:
+					sent.append(Published(name, delivery.partition, delivery.offset))
+					continue
+				outcome[name] = classify(delivery.error)
+				too_large = delivery.error.code() in SIZE_ERRORS
+			verdict = outcome[name]
+			transition = next_state(
+				row["status"], verdict.outcome, row["attempts"] or 0, self.policy.max_attempts
+			)
+			reason = self.redact(verdict.reason)
+			if transition.status == Status.FAILED:
+				due = self.policy.next_attempt_at(transition.attempts, now, self.rand)
+				unsent.append(Unsent(name, Status.FAILED, transition.attempts, reason, next_attempt_at=due))
+			else:
+				if transition.attempts >= self.policy.max_attempts and verdict.outcome is Outcome.RETRIABLE:
+					reason = f"gave up after {transition.attempts} attempts: {reason}"
+				dying.append((row, transition.attempts, reason, too_large))
+		if any(v.fatal for v in outcome.values()) and self._producer is not None:
+			self.log.warning("erpnext_streaming: the producer is replaced after: %s", failed_reason(outcome))
+			self._close_producer(timeout=0)
+		copies = self._send_dead_letters(dying)
+		for row, attempts, reason, _ in dying:
+			unsent.append(
+				Unsent(row["name"], Status.DEAD, attempts, reason, dead_letter=copies.get(row["name"]))
+			)
+
+		now = self.clock.now()
+		try:
+			outbox.mark_sent(self.db, sent, now)
+			outbox.mark_unsent(self.db, self.owner, unsent, now)
+			self.db.commit()
+		except Exception:
+			self.db.rollback()
+			raise
+		failed = [u for u in unsent if u.status == Status.FAILED]
+		stats = self.stats
+		stats.batches += 1
+		stats.sent += len(sent)
+		stats.failed += len(failed)
+		stats.dead += len(dying)
+		stats.dead_lettered += len(copies)
+		if failed:
+			stats.failed_batches += 1
+			self.log.warning(
+				"erpnext_streaming: %d of %d events not delivered, retried from %s: %s",
+				len(failed),
+				len(rows),
+				min(u.next_attempt_at for u in failed).isoformat(sep=" ", timespec="seconds"),
+				failed[0].last_error,
+			)
+		for row, _, reason, _ in dying:
+			self.log.warning("erpnext_streaming: Event Log %s is Dead: %s", row["name"], reason)
+
+	def copy_dead_letters(self, rows: Sequence[Any]) -> bool:
+		"""Dead rows whose dead-letter copy is pending (capture failures, earlier misses)."""
+		copies = self._send_dead_letters(
+			[(r, r["attempts"] or 0, r["last_error"] or "", False) for r in rows]
+		)
+		now = self.clock.now()
+		try:
+			outbox.mark_dead_lettered(self.db, list(copies.values()), now)
+			outbox.release_leases(self.db, self.owner, [r["name"] for r in rows if r["name"] not in copies])
+			self.db.commit()
+		except Exception:
+			self.db.rollback()
+			raise
+		self.stats.dead_lettered += len(copies)
+		return bool(copies)
+
+	def _send_dead_letters(self, dying: Sequence[tuple[Any, int, str, bool]]) -> dict[Any, Published]:
+		"""Copy rows to the dead-letter topic; the copies that arrived, by row name. A copy
+		refused for its size is sent again without the value (it stays in the Event Log)."""
+		topic = self.config.dead_letter_topic
+		if not dying or not topic:
+			return {}
+		site, tz = self.config.site, self.time_zone
+		copies: dict[Any, Published] = {}
+		attempt = [(row, attempts, reason, omit) for row, attempts, reason, omit in dying]
+		for _ in range(2):
+			result = self._send(
+				[
+					messages.dead_letter(row, site, tz, topic, reason, attempts, omit)
+					for row, attempts, reason, omit in attempt
+				]
+			)
+			retry = []
+			for row, attempts, reason, omit in attempt:
+				delivery = result.deliveries[row["name"]]
+				if delivery.error is None:
+					copies[row["name"]] = Published(row["name"], delivery.partition, delivery.offset)
+				elif delivery.error.code() in SIZE_ERRORS and not omit:
+					retry.append((row, attempts, reason, True))
+				else:
+					self._dead_letters_retry_at = self.clock.monotonic() + self.policy.delay(1, self.rand)
+					self.log.warning(
+						"erpnext_streaming: dead-letter copy of Event Log %s failed, will retry: %s",
+						row["name"],
+						self.redact(describe(delivery.error)),
+					)
+			if not retry:
+				break
+			attempt = retry
+		return copies
+
+	def _send(self, outgoing: Sequence[OutgoingMessage]) -> BatchResult:
+		if self._producer is None:
+			try:
+				self._producer = self.producer_factory()
+			except Exception as e:
+				# e.g. an unreadable certificate: the rows fail (backoff, then Dead with this
+				# reason, visible in the Event Log) instead of crashing every drainer
+				error = KafkaError(KafkaError._FAIL, f"cannot create the producer: {type(e).__name__}: {e}")
+				self.log.warning("erpnext_streaming: %s", self.redact(describe(error)))
+				return BatchResult({m.ref: Delivery(m.ref, error) for m in outgoing})
+			self.stats.producers += 1
+		result = self._producer.send(outgoing, self.config.flush_timeout_seconds)
+		if result.discard:
+			if result.fatal is not None:
+				self.log.warning(
+					"erpnext_streaming: fatal producer error, the producer is replaced: %s",
+					self.redact(describe(result.fatal)),
+				)
+			self._close_producer(timeout=0)
+		return result
+
+	def _close_producer(self, timeout: float | None = None) -> None:
+		producer, self._producer = self._producer, None
+		if producer is not None:
+			try:
+				producer.close(self.config.flush_timeout_seconds if timeout is None else timeout)
+			except Exception:
+				self.log.exception("erpnext_streaming: closing the producer failed")
+
+	def redact(self, text: str) -> str:
+		for secret in self.secrets:
+			text = text.replace(secret, "***")
+		return text

@@ -1,0 +1,183 @@
+"""Frappe glue for delivery: the drainer job, the sweeper job, enqueueing the drainer.
+
+- `drain`: the drainer (RQ `long` queue, job id `DRAINER_JOB_ID`, deduplicated): reads
+  Streaming Settings once, builds one producer config (the SASL password is read here,
+  with `get_password`, and goes nowhere else), runs `Drainer.run` on this job's
+  `frappe.db` and the site's Redis, and leaves before the long queue's timeout.
+- `sweep`: scheduler, every minute (hooks.py `scheduler_events`).
+- `enqueue_drainer` / `ensure_drainer`: used by the after-commit wake-up and the sweeper.
+
+Tuning without a form field (site config, `bench --site S set-config KEY VALUE`):
+`erpnext_streaming_lease_seconds`, `erpnext_streaming_drainer_max_runtime_seconds`,
+`erpnext_streaming_drainer_idle_exit_seconds`, `erpnext_streaming_drainer_poll_seconds`.
+"""
+
+from __future__ import annotations
+
+import frappe
+from frappe.utils import now_datetime
+
+from erpnext_streaming import constants as c
+from erpnext_streaming import kafka_config
+from erpnext_streaming.delivery import signals, sweeper
+from erpnext_streaming.delivery.drainer import Drainer, DrainerConfig, SystemClock, new_owner
+from erpnext_streaming.delivery.policy import RetryPolicy
+from erpnext_streaming.delivery.producer import KafkaProducer
+from erpnext_streaming.settings import StreamingConfig
+
+DRAINER_METHOD = "erpnext_streaming.delivery.jobs.drain"
+DRAINER_JOB_ID = "erpnext_streaming.delivery.drainer"
+LOGGER = "erpnext_streaming"
+# librdkafka's own default when neither property is set
+LIBRDKAFKA_MESSAGE_TIMEOUT_MS = 300000
+
+
+def drain() -> dict:
+	"""The drainer job. Returns its statistics (stored by RQ; no configuration in them)."""
+	settings = frappe.get_single(c.SETTINGS_DOCTYPE)
+	config = StreamingConfig.from_doc(settings)
+	if not config.enabled or not config.bootstrap_servers:
+		return {"exit_reason": "streaming is disabled"}
+	password = None
+	if config.security_protocol.startswith("SASL"):
+		password = settings.get_password("sasl_password", raise_exception=False)
+	producer_conf = kafka_config.producer_config(config, password)
+	drainer_config = build_drainer_config(config, producer_conf)
+	site = frappe.local.site
+	redis_client = queue_redis(timeout=drainer_config.poll_seconds + 5)
+	owner = new_owner()
+	log = frappe.logger(LOGGER)
+	drainer = Drainer(
+		db=frappe.db,
+		producer_factory=lambda: KafkaProducer(producer_conf, logger=log),
+		wake=signals.RedisWake(redis_client, site),
+		heartbeat=signals.RedisHeartbeat(redis_client, site, owner),
+		clock=SystemClock(now_datetime),
+		config=drainer_config,
+		policy=retry_policy(config),
+		secrets=(password,) if password else (),
+		log=log,
+		owner=owner,
+	)
+	stats = drainer.run()
+	_record(redis_client, site, stats.as_dict())
+	return stats.as_dict()
+
+
+def sweep() -> dict:
+	"""Scheduler job (every minute): release expired leases, ensure a drainer when rows wait."""
+	config = StreamingConfig.from_doc(frappe.get_single(c.SETTINGS_DOCTYPE))
+	if not config.enabled:
+		return {"ran": False, "drainer": "streaming is disabled"}
+	lease = build_drainer_config(config, kafka_config.producer_config(config)).lease
+	result = sweeper.sweep(frappe.db, now_datetime(), lambda: ensure_drainer(stale_after=lease))
+	return {
+		"ran": result.ran,
+		"released": result.released,
+		"pending": result.pending,
+		"drainer": result.drainer,
+	}
+
+
+def enqueue_drainer() -> None:
+	"""Queue the site's drainer unless one is queued or running (RQ job id deduplication)."""
+	frappe.enqueue(
+		DRAINER_METHOD,
+		queue="long",
+		timeout=c.LONG_QUEUE_TIMEOUT_SECONDS,
+		job_id=DRAINER_JOB_ID,
+		deduplicate=True,
+	)
+
+
+def ensure_drainer(stale_after: float) -> str:
+	"""Make sure a drainer is queued or running; replaces a dead one (its RQ job still says
+	"started" after its worker was killed, but its heartbeat has expired)."""
+	from frappe.utils.background_jobs import get_job
+	from rq.job import JobStatus
+	from rq.utils import utcnow
+
+	site = frappe.local.site
+	redis_client = queue_redis(timeout=5)
+	if signals.signal(redis_client, site):
+		return "running"
+	job = get_job(DRAINER_JOB_ID)
+	status = job.get_status() if job else None
+	if job is not None and status == JobStatus.STARTED:
+		if job.started_at is not None and (utcnow() - job.started_at).total_seconds() < stale_after:
+			return "starting"
+		job.delete()  # its worker is gone: no heartbeat for a whole lease
+		frappe.logger(LOGGER).warning(
+			"erpnext_streaming: the drainer job started at %s has no heartbeat; replacing it", job.started_at
+		)
+		enqueue_drainer()
+		return "replaced"
+	enqueue_drainer()
+	return "queued" if status == JobStatus.QUEUED else "enqueued"
+
+
+def build_drainer_config(config: StreamingConfig, producer_conf: dict) -> DrainerConfig:
+	from frappe.utils import get_system_timezone
+
+	conf = frappe.conf
+	timeout_ms = producer_conf.get("message.timeout.ms") or producer_conf.get("delivery.timeout.ms")
+	message_timeout = int(timeout_ms or LIBRDKAFKA_MESSAGE_TIMEOUT_MS) / 1000
+	return DrainerConfig(
+		site=frappe.local.site,
+		dead_letter_topic=config.dead_letter_topic,
+		batch_size=max(1, config.batch_size),
+		lease_seconds=float(conf.get("erpnext_streaming_lease_seconds") or c.DEFAULT_LEASE_SECONDS),
+		max_runtime_seconds=float(
+			conf.get("erpnext_streaming_drainer_max_runtime_seconds") or c.DEFAULT_DRAINER_MAX_RUNTIME_SECONDS
+		),
+		idle_exit_seconds=float(conf.get("erpnext_streaming_drainer_idle_exit_seconds") or 60),
+		poll_seconds=float(conf.get("erpnext_streaming_drainer_poll_seconds") or 5),
+		flush_timeout_seconds=message_timeout + 1,
+		time_zone=get_system_timezone() or "UTC",
+	)
+
+
+def retry_policy(config: StreamingConfig) -> RetryPolicy:
+	base = max(1, config.backoff_base_seconds)
+	return RetryPolicy(
+		base_seconds=base,
+		cap_seconds=max(base, config.backoff_cap_seconds),
+		max_attempts=max(1, config.max_attempts),
+	)
+
+
+def queue_redis(timeout: float):
+	"""A client of the queue Redis (where RQ and the wake-up list live) with `timeout`."""
+	return signals.client(frappe.conf.redis_queue, timeout, **_queue_credentials())
+
+
+def _queue_credentials() -> dict:
+	"""What frappe.utils.background_jobs.get_redis_conn authenticates with."""
+	import os
+
+	if frappe.conf.get("use_rq_auth"):
+		from frappe.utils import get_bench_id
+
+		return {
+			"username": frappe.conf.get("rq_username") or get_bench_id(),
+			"password": frappe.conf.get("rq_password"),
+		}
+	if os.environ.get("RQ_ADMIN_PASWORD"):
+		return {"username": "default", "password": os.environ.get("RQ_ADMIN_PASWORD")}
+	return {}
+
+
+def _record(redis_client, site: str, stats: dict) -> None:
+	"""Running totals of the site's drainers (for health checks and the tests)."""
+	try:
+		key = signals.stats_key(site)
+		pipe = redis_client.pipeline(transaction=False)
+		pipe.hincrby(key, "runs", 1)
+		for field, value in stats.items():
+			if isinstance(value, int):
+				pipe.hincrby(key, field, value)
+		pipe.hset(key, "last_exit_reason", stats.get("exit_reason") or "")
+		pipe.expire(key, 7 * 24 * 3600)
+		pipe.execute()
+	except Exception:
+		pass

@@ -1,0 +1,120 @@
+"""An Event Log row as a Kafka message: key, value and headers (issue "Delivery", point 3).
+
+Key: the company, UTF-8 (with `partitioner=murmur2_random` a company always lands on the
+partition a Java client would pick). Value: the stored Avro bytes, unchanged. Headers:
+CloudEvents binary mode (`ce_id`, `ce_type`, `ce_source`, `ce_subject`, `ce_time`,
+`ce_specversion`), `content-type`, the schema (`schema_name`, `schema_version`,
+`schema_fingerprint`) and the company's gapless sequence (`es_company_sequence`).
+A dead-letter copy carries the same headers plus `es_error*`, `es_original_topic`,
+`es_attempts` and `es_event_log`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from erpnext_streaming.constants import topic_slug
+from erpnext_streaming.delivery.producer import OutgoingMessage
+from erpnext_streaming.outbox import decode_payload
+
+CE_SPECVERSION = "1.0"
+CE_TYPE_PREFIX = "io.erpnext.streaming"
+CONTENT_TYPE = "application/avro"
+# a dead-letter copy never carries a value this large (it would be refused like the original)
+DEAD_LETTER_VALUE_LIMIT = 512 * 1024
+
+
+def ce_type(doctype: str, event_type: str) -> str:
+	"""`io.erpnext.streaming.sales-invoice.submitted`"""
+	return f"{CE_TYPE_PREFIX}.{topic_slug(doctype)}.{event_type}"
+
+
+def ce_time(moment: datetime | None, time_zone: ZoneInfo) -> str:
+	"""RFC 3339 with the offset of the site's time zone (Frappe stores naive local times)."""
+	if moment is None:
+		return ""
+	if moment.tzinfo is None:
+		moment = moment.replace(tzinfo=time_zone)
+	return moment.isoformat()
+
+
+def message_key(row: Any) -> bytes:
+	return (row["message_key"] or row["company"] or "").encode("utf-8")
+
+
+def headers(row: Any, site: str, time_zone: ZoneInfo) -> list[tuple[str, bytes]]:
+	pairs = [
+		("ce_id", row["event_id"] or ""),
+		("ce_type", ce_type(row["reference_doctype"] or "", row["event_type"] or "")),
+		("ce_source", site),
+		("ce_subject", f"{row['reference_doctype']}/{row['reference_name']}"),
+		("ce_time", ce_time(row["event_time"] or row["creation"], time_zone)),
+		("ce_specversion", CE_SPECVERSION),
+		("content-type", CONTENT_TYPE),
+		("schema_name", row["schema_name"] or ""),
+		("schema_version", str(row["schema_version"] or 0)),
+		("schema_fingerprint", row["schema_fingerprint"] or ""),
+		("es_company_sequence", str(row["company_sequence"] or 0)),
+	]
+	return [(k, str(v).encode("utf-8")) for k, v in pairs]
+
+
+def build(row: Any, site: str, time_zone: ZoneInfo) -> OutgoingMessage:
+	"""The message of a row. Raises on a row that cannot be a message (poison)."""
+	if not row["topic"]:
+		raise ValueError("the row has no topic")
+	if not row["event_id"]:
+		raise ValueError("the row has no event id")
+	return OutgoingMessage(
+		ref=row["name"],
+		topic=row["topic"],
+		key=message_key(row),
+		value=decode_payload(row["payload"] or ""),
+		headers=headers(row, site, time_zone),
+	)
+
+
+def dead_letter(
+	row: Any,
+	site: str,
+	time_zone: ZoneInfo,
+	topic: str,
+	reason: str,
+	attempts: int,
+	omit_value: bool = False,
+) -> OutgoingMessage:
+	"""The copy of a Dead row for the dead-letter topic: original headers plus the error.
+
+	Built even from rows that cannot be messages themselves (no topic, bad payload), so
+	every Dead row reaches the dead-letter topic; the payload stays in the Event Log when
+	it is too large or unreadable (`es_payload_omitted`)."""
+	extra: list[tuple[str, str]] = []
+	value: bytes | None
+	try:
+		value = decode_payload(row["payload"] or "")
+	except Exception as e:
+		value, omitted = None, f"unreadable payload: {type(e).__name__}"
+	else:
+		omitted = ""
+		if omit_value or len(value) > DEAD_LETTER_VALUE_LIMIT:
+			omitted = f"{len(value)} bytes, kept in the Event Log row"
+			value = None
+		elif not value:
+			value = None
+	if omitted:
+		extra.append(("es_payload_omitted", omitted))
+	extra += [
+		("es_error", reason),
+		("es_original_topic", row["topic"] or ""),
+		("es_attempts", str(attempts)),
+		("es_event_log", str(row["name"])),
+	]
+	return OutgoingMessage(
+		ref=row["name"],
+		topic=topic,
+		key=message_key(row),
+		value=value,
+		headers=[*headers(row, site, time_zone), *((k, v.encode("utf-8")) for k, v in extra)],
+	)

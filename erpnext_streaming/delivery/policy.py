@@ -1,0 +1,163 @@
+"""Retry policy (exponential backoff with jitter, capped) and Kafka error classification.
+
+Classification (issue "Delivery", point 5):
+- `KafkaError.fatal()`: the producer instance is unusable. The batch's undelivered rows
+  are retried (RETRIABLE) and the drainer discards the producer. Errors that say the
+  idempotent producer's own state is broken (fenced, unknown producer id, bad epoch,
+  out-of-order sequence) are handled the same way even when librdkafka does not flag
+  them fatal: measured on Tansu, after message timeouts during a broker outage the same
+  producer got PRODUCER_FENCED for every later message, while a new one delivered.
+- poison, never worth a retry (PERMANENT -> Dead at once): the message is too large, the
+  topic name is invalid, authorization is denied, the record cannot be encoded.
+- retriable (RETRIABLE -> Failed with backoff, Dead when attempts run out): broker
+  unavailable, timeouts, leader changes, and anything librdkafka flags `retriable()`.
+- anything else is also RETRIABLE: a wrongly retried error costs a few delayed attempts
+  and ends Dead anyway, while a wrongly killed event is skipped past its company's order.
+  librdkafka does not set `retriable()` on delivery-report errors (only on some API
+  errors), so the explicit code lists below carry the decision.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from confluent_kafka import KafkaError
+
+from erpnext_streaming.delivery.state import Outcome
+
+_MAX_EXPONENT = 62  # 2**62 seconds is far beyond any cap; avoids float overflow
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+	"""Delay before attempt n+1 after n failed attempts: `min(cap, base * 2**(n-1))`,
+	scaled by a random factor in [1 - jitter, 1] so retries of many rows spread out."""
+
+	base_seconds: float
+	cap_seconds: float
+	max_attempts: int
+	jitter: float = 0.5
+
+	def __post_init__(self):
+		if self.base_seconds <= 0 or self.cap_seconds < self.base_seconds:
+			raise ValueError("backoff needs 0 < base <= cap")
+		if self.max_attempts < 1:
+			raise ValueError("max_attempts must be at least 1")
+		if not 0 <= self.jitter <= 1:
+			raise ValueError("jitter is a fraction between 0 and 1")
+
+	def ceiling(self, attempts: int) -> float:
+		"""The delay before jitter, after `attempts` (>= 1) failed attempts."""
+		exponent = min(max(attempts, 1) - 1, _MAX_EXPONENT)
+		return min(self.cap_seconds, self.base_seconds * 2.0**exponent)
+
+	def delay(self, attempts: int, rand: Callable[[], float] = random.random) -> float:
+		return self.ceiling(attempts) * (1.0 - self.jitter * rand())
+
+	def next_attempt_at(
+		self, attempts: int, now: datetime, rand: Callable[[], float] = random.random
+	) -> datetime:
+		return now + timedelta(seconds=self.delay(attempts, rand))
+
+
+# Poison: the same message can never succeed (Dead at once).
+PERMANENT_CODES = frozenset(
+	{
+		KafkaError.MSG_SIZE_TOO_LARGE,
+		KafkaError.RECORD_LIST_TOO_LARGE,
+		KafkaError.INVALID_MSG_SIZE,
+		KafkaError.INVALID_RECORD,
+		KafkaError.TOPIC_EXCEPTION,  # invalid topic name
+		KafkaError.TOPIC_AUTHORIZATION_FAILED,
+		KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+		KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+		KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
+		KafkaError.POLICY_VIOLATION,
+		KafkaError._INVALID_ARG,
+		KafkaError._KEY_SERIALIZATION,
+		KafkaError._VALUE_SERIALIZATION,
+		KafkaError._BAD_MSG,
+	}
+)
+# Transient: the broker or the network will recover (Failed, retried after backoff).
+RETRIABLE_CODES = frozenset(
+	{
+		KafkaError._MSG_TIMED_OUT,
+		KafkaError._TIMED_OUT,
+		KafkaError._TIMED_OUT_QUEUE,
+		KafkaError._TRANSPORT,
+		KafkaError._ALL_BROKERS_DOWN,
+		KafkaError._QUEUE_FULL,
+		KafkaError._RESOLVE,
+		KafkaError._FAIL,
+		KafkaError._UNKNOWN_TOPIC,
+		KafkaError._UNKNOWN_PARTITION,
+		KafkaError._PURGE_QUEUE,
+		KafkaError._PURGE_INFLIGHT,
+		KafkaError._DESTROY,
+		KafkaError._AUTHENTICATION,  # credentials get fixed; authorization does not
+		KafkaError._SSL,
+		KafkaError.REQUEST_TIMED_OUT,
+		KafkaError.NETWORK_EXCEPTION,
+		KafkaError.LEADER_NOT_AVAILABLE,
+		KafkaError.NOT_LEADER_FOR_PARTITION,
+		KafkaError.NOT_ENOUGH_REPLICAS,
+		KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+		KafkaError.UNKNOWN_TOPIC_OR_PART,
+		KafkaError.KAFKA_STORAGE_ERROR,
+		KafkaError.THROTTLING_QUOTA_EXCEEDED,
+		KafkaError.SASL_AUTHENTICATION_FAILED,
+	}
+)
+# The producer instance's idempotence state is broken: retry with a new producer.
+PRODUCER_STATE_CODES = frozenset(
+	{
+		KafkaError.PRODUCER_FENCED,
+		KafkaError.INVALID_PRODUCER_EPOCH,
+		KafkaError.UNKNOWN_PRODUCER_ID,
+		KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+		KafkaError.INVALID_PRODUCER_ID_MAPPING,
+		KafkaError._INCONSISTENT,
+		KafkaError._FATAL,
+	}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+	outcome: Outcome
+	fatal: bool  # the producer instance must be replaced
+	reason: str  # for last_error and dead-letter headers; never contains configuration
+
+
+def describe(error: KafkaError) -> str:
+	"""`MSG_SIZE_TOO_LARGE: Broker: Message size too large` (name and librdkafka's text)."""
+	try:
+		return f"{error.name()}: {error.str()}"
+	except Exception:
+		return repr(error)
+
+
+def classify(error: KafkaError) -> Classified:
+	reason = describe(error)
+	if error.fatal():
+		return Classified(
+			Outcome.RETRIABLE, True, f"fatal producer error, retried with a new producer: {reason}"
+		)
+	if error.code() in PRODUCER_STATE_CODES:
+		return Classified(
+			Outcome.RETRIABLE, True, f"producer state lost, retried with a new producer: {reason}"
+		)
+	if error.code() in PERMANENT_CODES:
+		return Classified(Outcome.PERMANENT, False, reason)
+	if error.retriable() or error.code() in RETRIABLE_CODES:
+		return Classified(Outcome.RETRIABLE, False, reason)
+	return Classified(Outcome.RETRIABLE, False, f"unclassified, retried: {reason}")
+
+
+def unencodable(error: Exception) -> Classified:
+	"""A row that cannot become a Kafka message (bad payload, headers): poison."""
+	return Classified(Outcome.PERMANENT, False, f"unencodable: {type(error).__name__}: {error}")

@@ -1,0 +1,142 @@
+"""A small interface over confluent_kafka.Producer: send a batch, get every delivery report.
+
+The drainer creates one `KafkaProducer` per drain (a new idempotent producer needs about
+half a second before its first delivery) and sends each batch with `send`, which waits
+for the batch's delivery reports within a bound (`flush(timeout)`). Messages left without
+a report when the bound runs out count as failed, are purged, and the instance is marked
+for discarding, so a late report can never be confused with a later batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, KafkaException
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+	ref: Any  # the Event Log row name; comes back in the delivery report
+	topic: str
+	key: bytes | None
+	value: bytes | None
+	headers: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+	ref: Any
+	error: KafkaError | None
+	partition: int | None = None
+	offset: int | None = None
+
+
+@dataclass(slots=True)
+class BatchResult:
+	deliveries: dict[Any, Delivery] = field(default_factory=dict)
+	fatal: KafkaError | None = None
+	discard: bool = False  # the producer instance must not be used again
+
+
+class Producer(Protocol):
+	def send(self, messages: Sequence[OutgoingMessage], timeout: float) -> BatchResult: ...
+
+	def close(self, timeout: float) -> None: ...
+
+
+ProducerFactory = Callable[[], Producer]
+
+
+class KafkaProducer:
+	"""`Producer` on confluent_kafka. `config` comes from `kafka_config.producer_config`."""
+
+	def __init__(self, config: dict[str, Any], logger: Any = None):
+		from confluent_kafka import Producer as _Producer
+
+		conf = {**config, "error_cb": self.on_error}
+		if logger is not None:
+			conf["logger"] = logger
+		self._producer = _Producer(conf)
+		self.fatal: KafkaError | None = None
+
+	def on_error(self, error: KafkaError) -> None:
+		"""librdkafka's error callback: a fatal error makes the instance unusable."""
+		if error.fatal() and self.fatal is None:
+			self.fatal = error
+
+	def send(self, messages: Sequence[OutgoingMessage], timeout: float) -> BatchResult:
+		deliveries: dict[Any, Delivery] = {}
+		deadline = time.monotonic() + timeout
+		for message in messages:
+			self._produce(message, deliveries, deadline)
+		remaining = self._producer.flush(max(0.0, deadline - time.monotonic()))
+		result = BatchResult(deliveries)
+		if remaining:
+			# bounded flush ran out: purge so no report of this batch arrives later
+			result.discard = True
+			self._producer.purge(in_queue=True, in_flight=True, blocking=True)
+			self._producer.poll(0)
+		for message in messages:
+			if message.ref not in deliveries:
+				deliveries[message.ref] = Delivery(
+					message.ref,
+					KafkaError(
+						KafkaError._TIMED_OUT,
+						f"no delivery report within {timeout:g} s ({remaining} messages left in flush)",
+					),
+				)
+		result.fatal = self.fatal
+		result.discard = result.discard or self.fatal is not None
+		return result
+
+	def _produce(self, message: OutgoingMessage, deliveries: dict[Any, Delivery], deadline: float) -> None:
+		while True:
+			if self.fatal is not None:
+				deliveries[message.ref] = Delivery(message.ref, self.fatal)
+				return
+			try:
+				self._producer.produce(
+					message.topic,
+					value=message.value,
+					key=message.key,
+					headers=message.headers,
+					on_delivery=partial(self._on_delivery, deliveries, message.ref),
+				)
+				self._producer.poll(0)
+				return
+			except BufferError:  # the local queue is full: serve reports, try again
+				if time.monotonic() >= deadline:
+					deliveries[message.ref] = Delivery(message.ref, KafkaError(KafkaError._QUEUE_FULL))
+					return
+				self._producer.poll(0.05)
+			except KafkaException as e:
+				error = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+				deliveries[message.ref] = Delivery(message.ref, error or KafkaError(KafkaError._FAIL, str(e)))
+				if error is not None:
+					self.on_error(error)
+				return
+			except (TypeError, ValueError) as e:
+				deliveries[message.ref] = Delivery(
+					message.ref, KafkaError(KafkaError._INVALID_ARG, f"{type(e).__name__}: {e}")
+				)
+				return
+
+	def _on_delivery(self, deliveries: dict[Any, Delivery], ref: Any, error: KafkaError | None, msg) -> None:
+		if error is not None:
+			deliveries[ref] = Delivery(ref, error)
+			self.on_error(error)
+		else:
+			deliveries[ref] = Delivery(ref, None, msg.partition(), msg.offset())
+
+	def close(self, timeout: float) -> None:
+		"""Wait (bounded) for anything still in flight, then drop the instance."""
+		producer, self._producer = self._producer, None
+		if producer is None:
+			return
+		if producer.flush(timeout):
+			producer.purge(in_queue=True, in_flight=True, blocking=True)
+			producer.poll(0)

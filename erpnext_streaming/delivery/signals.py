@@ -1,0 +1,164 @@
+"""Redis signals between the after-commit path, the drainer and the sweeper.
+
+Two keys per site on the queue Redis (`frappe.conf.redis_queue`, where RQ lives):
+- `erpnext_streaming|<site>|wake`: a list holding at most one token. The after-commit
+  path pushes one; the drainer waits on it with BLPOP, so it wakes within milliseconds of
+  a commit and otherwise sleeps without polling the database.
+- `erpnext_streaming|<site>|drainer`: the running drainer's heartbeat (its owner id,
+  with a TTL of one lease period, refreshed every loop). Present = a drainer is running.
+  The after-commit path reads it in the same round trip as the push and only enqueues
+  a drainer when it is absent; the sweeper uses it to recognize a dead drainer whose RQ
+  job still says "started" (its worker was killed).
+
+`CircuitBreaker` keeps the after-commit path from waiting on a dead Redis again and
+again: after one failure Redis is skipped for a while, and the failure is logged once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+KEY_PREFIX = "erpnext_streaming"
+# the after-commit path: a live Redis answers in about a millisecond
+FAST_TIMEOUT_SECONDS = 0.25
+_DELETE_IF_OWNER = (
+	"if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
+
+
+def wake_key(site: str) -> str:
+	return f"{KEY_PREFIX}|{site}|wake"
+
+
+def heartbeat_key(site: str) -> str:
+	return f"{KEY_PREFIX}|{site}|drainer"
+
+
+def stats_key(site: str) -> str:
+	return f"{KEY_PREFIX}|{site}|drainer-stats"
+
+
+def client(url: str, timeout: float, **kwargs: Any):
+	"""A Redis client that gives up after `timeout` seconds (connect and each reply), no retries."""
+	import redis
+
+	return redis.Redis.from_url(
+		url,
+		socket_connect_timeout=timeout,
+		socket_timeout=timeout,
+		retry_on_timeout=False,
+		health_check_interval=0,
+		**kwargs,
+	)
+
+
+def signal(redis_client: Any, site: str) -> bool:
+	"""Leave a wake-up token (at most one waits) and say whether a drainer is running.
+
+	One round trip: LPUSH + LTRIM + EXPIRE + EXISTS in a pipeline."""
+	key = wake_key(site)
+	pipe = redis_client.pipeline(transaction=False)
+	pipe.lpush(key, b"1")
+	pipe.ltrim(key, 0, 0)
+	pipe.expire(key, 3600)
+	pipe.exists(heartbeat_key(site))
+	return bool(pipe.execute()[-1])
+
+
+def drainer_running(redis_client: Any, site: str) -> bool:
+	return bool(redis_client.exists(heartbeat_key(site)))
+
+
+class RedisWake:
+	"""The drainer's wake source: BLPOP on the site's wake list."""
+
+	def __init__(self, redis_client: Any, site: str, sleep: Callable[[float], None] = time.sleep):
+		self.client = redis_client
+		self.key = wake_key(site)
+		self.sleep = sleep
+
+	def wait(self, timeout: float) -> bool:
+		"""True when woken by a token; False on timeout. Falls back to sleeping when Redis
+		is unreachable (the drainer then polls the database)."""
+		if timeout <= 0:
+			return False
+		try:
+			return self.client.blpop([self.key], timeout=max(timeout, 0.01)) is not None
+		except Exception:
+			self.sleep(min(timeout, 1.0))
+			return False
+
+	def clear(self) -> None:
+		try:
+			self.client.delete(self.key)
+		except Exception:
+			pass
+
+	def pending(self) -> bool:
+		try:
+			return bool(self.client.llen(self.key))
+		except Exception:
+			return False
+
+
+class RedisHeartbeat:
+	"""The running drainer's presence key. Redis errors never stop the drainer: leases in
+	the database keep delivery correct without it."""
+
+	def __init__(self, redis_client: Any, site: str, owner: str):
+		self.client = redis_client
+		self.key = heartbeat_key(site)
+		self.owner = owner
+
+	def acquire(self, ttl: float) -> bool:
+		"""Claim the heartbeat; False if another live drainer holds it."""
+		try:
+			return bool(self.client.set(self.key, self.owner, nx=True, px=int(ttl * 1000)))
+		except Exception:
+			return True  # Redis is down: run on the database's leases alone
+
+	def beat(self, ttl: float) -> None:
+		try:
+			self.client.set(self.key, self.owner, px=int(ttl * 1000))
+		except Exception:
+			pass
+
+	def release(self) -> None:
+		try:
+			self.client.eval(_DELETE_IF_OWNER, 1, self.key, self.owner)
+		except Exception:
+			pass
+
+
+class CircuitBreaker:
+	"""Closed: calls go through. After a failure it opens for `open_seconds` (calls are
+	skipped), then lets one call try again. `failure()` returns True only for the first
+	failure of an outage, so the caller logs once; `success()` returns True when an outage
+	ends."""
+
+	def __init__(self, open_seconds: float, clock: Callable[[], float] = time.monotonic):
+		self.open_seconds = open_seconds
+		self.clock = clock
+		self._open_until = 0.0
+		self._failing = False
+
+	def allow(self) -> bool:
+		return self.clock() >= self._open_until
+
+	def failure(self) -> bool:
+		first = not self._failing
+		self._failing = True
+		self._open_until = self.clock() + self.open_seconds
+		return first
+
+	def success(self) -> bool:
+		recovered = self._failing
+		self._failing = False
+		self._open_until = 0.0
+		return recovered
+
+	@property
+	def failing(self) -> bool:
+		return self._failing

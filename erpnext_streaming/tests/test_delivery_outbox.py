@@ -1,0 +1,113 @@
+"""The outbox on a real bench: the transactional write and the drainer's claim, lease and
+mark rules (twins of tests/test_outbox_write.py and tests/test_delivery_claim.py).
+
+Never commits: every test runs in the test transaction and rolls back. Rows already in
+the site's Event Log are deleted inside that transaction, so claims see only ours.
+"""
+
+from datetime import timedelta
+
+import frappe
+from frappe.tests.utils import FrappeTestCase
+from frappe.utils import now_datetime
+
+from erpnext_streaming import outbox
+from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, Status
+from erpnext_streaming.outbox import Lease, Published, Unsent
+from erpnext_streaming.tests.delivery_records import outbox_record
+
+LEASE = timedelta(seconds=120)
+
+
+record = outbox_record
+
+
+class TestDeliveryOutbox(FrappeTestCase):
+	def setUp(self):
+		frappe.db.delete(EVENT_LOG_DOCTYPE)
+		frappe.db.delete("Streaming Company Sequence", {"name": ("in", ["_ES Test A", "_ES Test B"])})
+		self.now = now_datetime()
+
+	def tearDown(self):
+		frappe.db.rollback()
+
+	def write(self, *refs):
+		outbox.write(frappe.db, [record(ref, company) for ref, company in refs], self.now)
+		return self.names(*[ref for ref, _ in refs])
+
+	def names(self, *refs):
+		return frappe.get_all(
+			EVENT_LOG_DOCTYPE, filters={"reference_name": ("in", refs)}, pluck="name", order_by="name asc"
+		)
+
+	def claim(self, owner, now=None, limit=100):
+		now = now or self.now
+		return [r["reference_name"] for r in outbox.claim(frappe.db, Lease(owner, now + LEASE), now, limit)]
+
+	def test_write_keeps_buffer_order_and_gapless_company_sequences(self):
+		self.write(("a1", "_ES Test A"), ("b1", "_ES Test B"), ("a2", "_ES Test A"))
+		rows = frappe.get_all(
+			EVENT_LOG_DOCTYPE,
+			fields=["reference_name", "company_sequence", "status"],
+			filters={"event_id": ("like", "delivery-test-%")},
+			order_by="name asc",
+		)
+		self.assertEqual(
+			[(r.reference_name, r.company_sequence, r.status) for r in rows],
+			[("a1", 1, Status.QUEUED), ("b1", 1, Status.QUEUED), ("a2", 2, Status.QUEUED)],
+		)
+
+	def test_a_company_is_leased_to_one_drainer_at_a_time(self):
+		self.write(("a1", "_ES Test A"), ("a2", "_ES Test A"))
+		self.assertEqual(self.claim("d1"), ["a1", "a2"])
+		self.write(("a3", "_ES Test A"), ("b1", "_ES Test B"))
+		self.assertEqual(self.claim("d2"), ["b1"])
+		outbox.mark_sent(
+			frappe.db, [Published(n, 0, i) for i, n in enumerate(self.names("a1", "a2", "b1"))], self.now
+		)
+		self.assertEqual(self.claim("d2"), ["a3"])
+
+	def test_a_failed_row_holds_back_its_company_until_due(self):
+		a1, a2 = self.write(("a1", "_ES Test A"), ("a2", "_ES Test A"))
+		self.claim("d1")
+		due = self.now + timedelta(seconds=30)
+		outbox.mark_unsent(
+			frappe.db, "d1", [Unsent(a1, Status.FAILED, 1, "timeout", next_attempt_at=due)], self.now
+		)
+		outbox.release_leases(frappe.db, "d1", [a2])
+		self.write(("b1", "_ES Test B"))
+		self.assertEqual(self.claim("d1"), ["b1"])
+		self.assertEqual(self.claim("d2", now=due + timedelta(seconds=1)), ["a1", "a2"])
+		self.assertEqual(frappe.db.get_value(EVENT_LOG_DOCTYPE, a1, "attempts"), 1)
+
+	def test_an_expired_lease_is_taken_over_and_released(self):
+		(a1,) = self.write(("a1", "_ES Test A"))
+		self.claim("dead-drainer")
+		after = self.now + LEASE + timedelta(seconds=1)
+		self.assertEqual(outbox.release_expired_leases(frappe.db, after), [a1])
+		self.assertIsNone(frappe.db.get_value(EVENT_LOG_DOCTYPE, a1, "lease_owner"))
+		self.assertEqual(self.claim("d2", now=after), ["a1"])
+
+	def test_sent_rows_record_partition_and_offset_and_are_never_failed_again(self):
+		a1, b1 = self.write(("a1", "_ES Test A"), ("b1", "_ES Test B"))
+		self.claim("d1")
+		outbox.mark_sent(frappe.db, [Published(a1, 2, 40), Published(b1, 5, 7)], self.now)
+		outbox.mark_unsent(frappe.db, "d1", [Unsent(a1, Status.FAILED, 1, "late")], self.now)
+		row = frappe.db.get_value(
+			EVENT_LOG_DOCTYPE, a1, ["status", "kafka_partition", "kafka_offset", "lease_owner"], as_dict=True
+		)
+		self.assertEqual(
+			(row.status, row.kafka_partition, row.kafka_offset, row.lease_owner), (Status.SENT, 2, 40, None)
+		)
+
+	def test_capture_dead_rows_wait_for_their_dead_letter_copy(self):
+		outbox.write(
+			frappe.db, [record("ok", "_ES Test A"), record("broken", "_ES Test A", Status.DEAD)], self.now
+		)
+		ok, broken = self.names("ok", "broken")
+		self.assertEqual(self.claim("d1"), ["ok"])
+		dead = outbox.claim_dead_letters(frappe.db, Lease("d1", self.now + LEASE), self.now, 10)
+		self.assertEqual([r["name"] for r in dead], [broken])
+		outbox.mark_dead_lettered(frappe.db, [Published(broken, 0, 3)], self.now)
+		outbox.mark_sent(frappe.db, [Published(ok, 0, 0)], self.now)
+		self.assertFalse(outbox.has_pending_work(frappe.db, self.now))

@@ -1,0 +1,162 @@
+"""The drainer core on a real broker, MariaDB and Redis, run in this process: fatal
+producer errors, bounded flush, heartbeat and exit rules."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import frappe
+import pytest
+import redis
+from confluent_kafka import KafkaError, KafkaException
+from delivery_support import (
+	COMPANIES,
+	all_delivered,
+	by_event_id,
+	commit_transaction,
+	consume,
+	event,
+	new_topic,
+	rows,
+)
+from frappe.standin import StandinDatabase
+from harness.services import start_tansu
+
+from erpnext_streaming import kafka_config
+from erpnext_streaming.constants import Status
+from erpnext_streaming.delivery import signals
+from erpnext_streaming.delivery.drainer import Drainer, DrainerConfig, SystemClock
+from erpnext_streaming.delivery.policy import RetryPolicy, classify
+from erpnext_streaming.delivery.producer import KafkaProducer, OutgoingMessage
+from erpnext_streaming.delivery.state import Outcome
+from erpnext_streaming.settings import StreamingConfig
+
+pytestmark = pytest.mark.integration
+
+
+def producer_conf(bootstrap: str, **extra: str) -> dict:
+	props = {"linger.ms": "5", "message.timeout.ms": "3000", **extra}
+	return kafka_config.producer_config(
+		StreamingConfig(enabled=True, bootstrap_servers=bootstrap, producer_properties=tuple(props.items()))
+	)
+
+
+def make_drainer(mariadb, redis_url, factory, **config) -> Drainer:
+	db = StandinDatabase(**{k: v for k, v in mariadb.items() if k != "tables"})
+	client = signals.client(redis_url, 5)
+	site = frappe.local.site
+	defaults = {"idle_exit_seconds": 1, "poll_seconds": 0.2, "flush_timeout_seconds": 4}
+	return Drainer(
+		db=db,
+		producer_factory=factory,
+		wake=signals.RedisWake(client, site),
+		heartbeat=signals.RedisHeartbeat(client, site, f"test-{os.getpid()}"),
+		clock=SystemClock(),
+		config=DrainerConfig(site=site, dead_letter_topic="", **{**defaults, **config}),
+		policy=RetryPolicy(base_seconds=0.2, cap_seconds=0.4, max_attempts=5),
+		secrets=("s3cr3t-sasl",),
+	)
+
+
+def test_a_fatal_producer_error_discards_the_producer_and_retries_the_batch(
+	site, mariadb, redis_url, kafka_bootstrap
+):
+	topic = new_topic(kafka_bootstrap)
+	records = [event(f"f{i}", COMPANIES[i % 3], topic) for i in range(9)]
+	commit_transaction(records)
+	conf = producer_conf(kafka_bootstrap)
+	made: list[KafkaProducer] = []
+
+	def factory():
+		producer = KafkaProducer(conf)
+		if not made:  # librdkafka reports a fatal error on the first instance (error callback)
+			producer.on_error(
+				KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "injected; sasl s3cr3t-sasl", fatal=True)
+			)
+		made.append(producer)
+		return producer
+
+	drainer = make_drainer(mariadb, redis_url, factory)
+	stats = drainer.run()
+	drainer.db.close()
+
+	assert stats.producers == 2 and stats.failed == 9 and stats.sent == 9 and stats.failed_batches == 1
+	log = rows()
+	assert {(r.status, r.attempts) for r in log} == {(Status.SENT, 1)}  # one failed attempt each
+	assert all("fatal producer error" in r.last_error and "OUT_OF_ORDER" in r.last_error for r in log)
+	assert not any("s3cr3t-sasl" in r.last_error for r in log) and "***" in log[0].last_error
+	got = consume(kafka_bootstrap, topic, expect=9)
+	assert sorted(by_event_id(got)) == sorted(r.event_id for r in records)
+	assert all(len(c) == 1 for c in by_event_id(got).values())  # the fatal batch sent nothing
+
+
+def test_a_flush_that_runs_out_counts_every_unreported_message_as_failed():
+	bootstrap, broker = start_tansu()
+	try:
+		producer = KafkaProducer(producer_conf(bootstrap, **{"message.timeout.ms": "60000"}))
+		warm = producer.send([OutgoingMessage("warm", "flush-test", b"k", b"v", [])], 15)
+		assert warm.deliveries["warm"].error is None
+		os.kill(broker.process.pid, signal.SIGSTOP)
+		try:
+			batch = [OutgoingMessage(i, "flush-test", b"k", b"v", []) for i in range(3)]
+			result = producer.send(batch, timeout=1.0)
+		finally:
+			os.kill(broker.process.pid, signal.SIGCONT)
+		assert result.discard and result.fatal is None
+		assert set(result.deliveries) == {0, 1, 2}
+		for delivery in result.deliveries.values():
+			assert delivery.error is not None and classify(delivery.error).outcome is Outcome.RETRIABLE
+		producer.close(1)
+	finally:
+		broker.stop()
+
+
+def test_a_second_drainer_leaves_while_the_first_holds_the_heartbeat(site, mariadb, redis_url):
+	client = redis.Redis.from_url(redis_url)
+	key = signals.heartbeat_key(frappe.local.site)
+	client.set(key, "the-running-drainer", px=60000)
+	try:
+		drainer = make_drainer(mariadb, redis_url, lambda: pytest.fail("no producer needed"))
+		assert drainer.run().exit_reason == "another drainer is running"
+		assert client.get(key) == b"the-running-drainer"  # not touched
+	finally:
+		client.delete(key)
+
+
+def test_the_drainer_leaves_when_idle_and_before_its_runtime_budget(
+	site, mariadb, redis_url, kafka_bootstrap
+):
+	topic = new_topic(kafka_bootstrap)
+	commit_transaction([event("one", "Acme Corp", topic)])
+	conf = producer_conf(kafka_bootstrap)
+	idle = make_drainer(mariadb, redis_url, lambda: KafkaProducer(conf))
+	stats = idle.run()
+	assert (stats.exit_reason, stats.sent, stats.producers) == ("idle", 1, 1)
+	assert not signals.drainer_running(signals.client(redis_url, 5), frappe.local.site)  # heartbeat gone
+	assert all_delivered()
+
+	commit_transaction([event("two", "Acme Corp", topic)])
+	# a budget smaller than one cycle: it leaves at once, before claiming anything
+	budget = make_drainer(mariadb, redis_url, lambda: KafkaProducer(conf), max_runtime_seconds=5)
+	assert budget.run().exit_reason == "max runtime"
+	assert [r.status for r in rows()] == [Status.SENT, Status.QUEUED]  # left for the next drainer
+
+
+def test_a_producer_that_cannot_be_created_fails_the_rows_visibly(site, mariadb, redis_url):
+	commit_transaction([event("x", "Acme Corp", "erpnext.never")])
+
+	def factory():
+		raise KafkaException(
+			KafkaError(KafkaError._INVALID_ARG, "ssl.ca.pem: cannot parse; password s3cr3t-sasl")
+		)
+
+	drainer = make_drainer(mariadb, redis_url, factory, idle_exit_seconds=0.5)
+	drainer.policy = RetryPolicy(base_seconds=30, cap_seconds=60, max_attempts=5)  # no retry during the test
+	stats = drainer.run()
+	drainer.db.close()
+	assert (stats.producers, stats.failed, stats.exit_reason) == (0, 1, "idle")
+	(row,) = rows()
+	assert (row.status, row.attempts) == (Status.FAILED, 1)
+	assert "cannot create the producer" in row.last_error and "ssl.ca.pem" in row.last_error
+	assert "s3cr3t-sasl" not in row.last_error

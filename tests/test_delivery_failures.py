@@ -1,0 +1,180 @@
+"""Nothing is lost when the broker goes away under load or a drainer is killed mid-batch.
+
+Each test runs its own Tansu broker (SIGSTOP/SIGCONT simulates the outage without losing
+the in-memory topics) and real forking rq workers. The sweeper runs as the scheduler
+would run it. Duplicates (same event id twice) are at-least-once's price: they are
+counted, printed, and must stay within one batch per failure.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import defaultdict
+
+import frappe
+import pytest
+from delivery_support import (
+	COMPANIES,
+	all_delivered,
+	by_event_id,
+	commit_transaction,
+	configure,
+	consume,
+	drainer_running,
+	drainer_stats,
+	event,
+	new_topic,
+	rows,
+	statuses,
+	wait_for,
+)
+from harness.services import start_tansu
+
+from erpnext_streaming.constants import Status
+from erpnext_streaming.delivery import jobs
+
+pytestmark = pytest.mark.integration
+BATCH = 10
+
+
+@pytest.fixture
+def own_broker():
+	bootstrap, broker = start_tansu()
+	try:
+		yield bootstrap, broker.process.pid
+	finally:
+		os.kill(broker.process.pid, signal.SIGCONT)
+		broker.stop()
+
+
+def transactions(topic: str, start: int, count: int) -> list:
+	written = []
+	for i in range(start, start + count):
+		batch = [event(f"T{i}-{company[:4]}", company, topic) for company in COMPANIES[: 1 + i % 3]]
+		commit_transaction(batch)
+		written += batch
+	return written
+
+
+def sweeping(predicate, results: list | None = None):
+	"""The scheduler's cron: run the sweeper, then check."""
+
+	def check():
+		outcome = jobs.sweep()
+		if results is not None:
+			results.append(outcome["drainer"])
+		return predicate()
+
+	return check
+
+
+def report_duplicates(got, log) -> dict[str, int]:
+	copies = by_event_id(got)
+	duplicates = {event_id: len(c) - 1 for event_id, c in copies.items() if len(c) > 1}
+	print(f"\n{len(got)} messages for {len(copies)} events; {sum(duplicates.values())} duplicates")
+	for event_id, extra in sorted(duplicates.items(), key=lambda kv: log[kv[0]].name):
+		row = log[event_id]
+		print(
+			f"  duplicate: Event Log {row.name} {row.company} #{row.company_sequence} x{extra + 1} ({event_id})"
+		)
+	return duplicates
+
+
+def assert_company_order(got) -> None:
+	"""Per company, first copies appear in sequence order, in one partition."""
+	seen: dict[str, set] = defaultdict(set)
+	order: dict[str, list[int]] = defaultdict(list)
+	for message in sorted(got, key=lambda m: (m.partition, m.offset)):
+		company = message.key.decode()
+		seen[company].add(message.partition)
+		if message.headers["ce_id"] not in {m for m in order.get(company + "#ids", [])}:
+			order[company + "#ids"].append(message.headers["ce_id"])
+			order[company].append(int(message.headers["es_company_sequence"]))
+	for company in COMPANIES:
+		assert len(seen[company]) == 1, company
+		assert order[company] == sorted(order[company]) == list(range(1, len(order[company]) + 1)), company
+
+
+def test_a_broker_outage_under_load_loses_nothing(site, own_broker, workers):
+	bootstrap, broker_pid = own_broker
+	topic, dead_letters = new_topic(bootstrap), new_topic(bootstrap, 1)
+	configure(
+		bootstrap,
+		dead_letters,
+		batch_size=BATCH,
+		properties={"message.timeout.ms": "2000"},
+		idle_exit_seconds=5,
+	)
+	workers.start(1)
+	written = transactions(topic, 0, 10)
+	wait_for(lambda: statuses().get(Status.SENT), 30, "first events delivered before the outage")
+
+	os.kill(broker_pid, signal.SIGSTOP)  # the broker stops answering, mid-load
+	try:
+		written += transactions(topic, 10, 15)
+		wait_for(lambda: statuses().get(Status.FAILED), 30, "events Failed while the broker is away")
+		written += transactions(topic, 25, 5)
+		wait_for(lambda: max(r.attempts for r in rows()) >= 2, 30, "retried with backoff, failed again")
+		during = statuses()
+		assert not during.get(Status.DEAD), "retriable errors never kill an event"
+		failed = [r for r in rows() if r.status == Status.FAILED]
+		assert all("_MSG_TIMED_OUT" in r.last_error or "TIMED_OUT" in r.last_error for r in failed), {
+			r.last_error for r in failed
+		}
+	finally:
+		os.kill(broker_pid, signal.SIGCONT)
+	written += transactions(topic, 30, 5)
+	wait_for(sweeping(all_delivered), 120, "everything delivered after the broker returned", interval=1)
+
+	log = {r.event_id: r for r in rows()}
+	assert {r.status for r in log.values()} == {Status.SENT}
+	got = consume(bootstrap, topic, expect=len(written), settle=3)
+	assert set(by_event_id(got)) == {e.event_id for e in written}, "nothing lost"
+	duplicates = report_duplicates(got, log)
+	wait_for(lambda: not drainer_running() and drainer_stats().get("runs"), 60, "the drainers left")
+	stats = drainer_stats()
+	print(f"Event Log during the outage: {during}; drainer statistics: {stats}")
+	failed_batches = int(stats["failed_batches"])
+	assert failed_batches >= 2
+	assert sum(duplicates.values()) <= BATCH * failed_batches, "at most one batch per failure"
+	for event_id, extra in duplicates.items():
+		assert extra <= log[event_id].attempts, "at most one extra copy per failed attempt of the row"
+	assert_company_order(got)
+
+
+def test_a_drainer_killed_mid_batch_loses_nothing_and_its_lease_expires(site, own_broker, workers):
+	bootstrap, broker_pid = own_broker
+	topic, dead_letters = new_topic(bootstrap), new_topic(bootstrap, 1)
+	configure(bootstrap, dead_letters, batch_size=BATCH, properties={"message.timeout.ms": "4000"})
+	written = transactions(topic, 0, 12)  # the drainer is enqueued; no worker yet
+
+	os.kill(broker_pid, signal.SIGSTOP)  # so the drainer's flush cannot finish
+	try:
+		(worker,) = workers.start(1)
+		leased = wait_for(
+			lambda: [r for r in rows() if r.lease_owner], 30, "the drainer claimed a batch", interval=0.05
+		)
+		horses = workers.kill(worker)  # SIGKILL worker and work horse, mid-batch
+		assert horses, "a work horse was running the drainer"
+	finally:
+		os.kill(broker_pid, signal.SIGCONT)
+	print(f"\nkilled drainer {leased[0].lease_owner} holding {len(leased)} rows (work horse {horses})")
+	assert len(leased) <= BATCH
+	assert {r.status for r in rows()} == {Status.QUEUED}
+
+	workers.start(1)
+	outcomes: list[str] = []
+	wait_for(sweeping(all_delivered, outcomes), 120, "the next drainer delivered everything", interval=1)
+	print(f"sweeper saw: {' -> '.join(dict.fromkeys(outcomes))}")
+	assert "replaced" in outcomes, "the dead drainer's job was replaced once its heartbeat expired"
+
+	log = {r.event_id: r for r in rows()}
+	assert {r.status for r in log.values()} == {Status.SENT}
+	got = consume(bootstrap, topic, expect=len(written), settle=3)
+	assert set(by_event_id(got)) == {e.event_id for e in written}, "nothing lost"
+	duplicates = report_duplicates(got, log)
+	assert set(duplicates) <= {r.event_id for r in leased}, "only the killed batch can repeat"
+	assert all(extra == 1 for extra in duplicates.values())
+	assert_company_order(got)
