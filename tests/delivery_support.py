@@ -1,8 +1,7 @@
 """Helpers for the delivery tests: events, user transactions, workers, topics, consumers.
 
-`CODEC` encodes the test payloads. On this branch it is a tiny Avro schema of this file;
-once the schemas branch is merged, swap the ONE line `CODEC = TinyAvroCodec()` for
-`CODEC = ShippedSchemaCodec()` and the same tests publish real GL Entry events.
+`CODEC` encodes the test payloads with the shipped GL Entry event schema, so consumers in
+the tests decode what they read with the schemas the app ships.
 """
 
 from __future__ import annotations
@@ -33,18 +32,6 @@ from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_TABLE, SETTINGS_DOCTYPE, Status
 from erpnext_streaming.delivery import signals, wake
 
-TINY_SCHEMA = {
-	"type": "record",
-	"name": "TestEvent",
-	"namespace": "io.erpnext.streaming.test",
-	"fields": [
-		{"name": "event_id", "type": "string"},
-		{"name": "company", "type": "string"},
-		{"name": "reference_name", "type": "string"},
-		{"name": "filler", "type": "bytes"},
-	],
-}
-
 
 class _AvroCodec:
 	"""Schemaless Avro bytes of one record schema; `name`, `version`, `fingerprint`."""
@@ -65,24 +52,8 @@ class _AvroCodec:
 		return fastavro.schemaless_reader(io.BytesIO(value), self.parsed, self.parsed)[self.reference_field]
 
 
-class TinyAvroCodec(_AvroCodec):
-	reference_field = "reference_name"
-
-	def __init__(self):
-		self.parsed = fastavro.parse_schema(TINY_SCHEMA)
-		self.name = f"{TINY_SCHEMA['namespace']}.{TINY_SCHEMA['name']}"
-		self.version = 1
-		canonical = fastavro.schema.to_parsing_canonical_form(self.parsed)
-		self.fingerprint = fastavro.schema.fingerprint(canonical, "CRC-64-AVRO")
-
-	def encode(self, event_id: str, company: str, reference: str, filler: bytes = b"") -> bytes:
-		return self.write(
-			{"event_id": event_id, "company": company, "reference_name": reference, "filler": filler}
-		)
-
-
 class ShippedSchemaCodec(_AvroCodec):
-	"""The shipped GL Entry event schema (`erpnext_streaming.schemas`, schemas branch)."""
+	"""Events encoded with a shipped event schema (GL Entry by default)."""
 
 	reference_field = "name"
 
@@ -110,7 +81,7 @@ class ShippedSchemaCodec(_AvroCodec):
 		)  # fmt: skip
 
 
-CODEC = TinyAvroCodec()  # the one line to swap: CODEC = ShippedSchemaCodec()
+CODEC = ShippedSchemaCodec()  # events encoded with the shipped GL Entry schema
 
 # 6 partitions: Java murmur2 puts these on partitions 2, 5 and 3
 COMPANIES = ("Acme Corp", "Globex Ltd", "Stark Industries")
