@@ -90,6 +90,23 @@ def test_on_change_right_after_submit_carries_no_new_state_and_is_skipped():
 	assert kinds(buffer.events) == [("Sales Invoice", "SINV-1", "submitted", ("Unpaid", 100.0))]
 
 
+def test_a_status_change_before_the_submit_of_the_same_invoice_is_folded_into_the_submit():
+	"""Seen on a real bench: submitting an invoice with stock db_sets its status from another
+	copy of the document before the invoice's own on_submit handler runs."""
+	buffer = capture.Buffer()
+	state = dict(name="SINV-1", company="A", status="Unpaid", outstanding_amount=100.0)
+	take(
+		buffer,
+		Doc("Sales Invoice", before={"status": "Draft", "outstanding_amount": 0}, **state),
+		"on_change",
+	)
+	take(buffer, Doc("Stock Ledger Entry", name="SLE-1", company="A"), "on_submit")
+	take(buffer, Doc("Sales Invoice", **state), "on_submit")
+	kept = capture.coalesce(buffer.events)
+	assert [(e.doctype, e.route.event_type) for e in kept] == [
+		("Stock Ledger Entry", "posted"), ("Sales Invoice", "submitted")]  # fmt: skip
+
+
 def test_db_set_status_change_is_detected_against_the_state_before_save():
 	buffer = capture.Buffer()
 	before = {"status": "Unpaid", "outstanding_amount": 100.0}

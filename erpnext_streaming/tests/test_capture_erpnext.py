@@ -1,0 +1,155 @@
+"""Capture on a real ERPNext: submit and cancel a Sales Invoice with stock.
+
+What ERPNext really does (facts file, "ERPNext ledger behaviour") decides what this
+asserts: ledger rows fire before the invoice's own handler; SLE valuation is written
+after on_submit, so the events must carry the values as committed; a cancel posts
+reversal GL/SLE rows (is_cancelled = 1) and never fires on_cancel for ledger rows.
+Tests never commit, so the before_commit flush is called directly.
+"""
+
+import frappe
+from frappe.tests.utils import FrappeTestCase, change_settings
+from frappe.utils import flt
+
+from erpnext_streaming import catalog
+from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, SETTINGS_DOCTYPE
+from erpnext_streaming.emitters import handler
+from erpnext_streaming.outbox import decode_payload
+from erpnext_streaming.schemas import get_event_schema
+from erpnext_streaming.schemas.serializer import decode
+
+STREAMING = {"enabled": 1, "bootstrap_servers": "127.0.0.1:9092", "topic_prefix": "erpnext"}
+
+
+def flushed_events():
+	"""Run the before_commit flush; return this transaction's new Event Log rows, decoded."""
+	last = frappe.db.sql(f"SELECT COALESCE(MAX(name), 0) FROM `tab{EVENT_LOG_DOCTYPE}`")[0][0]
+	handler.flush()
+	rows = frappe.db.sql(
+		f"SELECT * FROM `tab{EVENT_LOG_DOCTYPE}` WHERE name > %s ORDER BY name", (last,), as_dict=True
+	)
+	for row in rows:
+		schema = get_event_schema(row.reference_doctype, row.schema_version)
+		row.record = decode(decode_payload(row.payload), schema) if row.status == "Queued" else None
+	return rows
+
+
+class TestCaptureOnRealERPNext(FrappeTestCase):
+	@classmethod
+	def setUpClass(cls):
+		super().setUpClass()
+		from frappe.test_runner import make_test_records
+
+		make_test_records("Sales Invoice", verbose=0)
+		make_test_records("Stock Entry", verbose=0)
+
+	def setUp(self):
+		settings = frappe.get_single(SETTINGS_DOCTYPE)
+		settings.update(STREAMING)
+		settings.set("event_catalog", catalog.default_catalog_rows())
+		settings.save()
+		handler.clear()
+
+	def tearDown(self):
+		handler.clear()
+		frappe.db.rollback()
+		catalog.clear_cache()
+
+	def test_submit_and_cancel_of_an_invoice_with_stock_stream_voucher_and_ledger_events(self):
+		from erpnext.accounts.doctype.sales_invoice.test_sales_invoice import create_sales_invoice
+		from erpnext.stock.doctype.stock_entry.stock_entry_utils import make_stock_entry
+
+		make_stock_entry(
+			item_code="_Test Item", target="_Test Warehouse - _TC", qty=50, basic_rate=123.456789
+		)
+		flushed_events()  # the stock entry's own ledger rows
+
+		invoice = create_sales_invoice(update_stock=1, qty=3, rate=333.333333333)
+		submitted = flushed_events()
+		kinds = [(r.reference_doctype, r.event_type) for r in submitted]
+		self.assertEqual(kinds[-1], ("Sales Invoice", "submitted"), kinds)
+		self.assertIn(("Stock Ledger Entry", "posted"), kinds[:-1])  # ledger rows come first
+		self.assertIn(("GL Entry", "posted"), kinds[:-1])
+		self.assertNotIn(("Sales Invoice", "status_changed"), kinds)  # folded into "submitted"
+		self.assertTrue(all(r.status == "Queued" for r in submitted), [r.last_error for r in submitted])
+
+		doc = next(r.record for r in submitted if r.reference_doctype == "Sales Invoice")
+		self.assertEqual(doc["document"]["name"], invoice.name)
+		self.assertEqual(doc["company"], "_Test Company")
+		self.assertEqual(float(doc["document"]["grand_total"]), flt(invoice.grand_total))
+		self.assertEqual(len(doc["document"]["items"]), 1)
+
+		# the SLE event carries the valuation as committed, not the empty values of on_submit
+		sle_event = next(r for r in submitted if r.reference_doctype == "Stock Ledger Entry")
+		committed = frappe.db.get_value(
+			"Stock Ledger Entry",
+			sle_event.reference_name,
+			[
+				"qty_after_transaction",
+				"valuation_rate",
+				"stock_value",
+				"stock_value_difference",
+				"actual_qty",
+			],
+			as_dict=True,
+		)
+		body = sle_event.record["document"]
+		self.assertEqual(body["actual_qty"], -3)
+		self.assertEqual(body["qty_after_transaction"], flt(committed.qty_after_transaction))
+		self.assertNotEqual(flt(committed.stock_value_difference), 0)
+		self.assertEqual(float(body["stock_value_difference"]), flt(committed.stock_value_difference))
+		self.assertEqual(float(body["valuation_rate"]), flt(committed.valuation_rate))
+		self.assertEqual(sle_event.record["voucher_no"], invoice.name)
+
+		# GL rows balance: debits = credits, keyed by the voucher
+		gl = [r.record for r in submitted if r.reference_doctype == "GL Entry"]
+		self.assertAlmostEqual(
+			sum(float(g["document"]["debit"]) for g in gl), sum(float(g["document"]["credit"]) for g in gl), 6
+		)
+		self.assertTrue(all(g["voucher_no"] == invoice.name for g in gl))
+
+		invoice.reload()
+		invoice.cancel()
+		cancelled = flushed_events()
+		kinds = [(r.reference_doctype, r.event_type) for r in cancelled]
+		self.assertIn(("Sales Invoice", "cancelled"), kinds)
+		reversal_sle = [r.record for r in cancelled if r.reference_doctype == "Stock Ledger Entry"]
+		reversal_gl = [r.record for r in cancelled if r.reference_doctype == "GL Entry"]
+		self.assertTrue(reversal_sle and reversal_gl, kinds)
+		self.assertTrue(all(r["document"]["is_cancelled"] for r in reversal_sle + reversal_gl))
+		self.assertEqual(reversal_sle[0]["document"]["actual_qty"], 3)  # negated
+		self.assertNotIn(
+			"cancelled", {r.event_type for r in cancelled if r.reference_doctype != "Sales Invoice"}
+		)
+
+	def test_a_payment_streams_the_invoice_status_change_with_its_outstanding_amount(self):
+		from erpnext.accounts.doctype.payment_entry.test_payment_entry import get_payment_entry
+		from erpnext.accounts.doctype.sales_invoice.test_sales_invoice import create_sales_invoice
+
+		invoice = create_sales_invoice(qty=2, rate=150)
+		flushed_events()
+		payment = get_payment_entry("Sales Invoice", invoice.name)
+		payment.reference_no, payment.reference_date = "streaming-test", frappe.utils.nowdate()
+		payment.insert()
+		payment.submit()
+		events = [r for r in flushed_events() if r.reference_doctype == "Sales Invoice"]
+		self.assertEqual([r.event_type for r in events], ["status_changed"])
+		document = events[0].record["document"]
+		self.assertEqual((document["status"], float(document["outstanding_amount"])), ("Paid", 0.0))
+
+	def test_rollback_leaves_no_buffer_and_no_rows(self):
+		from erpnext.accounts.doctype.sales_invoice.test_sales_invoice import create_sales_invoice
+
+		create_sales_invoice(qty=1, rate=100)
+		self.assertTrue(getattr(frappe.local, handler.BUFFER_ATTR, None))
+		frappe.db.rollback()
+		self.assertIsNone(getattr(frappe.local, handler.BUFFER_ATTR, None))
+		self.assertEqual(flushed_events(), [])
+
+	@change_settings(SETTINGS_DOCTYPE, {"enabled": 0})
+	def test_disabled_streaming_captures_nothing(self):
+		from erpnext.accounts.doctype.sales_invoice.test_sales_invoice import create_sales_invoice
+
+		catalog.clear_cache()
+		create_sales_invoice(qty=1, rate=100)
+		self.assertEqual(flushed_events(), [])
