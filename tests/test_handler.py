@@ -1,0 +1,198 @@
+"""The doc_events glue on the stand-in: buffer on frappe.local, outbox at commit, never raise.
+
+Twin on a real bench: erpnext_streaming/tests/test_capture_erpnext.py.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import frappe
+import pytest
+from fixtures.erpnext import COMPANY, gl_entry, stock_ledger_entry, submitted_sales_invoice
+from fixtures.fuzz import TEMPLATES, documents
+from frappe import standin
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from erpnext_streaming import catalog, constants
+from erpnext_streaming.constants import EVENT_LOG_TABLE, SETTINGS_DOCTYPE, Status
+from erpnext_streaming.emitters import handler
+from erpnext_streaming.outbox import decode_payload
+from erpnext_streaming.schemas import get_event_schema
+from erpnext_streaming.schemas.serializer import decode
+
+pytestmark = pytest.mark.integration
+
+
+def enable(**overrides):
+	values = {
+		"enabled": 1,
+		"bootstrap_servers": "127.0.0.1:9",
+		"event_catalog": catalog.default_catalog_rows(),
+	}
+	values.update(overrides)
+	standin.set_single(SETTINGS_DOCTYPE, values)
+	catalog.clear_cache()
+
+
+def exists(doc):
+	"""The document's row, as ERPNext has written it by the time its hooks run."""
+	frappe.db.sql(
+		f"INSERT INTO `tab{doc.doctype}` (name, modified, company) VALUES (%s, %s, %s)",
+		(doc.name, doc.modified, doc.get("company")),
+	)
+	return doc
+
+
+def log_rows():
+	return frappe.db.sql(f"SELECT * FROM `{EVENT_LOG_TABLE}` ORDER BY name", as_dict=True)
+
+
+def decoded(row):
+	return decode(decode_payload(row.payload), get_event_schema(row.reference_doctype, row.schema_version))
+
+
+@pytest.fixture
+def streaming(site):
+	from delivery_support import clear_long_queue
+
+	enable()
+	yield site
+	handler.clear()
+	clear_long_queue()  # the drainer jobs our commits enqueued: no worker runs them here
+
+
+def test_events_wait_in_the_transaction_buffer_and_reach_the_outbox_at_commit(streaming):
+	invoice = exists(submitted_sales_invoice(items=20))
+	debit = exists(gl_entry("gle-1", "Debtors - WP", 100.0, 0.0))
+	handler.handle(debit, "on_submit")
+	handler.handle(invoice, "on_submit")
+	assert len(getattr(frappe.local, handler.BUFFER_ATTR)) == 2
+	assert log_rows() == []  # nothing is written before commit
+
+	frappe.db.commit()
+
+	assert getattr(frappe.local, handler.BUFFER_ATTR, None) is None
+	rows = log_rows()
+	assert [(r.reference_doctype, r.event_type, r.status) for r in rows] == [
+		("GL Entry", "posted", Status.QUEUED), ("Sales Invoice", "submitted", Status.QUEUED)]  # fmt: skip
+	assert {r.company for r in rows} == {COMPANY} and [r.company_sequence for r in rows] == [1, 2]
+	record = decoded(rows[1])
+	assert len(record["document"]["items"]) == 20
+	assert str(record["document"]["grand_total"]) == str(invoice.grand_total)
+	assert record["event_id"] == rows[1].event_id
+
+
+def test_a_rollback_drops_the_buffer_and_writes_nothing(streaming):
+	handler.handle(exists(submitted_sales_invoice(items=1)), "on_submit")
+	frappe.db.rollback()
+	assert getattr(frappe.local, handler.BUFFER_ATTR, None) is None
+	frappe.db.commit()
+	assert log_rows() == []
+
+
+def test_work_rolled_back_to_a_savepoint_is_not_streamed(streaming):
+	handler.handle(exists(gl_entry("gle-kept", "Sales - WP", 0.0, 10.0)), "on_submit")
+	frappe.db.savepoint("before_creation_state")
+	handler.handle(exists(gl_entry("gle-gone", "Sales - WP", 0.0, 10.0)), "on_submit")
+	frappe.db.rollback(save_point="before_creation_state")  # runs no callback
+	frappe.db.commit()
+	assert [r.reference_name for r in log_rows()] == ["gle-kept"]
+
+
+def test_sle_events_carry_the_valuation_written_after_on_submit(streaming):
+	sle = exists(stock_ledger_entry(valued=False))
+	handler.handle(sle, "on_submit")
+	frappe.db.sql(  # update_entries_after writes the valuation with db_update(): no hook
+		"UPDATE `tabStock Ledger Entry` SET qty_after_transaction = 40, valuation_rate = 753.086413653,"
+		" stock_value = 30123.45654612, stock_value_difference = -1506.172827306 WHERE name = %s",
+		(sle.name,),
+	)
+	frappe.db.commit()
+	document = decoded(log_rows()[0])["document"]
+	committed = frappe.db.sql(
+		"SELECT qty_after_transaction, valuation_rate, stock_value, stock_value_difference"
+		" FROM `tabStock Ledger Entry` WHERE name = %s",
+		(sle.name,),
+		as_dict=True,
+	)[0]
+	assert document["qty_after_transaction"] == float(committed.qty_after_transaction)
+	for field in ("valuation_rate", "stock_value", "stock_value_difference"):
+		assert document[field] == committed[field], field
+
+
+@pytest.mark.parametrize("flag", ["in_install", "in_migrate", "in_patch", "in_uninstall"])
+def test_installs_migrations_and_patches_do_not_stream(streaming, flag):
+	setattr(frappe.local.flags, flag, True)
+	handler.handle(exists(submitted_sales_invoice(items=1)), "on_submit")
+	assert getattr(frappe.local, handler.BUFFER_ATTR, None) is None
+
+
+def test_data_import_streams_unless_switched_off(streaming):
+	frappe.local.flags.in_import = True
+	handler.handle(exists(submitted_sales_invoice(items=1)), "on_submit")
+	assert len(getattr(frappe.local, handler.BUFFER_ATTR)) == 1
+	handler.clear()
+	enable(stream_data_import=0)
+	handler.handle(submitted_sales_invoice(items=1), "on_submit")
+	assert getattr(frappe.local, handler.BUFFER_ATTR, None) is None
+
+
+def test_disabled_streaming_and_uncatalogued_events_capture_nothing(streaming):
+	handler.handle(submitted_sales_invoice(items=1), "on_trash")  # not a catalogued method
+	enable(enabled=0)
+	handler.handle(submitted_sales_invoice(items=1), "on_submit")
+	assert getattr(frappe.local, handler.BUFFER_ATTR, None) is None
+
+
+def test_the_generic_path_leaves_builtin_doctypes_to_their_own_handler(streaming):
+	handler.handle_generic(exists(submitted_sales_invoice(items=1)), "on_submit")
+	assert getattr(frappe.local, handler.BUFFER_ATTR, None) is None
+
+
+def test_a_document_the_builder_refuses_becomes_a_dead_letter_not_an_exception(streaming):
+	invoice = exists(submitted_sales_invoice(items=2))
+	invoice.grand_total = "twelve"
+	handler.handle(invoice, "on_submit")  # must not raise into the user's save
+	frappe.db.commit()
+	(row,) = log_rows()
+	assert row.status == Status.DEAD
+	assert "grand_total" in row.last_error and "twelve" in row.last_error
+
+
+def test_a_broken_catalog_cache_is_a_dead_letter_not_an_exception(streaming, monkeypatch):
+	def broken():
+		raise ConnectionError("Redis cache is down")
+
+	monkeypatch.setattr(handler, "get_catalog", broken)
+	handler.handle(exists(submitted_sales_invoice(items=1)), "on_submit")
+	frappe.db.commit()
+	(row,) = log_rows()
+	assert (row.status, row.reference_doctype) == (Status.DEAD, "Sales Invoice")
+	assert "Redis cache is down" in row.last_error
+
+
+@pytest.mark.parametrize("doctype", sorted(TEMPLATES))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_no_document_makes_a_handler_raise_and_every_event_is_delivered_or_dead_lettered(
+	streaming, doctype, data
+):
+	doc = data.draw(documents(doctype))
+	method = data.draw(st.sampled_from([t.method for t in constants.spec_for(doctype).triggers]))
+	name = doc.get("name") if isinstance(doc, dict) else getattr(doc, "name", None)
+	if isinstance(name, str) and name and len(name) <= 140:
+		frappe.db.sql(f"DELETE FROM `tab{doctype}` WHERE name = %s", (name,))
+		frappe.db.sql(f"INSERT INTO `tab{doctype}` (name) VALUES (%s)", (name,))
+
+	handler.handle(doc, method)
+	frappe.db.commit()  # the before_commit flush must not raise either
+
+	for row in frappe.db.sql(f"SELECT * FROM `{EVENT_LOG_TABLE}`", as_dict=True):
+		if row.status == Status.DEAD:
+			assert row.last_error, "a dead letter says why"
+		else:
+			assert decoded(row)["doctype"] == doctype
+	frappe.db.sql(f"DELETE FROM `{EVENT_LOG_TABLE}`")
+	frappe.db.commit()
