@@ -28,6 +28,10 @@ from frappe import standin
 from harness import schema, services
 from harness.erpnext_tables import ERPNEXT_TABLES
 
+# frappe.get_meta of the stand-in knows the app's doctypes and the ERPNext subset
+for _definition in (*schema.doctype_jsons().values(), *ERPNEXT_TABLES):
+	standin.register_doctype(_definition)
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap():

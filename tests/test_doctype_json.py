@@ -32,10 +32,10 @@ PATHS = sorted(DOCTYPE_DIR.glob("*/*.json"))
 DOCTYPES = {p: json.loads(p.read_text()) for p in PATHS}
 
 
-def test_the_app_ships_its_five_doctypes():
+def test_the_app_ships_its_six_doctypes():
 	assert {d["name"] for d in DOCTYPES.values()} == {
 		"Streaming Settings", "Streaming Event Catalog", "Streaming Producer Property",
-		"Streaming Event Log", "Streaming Company Sequence",
+		"Streaming Event Log", "Streaming Company Sequence", "Streaming Backfill",
 	}  # fmt: skip
 
 

@@ -9,10 +9,14 @@ they are not copies of them and hold only the columns the app or its tests touch
 from __future__ import annotations
 
 
-def _doctype(name: str, fields: list[tuple[str, str]], **extra) -> dict:
+def _doctype(name: str, fields: list[tuple[str, ...]], **extra) -> dict:
+	"""A doctype definition; a field is (fieldname, fieldtype) or (fieldname, fieldtype, options)."""
 	return {
 		"name": name,
-		"fields": [{"fieldname": f, "fieldtype": t} for f, t in fields],
+		"fields": [
+			{"fieldname": f[0], "fieldtype": f[1], **({"options": f[2]} if len(f) > 2 else {})}
+			for f in fields
+		],
 		"engine": "InnoDB",
 		**extra,
 	}
@@ -30,8 +34,21 @@ SALES_INVOICE = _doctype(
 		("outstanding_amount", "Currency"),
 		("status", "Select"),
 		("is_return", "Check"),
+		("items", "Table", "Sales Invoice Item"),
 	],
 	is_submittable=1,
+)
+SALES_INVOICE_ITEM = _doctype(
+	"Sales Invoice Item",
+	[
+		("item_code", "Link"),
+		("item_name", "Data"),
+		("qty", "Float"),
+		("rate", "Currency"),
+		("amount", "Currency"),
+		("warehouse", "Link"),
+	],
+	istable=1,
 )
 GL_ENTRY = _doctype(
 	"GL Entry",
@@ -95,4 +112,16 @@ JOB_CARD = _doctype(
 	is_submittable=1,
 )
 
-ERPNEXT_TABLES = (SALES_INVOICE, GL_ENTRY, STOCK_LEDGER_ENTRY, WORK_ORDER, JOB_CARD)
+# ERPNext's on_doctype_update indexes the app's queries rely on (stock_ledger_entry.py, v15)
+ERPNEXT_INDEXES: dict[str, dict[str, tuple[str, ...]]] = {
+	"Stock Ledger Entry": {
+		"item_code_warehouse_posting_datetime_creation_index": (
+			"item_code",
+			"warehouse",
+			"posting_datetime",
+			"creation",
+		),
+	},
+}
+
+ERPNEXT_TABLES = (SALES_INVOICE, SALES_INVOICE_ITEM, GL_ENTRY, STOCK_LEDGER_ENTRY, WORK_ORDER, JOB_CARD)

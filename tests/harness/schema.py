@@ -95,8 +95,11 @@ def composite_indexes(doctype_name: str) -> dict[str, tuple[str, ...]]:
 	"""Indexes a controller's `on_doctype_update` creates (Frappe runs it after the table)."""
 	from erpnext_streaming.constants import EVENT_LOG_DOCTYPE
 	from erpnext_streaming.outbox import EVENT_LOG_INDEXES
+	from harness.erpnext_tables import ERPNEXT_INDEXES
 
-	return EVENT_LOG_INDEXES if doctype_name == EVENT_LOG_DOCTYPE else {}
+	if doctype_name == EVENT_LOG_DOCTYPE:
+		return EVENT_LOG_INDEXES
+	return ERPNEXT_INDEXES.get(doctype_name, {})
 
 
 def create_table_sql(doctype: dict) -> list[str]:

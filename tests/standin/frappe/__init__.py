@@ -159,6 +159,14 @@ def get_single(doctype: str):
 	return get_cached_doc(doctype)
 
 
+def get_meta(doctype: str, cached: bool = True):
+	"""frappe.get_meta: a doctype's meta (here: the definitions the harness registered with
+	`standin.register_doctype`, i.e. the app's doctype JSONs and the ERPNext subset)."""
+	from frappe import standin
+
+	return standin.get_meta(doctype)
+
+
 def logger(module: str | None = None, with_more_info: bool = False, **kwargs) -> logging.Logger:
 	return logging.getLogger(module or "frappe")
 

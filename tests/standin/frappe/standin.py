@@ -19,6 +19,7 @@ import frappe
 from frappe import CallbackManager, _dict
 
 _singles: dict[str, dict] = {}
+_doctypes: dict[str, dict] = {}
 
 
 class StandinDatabase:
@@ -123,3 +124,29 @@ def get_single_doc(doctype: str) -> SingleDoc:
 		if isinstance(value, list):
 			values[key] = [_dict(row) for row in value]
 	return SingleDoc(values, doctype=doctype, name=doctype)
+
+
+class Meta(_dict):
+	"""frappe.model.meta.Meta, the part the glue reads: fields, table fields, has_field."""
+
+	def get_table_fields(self) -> list[_dict]:
+		return [f for f in self.fields if f.fieldtype in ("Table", "Table MultiSelect")]
+
+	def has_field(self, fieldname: str) -> bool:
+		return any(f.fieldname == fieldname for f in self.fields)
+
+	def get_field(self, fieldname: str) -> _dict | None:
+		return next((f for f in self.fields if f.fieldname == fieldname), None)
+
+
+def register_doctype(doctype: dict) -> None:
+	"""Make a doctype definition (a doctype JSON's shape) known to `frappe.get_meta`."""
+	_doctypes[doctype["name"]] = copy.deepcopy(doctype)
+
+
+def get_meta(doctype: str) -> Meta:
+	if doctype not in _doctypes:
+		raise frappe.DoesNotExistError(f"DocType {doctype} not found")
+	definition = copy.deepcopy(_doctypes[doctype])
+	definition["fields"] = [_dict(f) for f in definition.get("fields", [])]
+	return Meta(definition)
