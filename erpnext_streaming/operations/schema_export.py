@@ -1,0 +1,66 @@
+"""Write the event schemas to a folder: one self-contained `.avsc` per doctype and version,
+plus `manifest.json`.
+
+Each file is the schema exactly as the app encodes with it (the envelope spliced in), so
+its Parsing Canonical Form and fingerprint equal the `schema_fingerprint` header of the
+messages. The manifest lists, per file: doctype, version, full name, fingerprint,
+whether the schema is shipped or derived from an admin-added doctype's meta, and the
+topic the catalog routes that doctype to (empty when it does not stream). Nothing else
+is written: no connection settings, no secrets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from erpnext_streaming.schemas import EventSchema
+from erpnext_streaming.schemas.registry import scrub
+
+MANIFEST = "manifest.json"
+
+
+class ExportRefused(ValueError):
+	pass
+
+
+def file_name(schema: EventSchema) -> str:
+	return f"{scrub(schema.doctype)}.v{schema.version}.avsc"
+
+
+def export(
+	directory: Path | str,
+	schemas: Iterable[EventSchema],
+	topics: Mapping[str, str] | None = None,
+	derived: Iterable[str] = (),
+) -> list[Path]:
+	"""Write the schemas and the manifest; returns the paths written (manifest last)."""
+	directory = Path(directory)
+	if directory.exists() and not directory.is_dir():
+		raise ExportRefused(f"{directory} exists and is not a directory")
+	directory.mkdir(parents=True, exist_ok=True)
+	topics = topics or {}
+	derived = set(derived)
+	written, entries = [], []
+	for schema in sorted(schemas, key=lambda s: (s.doctype, s.version)):
+		path = directory / file_name(schema)
+		path.write_text(json.dumps(schema.schema, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+		written.append(path)
+		entries.append(
+			{
+				"file": path.name,
+				"doctype": schema.doctype,
+				"version": schema.version,
+				"name": schema.name,
+				"fingerprint": schema.fingerprint,
+				"origin": "derived" if schema.doctype in derived else "shipped",
+				"topic": topics.get(schema.doctype, ""),
+			}
+		)
+	manifest = directory / MANIFEST
+	manifest.write_text(
+		json.dumps({"schemas": entries}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+	)
+	written.append(manifest)
+	return written
