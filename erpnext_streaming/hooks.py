@@ -45,6 +45,10 @@ doc_events = {
 		"on_update": _handle,
 		"on_change": _handle,
 	},
+	# Revaluation (docs/operations.md, "Stock reposts"): when a repost completes (a db_set
+	# of its status, so only on_change fires), the stock ledger rows it rewrote are
+	# emitted again as `revalued` events by a background job
+	"Repost Item Valuation": {"on_change": "erpnext_streaming.operations.site.on_repost_change"},
 	"*": {
 		"on_submit": _handle_generic,
 		"on_cancel": _handle_generic,
@@ -62,4 +66,7 @@ scheduler_events = {
 	"cron": {
 		"* * * * *": ["erpnext_streaming.delivery.jobs.sweep"],
 	},
+	# safety net of the revaluation job queued after each completed repost (Redis down
+	# then, a job that paused or failed): runs unfinished revaluations
+	"hourly_long": ["erpnext_streaming.operations.site.run_pending_revaluations"],
 }

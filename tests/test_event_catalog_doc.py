@@ -39,7 +39,7 @@ def test_the_catalog_covers_every_doctype_event_and_field():
 		"| document.time_logs[].to_time | local-timestamp-micros, optional |",
 		"| document.is_cancelled | boolean (default false) |",
 		"never re-emitted",
-		"**planned**",
+		"**`revalued`** event",
 		"key = company",
 	):
 		assert needle in text, needle

@@ -31,9 +31,25 @@ def test_event_log_retention_is_registered_with_log_settings():
 	assert not hasattr(hooks, "required_apps")  # ERPNext is optional (README)
 
 
-def test_the_sweeper_runs_every_minute_and_resolves_to_the_job():
+def _resolves(path: str) -> bool:
 	import importlib
 
-	assert hooks.scheduler_events == {"cron": {"* * * * *": ["erpnext_streaming.delivery.jobs.sweep"]}}
-	module, _, name = hooks.scheduler_events["cron"]["* * * * *"][0].rpartition(".")
-	assert callable(getattr(importlib.import_module(module), name))
+	module, _, name = path.rpartition(".")
+	return callable(getattr(importlib.import_module(module), name))
+
+
+def test_the_sweeper_runs_every_minute_and_resolves_to_the_job():
+	assert hooks.scheduler_events["cron"] == {"* * * * *": ["erpnext_streaming.delivery.jobs.sweep"]}
+	assert _resolves(hooks.scheduler_events["cron"]["* * * * *"][0])
+
+
+def test_revaluations_follow_completed_reposts_with_an_hourly_safety_net():
+	assert hooks.doc_events["Repost Item Valuation"] == {
+		"on_change": "erpnext_streaming.operations.site.on_repost_change"
+	}
+	assert hooks.scheduler_events["hourly_long"] == [
+		"erpnext_streaming.operations.site.run_pending_revaluations"
+	]
+	assert set(hooks.scheduler_events) == {"cron", "hourly_long"}
+	assert _resolves(hooks.doc_events["Repost Item Valuation"]["on_change"])
+	assert _resolves(hooks.scheduler_events["hourly_long"][0])

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 
 import frappe
 import pytest
-from operations_support import COMPANY, OTHER, configure, event_log, insert_invoices
+from operations_support import COMPANY, OTHER, FailingDatabase, configure, event_log, insert_invoices
 
 from erpnext_streaming.emitters.envelope import event_id
 from erpnext_streaming.operations import backfill, jobs
@@ -24,29 +24,6 @@ from erpnext_streaming.schemas.serializer import decode
 
 pytestmark = pytest.mark.integration
 SI = "Sales Invoice"
-
-
-class FailingDatabase:
-	"""frappe.db that raises `error` instead of the `fail_at`-th COMMIT (the chunk's writes
-	are then still uncommitted, as when a process dies or is interrupted mid-chunk)."""
-
-	def __init__(self, db, fail_at: int, error: BaseException):
-		self.db, self.fail_at, self.error, self.commits = db, fail_at, error, 0
-
-	def sql(self, *args, **kwargs):
-		return self.db.sql(*args, **kwargs)
-
-	def commit(self):
-		self.commits += 1
-		if self.commits == self.fail_at:
-			raise self.error
-		self.db.commit()
-
-	def rollback(self, *args, **kwargs):
-		self.db.rollback(*args, **kwargs)
-
-	def __getattr__(self, name):
-		return getattr(self.db, name)
 
 
 def decoded(rows) -> list[dict]:

@@ -83,9 +83,26 @@ is spliced into each by the loader).
   `valuation_rate`, `stock_value`, `stock_value_difference` and `stock_queue` after the
   row's hook has run; the app completes them from the database just before commit, so
   the event carries the final values of that transaction.
-- **Repost** (Repost Item Valuation, back-dated entries) later rewrites stock valuation
-  and recreates GL rows without hooks. Re-emitting those as revaluation events is
-  **planned**; until then the events show valuation as of the original posting.
+- **Repost** (Repost Item Valuation, e.g. after a back-dated entry) later re-computes the
+  valuation of every stock ledger row of the affected items and warehouses from its
+  posting date and time onward, writing them without hooks, and deletes and re-posts the
+  GL rows of every affected voucher. When the repost completes, each of those Stock
+  Ledger Entries is emitted again as a **`revalued`** event: the Stock Ledger Entry
+  schema and topic (and masking, and schema version) of the catalog's `posted` events,
+  the row's final `qty_after_transaction`, `valuation_rate`, `stock_value`,
+  `stock_value_difference`, `stock_queue` and incoming/outgoing rate, `event_time` its
+  posting datetime, and a new `event_id` (the repost changes the row's `modified`). The
+  catalog row of Stock Ledger Entry switches them with `posted` (Submit). Apply a
+  `revalued` event by replacing the valuation of the row you hold for the same
+  `voucher_type`, `voucher_no`, `voucher_detail_no`, `item_code` and `warehouse` (its
+  `name` may have been renamed since); `actual_qty` and the row's identity do not change.
+  The scope is every non-cancelled row of each reposted (item, warehouse) from the
+  repost's start, including items and warehouses ERPNext reposted because they depend on
+  it (transfers, manufacture); a few rows at the start timestamp that kept their values
+  may be included. The re-posted GL rows arrive as ordinary `posted` GL Entry events
+  while the repost runs (the deleted ones get no event): GL rows posted for a voucher
+  that was not cancelled replace that voucher's earlier GL rows. Revaluations are written
+  after the repost, so their `event_time` lies in the past: late events by design.
 
 ## Schema evolution
 
