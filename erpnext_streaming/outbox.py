@@ -544,13 +544,17 @@ def next_attempt_due(db: Database) -> datetime | None:
 
 
 def requeue_candidates(
-	db: Database, filters: dict[str, Any], now: datetime, limit: int = 100000
+	db: Database, filters: dict[str, Any], now: datetime, limit: int = 100000, since: datetime | None = None
 ) -> list[int]:
 	"""Names of Failed/Dead rows matching `filters` ({field: value or [values]}, fields in
-	REQUEUE_FILTER_FIELDS), except rows a drainer is delivering right now. A status other
-	than Failed or Dead is refused."""
+	REQUEUE_FILTER_FIELDS) and, with `since`, last changed (failed or died) at or after it,
+	except rows a drainer is delivering right now. A status other than Failed or Dead is
+	refused."""
 	conditions = [f"`status` IN ({_in(Status.REQUEUEABLE)})", _LEASE_IS_FREE]
 	values: list[Any] = [*Status.REQUEUEABLE, now]
+	if since is not None:
+		conditions.append("`modified` >= %s")
+		values.append(since)
 	for field, value in filters.items():
 		if field not in REQUEUE_FILTER_FIELDS:
 			raise RequeueRefused(
