@@ -1,0 +1,323 @@
+"""bench commands: `bench --site SITE streaming <command>` (Frappe collects `commands`).
+
+A thin Click layer: it parses options, connects to the site, calls
+`erpnext_streaming.operations.site` and turns the result into text and an exit code.
+
+Exit codes (docs/operations.md):
+  0  done (status: healthy, or streaming disabled)
+  1  failed: Kafka unreachable, a chunk failed, another run holds the backfill,
+     status degraded or down
+  2  refused: bad options or a request that cannot run (nothing was changed)
+  130  interrupted (Ctrl-C or SIGTERM): backfill and replay resume from their checkpoint
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import traceback
+from contextlib import contextmanager
+
+import click
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+DATE = click.DateTime(formats=["%Y-%m-%d"])
+DATETIME = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"])
+
+
+class Refused(Exception):
+	"""A request the command refuses before changing anything (exit 2)."""
+
+
+@contextmanager
+def connect(ctx: click.Context):
+	"""frappe.init + frappe.connect for the site bench passed (`--site` or the default site)."""
+	import frappe
+
+	sites = (ctx.obj or {}).get("sites") or []
+	if not sites:
+		raise click.UsageError("no site: pass --site SITE, or set a default site with `bench use SITE`")
+	frappe.init(site=sites[0])
+	frappe.connect()
+	try:
+		yield sites[0]
+	finally:
+		frappe.destroy()
+
+
+def _secrets() -> tuple[str, ...]:
+	try:
+		from erpnext_streaming.operations import site
+
+		return site.secrets()
+	except Exception:
+		return ()
+
+
+def fail(ctx: click.Context, error: BaseException, code: int = EXIT_FAILED) -> None:
+	from erpnext_streaming.operations.secrets import redact
+
+	text = str(error) if isinstance(error, Refused) else f"{type(error).__name__}: {error}"
+	click.secho(redact(f"Error: {text}", _secrets()), fg="red", err=True)
+	if (ctx.obj or {}).get("verbose") and not isinstance(error, Refused):
+		click.echo(redact(traceback.format_exc(), _secrets()), err=True)
+	ctx.exit(code)
+
+
+@contextmanager
+def sigterm_as_interrupt():
+	"""SIGTERM (a stopped service, a killed screen) stops like Ctrl-C: at a chunk boundary."""
+
+	def interrupt(signum, frame):
+		raise KeyboardInterrupt
+
+	try:
+		previous = signal.signal(signal.SIGTERM, interrupt)
+	except ValueError:  # not the main thread
+		yield
+		return
+	try:
+		yield
+	finally:
+		signal.signal(signal.SIGTERM, previous)
+
+
+@click.group("streaming")
+def streaming():
+	"""Operate erpnext_streaming: status, connection, requeue, replay, backfill, schemas."""
+
+
+@streaming.command("status")
+@click.option(
+	"--json", "as_json", is_flag=True, help="Print the health payload as JSON (with per-topic totals)"
+)
+@click.option("--no-broker", is_flag=True, help="Skip the Kafka reachability check")
+@click.pass_context
+def status(ctx, as_json=False, no_broker=False):
+	"""Counts by status, oldest Queued/Failed age, last sent, per-topic totals, Kafka reachability.
+
+	Exit code 0 when healthy (or streaming is disabled), 1 when degraded or down."""
+	from erpnext_streaming.operations.status import Health
+
+	try:
+		with connect(ctx):
+			from erpnext_streaming.operations import site
+
+			if as_json:
+				payload = site.status_json(check_broker=not no_broker)
+				click.echo(json.dumps(payload, indent=2, default=str))
+				health = payload["status"]
+			else:
+				text, health = site.status_text(check_broker=not no_broker)
+				click.echo(text, nl=False)
+	except click.UsageError:
+		raise
+	except Exception as e:
+		fail(ctx, e)
+	ctx.exit(EXIT_OK if health in (Health.OK, Health.DISABLED) else EXIT_FAILED)
+
+
+@streaming.command("check-connection")
+@click.option("--timeout", type=click.FloatRange(0.5, 120), default=10.0, show_default=True, help="Seconds")
+@click.pass_context
+def check_connection(ctx, timeout=10.0):
+	"""Connect to Kafka with the saved Streaming Settings; list brokers and the catalog's topics.
+
+	Exit code 0 when the cluster answers, 1 when it does not."""
+	try:
+		with connect(ctx):
+			from erpnext_streaming.operations import site
+
+			answer = site.check_connection(timeout)
+	except click.UsageError:
+		raise
+	except Exception as e:
+		fail(ctx, e)
+	if not answer.get("ok"):
+		click.secho(f"Kafka is not reachable: {answer.get('error')}", fg="red", err=True)
+		ctx.exit(EXIT_FAILED)
+	click.echo(f"Connected to cluster {answer.get('cluster_id') or '?'}")
+	click.echo(f"Brokers: {', '.join(answer.get('brokers') or [])}")
+	click.echo("Catalog topics:")
+	for entry in answer.get("catalog_topics") or []:
+		state = (
+			"present"
+			if entry["exists"]
+			else "missing (created on first write if the cluster auto-creates topics)"
+		)
+		click.echo(f"  {entry['topic']}: {state}")
+	ctx.exit(EXIT_OK)
+
+
+@streaming.command("requeue")
+@click.option(
+	"--status",
+	"statuses",
+	type=click.Choice(["Failed", "Dead"]),
+	multiple=True,
+	help="Only rows in this status (repeatable); default both",
+)
+@click.option("--since", type=DATETIME, help="Only rows that failed or died at or after this time")
+@click.option("--doctype", help="Only events of this document type")
+@click.option("--company", help="Only events of this company")
+@click.option("--dry-run", is_flag=True, help="Count, change nothing")
+@click.pass_context
+def requeue(ctx, statuses=(), since=None, doctype=None, company=None, dry_run=False):
+	"""Queue Failed/Dead events again (attempts reset); rows being delivered are left alone."""
+	try:
+		with connect(ctx):
+			from erpnext_streaming.operations import site
+
+			result = site.requeue(statuses or ("Failed", "Dead"), since, doctype, company, dry_run)
+	except click.UsageError:
+		raise
+	except Exception as e:
+		fail(ctx, e)
+	if dry_run:
+		click.echo(f"{result['matched']:,} event(s) would be requeued")
+	else:
+		click.echo(f"Requeued {result['requeued']:,} event(s); the drainer was woken")
+	ctx.exit(EXIT_OK)
+
+
+@streaming.command("replay")
+@click.option("--from", "start", type=DATETIME, required=True, help="Events written at or after this time")
+@click.option("--to", "end", type=DATETIME, help="... and before this time (default: now)")
+@click.option("--doctype", help="Only events of this document type")
+@click.option("--company", help="Only events of this company")
+@click.option("--topic", help="Only events of this topic")
+@click.option("--chunk-size", type=click.IntRange(1, 10000), default=500, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Count, change nothing")
+@click.pass_context
+def replay(ctx, start, end=None, doctype=None, company=None, topic=None, chunk_size=500, dry_run=False):
+	"""Publish Sent events again with the same event ids (copies go through the outbox)."""
+	from erpnext_streaming.operations.replay import ReplayRefused
+
+	try:
+		with connect(ctx), sigterm_as_interrupt():
+			from frappe.utils import now_datetime
+
+			from erpnext_streaming.operations import site
+
+			result = site.replay(
+				start,
+				end or now_datetime(),
+				doctype,
+				company,
+				topic,
+				chunk_size,
+				dry_run,
+				stream=sys.stderr,
+			)
+	except click.UsageError:
+		raise
+	except ReplayRefused as e:
+		fail(ctx, Refused(str(e)), EXIT_USAGE)
+	except KeyboardInterrupt:
+		click.secho("Interrupted: the chunks committed so far are queued", fg="yellow", err=True)
+		ctx.exit(EXIT_INTERRUPTED)
+	except Exception as e:
+		fail(ctx, e)
+	if result.dry_run:
+		click.echo(f"{result.matched:,} Sent event(s) would be replayed")
+	else:
+		click.echo(
+			f"Queued {result.queued:,} event(s) again with their original event ids"
+			+ (f" (Event Log {result.first}..{result.last})" if result.queued else "")
+		)
+	ctx.exit(EXIT_OK)
+
+
+@streaming.command("backfill")
+@click.option("--doctype", required=True, help="A document type the Event Catalog streams")
+@click.option("--company", default="", help="Only this company's documents")
+@click.option("--from-date", type=DATE, help="Posting (or transaction, or creation) date from, YYYY-MM-DD")
+@click.option("--to-date", type=DATE, help="... up to and including, YYYY-MM-DD")
+@click.option("--chunk-size", type=click.IntRange(1, 10000), default=500, show_default=True)
+@click.option("--restart", is_flag=True, help="Start this scope over instead of resuming it")
+@click.option("--quiet", is_flag=True, help="No progress bar")
+@click.pass_context
+def backfill(
+	ctx, doctype, company="", from_date=None, to_date=None, chunk_size=500, restart=False, quiet=False
+):
+	"""Emit events for historical submitted documents through the outbox (resumable).
+
+	The same options resume an interrupted run from its checkpoint; event ids are those
+	of live events, and ids already in the Event Log are skipped."""
+	from erpnext_streaming.operations.backfill import BackfillRefused
+	from erpnext_streaming.operations.jobs import Outcome
+
+	try:
+		with connect(ctx), sigterm_as_interrupt():
+			from erpnext_streaming.operations import site
+
+			result, _resumed = site.backfill(
+				doctype,
+				company=company or "",
+				from_date=from_date.date() if from_date else None,
+				to_date=to_date.date() if to_date else None,
+				chunk_size=chunk_size,
+				restart=restart,
+				stream=None if quiet else sys.stderr,
+				announce=lambda job, again: click.echo(
+					f"Resuming backfill #{job.name} of {doctype} after {job.processed:,} of {job.total:,} documents"
+					if again
+					else f"Backfill #{job.name} of {doctype}",
+					err=True,
+				),
+			)
+	except click.UsageError:
+		raise
+	except BackfillRefused as e:
+		fail(ctx, Refused(str(e)), EXIT_USAGE)
+	except Exception as e:
+		fail(ctx, e)
+	job = result.job
+	summary = (
+		f"{job.processed:,} of {job.total:,} document(s), {job.emitted:,} event(s) written, "
+		f"{job.skipped:,} skipped (already in the Event Log)"
+	)
+	if result.outcome == Outcome.COMPLETED:
+		click.echo(f"Backfill #{job.name} completed: {summary}")
+		ctx.exit(EXIT_OK)
+	if result.outcome == Outcome.INTERRUPTED:
+		click.secho(
+			f"Backfill #{job.name} interrupted after {summary}; run the same command to resume",
+			fg="yellow",
+			err=True,
+		)
+		ctx.exit(EXIT_INTERRUPTED)
+	click.secho(f"Backfill #{job.name} {result.outcome}: {result.error}", fg="red", err=True)
+	if result.outcome == Outcome.FAILED:
+		click.echo(f"After {summary}; run the same command to resume", err=True)
+	ctx.exit(EXIT_FAILED)
+
+
+@streaming.command("export-schemas")
+@click.argument("directory", type=click.Path(file_okay=False, writable=True))
+@click.pass_context
+def export_schemas(ctx, directory):
+	"""Write every event schema as .avsc (self-contained) plus manifest.json to DIRECTORY."""
+	from erpnext_streaming.operations.schema_export import ExportRefused
+
+	try:
+		with connect(ctx):
+			from erpnext_streaming.operations import site
+
+			written = site.export_schemas(directory)
+	except click.UsageError:
+		raise
+	except ExportRefused as e:
+		fail(ctx, Refused(str(e)), EXIT_USAGE)
+	except Exception as e:
+		fail(ctx, e)
+	click.echo(f"Wrote {len(written) - 1} schema file(s) and manifest.json to {directory}")
+	ctx.exit(EXIT_OK)
+
+
+commands = [streaming]
