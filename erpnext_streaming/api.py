@@ -1,5 +1,8 @@
-"""Whitelisted methods (Frappe glue).
+"""Whitelisted methods (Frappe glue). Every one is System Manager only.
 
+`health`: JSON for external monitoring (status counts, lag, last error, Kafka
+reachability, drainer); see docs/operations.md "Health monitoring".
+`oldest_pending_age`, `events_per_minute`: the workspace's number card and chart.
 `requeue`: System Manager only. Takes Event Log names or a filter, never a method path
 or any other code reference from the caller. Only Failed and Dead rows are accepted
 (all or nothing); they go back to Queued with a fresh attempt count, and the drainer is
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 import frappe
 from frappe import _
-from frappe.utils import now_datetime
+from frappe.utils import cint, now_datetime
 
 from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE
@@ -49,3 +52,48 @@ def requeue(names: list | str | None = None, filters: dict | str | None = None) 
 
 		frappe.db.after_commit.add(wake.after_commit)
 	return {"requeued": len(requeued), "names": requeued[:1000]}
+
+
+@frappe.whitelist(methods=["GET", "POST"])
+def health(check_broker: int | str | bool = 1) -> dict:
+	"""Health of the stream as JSON, for monitoring (System Manager only; use an API key).
+
+	`status` is ok, degraded (events wait longer than the site config
+	`erpnext_streaming_health_max_lag_seconds`, default 300, or dead letters exist), down
+	(Kafka unreachable) or disabled; `healthy` is true only for ok. Also: counts per
+	status, pending, lag_seconds (age of the oldest Queued/Failed event), last_sent_at,
+	last_error, broker {reachable, cluster_id, brokers, error}, drainer {running}. Never
+	contains configuration or secrets. `check_broker=0` skips the Kafka round trip.
+	"""
+	frappe.only_for("System Manager")
+	from erpnext_streaming.operations import site
+
+	return site.health(check_broker=bool(cint(check_broker)))
+
+
+@frappe.whitelist()
+def oldest_pending_age(filters: dict | str | None = None) -> str:
+	"""Number card "Streaming Oldest Pending": age of the oldest Queued or Failed event."""
+	frappe.only_for("System Manager")
+	from erpnext_streaming.operations import status
+
+	report = status.StatusReport(
+		now=now_datetime(),
+		counts={},
+		oldest={s: status.oldest(frappe.db, s) for s in (status.Status.QUEUED, status.Status.FAILED)},
+		last_sent_at=None,
+		last_error=None,
+	)
+	lag = report.lag_seconds
+	return _("nothing pending") if lag is None else status.short_age(lag)
+
+
+@frappe.whitelist()
+def events_per_minute(chart_name: str | None = None, filters: dict | str | None = None, **kwargs) -> dict:
+	"""Dashboard chart source "Streaming Events per Minute": the last hour by status."""
+	frappe.only_for("System Manager")
+	from erpnext_streaming.operations import status
+
+	data = status.per_minute(frappe.db, now_datetime())
+	data["type"] = "bar"
+	return data

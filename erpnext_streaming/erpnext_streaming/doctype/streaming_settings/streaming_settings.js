@@ -27,15 +27,31 @@ function show_result(result) {
 		});
 		return;
 	}
-	const topics = result.topics.length
-		? result.topics.map((t) => `<code>${frappe.utils.escape_html(t)}</code>`).join(", ")
-		: __("none yet");
+	const code = (t) => `<code>${frappe.utils.escape_html(t)}</code>`;
+	const routed = result.catalog_topics || [];
+	const routed_names = new Set(routed.map((r) => r.topic));
+	const catalog_rows = routed
+		.map(
+			(r) => `<tr><td>${code(r.topic)}</td><td>${
+				r.exists
+					? `<span class="indicator-pill green">${__("exists")}</span>`
+					: `<span class="indicator-pill orange">${__("missing")}</span>`
+			}</td></tr>`
+		)
+		.join("");
+	const others = result.topics.filter((t) => !routed_names.has(t));
 	frappe.msgprint({
 		title: __("Connected"),
 		indicator: "green",
+		wide: true,
 		message: `
 			<p>${__("Cluster ID")}: <b>${frappe.utils.escape_html(result.cluster_id || "")}</b></p>
 			<p>${__("Brokers")}: ${result.brokers.map(frappe.utils.escape_html).join(", ")}</p>
-			<p>${__("Topics")}: ${topics}</p>`,
+			<p>${__("Topics the Event Catalog writes to")}:</p>
+			<table class="table table-bordered table-condensed">${catalog_rows}</table>
+			<p class="text-muted small">${__(
+				"A missing topic is created on the first event only if the cluster auto-creates topics; otherwise create it first."
+			)}</p>
+			<p>${__("Other topics")}: ${others.length ? others.map(code).join(", ") : __("none")}</p>`,
 	});
 }

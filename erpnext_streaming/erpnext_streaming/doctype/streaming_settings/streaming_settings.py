@@ -147,16 +147,25 @@ class FrappeDoctypeFacts:
 
 @frappe.whitelist()
 def test_connection() -> dict:
-	"""Cluster id, brokers and topics of the saved connection, or the exact librdkafka error.
+	"""Cluster id, brokers and topics of the saved connection (and whether each topic the
+	catalog writes to exists), or the exact librdkafka error.
 
 	System Manager only: it uses the stored SASL password. The result never contains
-	the configuration.
+	the configuration, and the password is redacted from any text.
 	"""
 	frappe.only_for("System Manager")
+	from erpnext_streaming.operations.secrets import redact
+	from erpnext_streaming.operations.site import catalog_topics
+
 	settings = frappe.get_single("Streaming Settings")
-	conf = admin_config(
-		StreamingConfig.from_doc(settings), settings.get_password("sasl_password", raise_exception=False)
-	)
+	config = StreamingConfig.from_doc(settings)
+	password = settings.get_password("sasl_password", raise_exception=False)
+	conf = admin_config(config, password)
 	if not conf["bootstrap.servers"]:
 		return {"ok": False, "error": _("Bootstrap Servers is empty: enter host:port and save first")}
-	return describe_cluster(conf)
+	answer = describe_cluster(conf)
+	if answer["ok"]:
+		# the topics the catalog (and the dead-letter copy) write to, and whether they exist yet
+		present = set(answer["topics"])
+		answer["catalog_topics"] = [{"topic": t, "exists": t in present} for t in catalog_topics(config)]
+	return redact(answer, [password])

@@ -1,0 +1,1 @@
+"""STAND-IN for frappe.model (NOT Frappe)."""
