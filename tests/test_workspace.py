@@ -1,0 +1,146 @@
+"""The "ERPNext Streaming" workspace, its number cards, charts and chart source: files Frappe
+imports at migrate (frappe/model/sync.py: workspace, dashboard_chart_source;
+frappe/utils/dashboard.py: number_card, dashboard_chart), consistent with each other and
+with the app's doctypes and whitelisted methods.
+
+Twin: erpnext_streaming/tests/test_workspace.py (after migrate on a real bench)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+from harness.schema import APP_ROOT, doctype_jsons
+
+MODULE_DIR = APP_ROOT / "erpnext_streaming"
+MODULE = "ERPNext Streaming"
+
+
+def scrub(name: str) -> str:
+	return name.replace(" ", "_").replace("-", "_").lower()
+
+
+def records(kind: str) -> dict[str, dict]:
+	found = {}
+	for path in sorted((MODULE_DIR / kind).glob("*/*.json")):
+		doc = json.loads(path.read_text())
+		assert path.stem == path.parent.name == scrub(doc["name"]), path
+		assert doc["module"] == MODULE, path
+		found[doc["name"]] = doc
+	return found
+
+
+WORKSPACE = records("workspace")["ERPNext Streaming"]
+CARDS = records("number_card")
+CHARTS = records("dashboard_chart")
+SOURCES = records("dashboard_chart_source")
+DOCTYPES = set(doctype_jsons())
+
+
+def resolve(path: str):
+	module, _, name = path.rpartition(".")
+	return getattr(importlib.import_module(module), name)
+
+
+def test_the_workspace_blocks_refer_to_what_it_declares():
+	assert WORKSPACE["doctype"] == "Workspace" and WORKSPACE["public"] == 1
+	assert WORKSPACE["label"] == WORKSPACE["title"] == "ERPNext Streaming"
+	assert WORKSPACE["roles"] == [{"role": "System Manager"}]
+	content = json.loads(WORKSPACE["content"])
+	assert len({block["id"] for block in content}) == len(content)
+	by_type: dict[str, list[str]] = {}
+	for block in content:
+		data = block["data"]
+		name = (
+			data.get("number_card_name")
+			or data.get("chart_name")
+			or data.get("shortcut_name")
+			or data.get("card_name")
+		)
+		by_type.setdefault(block["type"], []).append(name)
+	assert by_type["number_card"] == [c["number_card_name"] for c in WORKSPACE["number_cards"]]
+	assert by_type["chart"] == [c["chart_name"] for c in WORKSPACE["charts"]]
+	assert by_type["shortcut"] == [s["label"] for s in WORKSPACE["shortcuts"]]
+	breaks = [link["label"] for link in WORKSPACE["links"] if link["type"] == "Card Break"]
+	assert by_type["card"] == breaks
+
+
+def test_cards_charts_and_links_cover_what_operators_need():
+	assert set(by_name := {c["number_card_name"] for c in WORKSPACE["number_cards"]}) <= set(CARDS)
+	assert by_name == {
+		"Streaming Queued Events",
+		"Streaming Failed Events",
+		"Streaming Dead Letters",
+		"Streaming Oldest Pending",
+	}
+	assert (
+		{c["chart_name"] for c in WORKSPACE["charts"]}
+		== set(CHARTS)
+		== {
+			"Streaming Events per Minute",
+			"Streaming Events by DocType",
+		}
+	)
+	links = {link["link_to"] for link in WORKSPACE["links"] if link["type"] == "Link"}
+	shortcuts = {s["link_to"] for s in WORKSPACE["shortcuts"]}
+	assert {"Streaming Settings", "Streaming Event Log", "Streaming Backfill"} <= links & (shortcuts | links)
+	assert links | shortcuts <= DOCTYPES
+	# each card Break's link_count is the number of links after it
+	count = None
+	for link in WORKSPACE["links"]:
+		if link["type"] == "Card Break":
+			if count is not None:
+				assert count[1] == count[0], count
+			count = [link["link_count"], 0]
+		else:
+			count[1] += 1
+	assert count[1] == count[0]
+
+
+@pytest.mark.parametrize("name", sorted(CARDS))
+def test_number_cards_count_the_event_log_or_call_a_whitelisted_method(name):
+	card = CARDS[name]
+	assert card["is_standard"] == 1 and card["is_public"] == 1
+	if card["type"] == "Document Type":
+		assert card["document_type"] == "Streaming Event Log" and card["function"] == "Count"
+		(filter_,) = json.loads(card["filters_json"])
+		assert filter_[:3] == ["Streaming Event Log", "status", "="] and filter_[3] in (
+			"Queued",
+			"Failed",
+			"Dead",
+		)
+	else:
+		assert card["type"] == "Custom"
+		assert resolve(card["method"]).whitelisted
+
+
+def test_charts_use_the_event_log_or_the_custom_source():
+	per_minute = CHARTS["Streaming Events per Minute"]
+	assert per_minute["chart_type"] == "Custom" and per_minute["source"] in SOURCES
+	source_js = (
+		MODULE_DIR
+		/ "dashboard_chart_source"
+		/ scrub(per_minute["source"])
+		/ f"{scrub(per_minute['source'])}.js"
+	).read_text()
+	assert f'frappe.dashboards.chart_sources["{per_minute["source"]}"]' in source_js
+	(method,) = re.findall(r'method: "([\w.]+)"', source_js)
+	assert resolve(method).whitelisted
+	by_doctype = CHARTS["Streaming Events by DocType"]
+	assert by_doctype["chart_type"] == "Group By" and by_doctype["document_type"] == "Streaming Event Log"
+	assert by_doctype["group_by_based_on"] == "reference_doctype"
+	(window,) = json.loads(by_doctype["dynamic_filters_json"])
+	assert window[1:3] == ["modified", ">="], "the indexed column"
+	for chart in CHARTS.values():
+		assert chart["roles"] == [{"role": "System Manager"}]
+		json.loads(chart["custom_options"])
+
+
+def test_chart_source_folders_are_python_packages():
+	for name in SOURCES:
+		assert (MODULE_DIR / "dashboard_chart_source" / scrub(name) / "__init__.py").exists()
+	assert (MODULE_DIR / "dashboard_chart_source" / "__init__.py").exists()
+	assert Path(MODULE_DIR / "workspace" / "erpnext_streaming" / "erpnext_streaming.json").exists()
