@@ -176,6 +176,22 @@ def test_backfill_stops_on_sigterm_and_the_same_command_resumes_without_duplicat
 	rows = event_log()
 	assert sorted(r.reference_name for r in rows) == names and len({r.event_id for r in rows}) == 2000
 
+	result = bench(
+		"backfill",
+		"--doctype",
+		"Sales Invoice",
+		"--dry-run",
+		"--from-date",
+		"2024-01-01",
+		"--to-date",
+		"2024-01-10",
+	)
+	assert (result.exit_code, result.stdout) == (
+		0,
+		"60 submitted Sales Invoice document(s) in scope; nothing was written\n",
+	)
+	assert len(event_log()) == 2000
+
 	result = bench("backfill", "--doctype", "Sales Invoice", "--quiet")
 	assert result.exit_code == 0 and result.stderr.count("[") == 0
 	assert "0 event(s) written, 2,000 skipped (already in the Event Log)" in result.stdout

@@ -241,9 +241,18 @@ def replay(ctx, start, end=None, doctype=None, company=None, topic=None, chunk_s
 @click.option("--chunk-size", type=click.IntRange(1, 10000), default=500, show_default=True)
 @click.option("--restart", is_flag=True, help="Start this scope over instead of resuming it")
 @click.option("--quiet", is_flag=True, help="No progress bar")
+@click.option("--dry-run", is_flag=True, help="Count the documents in scope, write nothing")
 @click.pass_context
 def backfill(
-	ctx, doctype, company="", from_date=None, to_date=None, chunk_size=500, restart=False, quiet=False
+	ctx,
+	doctype,
+	company="",
+	from_date=None,
+	to_date=None,
+	chunk_size=500,
+	restart=False,
+	quiet=False,
+	dry_run=False,
 ):
 	"""Emit events for historical submitted documents through the outbox (resumable).
 
@@ -252,31 +261,40 @@ def backfill(
 	from erpnext_streaming.operations.backfill import BackfillRefused
 	from erpnext_streaming.operations.jobs import Outcome
 
+	scope = {
+		"company": company or "",
+		"from_date": from_date.date() if from_date else None,
+		"to_date": to_date.date() if to_date else None,
+	}
 	try:
 		with connect(ctx), sigterm_as_interrupt():
 			from erpnext_streaming.operations import site
 
-			result, _resumed = site.backfill(
-				doctype,
-				company=company or "",
-				from_date=from_date.date() if from_date else None,
-				to_date=to_date.date() if to_date else None,
-				chunk_size=chunk_size,
-				restart=restart,
-				stream=None if quiet else sys.stderr,
-				announce=lambda job, again: click.echo(
-					f"Resuming backfill #{job.name} of {doctype} after {job.processed:,} of {job.total:,} documents"
-					if again
-					else f"Backfill #{job.name} of {doctype}",
-					err=True,
-				),
-			)
+			if dry_run:
+				count = site.backfill_scope_count(doctype, **scope)
+			else:
+				result, _resumed = site.backfill(
+					doctype,
+					**scope,
+					chunk_size=chunk_size,
+					restart=restart,
+					stream=None if quiet else sys.stderr,
+					announce=lambda job, again: click.echo(
+						f"Resuming backfill #{job.name} of {doctype} after {job.processed:,} of {job.total:,} documents"
+						if again
+						else f"Backfill #{job.name} of {doctype}",
+						err=True,
+					),
+				)
 	except click.UsageError:
 		raise
 	except BackfillRefused as e:
 		fail(ctx, Refused(str(e)), EXIT_USAGE)
 	except Exception as e:
 		fail(ctx, e)
+	if dry_run:
+		click.echo(f"{count:,} submitted {doctype} document(s) in scope; nothing was written")
+		ctx.exit(EXIT_OK)
 	job = result.job
 	summary = (
 		f"{job.processed:,} of {job.total:,} document(s), {job.emitted:,} event(s) written, "

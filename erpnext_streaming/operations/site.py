@@ -176,7 +176,6 @@ def requeue(
 		filters["company"] = company
 	names = outbox.requeue_candidates(frappe.db, filters, now, since=since)
 	if dry_run or not names:
-		frappe.db.rollback()
 		return {"matched": len(names), "requeued": 0, "dry_run": dry_run}
 	requeued = outbox.requeue(frappe.db, names, now, frappe.session.user)
 	_wake_after_commit()
@@ -237,6 +236,16 @@ def submit_route(doctype: str) -> Route:
 
 def table_fields(doctype: str) -> list[tuple[str, str]]:
 	return [(df.fieldname, df.options) for df in frappe.get_meta(doctype).get_table_fields()]
+
+
+def backfill_scope_count(
+	doctype: str, company: str = "", from_date: date | None = None, to_date: date | None = None
+) -> int:
+	"""How many submitted documents a backfill of this scope would visit (writes nothing)."""
+	submit_route(doctype)
+	return backfill_core.plan(frappe.db, doctype, table_fields(doctype), company, from_date, to_date).count(
+		frappe.db
+	)
 
 
 def backfill(
