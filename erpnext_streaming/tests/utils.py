@@ -31,3 +31,59 @@ def ensure_user(email: str, roles: tuple[str, ...] = ()) -> str:
 		if roles:
 			user.add_roles(*roles)
 	return email
+
+
+SAVEPOINT = "erpnext_streaming_test_chunk"
+
+
+@contextmanager
+def commits_as_savepoints():
+	"""Let code that commits per chunk (backfill, replay, requeue, revaluation) run inside the
+	test's transaction, which tearDown rolls back: `frappe.db.commit()` runs the before_commit
+	callbacks (as Frappe's does) and moves a savepoint instead of committing; after_commit
+	callbacks (the drainer wake-up) are dropped, so no job reaches the bench's queues;
+	`frappe.db.rollback()` goes back to the last such "commit"."""
+	db = frappe.db
+
+	def commit():
+		db.before_rollback.reset()
+		db.after_rollback.reset()
+		db.before_commit.run()
+		db.sql(f"savepoint {SAVEPOINT}")
+		db.after_commit.reset()
+
+	def rollback(*, save_point=None, **kwargs):
+		if save_point:
+			return type(db).rollback(db, save_point=save_point)
+		db.before_commit.reset()
+		db.after_commit.reset()
+		db.sql(f"rollback to savepoint {SAVEPOINT}")
+
+	db.sql(f"savepoint {SAVEPOINT}")
+	db.commit, db.rollback = commit, rollback
+	try:
+		yield
+	finally:
+		del db.commit, db.rollback
+
+
+class FailingDatabase:
+	"""frappe.db that raises `error` instead of its `fail_at`-th commit (mid-chunk)."""
+
+	def __init__(self, db, fail_at: int, error: BaseException):
+		self.db, self.fail_at, self.error, self.commits = db, fail_at, error, 0
+
+	def sql(self, *args, **kwargs):
+		return self.db.sql(*args, **kwargs)
+
+	def commit(self):
+		self.commits += 1
+		if self.commits == self.fail_at:
+			raise self.error
+		self.db.commit()
+
+	def rollback(self, *args, **kwargs):
+		self.db.rollback(*args, **kwargs)
+
+	def __getattr__(self, name):
+		return getattr(self.db, name)

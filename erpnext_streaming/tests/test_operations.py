@@ -1,0 +1,241 @@
+"""The operations layer on a real bench: status and health, backfill of real Sales Invoices,
+replay and requeue (twins of tests/test_operations_status.py,
+tests/test_operations_backfill.py and tests/test_operations_replay_requeue.py).
+
+Code that commits per chunk runs under `commits_as_savepoints`, so every test stays in
+its own transaction and tearDown rolls it back."""
+
+from datetime import timedelta
+
+import frappe
+from frappe.tests.utils import FrappeTestCase
+from frappe.utils import now_datetime, nowdate
+
+from erpnext_streaming import api, catalog, outbox
+from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, SETTINGS_DOCTYPE, Status
+from erpnext_streaming.emitters import handler
+from erpnext_streaming.emitters.envelope import event_id
+from erpnext_streaming.operations import jobs, status
+from erpnext_streaming.operations import site as ops
+from erpnext_streaming.outbox import decode_payload
+from erpnext_streaming.schemas import get_event_schema
+from erpnext_streaming.schemas.serializer import decode
+from erpnext_streaming.tests.delivery_records import outbox_record
+from erpnext_streaming.tests.utils import FailingDatabase, commits_as_savepoints
+
+STREAMING = {"enabled": 1, "bootstrap_servers": "127.0.0.1:9092", "topic_prefix": "erpnext"}
+COMPANY = "_ES Ops Co"
+
+
+def enable_streaming():
+	settings = frappe.get_single(SETTINGS_DOCTYPE)
+	settings.update(STREAMING)
+	settings.set("event_catalog", catalog.default_catalog_rows())
+	settings.save()
+
+
+def log_rows(now, **states):
+	"""One Event Log row per label in `states` ({label: (status, age)}); returns {label: name}."""
+	outbox.write(frappe.db, [outbox_record(label, COMPANY, prefix="ops-test") for label in states], now)
+	names = {}
+	for label, (state, age) in states.items():
+		name = frappe.db.get_value(EVENT_LOG_DOCTYPE, {"event_id": f"ops-test-{label}"})
+		names[label] = name
+		frappe.db.set_value(
+			EVENT_LOG_DOCTYPE,
+			name,
+			{
+				"status": state,
+				"creation": now - age,
+				"sent_at": now - age if state == Status.SENT else None,
+				"last_error": f"error of {label}" if state in Status.REQUEUEABLE else "",
+			},
+			update_modified=False,
+		)
+	return names
+
+
+class TestStatusAndHealth(FrappeTestCase):
+	def setUp(self):
+		frappe.db.delete(EVENT_LOG_DOCTYPE)
+		self.now = now_datetime()
+		self.names = log_rows(
+			self.now,
+			sent=(Status.SENT, timedelta(minutes=30)),
+			queued=(Status.QUEUED, timedelta(minutes=12)),
+			failed=(Status.FAILED, timedelta(minutes=4)),
+			dead=(Status.DEAD, timedelta(hours=1)),
+		)
+
+	def tearDown(self):
+		frappe.db.rollback()
+
+	def test_collect_counts_ages_last_sent_and_topics(self):
+		report = status.collect(frappe.db, self.now)
+		self.assertEqual(report.counts, {"Queued": 1, "Sent": 1, "Failed": 1, "Dead": 1})
+		self.assertEqual(report.age(Status.QUEUED), 12 * 60)
+		self.assertEqual(report.age(Status.FAILED), 4 * 60)
+		self.assertEqual(report.lag_seconds, 12 * 60)
+		self.assertEqual(report.last_sent_at, self.now - timedelta(minutes=30))
+		self.assertEqual(
+			report.per_topic, [("erpnext.gl-entry", {"Queued": 1, "Sent": 1, "Failed": 1, "Dead": 1})]
+		)
+		self.assertIn(report.last_error["event_log"], (self.names["failed"], self.names["dead"]))
+
+	def test_health_api_payload(self):
+		payload = api.health(check_broker=0)
+		self.assertEqual(payload["status"], "degraded")
+		self.assertFalse(payload["healthy"])
+		self.assertEqual(payload["counts"], {"Queued": 1, "Sent": 1, "Failed": 1, "Dead": 1})
+		self.assertGreaterEqual(payload["lag_seconds"], 12 * 60)
+		self.assertIn("1 dead letter(s) need attention", payload["reasons"])
+		self.assertIn("running", payload["drainer"])
+		self.assertIsNone(payload["broker"])
+		frappe.as_json(payload)  # plain JSON
+
+	def test_status_text_and_the_workspace_methods(self):
+		text, health = ops.status_text(check_broker=False)
+		self.assertEqual(health, "degraded")
+		self.assertIn("  Queued             1", text)
+		self.assertIn("  oldest Queued:  12m 00s", text)
+		self.assertEqual(api.oldest_pending_age(), "12m 00s")
+		chart = api.events_per_minute(chart_name="Streaming Events per Minute")
+		self.assertEqual([d["name"] for d in chart["datasets"]], list(Status.ALL))
+		self.assertEqual(len(chart["labels"]), 60)
+
+
+class TestBackfill(FrappeTestCase):
+	@classmethod
+	def setUpClass(cls):
+		super().setUpClass()
+		from frappe.test_runner import make_test_records
+
+		make_test_records("Sales Invoice", verbose=0)
+
+	def setUp(self):
+		enable_streaming()
+		handler.clear()
+
+	def tearDown(self):
+		handler.clear()
+		frappe.db.rollback()
+		catalog.clear_cache()
+
+	def make_invoices(self, count):
+		from erpnext.accounts.doctype.sales_invoice.test_sales_invoice import create_sales_invoice
+
+		invoices = [create_sales_invoice(qty=1 + i, rate=100 + i) for i in range(count)]
+		handler.clear()  # forget the live events: the backfill must produce its own
+		return invoices
+
+	def backfilled(self):
+		return frappe.get_all(
+			EVENT_LOG_DOCTYPE,
+			filters={"reference_doctype": "Sales Invoice", "event_type": "submitted"},
+			fields=["name", "event_id", "reference_name", "status", "payload"],
+			order_by="name asc",
+		)
+
+	def test_real_invoices_are_backfilled_with_their_live_event_ids_and_a_rerun_adds_none(self):
+		frappe.db.delete(EVENT_LOG_DOCTYPE)
+		invoices = self.make_invoices(3)
+		with commits_as_savepoints():
+			result, resumed = ops.backfill(
+				"Sales Invoice",
+				company="_Test Company",
+				from_date=frappe.utils.getdate(nowdate()),
+				chunk_size=2,
+			)
+		self.assertEqual(result.outcome, jobs.Outcome.COMPLETED, result.error)
+		self.assertFalse(resumed)
+		rows = {r.reference_name: r for r in self.backfilled()}
+		for invoice in invoices:
+			row = rows[invoice.name]
+			self.assertEqual(row.status, "Queued")
+			self.assertEqual(
+				row.event_id, event_id("Sales Invoice", invoice.name, "submitted", invoice.modified)
+			)
+			record = decode(decode_payload(row.payload), get_event_schema("Sales Invoice"))
+			self.assertEqual(record["document"]["grand_total"], invoice.grand_total)
+			self.assertEqual(len(record["document"]["items"]), len(invoice.items))
+		self.assertEqual(len({r.event_id for r in rows.values()}), len(rows))
+		with commits_as_savepoints():
+			again, _ = ops.backfill(
+				"Sales Invoice", company="_Test Company", from_date=frappe.utils.getdate(nowdate())
+			)
+		self.assertEqual(again.job.emitted, 0)
+		self.assertEqual(again.job.skipped, again.job.processed)
+		self.assertEqual(len(self.backfilled()), len(rows))
+
+	def test_an_interrupted_backfill_resumes_without_duplicates(self):
+		frappe.db.delete(EVENT_LOG_DOCTYPE)
+		invoices = self.make_invoices(5)
+		scope = {"company": "_Test Company", "from_date": frappe.utils.getdate(nowdate())}
+		with commits_as_savepoints():
+			# commits: 1 the job, 2 Running, 2 + k chunk k; the 2nd chunk is interrupted
+			first, _ = ops.backfill(
+				"Sales Invoice", chunk_size=2, db=FailingDatabase(frappe.db, 4, KeyboardInterrupt()), **scope
+			)
+			self.assertEqual(first.outcome, jobs.Outcome.INTERRUPTED)
+			self.assertEqual(jobs.load(frappe.db, first.job.name).processed, 2)
+			second, resumed = ops.backfill("Sales Invoice", chunk_size=2, **scope)
+		self.assertTrue(resumed)
+		self.assertEqual(second.outcome, jobs.Outcome.COMPLETED, second.error)
+		rows = self.backfilled()
+		self.assertEqual(len(rows), len({r.event_id for r in rows}))
+		self.assertLessEqual({i.name for i in invoices}, {r.reference_name for r in rows})
+
+	def test_a_doctype_the_catalog_does_not_stream_is_refused(self):
+		from erpnext_streaming.operations.backfill import BackfillRefused
+
+		with self.assertRaises(BackfillRefused):
+			ops.backfill("ToDo")
+
+
+class TestReplayAndRequeue(FrappeTestCase):
+	def setUp(self):
+		frappe.db.delete(EVENT_LOG_DOCTYPE)
+		self.now = now_datetime()
+		self.names = log_rows(
+			self.now,
+			sent1=(Status.SENT, timedelta(hours=2)),
+			sent2=(Status.SENT, timedelta(hours=1)),
+			failed=(Status.FAILED, timedelta(minutes=5)),
+			dead=(Status.DEAD, timedelta(minutes=5)),
+		)
+
+	def tearDown(self):
+		frappe.db.rollback()
+
+	def rows(self):
+		return frappe.get_all(
+			EVENT_LOG_DOCTYPE,
+			fields=["name", "event_id", "status", "reference_name", "company_sequence", "payload"],
+			order_by="name asc",
+		)
+
+	def test_replay_queues_copies_with_the_same_ids(self):
+		before = self.rows()
+		with commits_as_savepoints():
+			result = ops.replay(self.now - timedelta(hours=3), self.now)
+		self.assertEqual(result.queued, 2)
+		after = self.rows()
+		copies = after[len(before) :]
+		originals = {r.reference_name: r for r in before}
+		self.assertEqual([c.reference_name for c in copies], ["sent1", "sent2"])
+		for copy in copies:
+			self.assertEqual(copy.status, "Queued")
+			self.assertEqual(copy.event_id, originals[copy.reference_name].event_id)
+			self.assertEqual(copy.payload, originals[copy.reference_name].payload)
+		self.assertEqual([c.company_sequence for c in copies], [5, 6])
+
+	def test_requeue_with_status_and_since(self):
+		with commits_as_savepoints():
+			self.assertEqual(
+				ops.requeue(["Dead"], dry_run=True), {"matched": 1, "requeued": 0, "dry_run": True}
+			)
+			self.assertEqual(ops.requeue(["Dead"], since=self.now - timedelta(days=1))["requeued"], 1)
+			self.assertEqual(ops.requeue(["Failed"], since=self.now + timedelta(days=1))["requeued"], 0)
+		statuses = {r.reference_name: r.status for r in self.rows()}
+		self.assertEqual(statuses["dead"], "Queued")
+		self.assertEqual(statuses["failed"], "Failed")
