@@ -549,8 +549,9 @@ def requeue_candidates(
 	"""Names of Failed/Dead rows matching `filters` ({field: value or [values]}, fields in
 	REQUEUE_FILTER_FIELDS) and, with `since`, last changed (failed or died) at or after it,
 	except rows a drainer is delivering right now. A status other than Failed or Dead is
-	refused."""
-	conditions = [f"`status` IN ({_in(Status.REQUEUEABLE)})", _LEASE_IS_FREE]
+	refused. Rows without an encoded event (written Dead because their capture failed)
+	never match: publishing them would send an empty value."""
+	conditions = [f"`status` IN ({_in(Status.REQUEUEABLE)})", _LEASE_IS_FREE, _HAS_PAYLOAD]
 	values: list[Any] = [*Status.REQUEUEABLE, now]
 	if since is not None:
 		conditions.append("`modified` >= %s")
@@ -574,9 +575,17 @@ def requeue_candidates(
 	return [r[0] for r in rows]
 
 
+_HAS_PAYLOAD = "COALESCE(`payload`, '') != ''"
+NO_PAYLOAD_REASON = (
+	"has no encoded event (its capture failed); fix the cause and emit the document again, "
+	"e.g. with bench streaming backfill"
+)
+
+
 def requeue(db: Database, names: Sequence[Any], now: datetime, user: str = SYSTEM_USER) -> list[int]:
 	"""Failed/Dead -> Queued with a fresh attempt count. All or nothing: raises
-	RequeueRefused if any row is missing, not Failed/Dead, or leased by a drainer now."""
+	RequeueRefused if any row is missing, not Failed/Dead, leased by a drainer now, or has
+	no encoded event (a capture failure)."""
 	try:
 		wanted = sorted({int(n) for n in names})
 	except (TypeError, ValueError):
@@ -586,21 +595,24 @@ def requeue(db: Database, names: Sequence[Any], now: datetime, user: str = SYSTE
 	found = {}
 	for start in range(0, len(wanted), 1000):
 		chunk = wanted[start : start + 1000]
-		for name, status, owner, expires in db.sql(
-			f"SELECT `name`, `status`, `lease_owner`, `lease_expires_at` FROM {_T} WHERE `name` IN ({_in(chunk)})",
+		for name, status, owner, expires, has_payload in db.sql(
+			f"SELECT `name`, `status`, `lease_owner`, `lease_expires_at`, {_HAS_PAYLOAD} FROM {_T} "
+			f"WHERE `name` IN ({_in(chunk)})",
 			chunk,
 		):
-			found[name] = (status, owner, expires)
+			found[name] = (status, owner, expires, has_payload)
 	refused = []
 	for name in wanted:
 		if name not in found:
 			refused.append((name, "does not exist"))
 			continue
-		status, owner, expires = found[name]
+		status, owner, expires, has_payload = found[name]
 		if status not in Status.REQUEUEABLE:
 			refused.append((name, f"is {status}; only Failed or Dead rows can be requeued"))
 		elif owner and expires is not None and expires > now:
 			refused.append((name, "is being delivered right now; try again in a moment"))
+		elif not has_payload:
+			refused.append((name, NO_PAYLOAD_REASON))
 	if refused:
 		raise RequeueRefused("Nothing was requeued", refused)
 	for start in range(0, len(wanted), 1000):

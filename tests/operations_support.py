@@ -30,13 +30,14 @@ def log_row(
 	modified: datetime | None = None,
 	error: str = "",
 	attempts: int = 0,
+	payload: bytes | None = None,
 ) -> int:
 	"""Write one Event Log row through the outbox, then put it in `status` as of `created`."""
 	record = outbox.OutboxRecord(
 		event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"ops-test/{ref}")), event_type="posted",
 		reference_doctype=doctype, reference_name=ref, company=company, event_time=created, topic=topic,
 		message_key=company, schema_name="io.erpnext.streaming.GLEntryEvent", schema_version=1,
-		schema_fingerprint="00", payload=f"payload of {ref}".encode(),
+		schema_fingerprint="00", payload=f"payload of {ref}".encode() if payload is None else payload,
 	)  # fmt: skip
 	outbox.write(frappe.db, [record], created)
 	name = frappe.db.sql(f"SELECT MAX(name) FROM `{EVENT_LOG_TABLE}`")[0][0]

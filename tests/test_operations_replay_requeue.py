@@ -154,3 +154,19 @@ def test_requeue_filters_by_status_since_doctype_and_company(failures):
 	after = statuses()
 	assert after["in-flight"] == (Status.DEAD, 0) and after["sent"] == (Status.SENT, 0)
 	assert ops.requeue() == {"matched": 0, "requeued": 0, "dry_run": False}
+
+
+def test_a_capture_failure_is_never_requeued_it_has_nothing_to_publish(site):
+	from erpnext_streaming import api, outbox
+
+	now = datetime.now()
+	broken = log_row("broken", Status.DEAD, now, error="BuildError: envelope.modified: ...", payload=b"")
+	log_row("fine", Status.DEAD, now, error="MSG_SIZE_TOO_LARGE")
+	frappe.db.commit()
+	assert ops.requeue() == {"matched": 1, "requeued": 1, "dry_run": False}
+	assert statuses() == {"broken": (Status.DEAD, 0), "fine": (Status.QUEUED, 0)}
+	with pytest.raises(outbox.RequeueRefused) as refused:
+		outbox.requeue(frappe.db, [broken], now)
+	assert refused.value.rows == [(broken, outbox.NO_PAYLOAD_REASON)]
+	with pytest.raises(frappe.ValidationError, match="has no encoded event"):
+		api.requeue(names=[broken])

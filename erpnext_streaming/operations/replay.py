@@ -16,6 +16,7 @@ replay reads each Sent row once.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,10 +27,11 @@ from erpnext_streaming.constants import EVENT_LOG_TABLE, Status
 
 _T = f"`{EVENT_LOG_TABLE}`"
 DEFAULT_CHUNK_SIZE = 500
-_COPIED = (
-	"name", "event_id", "event_type", "reference_doctype", "reference_name", "company", "event_time",
-	"topic", "message_key", "schema_name", "schema_version", "schema_fingerprint", "payload",
-)  # fmt: skip
+# every field of an outbox record is copied (a field added to OutboxRecord, such as how the
+# drainer frames the value, travels with the copy); the copy starts Queued without error
+_FRESH = ("status", "last_error")
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(outbox.OutboxRecord) if f.name not in _FRESH)
+_COPIED = ("name", *_RECORD_FIELDS)
 
 
 class ReplayRefused(ValueError):
@@ -72,20 +74,15 @@ def count(
 
 
 def as_record(row: Any) -> outbox.OutboxRecord:
-	return outbox.OutboxRecord(
-		event_id=row["event_id"],
-		event_type=row["event_type"],
-		reference_doctype=row["reference_doctype"],
-		reference_name=row["reference_name"],
-		company=row["company"] or "",
-		event_time=row["event_time"],
-		topic=row["topic"],
-		message_key=row["message_key"] if row["message_key"] is not None else (row["company"] or ""),
-		schema_name=row["schema_name"] or "",
-		schema_version=row["schema_version"] or 0,
-		schema_fingerprint=row["schema_fingerprint"] or "",
-		payload=outbox.decode_payload(row["payload"] or ""),
-	)
+	"""The outbox record of a copy: the row's own values, the payload decoded back to bytes."""
+	values = {field: row[field] for field in _RECORD_FIELDS}
+	values["payload"] = outbox.decode_payload(row["payload"] or "")
+	for field in ("company", "schema_name", "schema_fingerprint"):
+		values[field] = values[field] or ""
+	if values["message_key"] is None:
+		values["message_key"] = values["company"]
+	values["schema_version"] = values["schema_version"] or 0
+	return outbox.OutboxRecord(**values)
 
 
 def replay(

@@ -239,3 +239,17 @@ class TestReplayAndRequeue(FrappeTestCase):
 		statuses = {r.reference_name: r.status for r in self.rows()}
 		self.assertEqual(statuses["dead"], "Queued")
 		self.assertEqual(statuses["failed"], "Failed")
+
+	def test_a_capture_failure_is_not_requeued(self):
+		import dataclasses
+
+		record = dataclasses.replace(
+			outbox_record("broken", COMPANY, status=Status.DEAD, prefix="ops-test"), payload=b""
+		)
+		outbox.write(frappe.db, [record], self.now)
+		broken = frappe.db.get_value(EVENT_LOG_DOCTYPE, {"event_id": "ops-test-broken"})
+		with commits_as_savepoints():
+			self.assertEqual(ops.requeue(["Dead"])["requeued"], 1)  # "dead", not "broken"
+		self.assertEqual(frappe.db.get_value(EVENT_LOG_DOCTYPE, broken, "status"), "Dead")
+		with self.assertRaises(frappe.ValidationError):
+			api.requeue(names=[broken])
