@@ -332,3 +332,41 @@ def toy_record(schema, reference: str, topic: str) -> OutboxRecord:
 		schema_name=schema.name, schema_version=schema.version, schema_fingerprint=schema.fingerprint,
 		payload=out.getvalue(), encoding=Encoding.CONFLUENT,
 	)  # fmt: skip
+
+
+def test_the_kit_consumes_all_three_encodings_from_one_topic(site, mariadb, redis_url, kafka_bootstrap):
+	from confluent_kafka import Producer
+
+	from erpnext_streaming.consumer import Decoder, EventConsumer, Reorderer
+
+	topic = new_topic(kafka_bootstrap)
+	conf = {"url": f"mock://{uuid.uuid4().hex}"}
+	records = [event(f"k{i}", "Acme Corp", topic) for i in range(9)]
+	for record, encoding in zip(records, Encoding.ALL * 3, strict=True):
+		record.encoding = encoding
+	commit_transaction(records)
+	drainer = make_drainer(mariadb, redis_url, lambda: KafkaProducer(producer_conf(kafka_bootstrap)))
+	drainer.framer = framing.Framer(framing.SchemaIds.from_config(conf))
+	assert drainer.run().sent == 9
+	drainer.db.close()
+	garbage = Producer({"bootstrap.servers": kafka_bootstrap})
+	garbage.produce(topic, key=b"Acme Corp", value=b"\xc3\x01not an event")
+	framed = next(m for m in consume(kafka_bootstrap, topic, expect=9) if m.value[:2] == b"\xc3\x01")
+	garbage.produce(topic, key=b"Acme Corp", value=framed.value)  # a copy without headers
+	garbage.flush(10)
+
+	decoder = Decoder(registry=framing.registry_client(conf))
+	with EventConsumer(
+		kafka_bootstrap, [topic], decoder=decoder, reorderer=Reorderer(first_sequence=1)
+	) as consumer:
+		got = []
+		for _ in range(100):
+			got += consumer.poll(0.5)
+			if consumer.stats["messages"] >= 11:
+				break
+		got += consumer.flush()
+	assert [e.name for e in got] == [r.reference_name for r in records], "in company sequence order"
+	assert [e.encoding for e in got] == list(Encoding.ALL * 3)
+	assert [e.sequence for e in got] == list(range(1, 10))
+	assert consumer.stats["decode_errors"] == 1 and "unknown writer schema" in consumer.errors[0][3]
+	assert consumer.reorderer.stats["duplicates"] == 1  # the copy, decoded from its bytes alone
