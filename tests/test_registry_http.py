@@ -214,3 +214,18 @@ def test_a_decoder_reads_confluent_messages_through_the_same_registry(registry):
 	value = b"\x00" + schema_id.to_bytes(4, "big") + body.getvalue()
 	decoder = Decoder(registry=framing.registry_config(registry.url, KEY, SECRET))
 	assert decoder.decode(value, {}, topic=TOPIC).document["grand_total"] == Decimal("1.5")
+
+
+def test_while_the_registry_is_down_the_other_rows_fail_at_once(registry):
+	registry.down = True
+	now = [0.0]
+	gate = ids(registry, clock=lambda: now[0], unavailable_ttl=10)
+	for _ in range(5):  # a batch of five rows of the version
+		with pytest.raises(framing.FramingError) as error:
+			gate.schema_id(TOPIC, TOY_V1)
+		assert error.value.retriable
+	asked = len(registry.requests)
+	assert 1 <= asked <= 2, "one look-up (and the client's own retry), not one per row"
+	registry.down = False
+	now[0] = 11
+	assert gate.schema_id(TOPIC, TOY_V1) >= 1, "asked again once the pause is over"

@@ -27,7 +27,8 @@ Confluent: the schema id comes from a registry through `confluent_kafka.schema_r
    registry's message, before anything of that version is published) and remembered for
    `refusal_ttl` seconds, so a batch asks once; a registry that cannot be reached is
    retriable (the row goes Failed with backoff and holds back its company, like a broker
-   outage).
+   outage), and for `unavailable_ttl` seconds the other rows fail at once with the same
+   reason instead of each waiting for the network.
 
 confluent_kafka's `mock://` registry (`MockSchemaRegistryClient`, used by the tests)
 stores schemas but has no compatibility endpoint; for it only, step 3 asks the app's own
@@ -55,6 +56,7 @@ from erpnext_streaming.schemas import EventSchema, UnknownSchemaError, default_r
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
 DEFAULT_REFUSAL_TTL = 60.0
+DEFAULT_UNAVAILABLE_TTL = 10.0
 # HTTP statuses / registry error codes that mean "this schema is refused", not "try later"
 _REFUSED_HTTP = frozenset({409, 422})
 
@@ -212,6 +214,7 @@ class SchemaIds:
 		auto_register: bool = True,
 		refusal_ttl: float = DEFAULT_REFUSAL_TTL,
 		clock: Callable[[], float] = time.monotonic,
+		unavailable_ttl: float = DEFAULT_UNAVAILABLE_TTL,
 	):
 		self.client = client
 		self.strategy = strategy
@@ -219,7 +222,9 @@ class SchemaIds:
 		self.refusal_ttl = refusal_ttl
 		self.clock = clock
 		self.url = url
+		self.unavailable_ttl = unavailable_ttl
 		self._refused: dict[tuple[str, str], tuple[float, str]] = {}
+		self._unavailable: tuple[float, str] | None = None  # (until, reason) after a network failure
 		self.calls = 0  # registry look-ups made (for tests and statistics)
 
 	def schema_id(self, topic: str, schema: EventSchema) -> int:
@@ -231,10 +236,14 @@ class SchemaIds:
 		refused = self._refused.get(key[1:])
 		if refused and self.clock() < refused[0]:
 			raise FramingError(refused[1])
+		if self._unavailable and self.clock() < self._unavailable[0]:
+			raise FramingError(self._unavailable[1], retriable=True)
 		try:
 			schema_id = self._resolve(subject, schema)
 		except FramingError as e:
-			if not e.retriable:
+			if e.retriable:
+				self._unavailable = (self.clock() + self.unavailable_ttl, e.message)
+			else:
 				self._refused[key[1:]] = (self.clock() + self.refusal_ttl, e.message)
 			raise
 		_ids[key] = schema_id
