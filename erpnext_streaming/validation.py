@@ -308,6 +308,13 @@ def validate_encodings(
 			f"Schema Registry URL is required for the {c.Encoding.CONFLUENT} encoding, "
 			"e.g. https://registry.example.com:8081",
 		)
+	if needs_registry and (missing := registry_client_missing()):
+		raise InvalidSetting(
+			"message_encoding",
+			f"The {c.Encoding.CONFLUENT} encoding needs confluent_kafka.schema_registry, which cannot "
+			f'be imported here ({missing}): run `bench pip install "erpnext_streaming[schema-registry]"` '
+			"and restart the workers",
+		)
 	for url in filter(None, (u.strip() for u in registry_url.split(","))):
 		scheme, sep, rest = url.partition("://")
 		if not sep or scheme not in ("http", "https") or not rest.strip("/"):
@@ -332,6 +339,17 @@ def validate_encodings(
 			raise InvalidSetting(
 				"schema_registry_ca_certificate", "Registry CA Certificate is only used with an https:// URL"
 			)
+
+
+def registry_client_missing() -> str | None:
+	"""Why `confluent_kafka.schema_registry` cannot be imported (its extra is not installed)."""
+	import importlib
+
+	try:
+		importlib.import_module("confluent_kafka.schema_registry")
+	except ImportError as e:
+		return str(e)
+	return None
 
 
 def schema_versions(doctype: str) -> tuple[int, ...]:

@@ -135,3 +135,14 @@ def test_invalid_encoding_settings_name_the_field(kwargs, field, says):
 
 def test_a_disabled_row_does_not_need_the_registry():
 	check(catalog=[CatalogRow("GL Entry", enabled=False, encoding=Encoding.CONFLUENT)])
+
+
+def test_the_confluent_encoding_is_refused_until_the_schema_registry_extra_is_installed(monkeypatch):
+	import sys
+
+	monkeypatch.setitem(sys.modules, "confluent_kafka.schema_registry", None)  # as if not installed
+	with pytest.raises(v.InvalidSetting) as caught:
+		check(encoding=Encoding.CONFLUENT, url="https://sr.example.com:8081")
+	assert caught.value.fieldname == "message_encoding"
+	assert 'bench pip install "erpnext_streaming[schema-registry]"' in caught.value.message
+	check(encoding=Encoding.SINGLE_OBJECT)  # the other encodings need no extra
