@@ -16,7 +16,8 @@ VERSION = re.search(
 	r'^__version__ = "([^"]+)"', (HERE / "erpnext_streaming" / "__init__.py").read_text(), re.M
 ).group(1)
 
-SCHEMA_REGISTRY = ["attrs>=21.2", "cachetools>=4.2", "certifi", "httpx>=0.25", "authlib>=1.3"]
+# authlib <1.8: 1.8 needs cryptography>=45, Frappe v15 pins cryptography~=43.0
+SCHEMA_REGISTRY = ["attrs>=21.2", "cachetools>=4.2", "certifi", "httpx>=0.25", "authlib>=1.3,<1.8"]
 
 setup(
 	name="erpnext_streaming",

@@ -308,13 +308,6 @@ def validate_encodings(
 			f"Schema Registry URL is required for the {c.Encoding.CONFLUENT} encoding, "
 			"e.g. https://registry.example.com:8081",
 		)
-	if needs_registry and (missing := registry_client_missing()):
-		raise InvalidSetting(
-			"message_encoding",
-			f"The {c.Encoding.CONFLUENT} encoding needs confluent_kafka.schema_registry, which cannot "
-			f'be imported here ({missing}): run `bench pip install "erpnext_streaming[schema-registry]"` '
-			"and restart the workers",
-		)
 	for url in filter(None, (u.strip() for u in registry_url.split(","))):
 		scheme, sep, rest = url.partition("://")
 		if not sep or scheme not in ("http", "https") or not rest.strip("/"):
@@ -339,6 +332,13 @@ def validate_encodings(
 			raise InvalidSetting(
 				"schema_registry_ca_certificate", "Registry CA Certificate is only used with an https:// URL"
 			)
+	if needs_registry and (missing := registry_client_missing()):
+		raise InvalidSetting(
+			"message_encoding",
+			f"The {c.Encoding.CONFLUENT} encoding needs confluent_kafka.schema_registry, which cannot "
+			f'be imported here ({missing}): run `bench pip install "erpnext_streaming[schema-registry]"` '
+			"and restart the workers",
+		)
 
 
 def registry_client_missing() -> str | None:
