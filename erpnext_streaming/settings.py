@@ -49,6 +49,7 @@ class CatalogRow:
 	topic: str = ""
 	schema_version: int = 0  # 0 = the newest shipped version
 	masked_fields: tuple[str, ...] = ()
+	encoding: str = ""  # "" = Streaming Settings' Message Encoding
 	idx: int = 0
 
 	def streams(self, kind: str) -> bool:
@@ -66,6 +67,7 @@ class CatalogRow:
 			topic=(_get(row, "topic", "") or "").strip(),
 			schema_version=_int(_get(row, "schema_version", 0), 0),
 			masked_fields=split_field_list(_get(row, "masked_fields")),
+			encoding=(_get(row, "encoding", "") or "").strip(),
 			idx=_int(_get(row, "idx", 0), 0),
 		)
 
@@ -90,7 +92,24 @@ class StreamingConfig:
 	backoff_cap_seconds: int = c.DEFAULT_BACKOFF_CAP_SECONDS
 	stream_data_import: bool = True
 	mask_mode: str = "Keyed hash"
+	message_encoding: str = c.Encoding.DEFAULT
+	schema_registry_url: str = ""
+	schema_registry_username: str = ""  # basic auth user, or the API key
+	schema_registry_ca_certificate: str = ""
+	subject_name_strategy: str = c.DEFAULT_SUBJECT_NAME_STRATEGY
+	schema_registry_auto_register: bool = True
 	catalog: tuple[CatalogRow, ...] = field(default=())
+
+	def encoding_for(self, row: CatalogRow) -> str:
+		"""A catalog row's encoding: its own override, else the site-wide Message Encoding."""
+		return row.encoding or self.message_encoding
+
+	@property
+	def uses_registry(self) -> bool:
+		return (
+			any(self.encoding_for(r) == c.Encoding.CONFLUENT for r in self.catalog if r.enabled)
+			or self.message_encoding == c.Encoding.CONFLUENT
+		)
 
 	@classmethod
 	def from_doc(cls, doc: Any) -> StreamingConfig:
@@ -114,5 +133,11 @@ class StreamingConfig:
 			backoff_cap_seconds=_int(_get(doc, "backoff_cap_seconds"), c.DEFAULT_BACKOFF_CAP_SECONDS),
 			stream_data_import=bool(_int(_get(doc, "stream_data_import", 1), 1)),
 			mask_mode=_get(doc, "mask_mode", "Keyed hash"),
+			message_encoding=_get(doc, "message_encoding", c.Encoding.DEFAULT),
+			schema_registry_url=(_get(doc, "schema_registry_url", "") or "").strip(),
+			schema_registry_username=(_get(doc, "schema_registry_username", "") or "").strip(),
+			schema_registry_ca_certificate=_get(doc, "schema_registry_ca_certificate", ""),
+			subject_name_strategy=_get(doc, "subject_name_strategy", c.DEFAULT_SUBJECT_NAME_STRATEGY),
+			schema_registry_auto_register=bool(_int(_get(doc, "schema_registry_auto_register", 1), 1)),
 			catalog=tuple(CatalogRow.from_row(r) for r in (_get(doc, "event_catalog", ()) or ())),
 		)

@@ -267,6 +267,91 @@ def validate_catalog(rows: Iterable[CatalogRow], facts: DoctypeFacts, topic_pref
 		validate_topic_prefix(topic_prefix)
 
 
+def validate_encodings(
+	message_encoding: str,
+	rows: Iterable[CatalogRow],
+	registry_url: str,
+	username: str,
+	has_password: bool,
+	ca_pem: str,
+	subject_name_strategy: str,
+) -> None:
+	"""Message Encoding, the catalog's overrides and the Schema Registry fields agree.
+
+	The registry is only needed when some enabled row (or the default) uses the Confluent
+	encoding; its URL must then be http(s). Nothing here contacts the registry: the drainer
+	does, at publish time.
+	"""
+	encodings = c.Encoding.ALL
+	if message_encoding not in encodings:
+		raise InvalidSetting(
+			"message_encoding",
+			f"Message Encoding must be one of {', '.join(encodings)}, not '{message_encoding}'",
+		)
+	needs_registry = message_encoding == c.Encoding.CONFLUENT
+	for row in rows:
+		if row.encoding and row.encoding not in encodings:
+			raise InvalidSetting(
+				"event_catalog",
+				f"Event Catalog row {row.idx} ({row.document_type}): Encoding must be empty or one of "
+				f"{', '.join(encodings)}, not '{row.encoding}'",
+			)
+		needs_registry = needs_registry or (row.enabled and row.encoding == c.Encoding.CONFLUENT)
+	if subject_name_strategy not in c.SUBJECT_NAME_STRATEGIES:
+		raise InvalidSetting(
+			"subject_name_strategy",
+			f"Subject Name Strategy must be one of {', '.join(c.SUBJECT_NAME_STRATEGIES)}",
+		)
+	if needs_registry and not registry_url:
+		raise InvalidSetting(
+			"schema_registry_url",
+			f"Schema Registry URL is required for the {c.Encoding.CONFLUENT} encoding, "
+			"e.g. https://registry.example.com:8081",
+		)
+	for url in filter(None, (u.strip() for u in registry_url.split(","))):
+		scheme, sep, rest = url.partition("://")
+		if not sep or scheme not in ("http", "https") or not rest.strip("/"):
+			raise InvalidSetting(
+				"schema_registry_url", f"Schema Registry URL: '{url}' is not an http:// or https:// URL"
+			)
+	if has_password and not username:
+		raise InvalidSetting(
+			"schema_registry_username", "Registry Username / API Key is required with a registry password"
+		)
+	if username and not has_password:
+		raise InvalidSetting(
+			"schema_registry_password", "Registry Password / API Secret is required with a registry username"
+		)
+	if ca_pem:
+		if "-----BEGIN CERTIFICATE-----" not in ca_pem:
+			raise InvalidSetting(
+				"schema_registry_ca_certificate",
+				"Registry CA Certificate: paste a PEM certificate (-----BEGIN CERTIFICATE-----...)",
+			)
+		if not registry_url.strip().startswith("https://"):
+			raise InvalidSetting(
+				"schema_registry_ca_certificate", "Registry CA Certificate is only used with an https:// URL"
+			)
+	if needs_registry and (missing := registry_client_missing()):
+		raise InvalidSetting(
+			"message_encoding",
+			f"The {c.Encoding.CONFLUENT} encoding needs confluent_kafka.schema_registry, which cannot "
+			f'be imported here ({missing}): run `bench pip install "erpnext_streaming[schema-registry]"` '
+			"and restart the workers",
+		)
+
+
+def registry_client_missing() -> str | None:
+	"""Why `confluent_kafka.schema_registry` cannot be imported (its extra is not installed)."""
+	import importlib
+
+	try:
+		importlib.import_module("confluent_kafka.schema_registry")
+	except ImportError as e:
+		return str(e)
+	return None
+
+
 def schema_versions(doctype: str) -> tuple[int, ...]:
 	from erpnext_streaming.schemas import shipped_doctypes, versions
 

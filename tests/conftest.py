@@ -11,6 +11,7 @@ How each service is found (README "How the tests find services"):
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -18,6 +19,9 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parent
+# RQ queue names of this run (`<bench id>:long`): test runs sharing a Redis (two checkouts,
+# CI beside a developer) never take each other's jobs; worker processes inherit it
+os.environ.setdefault("ES_STANDIN_BENCH_ID", f"standin-{uuid.uuid4().hex[:8]}")
 sys.path.insert(0, str(TESTS / "standin"))  # `import frappe` -> the stand-in (tests/standin/README.md)
 
 import frappe

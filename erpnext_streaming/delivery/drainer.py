@@ -37,6 +37,7 @@ from erpnext_streaming import constants as c
 from erpnext_streaming import outbox
 from erpnext_streaming.constants import Status
 from erpnext_streaming.delivery import messages
+from erpnext_streaming.delivery.framing import Framer, FramingError
 from erpnext_streaming.delivery.policy import Classified, RetryPolicy, classify, describe, unencodable
 from erpnext_streaming.delivery.producer import (
 	BatchResult,
@@ -160,6 +161,7 @@ class Drainer:
 		log: logging.Logger | None = None,
 		owner: str | None = None,
 		rand: Callable[[], float] = random.random,
+		framer: Framer | None = None,
 	):
 		self.db = db
 		self.producer_factory = producer_factory
@@ -172,6 +174,7 @@ class Drainer:
 		self.log = log or logging.getLogger("erpnext_streaming.drainer")
 		self.owner = owner or new_owner()
 		self.rand = rand
+		self.framer = framer  # None: schemaless and single-object only (no registry)
 		self.time_zone = ZoneInfo(config.time_zone or "UTC")
 		self.stats = DrainStats()
 		self._producer: Producer | None = None
@@ -275,7 +278,9 @@ class Drainer:
 		outgoing: list[OutgoingMessage] = []
 		for row in rows:
 			try:
-				outgoing.append(messages.build(row, config.site, self.time_zone))
+				outgoing.append(messages.build(row, config.site, self.time_zone, self.framer))
+			except FramingError as e:  # before anything is produced: a refused schema never goes out
+				outcome[row["name"]] = e.classified()
 			except Exception as e:
 				outcome[row["name"]] = unencodable(e)
 		deliveries = self._send(outgoing).deliveries if outgoing else {}

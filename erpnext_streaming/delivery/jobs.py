@@ -19,7 +19,7 @@ from frappe.utils import now_datetime
 
 from erpnext_streaming import constants as c
 from erpnext_streaming import kafka_config
-from erpnext_streaming.delivery import signals, sweeper
+from erpnext_streaming.delivery import framing, signals, sweeper
 from erpnext_streaming.delivery.drainer import Drainer, DrainerConfig, SystemClock, new_owner
 from erpnext_streaming.delivery.policy import RetryPolicy
 from erpnext_streaming.delivery.producer import KafkaProducer
@@ -41,6 +41,9 @@ def drain() -> dict:
 	password = None
 	if config.security_protocol.startswith("SASL"):
 		password = settings.get_password("sasl_password", raise_exception=False)
+	registry_password = None
+	if config.schema_registry_username:
+		registry_password = settings.get_password("schema_registry_password", raise_exception=False)
 	producer_conf = kafka_config.producer_config(config, password)
 	drainer_config = build_drainer_config(config, producer_conf)
 	site = frappe.local.site
@@ -55,9 +58,10 @@ def drain() -> dict:
 		clock=SystemClock(now_datetime),
 		config=drainer_config,
 		policy=retry_policy(config),
-		secrets=(password,) if password else (),
+		secrets=tuple(s for s in (password, registry_password) if s),
 		log=log,
 		owner=owner,
+		framer=build_framer(config, registry_password),
 	)
 	stats = drainer.run()
 	_record(redis_client, site, stats.as_dict())
@@ -135,6 +139,40 @@ def build_drainer_config(config: StreamingConfig, producer_conf: dict) -> Draine
 		flush_timeout_seconds=message_timeout + 1,
 		time_zone=get_system_timezone() or "UTC",
 	)
+
+
+def build_framer(config: StreamingConfig, registry_password: str | None) -> framing.Framer:
+	"""The drainer's framer: a registry client only when a Schema Registry URL is set
+	(contacted from this job, never from a user's request)."""
+	ids = None
+	if config.schema_registry_url:
+		conf = framing.registry_config(
+			config.schema_registry_url,
+			config.schema_registry_username,
+			registry_password,
+			config.schema_registry_ca_certificate,
+		)
+		ids = framing.SchemaIds.from_config(
+			conf, strategy=config.subject_name_strategy, auto_register=config.schema_registry_auto_register
+		)
+	return framing.Framer(ids, writer_schema)
+
+
+def writer_schema(doctype: str, version: int, fingerprint: str):
+	"""The schema a row was written with: shipped, or derived from the doctype's meta."""
+	from erpnext_streaming.schemas import shipped_doctypes
+
+	if doctype in shipped_doctypes():
+		return framing.shipped_schema(doctype, version, fingerprint)
+	from erpnext_streaming.emitters.codec import derive_from_meta
+
+	schema = derive_from_meta(doctype)
+	if schema.fingerprint != fingerprint:
+		raise framing.FramingError(
+			f"{doctype}'s meta changed since the event was captured (schema fingerprint {fingerprint}, "
+			f"now {schema.fingerprint}): its writer schema cannot be registered"
+		)
+	return schema
 
 
 def retry_policy(config: StreamingConfig) -> RetryPolicy:

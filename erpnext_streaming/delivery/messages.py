@@ -1,12 +1,15 @@
 """An Event Log row as a Kafka message: key, value and headers (issue "Delivery", point 3).
 
 Key: the company, UTF-8 (with `partitioner=murmur2_random` a company always lands on the
-partition a Java client would pick). Value: the stored Avro bytes, unchanged. Headers:
+partition a Java client would pick). Value: the stored Avro bytes, framed per the row's
+encoding (`framing.py`: schemaless, single-object or Confluent wire format). Headers:
 CloudEvents binary mode (`ce_id`, `ce_type`, `ce_source`, `ce_subject`, `ce_time`,
-`ce_specversion`), `content-type`, the schema (`schema_name`, `schema_version`,
-`schema_fingerprint`) and the company's gapless sequence (`es_company_sequence`).
-A dead-letter copy carries the same headers plus `es_error*`, `es_original_topic`,
-`es_attempts` and `es_event_log`.
+`ce_specversion`), `content-type` (following the encoding), the schema (`schema_name`,
+`schema_version`, `schema_fingerprint`) and the company's gapless sequence
+(`es_company_sequence`). A dead-letter copy carries the stored schemaless bytes with
+`content-type: application/avro` and the same headers, plus `es_error*`,
+`es_original_topic`, `es_attempts`, `es_event_log` and, when the row was meant to be
+framed, `es_encoding`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from erpnext_streaming.constants import topic_slug
+from erpnext_streaming.constants import Encoding, topic_slug
+from erpnext_streaming.delivery.framing import DEFAULT_FRAMER, Framer
 from erpnext_streaming.delivery.producer import OutgoingMessage
 from erpnext_streaming.outbox import decode_payload
 
@@ -44,7 +48,9 @@ def message_key(row: Any) -> bytes:
 	return (row["message_key"] or row["company"] or "").encode("utf-8")
 
 
-def headers(row: Any, site: str, time_zone: ZoneInfo) -> list[tuple[str, bytes]]:
+def headers(
+	row: Any, site: str, time_zone: ZoneInfo, content_type: str = CONTENT_TYPE
+) -> list[tuple[str, bytes]]:
 	pairs = [
 		("ce_id", row["event_id"] or ""),
 		("ce_type", ce_type(row["reference_doctype"] or "", row["event_type"] or "")),
@@ -52,7 +58,7 @@ def headers(row: Any, site: str, time_zone: ZoneInfo) -> list[tuple[str, bytes]]
 		("ce_subject", f"{row['reference_doctype']}/{row['reference_name']}"),
 		("ce_time", ce_time(row["event_time"] or row["creation"], time_zone)),
 		("ce_specversion", CE_SPECVERSION),
-		("content-type", CONTENT_TYPE),
+		("content-type", content_type),
 		("schema_name", row["schema_name"] or ""),
 		("schema_version", str(row["schema_version"] or 0)),
 		("schema_fingerprint", row["schema_fingerprint"] or ""),
@@ -61,18 +67,21 @@ def headers(row: Any, site: str, time_zone: ZoneInfo) -> list[tuple[str, bytes]]
 	return [(k, str(v).encode("utf-8")) for k, v in pairs]
 
 
-def build(row: Any, site: str, time_zone: ZoneInfo) -> OutgoingMessage:
-	"""The message of a row. Raises on a row that cannot be a message (poison)."""
+def build(row: Any, site: str, time_zone: ZoneInfo, framer: Framer | None = None) -> OutgoingMessage:
+	"""The message of a row, framed per its encoding. Raises on a row that cannot be a
+	message (poison), and `framing.FramingError` when the framing fails (a registry that
+	refuses the schema, or cannot be reached)."""
 	if not row["topic"]:
 		raise ValueError("the row has no topic")
 	if not row["event_id"]:
 		raise ValueError("the row has no event id")
+	framed = (framer or DEFAULT_FRAMER).frame(row, decode_payload(row["payload"] or ""))
 	return OutgoingMessage(
 		ref=row["name"],
 		topic=row["topic"],
 		key=message_key(row),
-		value=decode_payload(row["payload"] or ""),
-		headers=headers(row, site, time_zone),
+		value=framed.value,
+		headers=headers(row, site, time_zone, framed.content_type),
 	)
 
 
@@ -105,6 +114,9 @@ def dead_letter(
 			value = None
 	if omitted:
 		extra.append(("es_payload_omitted", omitted))
+	encoding = row.get("encoding") or Encoding.DEFAULT
+	if encoding != Encoding.SCHEMALESS:
+		extra.append(("es_encoding", encoding))
 	extra += [
 		("es_error", reason),
 		("es_original_topic", row["topic"] or ""),

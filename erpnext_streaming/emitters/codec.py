@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any
 
-from erpnext_streaming.constants import Status
+from erpnext_streaming.constants import Encoding, Status
 from erpnext_streaming.emitters.builders import document_builder, mask
 from erpnext_streaming.emitters.envelope import UTC, build_envelope, uuid5
 from erpnext_streaming.outbox import OutboxRecord
@@ -124,6 +124,7 @@ class AvroCodec:
 			payload=payload,
 			status=status,
 			last_error=error,
+			encoding=getattr(route, "encoding", "") or Encoding.DEFAULT,
 		)
 
 

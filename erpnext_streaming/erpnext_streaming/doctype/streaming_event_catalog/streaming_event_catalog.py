@@ -16,6 +16,7 @@ class StreamingEventCatalog(Document):
 		description: DF.SmallText | None
 		document_type: DF.Link
 		enabled: DF.Check
+		encoding: DF.Literal["", "Schemaless Avro", "Single-object Avro", "Confluent Schema Registry"]
 		masked_fields: DF.SmallText | None
 		on_cancel: DF.Check
 		on_change: DF.Check

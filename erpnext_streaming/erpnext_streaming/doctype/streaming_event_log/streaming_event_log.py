@@ -21,6 +21,7 @@ class StreamingEventLog(Document):
 		attempts: DF.Int
 		company: DF.Data | None
 		dead_lettered_at: DF.Datetime | None
+		encoding: DF.Data | None
 		event_id: DF.Data | None
 		event_time: DF.Datetime | None
 		event_type: DF.Data | None

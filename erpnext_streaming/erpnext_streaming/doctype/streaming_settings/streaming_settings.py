@@ -38,14 +38,23 @@ class StreamingSettings(Document):
 		event_catalog: DF.Table[StreamingEventCatalog]
 		mask_mode: DF.Literal["Keyed hash", "Drop"]
 		max_attempts: DF.Int
+		message_encoding: DF.Literal["Schemaless Avro", "Single-object Avro", "Confluent Schema Registry"]
 		producer_properties: DF.Table[StreamingProducerProperty]
 		sasl_mechanism: DF.Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 		sasl_password: DF.Password | None
 		sasl_username: DF.Data | None
+		schema_registry_auto_register: DF.Check
+		schema_registry_ca_certificate: DF.Code | None
+		schema_registry_password: DF.Password | None
+		schema_registry_url: DF.Data | None
+		schema_registry_username: DF.Data | None
 		security_protocol: DF.Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 		seeded_doctypes: DF.SmallText | None
 		ssl_ca_certificate: DF.Code | None
 		stream_data_import: DF.Check
+		subject_name_strategy: DF.Literal[
+			"TopicRecordNameStrategy", "TopicNameStrategy", "RecordNameStrategy"
+		]
 		topic_prefix: DF.Data | None
 	# end: auto-generated types
 
@@ -57,6 +66,7 @@ class StreamingSettings(Document):
 		self.validate_delivery_limits()
 		self.validate_mask_mode()
 		self.validate_event_catalog()
+		self.validate_encodings()
 		self.set_catalog_descriptions()
 
 	def on_update(self):
@@ -103,6 +113,19 @@ class StreamingSettings(Document):
 		rows = [CatalogRow.from_row(r) for r in self.event_catalog]
 		self._check(
 			validation.validate_catalog, rows, FrappeDoctypeFacts(), (self.topic_prefix or "").strip()
+		)
+
+	def validate_encodings(self):
+		self._check(
+			validation.validate_encodings,
+			self.message_encoding or "Schemaless Avro",
+			[CatalogRow.from_row(r) for r in self.event_catalog],
+			(self.schema_registry_url or "").strip(),
+			(self.schema_registry_username or "").strip(),
+			bool(self.schema_registry_password)
+			or bool(self.get_password("schema_registry_password", raise_exception=False)),
+			self.schema_registry_ca_certificate or "",
+			self.subject_name_strategy or "TopicRecordNameStrategy",
 		)
 
 	def set_catalog_descriptions(self):

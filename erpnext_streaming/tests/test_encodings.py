@@ -1,0 +1,86 @@
+"""Message encodings on a real bench (twins of tests/test_encoding_settings.py and the
+framing parts of tests/test_encodings.py): the settings' rules through the controller,
+the Event Log row that records the encoding, and the drainer's framing of such a row
+with confluent_kafka's in-memory `mock://` registry.
+
+Never commits: every test rolls back.
+"""
+
+import dataclasses
+import uuid
+from zoneinfo import ZoneInfo
+
+import frappe
+from frappe.tests.utils import FrappeTestCase
+from frappe.utils import now_datetime
+
+from erpnext_streaming import outbox
+from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, SETTINGS_DOCTYPE, Encoding
+from erpnext_streaming.delivery import framing, jobs, messages
+from erpnext_streaming.schemas import get_event_schema
+from erpnext_streaming.settings import StreamingConfig
+from erpnext_streaming.tests.delivery_records import outbox_record
+
+
+class TestEncodingSettings(FrappeTestCase):
+	def tearDown(self):
+		frappe.db.rollback()
+
+	def assert_rejected(self, says: str, **values):
+		doc = frappe.get_single(SETTINGS_DOCTYPE)
+		doc.update(values)
+		with self.assertRaises(frappe.ValidationError) as caught:
+			doc.save()
+		self.assertIn(says, str(caught.exception))
+
+	def test_confluent_needs_a_registry_url(self):
+		self.assert_rejected("Schema Registry URL is required", message_encoding=Encoding.CONFLUENT)
+
+	def test_registry_url_must_be_http(self):
+		self.assert_rejected(
+			"is not an http:// or https:// URL",
+			message_encoding=Encoding.CONFLUENT,
+			schema_registry_url="registry:8081",
+		)
+
+	def test_a_catalog_row_can_override_the_encoding(self):
+		doc = frappe.get_single(SETTINGS_DOCTYPE)
+		doc.message_encoding = Encoding.SCHEMALESS
+		for row in doc.event_catalog:
+			row.encoding = Encoding.SINGLE_OBJECT
+		doc.save()
+		config = StreamingConfig.from_doc(frappe.get_single(SETTINGS_DOCTYPE))
+		self.assertTrue(all(config.encoding_for(r) == Encoding.SINGLE_OBJECT for r in config.catalog))
+
+
+class TestEncodingRows(FrappeTestCase):
+	def tearDown(self):
+		frappe.db.rollback()
+
+	def test_the_event_log_row_records_the_encoding_and_the_drainer_frames_it(self):
+		schema = get_event_schema("GL Entry")
+		record = dataclasses.replace(
+			outbox_record(f"enc-{uuid.uuid4().hex[:6]}", "_ES Test A", prefix="encoding-test"),
+			encoding=Encoding.CONFLUENT,
+			schema_fingerprint=schema.fingerprint,
+		)
+		outbox.write(frappe.db, [record], now_datetime())
+		(row,) = frappe.db.sql(
+			f"SELECT {', '.join(f'`{c}`' for c in outbox.DELIVERY_COLUMNS)} FROM `tab{EVENT_LOG_DOCTYPE}` "
+			"WHERE event_id = %s",
+			(record.event_id,),
+			as_dict=True,
+		)
+		self.assertEqual(row.encoding, Encoding.CONFLUENT)
+
+		config = StreamingConfig(schema_registry_url=f"mock://{uuid.uuid4().hex}")
+		framer = jobs.build_framer(config, None)
+		message = messages.build(row, "site", ZoneInfo("UTC"), framer)
+		client = framing.registry_client(framing.registry_config(config.schema_registry_url))
+		subject = f"{row.topic}-{schema.name}"
+		self.assertEqual(message.value[0], 0)
+		self.assertEqual(
+			int.from_bytes(message.value[1:5], "big"), client.get_latest_version(subject).schema_id
+		)
+		self.assertEqual(message.value[5:], record.payload)
+		self.assertIn(("content-type", b"application/avro; encoding=confluent"), message.headers)

@@ -1,0 +1,5 @@
+import sys
+
+from sandbox.run import main
+
+sys.exit(main())
