@@ -95,6 +95,9 @@ def test_health_payload_for_a_system_manager(site):
 	assert json.loads(json.dumps(payload)) == payload, "plain JSON"
 
 
+REGISTRY_SECRET = f"registry-{uuid.uuid4().hex}"
+
+
 @pytest.fixture
 def secret(site):
 	password = f"pw-{uuid.uuid4().hex}"
@@ -104,11 +107,22 @@ def secret(site):
 		sasl_mechanism="SCRAM-SHA-512",
 		sasl_username="svc-streaming",
 		sasl_password=password,
+		schema_registry_password=REGISTRY_SECRET,
 	)
-	# an error text that (somehow) carries the password
+	# error texts that (somehow) carry the secrets
 	log_row("leaky", Status.FAILED, datetime.now(), error=f"auth failed for svc-streaming:{password}@broker")
+	log_row(
+		"leaky-registry",
+		Status.DEAD,
+		datetime.now() - timedelta(minutes=1),
+		error=f"401 for key:{REGISTRY_SECRET}",
+	)
 	frappe.db.commit()
 	return password
+
+
+def test_every_password_field_of_the_settings_is_a_secret(secret):
+	assert set(ops.secrets()) == {secret, REGISTRY_SECRET}
 
 
 def test_the_sasl_password_never_leaves_through_status_health_checks_or_exports(
@@ -141,14 +155,16 @@ def test_the_sasl_password_never_leaves_through_status_health_checks_or_exports(
 	outputs.append(result.output)
 
 	for text in outputs:
-		assert secret not in text
+		assert secret not in text and REGISTRY_SECRET not in text
 
 
 def test_a_failing_backfill_redacts_the_password_from_its_error(secret, monkeypatch):
 	insert_invoices(3)
 
 	def leak(db, ids):
-		raise RuntimeError(f"could not talk to the broker with {secret}")
+		raise RuntimeError(
+			f"could not talk to the broker with {secret} nor the registry with {REGISTRY_SECRET}"
+		)
 
 	monkeypatch.setattr(jobs, "existing_event_ids", leak)
 
@@ -161,9 +177,10 @@ def test_a_failing_backfill_redacts_the_password_from_its_error(secret, monkeypa
 		commands.streaming, ["backfill", "--doctype", "Sales Invoice"], obj={"sites": ["site"]}
 	)
 	assert result.exit_code == 1
-	assert "could not talk to the broker with ***" in result.output and secret not in result.output
+	assert "could not talk to the broker with *** nor the registry with ***" in result.output
+	assert secret not in result.output and REGISTRY_SECRET not in result.output
 	(job,) = jobs.find_unfinished(frappe.db, jobs.Kind.BACKFILL)
-	assert job.last_error == "RuntimeError: could not talk to the broker with ***"
+	assert job.last_error == "RuntimeError: could not talk to the broker with *** nor the registry with ***"
 
 
 def test_an_unexpected_error_is_redacted_too(secret, monkeypatch):

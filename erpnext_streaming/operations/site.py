@@ -52,12 +52,18 @@ def sasl_password(doc: Any) -> str | None:
 
 
 def secrets() -> tuple[str, ...]:
-	"""Every stored secret this site could leak into a text (the SASL password)."""
+	"""Every stored secret this site could leak into a text: the value of each Password
+	field of Streaming Settings (the SASL password, the Schema Registry password, and any
+	added later)."""
 	try:
-		password = sasl_password(frappe.get_single(c.SETTINGS_DOCTYPE))
+		doc = frappe.get_single(c.SETTINGS_DOCTYPE)
+		fields = [
+			df.fieldname for df in frappe.get_meta(c.SETTINGS_DOCTYPE).fields if df.fieldtype == "Password"
+		]
+		found = (doc.get_password(fieldname, raise_exception=False) for fieldname in fields)
+		return tuple(s for s in found if s)
 	except Exception:
 		return ()
-	return (password,) if password else ()
 
 
 def _wake_after_commit() -> None:

@@ -64,6 +64,7 @@ class TestWhitelistedMethodPermissions(FrappeTestCase):
 class TestSecretsStayInside(FrappeTestCase):
 	def setUp(self):
 		self.password = f"pw-{frappe.generate_hash(length=16)}"
+		self.registry_secret = f"registry-{frappe.generate_hash(length=16)}"
 		settings = frappe.get_single(SETTINGS_DOCTYPE)
 		settings.update(
 			{
@@ -75,6 +76,14 @@ class TestSecretsStayInside(FrappeTestCase):
 				"sasl_password": self.password,
 			}
 		)
+		if settings.meta.has_field("schema_registry_password"):  # the Schema Registry's API secret
+			settings.update(
+				{
+					"schema_registry_url": "https://registry.invalid:8081",
+					"schema_registry_username": "registry-key",
+					"schema_registry_password": self.registry_secret,
+				}
+			)
 		settings.set("event_catalog", catalog.default_catalog_rows())
 		settings.save()
 		frappe.db.delete(EVENT_LOG_DOCTYPE)
@@ -84,7 +93,9 @@ class TestSecretsStayInside(FrappeTestCase):
 			frappe.db, [outbox_record("leaky", "_ES Sec Co", status="Dead")], frappe.utils.now_datetime()
 		)
 		name = frappe.db.get_value(EVENT_LOG_DOCTYPE, {"event_id": "delivery-test-leaky"})
-		frappe.db.set_value(EVENT_LOG_DOCTYPE, name, "last_error", f"auth failed: {self.password}")
+		frappe.db.set_value(
+			EVENT_LOG_DOCTYPE, name, "last_error", f"auth failed: {self.password} {self.registry_secret}"
+		)
 
 	def tearDown(self):
 		frappe.db.rollback()
@@ -95,7 +106,8 @@ class TestSecretsStayInside(FrappeTestCase):
 		text, health = ops.status_text(check_broker=True)
 		texts.append(text)
 		self.assertEqual(health, "down")
-		self.assertIn("auth failed: ***", text)
+		self.assertIn("auth failed: *** ", text)
+		self.assertIn(self.password, ops.secrets())
 		texts.append(json.dumps(ops.status_json(check_broker=False), default=str))
 		texts.append(json.dumps(api.health(check_broker=1), default=str))
 		texts.append(json.dumps(frappe.get_attr(f"{SETTINGS_MODULE}.test_connection")()))
@@ -105,6 +117,7 @@ class TestSecretsStayInside(FrappeTestCase):
 			texts += [Path(p).read_text() for p in written]
 		for text in texts:
 			self.assertNotIn(self.password, text)
+			self.assertNotIn(self.registry_secret, text)
 
 
 class TestMaskingOnARealInvoice(FrappeTestCase):

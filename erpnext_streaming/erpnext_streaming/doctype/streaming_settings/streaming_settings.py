@@ -178,7 +178,7 @@ def test_connection() -> dict:
 	"""
 	frappe.only_for("System Manager")
 	from erpnext_streaming.operations.secrets import redact
-	from erpnext_streaming.operations.site import catalog_topics
+	from erpnext_streaming.operations.site import catalog_topics, secrets
 
 	settings = frappe.get_single("Streaming Settings")
 	config = StreamingConfig.from_doc(settings)
@@ -191,4 +191,4 @@ def test_connection() -> dict:
 		# the topics the catalog (and the dead-letter copy) write to, and whether they exist yet
 		present = set(answer["topics"])
 		answer["catalog_topics"] = [{"topic": t, "exists": t in present} for t in catalog_topics(config)]
-	return redact(answer, [password])
+	return redact(answer, [password, *secrets()])
