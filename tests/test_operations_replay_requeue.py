@@ -170,3 +170,18 @@ def test_a_capture_failure_is_never_requeued_it_has_nothing_to_publish(site):
 	assert refused.value.rows == [(broken, outbox.NO_PAYLOAD_REASON)]
 	with pytest.raises(frappe.ValidationError, match="has no encoded event"):
 		api.requeue(names=[broken])
+
+
+def test_a_replayed_copy_keeps_the_rows_encoding(sent):
+	from erpnext_streaming.constants import Encoding
+
+	frappe.db.sql(
+		f"UPDATE `{EVENT_LOG_TABLE}` SET encoding = %s WHERE name = %s",
+		(Encoding.SINGLE_OBJECT, sent["gl-3"]),
+	)
+	frappe.db.commit()
+	replay.replay(frappe.db, datetime.now, T + timedelta(hours=3), T + timedelta(hours=4))
+	rows = event_log("name, reference_name, status, encoding")
+	assert [(r.reference_name, r.status, r.encoding) for r in rows[-1:]] == [
+		("gl-3", Status.QUEUED, Encoding.SINGLE_OBJECT)
+	]
