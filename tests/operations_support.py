@@ -12,6 +12,7 @@ from frappe import standin
 from erpnext_streaming import catalog, outbox
 from erpnext_streaming.constants import EVENT_LOG_TABLE, SETTINGS_DOCTYPE, Status
 from erpnext_streaming.emitters import codec as codec_module
+from erpnext_streaming.tests.utils import FailingDatabase
 
 COMPANY = "Wind Power LLC"
 OTHER = "Globex Ltd"
@@ -115,26 +116,3 @@ def insert_invoices(
 def event_log(columns: str = "name, event_id, reference_doctype, reference_name, event_type, status") -> list:
 	frappe.db.commit()
 	return frappe.db.sql(f"SELECT {columns} FROM `{EVENT_LOG_TABLE}` ORDER BY name", as_dict=True)
-
-
-class FailingDatabase:
-	"""frappe.db that raises `error` instead of the `fail_at`-th COMMIT (the chunk's writes
-	are then still uncommitted, as when a process dies or is interrupted mid-chunk)."""
-
-	def __init__(self, db, fail_at: int, error: BaseException):
-		self.db, self.fail_at, self.error, self.commits = db, fail_at, error, 0
-
-	def sql(self, *args, **kwargs):
-		return self.db.sql(*args, **kwargs)
-
-	def commit(self):
-		self.commits += 1
-		if self.commits == self.fail_at:
-			raise self.error
-		self.db.commit()
-
-	def rollback(self, *args, **kwargs):
-		self.db.rollback(*args, **kwargs)
-
-	def __getattr__(self, name):
-		return getattr(self.db, name)

@@ -18,8 +18,7 @@ from erpnext_streaming.emitters.codec import derive_from_meta
 from erpnext_streaming.outbox import decode_payload
 from erpnext_streaming.schemas import get_event_schema, shipped_doctypes
 from erpnext_streaming.schemas.serializer import decode
-
-STREAMING = {"enabled": 1, "bootstrap_servers": "127.0.0.1:9092", "topic_prefix": "erpnext"}
+from erpnext_streaming.tests.utils import enable_streaming
 
 
 def flushed_events():
@@ -49,11 +48,7 @@ class TestCaptureOnRealERPNext(FrappeTestCase):
 		make_test_records("Stock Entry", verbose=0)
 
 	def setUp(self):
-		settings = frappe.get_single(SETTINGS_DOCTYPE)
-		settings.update(STREAMING)
-		settings.set("event_catalog", catalog.default_catalog_rows())
-		settings.save()
-		handler.clear()
+		enable_streaming()
 
 	def tearDown(self):
 		handler.clear()

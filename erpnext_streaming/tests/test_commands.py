@@ -18,7 +18,7 @@ from erpnext_streaming import catalog, commands
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, SETTINGS_DOCTYPE
 from erpnext_streaming.emitters import handler
 from erpnext_streaming.schemas import default_registry
-from erpnext_streaming.tests.utils import commits_as_savepoints
+from erpnext_streaming.tests.utils import commits_as_savepoints, enable_streaming
 
 
 @contextmanager
@@ -28,11 +28,7 @@ def this_site(ctx):
 
 class TestStreamingCommands(FrappeTestCase):
 	def setUp(self):
-		settings = frappe.get_single(SETTINGS_DOCTYPE)
-		settings.update({"enabled": 1, "bootstrap_servers": "127.0.0.1:1", "topic_prefix": "erpnext"})
-		settings.set("event_catalog", catalog.default_catalog_rows())
-		settings.save()
-		handler.clear()
+		enable_streaming(bootstrap_servers="127.0.0.1:1")
 
 	def tearDown(self):
 		handler.clear()

@@ -18,7 +18,7 @@ from erpnext_streaming.operations import site as ops
 from erpnext_streaming.outbox import decode_payload
 from erpnext_streaming.schemas import get_event_schema
 from erpnext_streaming.schemas.serializer import decode
-from erpnext_streaming.tests.utils import commits_as_savepoints
+from erpnext_streaming.tests.utils import commits_as_savepoints, enable_streaming
 
 SLE = "Stock Ledger Entry"
 COMPANY = "_Test Company with perpetual inventory"
@@ -34,11 +34,7 @@ class TestRevaluationAfterRepost(FrappeTestCase):
 		make_test_records("Stock Entry", verbose=0)
 
 	def setUp(self):
-		settings = frappe.get_single(SETTINGS_DOCTYPE)
-		settings.update({"enabled": 1, "bootstrap_servers": "127.0.0.1:9092", "topic_prefix": "erpnext"})
-		settings.set("event_catalog", catalog.default_catalog_rows())
-		settings.save()
-		handler.clear()
+		enable_streaming()
 		frappe.flags.dont_execute_stock_reposts = False
 
 	def tearDown(self):

@@ -87,3 +87,22 @@ class FailingDatabase:
 
 	def __getattr__(self, name):
 		return getattr(self.db, name)
+
+
+def enable_streaming(**values) -> None:
+	"""Streaming Settings switched on with the default catalog (plus `values`), nothing buffered.
+
+	Bench tests never commit, so nothing reaches a broker; the bootstrap list only has to
+	be valid."""
+	from erpnext_streaming import catalog
+	from erpnext_streaming.constants import SETTINGS_DOCTYPE
+	from erpnext_streaming.emitters import handler
+
+	rows = values.pop("event_catalog", None) or catalog.default_catalog_rows()
+	settings = frappe.get_single(SETTINGS_DOCTYPE)
+	settings.update(
+		{"enabled": 1, "bootstrap_servers": "127.0.0.1:9092", "topic_prefix": "erpnext", **values}
+	)
+	settings.set("event_catalog", rows)
+	settings.save()
+	handler.clear()
