@@ -57,10 +57,12 @@ class Database:
 
 def drain(spec: dict) -> dict:
 	"""The drainer job (runs in an RQ work horse). `spec`: site, db, redis_url, bootstrap,
-	dead_letter_topic, and optional registry_url."""
-	config = StreamingConfig(enabled=True, bootstrap_servers=spec["bootstrap"], producer_properties=(
-		("linger.ms", "5"), ("message.timeout.ms", "10000"),
-	))  # fmt: skip
+	dead_letter_topic; optional: registry_url, idle_exit_seconds, batch_size,
+	producer_properties (pairs), flush_timeout_seconds (the benchmarks pass the app's defaults)."""
+	properties = spec.get("producer_properties", (("linger.ms", "5"), ("message.timeout.ms", "10000")))
+	config = StreamingConfig(
+		enabled=True, bootstrap_servers=spec["bootstrap"], producer_properties=tuple(map(tuple, properties))
+	)
 	producer_conf = kafka_config.producer_config(config)
 	redis_client = signals.client(spec["redis_url"], 10)
 	site = spec["site"]
@@ -77,11 +79,11 @@ def drain(spec: dict) -> dict:
 		config=DrainerConfig(
 			site=site,
 			dead_letter_topic=spec["dead_letter_topic"],
-			batch_size=200,
+			batch_size=spec.get("batch_size", 200),
 			lease_seconds=30,
 			idle_exit_seconds=spec.get("idle_exit_seconds", 20),
 			poll_seconds=1,
-			flush_timeout_seconds=11,
+			flush_timeout_seconds=spec.get("flush_timeout_seconds", 11),
 			time_zone="UTC",
 		),
 		policy=RetryPolicy(base_seconds=1, cap_seconds=10, max_attempts=5),

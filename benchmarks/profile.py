@@ -1,0 +1,67 @@
+"""Where the time goes (issue "Benchmarks": profile before optimising): a cProfile run of
+the P1 capture path and of the P3 drainer, summed into named parts of the work."""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+from collections.abc import Callable, Sequence
+
+# P1: own time (tottime) by the module it is spent in
+CAPTURE_PARTS: Sequence[tuple[str, Sequence[str]]] = (
+	("Avro encode (fastavro, via the app's serializer)", ("schemas/serializer.py", "fastavro")),
+	("payload build (compiled builders, masking)", ("emitters/builders/",)),
+	("envelope (ids, times, schema identity)", ("emitters/envelope.py", "uuid", "schemas/registry.py")),
+	("hook entry + catalog lookup (flags, cache)", ("emitters/handler.py", "catalog.py", "standin/frappe")),
+	("capture buffer, coalescing, outbox record", ("emitters/capture.py", "emitters/codec.py", "outbox.py")),
+)
+
+# P3: cumulative time of the drainer's steps (they never call each other)
+DRAINER_STEPS: Sequence[tuple[str, Sequence[tuple[str, str]]]] = (
+	("claim: lock, SELECT ... FOR UPDATE SKIP LOCKED, lease UPDATE", (("outbox.py", "claim"), ("outbox.py", "get_lock"), ("outbox.py", "release_lock"))),
+	("message build (headers, framing, payload decode)", (("delivery/messages.py", "build"),)),
+	("produce + bounded flush + delivery reports", (("delivery/producer.py", "send"),)),
+	("mark Sent / unsent (one UPDATE per batch)", (("outbox.py", "mark_sent"), ("outbox.py", "mark_unsent"))),
+	("COMMIT", (("sandbox/delivery.py", "commit"),)),
+	("waiting for work (wake-up)", (("delivery/signals.py", "wait"), ("delivery/wake.py", "wait"))),
+)  # fmt: skip
+
+
+def _percent(parts: dict[str, float], total: float) -> dict[str, float]:
+	return {k: round(100 * v / total, 1) for k, v in parts.items()} if total else {}
+
+
+def capture_breakdown(run: Callable[[], object]) -> dict[str, float]:
+	"""Percent of the own time of `run` spent in each part of the capture path."""
+	profiler = cProfile.Profile()
+	profiler.runcall(run)
+	stats = pstats.Stats(profiler).stats
+	parts = dict.fromkeys([name for name, _ in CAPTURE_PARTS] + ["other"], 0.0)
+	total = 0.0
+	for (filename, _, function), (_, _, tottime, _, _) in stats.items():
+		total += tottime
+		where = f"{filename}:{function}"
+		for name, needles in CAPTURE_PARTS:
+			if any(n in where for n in needles):
+				parts[name] += tottime
+				break
+		else:
+			parts["other"] += tottime
+	return _percent(parts, total)
+
+
+def drainer_breakdown(run: Callable[[], object]) -> dict[str, float]:
+	"""Percent of the wall time of `run` (a drainer) in each of its steps."""
+	profiler = cProfile.Profile()
+	profiler.runcall(run)
+	stats = pstats.Stats(profiler).stats
+	total = max((cum for (_, _, fn), (_, _, _, cum, _) in stats.items() if fn == "run"), default=0.0)
+	parts = {}
+	for name, functions in DRAINER_STEPS:
+		parts[name] = sum(
+			cum
+			for (filename, _, fn), (_, _, _, cum, _) in stats.items()
+			if any(filename.endswith(f) and fn == want for f, want in functions)
+		)
+	parts["other (loop, heartbeat, bookkeeping)"] = max(total - sum(parts.values()), 0.0)
+	return _percent(parts, total)
