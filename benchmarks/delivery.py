@@ -289,7 +289,7 @@ def p3_p4(services: Services, scale: Scale) -> tuple[Scenario, Scenario, float]:
 		db = s.db()
 		fill(db, pool, events)
 		db.close()
-		p3.measurements["where the time goes (% of drainer wall time, cProfile, in-process)"] = (
+		p3.measurements["where the time goes (% of drainer busy time, cProfile, in-process)"] = (
 			drainer_breakdown(lambda: sandbox_delivery.drain(s.spec))
 		)
 		p3.gates.append(

@@ -16,6 +16,7 @@ CAPTURE_PARTS: Sequence[tuple[str, Sequence[str]]] = (
 	("capture buffer, coalescing, outbox record", ("emitters/capture.py", "emitters/codec.py", "outbox.py")),
 )
 
+WAITING = "waiting for work (wake-up)"
 # P3: cumulative time of the drainer's steps (they never call each other)
 DRAINER_STEPS: Sequence[tuple[str, Sequence[tuple[str, str]]]] = (
 	("claim: lock, SELECT ... FOR UPDATE SKIP LOCKED, lease UPDATE", (("outbox.py", "claim"), ("outbox.py", "get_lock"), ("outbox.py", "release_lock"))),
@@ -23,7 +24,7 @@ DRAINER_STEPS: Sequence[tuple[str, Sequence[tuple[str, str]]]] = (
 	("produce + bounded flush + delivery reports", (("delivery/producer.py", "send"),)),
 	("mark Sent / unsent (one UPDATE per batch)", (("outbox.py", "mark_sent"), ("outbox.py", "mark_unsent"))),
 	("COMMIT", (("sandbox/delivery.py", "commit"),)),
-	("waiting for work (wake-up)", (("delivery/signals.py", "wait"), ("delivery/wake.py", "wait"))),
+	(WAITING, (("delivery/signals.py", "wait"), ("delivery/wake.py", "wait"))),
 )  # fmt: skip
 
 
@@ -31,27 +32,35 @@ def _percent(parts: dict[str, float], total: float) -> dict[str, float]:
 	return {k: round(100 * v / total, 1) for k, v in parts.items()} if total else {}
 
 
+def _part(filename: str, function: str) -> str:
+	where = f"{filename}:{function}"
+	for name, needles in CAPTURE_PARTS:
+		if any(n in where for n in needles):
+			return name
+	return "other"
+
+
 def capture_breakdown(run: Callable[[], object]) -> dict[str, float]:
-	"""Percent of the own time of `run` spent in each part of the capture path."""
+	"""Percent of the own time of `run` spent in each part of the capture path. Time in
+	built-ins (dict.get, isinstance, ...) counts for the part of the function calling them."""
 	profiler = cProfile.Profile()
 	profiler.runcall(run)
 	stats = pstats.Stats(profiler).stats
 	parts = dict.fromkeys([name for name, _ in CAPTURE_PARTS] + ["other"], 0.0)
-	total = 0.0
-	for (filename, _, function), (_, _, tottime, _, _) in stats.items():
-		total += tottime
-		where = f"{filename}:{function}"
-		for name, needles in CAPTURE_PARTS:
-			if any(n in where for n in needles):
-				parts[name] += tottime
-				break
-		else:
-			parts["other"] += tottime
-	return _percent(parts, total)
+	for (filename, _, function), (_, _, tottime, _, callers) in stats.items():
+		if filename != "~" or not callers:
+			parts[_part(filename, function)] += tottime
+			continue
+		shares = {caller: timing[2] for caller, timing in callers.items()}
+		total = sum(shares.values()) or 1.0
+		for (caller_file, _, caller_function), share in shares.items():
+			parts[_part(caller_file, caller_function)] += tottime * share / total
+	return _percent(parts, sum(parts.values()))
 
 
 def drainer_breakdown(run: Callable[[], object]) -> dict[str, float]:
-	"""Percent of the wall time of `run` (a drainer) in each of its steps."""
+	"""Percent of the drainer's busy time (its wall time minus waiting for work, which is
+	only its idle exit here) in each of its steps."""
 	profiler = cProfile.Profile()
 	profiler.runcall(run)
 	stats = pstats.Stats(profiler).stats
@@ -63,5 +72,6 @@ def drainer_breakdown(run: Callable[[], object]) -> dict[str, float]:
 			for (filename, _, fn), (_, _, _, cum, _) in stats.items()
 			if any(filename.endswith(f) and fn == want for f, want in functions)
 		)
-	parts["other (loop, heartbeat, bookkeeping)"] = max(total - sum(parts.values()), 0.0)
-	return _percent(parts, total)
+	busy = total - parts.pop(WAITING)
+	parts["other (loop, heartbeat, bookkeeping)"] = max(busy - sum(parts.values()), 0.0)
+	return _percent(parts, busy)
