@@ -47,11 +47,17 @@ class AvroCodec:
 		self._shipped = frozenset(default_registry().shipped_doctypes())
 		self._derived: dict[str, EventSchema] = {}
 		self._serializers: dict[int, tuple[EventSchema, AvroEventSerializer]] = {}
+		self._schemas: dict[tuple[str, int], EventSchema] = {}  # shipped, by (doctype, version)
 
 	def schema(self, route: Any) -> EventSchema:
 		"""The route's schema: shipped (pinned version or newest), else derived from the meta."""
+		key = (route.doctype, route.schema_version)
+		schema = self._schemas.get(key)
+		if schema is not None:
+			return schema
 		if route.doctype in self._shipped:
-			return get_event_schema(route.doctype, route.schema_version)
+			schema = self._schemas[key] = get_event_schema(route.doctype, route.schema_version)
+			return schema
 		schema = self._derived.get(route.doctype)
 		if schema is None:
 			if self._derive is None:
@@ -87,7 +93,9 @@ class AvroCodec:
 	def encode(self, event: Any) -> OutboxRecord:
 		"""The outbox record of a built event; raises `EncodeError` when the schema refuses it."""
 		schema = self.schema(event.route)
-		payload = self.serializer(schema)({**event.envelope, "document": event.document})
+		record = event.envelope  # the event's own dict: completed in place, not copied
+		record["document"] = event.document
+		payload = self.serializer(schema)(record)
 		return self._record(event, schema, payload, Status.QUEUED, "")
 
 	def dead_letter(self, event: Any, reason: str) -> OutboxRecord:

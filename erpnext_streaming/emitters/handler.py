@@ -22,6 +22,7 @@ from erpnext_streaming import outbox
 from erpnext_streaming.catalog import get_catalog
 from erpnext_streaming.constants import BUILTIN_BY_DOCTYPE
 from erpnext_streaming.emitters import capture
+from erpnext_streaming.emitters.codec import get_codec
 
 BUFFER_ATTR = "_erpnext_streaming_buffer"
 LOGGER = "erpnext_streaming"
@@ -40,8 +41,6 @@ def handle(doc, method, *args, **kwargs):
 		route = catalog.route(doc.doctype, method)
 		if route is None:
 			return
-		from erpnext_streaming.emitters.codec import get_codec
-
 		capture.capture(get_buffer(), doc, route, now_datetime(), get_codec())
 	except Exception as e:
 		_capture_failed(doc, route, method, e)
@@ -81,8 +80,6 @@ def flush():
 	if not buffer:
 		return
 	try:
-		from erpnext_streaming.emitters.codec import get_codec
-
 		records = capture.flush(
 			buffer, frappe.db, get_codec(), on_error=lambda e, err: _log_once(buffer, e, err)
 		)
