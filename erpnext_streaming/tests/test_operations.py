@@ -21,17 +21,9 @@ from erpnext_streaming.outbox import decode_payload
 from erpnext_streaming.schemas import get_event_schema
 from erpnext_streaming.schemas.serializer import decode
 from erpnext_streaming.tests.delivery_records import outbox_record
-from erpnext_streaming.tests.utils import FailingDatabase, commits_as_savepoints
+from erpnext_streaming.tests.utils import FailingDatabase, commits_as_savepoints, enable_streaming
 
-STREAMING = {"enabled": 1, "bootstrap_servers": "127.0.0.1:9092", "topic_prefix": "erpnext"}
 COMPANY = "_ES Ops Co"
-
-
-def enable_streaming():
-	settings = frappe.get_single(SETTINGS_DOCTYPE)
-	settings.update(STREAMING)
-	settings.set("event_catalog", catalog.default_catalog_rows())
-	settings.save()
 
 
 def log_rows(now, **states):
@@ -57,6 +49,7 @@ def log_rows(now, **states):
 
 class TestStatusAndHealth(FrappeTestCase):
 	def setUp(self):
+		enable_streaming()  # health is "disabled" otherwise, whatever the Event Log holds
 		frappe.db.delete(EVENT_LOG_DOCTYPE)
 		self.now = now_datetime()
 		self.names = log_rows(
