@@ -118,7 +118,9 @@ def allocate_sequences(db: Database, records: Sequence[OutboxRecord], now: datet
 
 
 def write(db: Database, records: Sequence[OutboxRecord], now: datetime, user: str = SYSTEM_USER) -> None:
-	"""Insert a transaction's events as Queued (or Dead) rows, in buffer order."""
+	"""Insert a transaction's events as Queued (or Dead) rows, in buffer order: three
+	statements whatever the number of events (sequence upsert, its read, ONE multi-row
+	INSERT), inside the caller's transaction."""
 	if not records:
 		return
 	next_sequence = allocate_sequences(db, records, now)

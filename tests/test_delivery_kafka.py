@@ -81,9 +81,13 @@ def test_transactions_of_three_companies_arrive_keyed_and_in_company_order(site,
 			assert (row.status, row.kafka_partition, row.kafka_offset) == (Status.SENT, m.partition, m.offset)
 			assert row.company_sequence == int(m.headers["es_company_sequence"]) and row.lease_owner is None
 
+	by_id = {r.event_id: r for r in written}
+	for message in got:  # every message: the bytes written, decoded with the shipped schema
+		record = by_id[message.headers["ce_id"]]
+		assert message.value == record.payload
+		assert CODEC.reference(message.value) == record.reference_name
 	sample = got[0]
-	record = next(r for r in written if r.event_id == sample.headers["ce_id"])
-	assert CODEC.reference(sample.value) == record.reference_name
+	record = by_id[sample.headers["ce_id"]]
 	assert sample.headers == {
 		"ce_id": record.event_id,
 		"ce_type": "io.erpnext.streaming.gl-entry.posted",

@@ -1,4 +1,5 @@
-"""The transactional outbox write: one INSERT per transaction, gapless per-company order."""
+"""The transactional outbox write: a fixed number of statements per transaction (one
+multi-row INSERT of all its events), gapless per-company order."""
 
 from __future__ import annotations
 
@@ -111,3 +112,26 @@ def test_a_failed_insert_gives_its_sequence_numbers_back(site):
 	outbox.write(frappe.db, [record("a3", "A")], now)  # the same transaction goes on
 	frappe.db.commit()
 	assert [(r.reference_name, r.company_sequence) for r in rows()] == [("a1", 1), ("a3", 2)]
+
+
+class CountingDatabase:
+	"""frappe.db that counts the statements sent to MariaDB."""
+
+	def __init__(self, db):
+		self.db, self.statements = db, []
+
+	def sql(self, query, *args, **kwargs):
+		self.statements.append(query.split(None, 1)[0].upper())
+		return self.db.sql(query, *args, **kwargs)
+
+
+@pytest.mark.parametrize("events", [1, 60])
+def test_a_transaction_costs_three_statements_whatever_its_size(site, events):
+	"""Counter upsert, counter read, ONE multi-row INSERT: round trips do not grow with the
+	number of events (or of companies) in the transaction."""
+	db = CountingDatabase(frappe.db)
+	companies = ("A", "B", "C")
+	outbox.write(db, [record(f"r{i}", companies[i % 3]) for i in range(events)], datetime(2026, 11, 23, 10))
+	frappe.db.commit()
+	assert db.statements == ["INSERT", "SELECT", "INSERT"]
+	assert len(rows()) == events

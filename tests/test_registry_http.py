@@ -229,3 +229,59 @@ def test_while_the_registry_is_down_the_other_rows_fail_at_once(registry):
 	registry.down = False
 	now[0] = 11
 	assert gate.schema_id(TOPIC, TOY_V1) >= 1, "asked again once the pause is over"
+
+
+class HttpsRegistry(Registry):
+	"""The same registry behind TLS, with a server certificate of a private CA."""
+
+	def __init__(self, ca):
+		import ssl
+		import tempfile
+
+		super().__init__()
+		certificate, key = ca.issue_server_certificate(("127.0.0.1",))
+		with tempfile.TemporaryDirectory() as directory:
+			cert_file, key_file = Path(directory, "cert.pem"), Path(directory, "key.pem")
+			cert_file.write_text(certificate)
+			key_file.write_text(key)
+			context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+			context.load_cert_chain(cert_file, key_file)
+		self.socket = context.wrap_socket(self.socket, server_side=True)
+
+	@property
+	def url(self) -> str:
+		return f"https://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def https_registry():
+	from harness.tls import CertificateAuthority
+
+	ca = CertificateAuthority.create("erpnext-streaming test registry CA")
+	server = HttpsRegistry(ca)
+	thread = threading.Thread(target=server.serve_forever, daemon=True)
+	thread.start()
+	try:
+		yield server, ca
+	finally:
+		server.shutdown()
+		server.server_close()
+
+
+def test_a_registry_behind_a_private_ca_is_reached_with_the_ca_certificate_of_the_settings(https_registry):
+	server, ca = https_registry
+	conf = framing.registry_config(server.url, KEY, SECRET, ca_pem=ca.pem, timeout=5)
+	assert Path(conf["ssl.ca.location"]).read_text() == ca.pem
+	first = framing.SchemaIds.from_config(conf).schema_id(TOPIC, TOY_V1)
+	assert server.subjects[SUBJECT] == [(first, server.ids[first])]
+
+
+def test_without_that_ca_the_registry_certificate_is_refused_and_nothing_is_registered(https_registry):
+	server, _ = https_registry
+	conf = framing.registry_config(server.url, KEY, SECRET, timeout=3)
+	conf["retries.wait.ms"], conf["retries.max.wait.ms"] = 10, 20
+	with pytest.raises(framing.FramingError) as error:
+		framing.SchemaIds.from_config(conf).schema_id(TOPIC, TOY_V1)
+	assert "certificate" in error.value.message.lower(), error.value.message
+	assert error.value.retriable and SECRET not in error.value.message
+	assert server.subjects == {}

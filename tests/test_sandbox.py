@@ -90,10 +90,16 @@ def test_the_sandbox_streams_a_workload_and_shows_it_consumed_back(
 	)
 	assert f"Sent {written}," in final, "every event of the outbox was delivered"
 	assert re.search(rf"consumed back from Kafka: {written} events", final), "and every one came back"
-	for doctype in ("GL Entry", "Sales Invoice", "Stock Ledger Entry", "Work Order"):
+	for doctype in ("GL Entry", "Job Card", "Sales Invoice", "Stock Ledger Entry", "Work Order"):
 		assert re.search(rf"{doctype} [1-9]", final), doctype
 	for company in ("Acme Corp", "Globex Ltd", "Stark Industries"):
-		assert re.search(rf"^{company}\s+\d+\s+[\d,]+\.\d\d", final, re.M), company
+		# invoices, revenue, per minute, receivable, cash+bank, open work orders
+		assert re.search(rf"^{company}\s+\d+(\s+-?[\d,]+\.\d\d){{4}}\s+\d+$", final, re.M), company
+		# its stock positions: item, warehouse, on hand, in, out, value
+		assert re.search(
+			rf"^  {company}\s+\S+\s+Stores - \w+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d,]+\.\d\d$", final, re.M
+		), company
+	assert "stock movement (net of cancellations)" in final and "alerts (stock below" in final
 	assert "decode errors 0" in final and "final view" in final
 	assert "late events 0; sequence gaps 0" in final, "in order across five topics, nothing given up"
 	assert output.rstrip().endswith("done; workers stopped, database dropped, topics deleted")
