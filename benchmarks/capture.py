@@ -33,7 +33,7 @@ from erpnext_streaming import catalog, outbox
 from erpnext_streaming.constants import BUILTIN_BY_DOCTYPE, SETTINGS_DOCTYPE
 from erpnext_streaming.emitters import capture, handler
 from erpnext_streaming.emitters.codec import get_codec
-from sandbox.pipeline import write_rows
+from sandbox.pipeline import records_without_database, write_rows
 
 GENERIC_METHODS = ("on_submit", "on_cancel", "on_update_after_submit")  # hooks.py "*"
 SUBMIT_MS = {1: 250.0, 20: 1300.0}  # real v15 bench submit times the issue gives
@@ -60,13 +60,7 @@ def take_buffer() -> capture.Buffer:
 
 def encode_buffer(buffer: capture.Buffer) -> list:
 	"""The flush's build-and-encode step (`capture.flush` without `reconcile`)."""
-	codec = get_codec()
-	records = []
-	for event in capture.coalesce(buffer.events):
-		if event.document is None and event.snapshot is not None:
-			event.document = codec.build(capture._Snapshot(event.snapshot), event.route)
-		records.append(codec.encode(event))
-	return records
+	return records_without_database(buffer, get_codec())
 
 
 def avro_inputs(buffer: capture.Buffer) -> list[tuple[dict, dict]]:

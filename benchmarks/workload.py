@@ -21,8 +21,6 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 from fixtures.erpnext import (
 	SLE_VALUATION_ROW,
@@ -35,28 +33,10 @@ from fixtures.erpnext import (
 	work_order,
 )
 
+from sandbox.workload import Transaction, abbr
+
 COMPANIES = ("Acme Corp", "Globex Ltd", "Stark Industries")
 PAYMENT_LEDGER = "Payment Ledger Entry"
-
-
-@dataclass
-class Transaction:
-	"""The hooks one ERPNext transaction fires, in order, and the rows it writes."""
-
-	kind: str
-	company: str
-	hooks: list[tuple[Any, str]] = field(default_factory=list)
-	rows: list[tuple[str, Any]] = field(default_factory=list)  # (doctype, document) as committed
-	cancels: tuple = ()  # (doctype, name) flagged by SQL: none in these shapes (sandbox.pipeline)
-
-	def hook(self, doc: Any, method: str) -> Any:
-		self.hooks.append((doc, method))
-		self.rows.append((doc.doctype, doc))
-		return doc
-
-
-def _abbr(company: str) -> str:
-	return "".join(word[0] for word in company.split()).upper()
 
 
 def _renamed(doc: FakeDoc, **values) -> FakeDoc:
@@ -75,7 +55,7 @@ class Documents:
 
 	def sales_invoice(self, items: int) -> Transaction:
 		company, n = next(self.companies), next(self.serial)
-		a = _abbr(company)
+		a = abbr(company)
 		name = f"ACC-SINV-{a}-{n:07d}"
 		template = self._invoices.setdefault(items, submitted_sales_invoice(items=items))
 		rows = [_renamed(r, name=f"sii-{n}-{r.idx}", parent=name) for r in template.items]
@@ -115,7 +95,7 @@ class Documents:
 	def work_order_progress(self) -> Iterator[Transaction]:
 		"""One Work Order's progress: one transaction per db_set (only on_change fires)."""
 		company, n = next(self.companies), next(self.serial)
-		doc = _renamed(work_order(), name=f"MFG-WO-{_abbr(company)}-{n:07d}", company=company)
+		doc = _renamed(work_order(), name=f"MFG-WO-{abbr(company)}-{n:07d}", company=company)
 		for modified, values in WORK_ORDER_PROGRESS:
 			before = {k: doc.get(k) for k in ("status", "produced_qty")}
 			doc = _renamed(doc, modified=modified, **values)
@@ -127,7 +107,7 @@ class Documents:
 	def job_card(self) -> Iterator[Transaction]:
 		"""A Job Card's life: one transaction per save (each is its own request)."""
 		company, n = next(self.companies), next(self.serial)
-		name = f"PO-JOB-{_abbr(company)}-{n:07d}"
+		name = f"PO-JOB-{abbr(company)}-{n:07d}"
 		previous = None
 		for card in job_card_transitions():
 			card = _renamed(card, name=name, company=company)

@@ -62,7 +62,7 @@ class Transaction:
 	def hook(self, doc: Doc, method: str, row: bool = True) -> Doc:
 		self.hooks.append((doc, method))
 		if row:
-			self.rows.append((doc["doctype"], doc))
+			self.rows.append((doc.doctype, doc))
 		return doc
 
 
