@@ -21,6 +21,7 @@ the insert and the COMMIT.
 from __future__ import annotations
 
 import base64
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -463,6 +464,33 @@ def _positions(published: Sequence[Published]) -> dict[str, dict[Any, Any]]:
 	}
 
 
+# the rows' partitions and offsets as a table: one JSON parameter, joined by primary key
+_POSITIONS_TABLE = (
+	"JSON_TABLE(%s, '$[*]' COLUMNS (`name` BIGINT PATH '$[0]', `kafka_partition` INT PATH '$[1]', "
+	"`kafka_offset` BIGINT PATH '$[2]')) AS `p`"
+)
+
+
+def _update_positions(
+	db: Database,
+	published: Sequence[Published],
+	common: dict[str, Any],
+	condition: str,
+	condition_values: Sequence[Any],
+) -> None:
+	"""ONE UPDATE that sets each row's partition and offset (a JSON_TABLE joined on the
+	primary key: linear in the rows, where a CASE per column is quadratic) and `common`
+	values, only where `condition` (re-checked, on columns of `t`) holds."""
+	assignments = ["t.`kafka_partition` = p.`kafka_partition`", "t.`kafka_offset` = p.`kafka_offset`"]
+	assignments += [f"t.`{column}` = %s" for column in common]
+	rows = json.dumps([[int(p.name), p.partition, p.offset] for p in published], separators=(",", ":"))
+	db.sql(
+		f"UPDATE {_T} AS t JOIN {_POSITIONS_TABLE} ON t.`name` = p.`name` "
+		f"SET {', '.join(assignments)} WHERE {condition}",
+		[rows, *common.values(), *condition_values],
+	)
+
+
 _LEASE_CLEARED = {"lease_owner": None, "lease_expires_at": None}
 
 
@@ -473,7 +501,7 @@ def mark_sent(db: Database, sent: Sequence[Published], now: datetime) -> None:
 	"""
 	if sent:
 		common = {"status": Status.SENT, "sent_at": now, "modified": now, "next_attempt_at": None}
-		_update_rows(db, _positions(sent), {**common, **_LEASE_CLEARED}, "`status` IN (%s, %s)", CLAIMABLE)
+		_update_positions(db, sent, {**common, **_LEASE_CLEARED}, "t.`status` IN (%s, %s)", CLAIMABLE)
 
 
 def mark_unsent(db: Database, owner: str, rows: Sequence[Unsent], now: datetime) -> None:
@@ -498,8 +526,8 @@ def mark_dead_lettered(db: Database, copies: Sequence[Published], now: datetime)
 	"""Dead rows whose copy reached the dead-letter topic: ONE statement."""
 	if copies:
 		common = {"dead_lettered_at": now, "modified": now, **_LEASE_CLEARED}
-		condition = "`status` = %s AND `dead_lettered_at` IS NULL"
-		_update_rows(db, _positions(copies), common, condition, [Status.DEAD])
+		condition = "t.`status` = %s AND t.`dead_lettered_at` IS NULL"
+		_update_positions(db, copies, common, condition, [Status.DEAD])
 
 
 def release_leases(db: Database, owner: str, names: Sequence[Any]) -> None:

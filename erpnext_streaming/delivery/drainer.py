@@ -2,12 +2,13 @@
 
 It holds ONE producer for its whole run (issue "Delivery", point 2), and repeats:
 1. claim a batch under the claim lock (`outbox.claim`: leases, per-company prefixes,
-   Failed rows not yet due hold back their company) and commit;
+   Failed rows not yet due hold back their company), with the Dead rows whose dead-letter
+   copy is still pending (`outbox.claim_dead_letters`), and commit;
 2. publish the batch in name order (= per-company sequence order) and wait, bounded, for
    every delivery report;
 3. decide each row's next state (`state.next_state`, `policy.classify`), copy new Dead
    rows to the dead-letter topic, and mark the rows in two statements (Sent; Failed/Dead);
-4. copy Dead rows whose dead-letter copy is still pending (capture failures);
+4. copy the claimed Dead rows whose dead-letter copy was pending (capture failures);
 5. when there is nothing to do, wait on the wake-up list (or until the next Failed row is
    due), and leave after `idle_exit_seconds` without work or before `max_runtime_seconds`
    (well inside the long queue's 1500 s job timeout) so a fresh drainer takes over.
@@ -241,28 +242,29 @@ class Drainer:
 		"""One claim-publish-mark round; True if it did anything."""
 		if self._lock is None:
 			self.prepare()
+		rows, dead = self._claim(dead_letters=self.clock.monotonic() >= self._dead_letters_retry_at)
 		did = False
-		rows = self._claim(outbox.claim)
 		if rows:
 			self.publish(rows)
 			did = True
-		if self.clock.monotonic() >= self._dead_letters_retry_at:
-			dead = self._claim(outbox.claim_dead_letters)
-			if dead:
-				did = self.copy_dead_letters(dead) or did
+		if dead:
+			did = self.copy_dead_letters(dead) or did
 		return did
 
-	def _claim(self, claim: Callable[..., list[Any]]) -> list[Any]:
+	def _claim(self, dead_letters: bool) -> tuple[list[Any], list[Any]]:
+		"""Claim a batch and, if `dead_letters`, the Dead rows whose copy is pending: under
+		one hold of the claim lock, in one transaction."""
 		db = self.db
 		if not outbox.get_lock(db, self._lock, self.config.claim_lock_timeout_seconds):
 			db.commit()
-			return []
+			return [], []
 		try:
 			now = self.clock.now()
 			lease = Lease(self.owner, now + timedelta(seconds=self.config.lease))
-			rows = claim(db, lease, now, self.config.batch_size)
+			rows = outbox.claim(db, lease, now, self.config.batch_size)
+			dead = outbox.claim_dead_letters(db, lease, now, self.config.batch_size) if dead_letters else []
 			db.commit()
-			return rows
+			return rows, dead
 		except Exception:
 			db.rollback()
 			raise

@@ -15,6 +15,7 @@ framed, `es_encoding`.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -48,23 +49,49 @@ def message_key(row: Any) -> bytes:
 	return (row["message_key"] or row["company"] or "").encode("utf-8")
 
 
+@lru_cache(maxsize=1024)
+def _ce_type_header(doctype: str, event_type: str) -> tuple[str, bytes]:
+	return ("ce_type", ce_type(doctype, event_type).encode("utf-8"))
+
+
+@lru_cache(maxsize=64)
+def _constant_headers(name: str, value: str) -> tuple[str, bytes]:
+	return (name, str(value).encode("utf-8"))
+
+
+@lru_cache(maxsize=1024)
+def _schema_headers(name: str, version: int, fingerprint: str) -> tuple[tuple[str, bytes], ...]:
+	return (
+		("schema_name", str(name).encode("utf-8")),
+		("schema_version", str(version).encode("utf-8")),
+		("schema_fingerprint", str(fingerprint).encode("utf-8")),
+	)
+
+
+_SPECVERSION = ("ce_specversion", CE_SPECVERSION.encode("utf-8"))
+
+
 def headers(
 	row: Any, site: str, time_zone: ZoneInfo, content_type: str = CONTENT_TYPE
 ) -> list[tuple[str, bytes]]:
-	pairs = [
-		("ce_id", row["event_id"] or ""),
-		("ce_type", ce_type(row["reference_doctype"] or "", row["event_type"] or "")),
-		("ce_source", site),
-		("ce_subject", f"{row['reference_doctype']}/{row['reference_name']}"),
-		("ce_time", ce_time(row["event_time"] or row["creation"], time_zone)),
-		("ce_specversion", CE_SPECVERSION),
-		("content-type", content_type),
-		("schema_name", row["schema_name"] or ""),
-		("schema_version", str(row["schema_version"] or 0)),
-		("schema_fingerprint", row["schema_fingerprint"] or ""),
-		("es_company_sequence", str(row["company_sequence"] or 0)),
+	"""The CloudEvents, schema and sequence headers, in this order: ce_id, ce_type,
+	ce_source, ce_subject, ce_time, ce_specversion, content-type, schema_name,
+	schema_version, schema_fingerprint, es_company_sequence. The headers shared by many
+	rows (type, site, content type, schema) are encoded once per process."""
+	doctype = row["reference_doctype"]
+	return [
+		("ce_id", str(row["event_id"] or "").encode("utf-8")),
+		_ce_type_header(doctype or "", row["event_type"] or ""),
+		_constant_headers("ce_source", site),
+		("ce_subject", f"{doctype}/{row['reference_name']}".encode()),
+		("ce_time", ce_time(row["event_time"] or row["creation"], time_zone).encode("utf-8")),
+		_SPECVERSION,
+		_constant_headers("content-type", content_type),
+		*_schema_headers(
+			row["schema_name"] or "", row["schema_version"] or 0, row["schema_fingerprint"] or ""
+		),
+		("es_company_sequence", str(row["company_sequence"] or 0).encode("utf-8")),
 	]
-	return [(k, str(v).encode("utf-8")) for k, v in pairs]
 
 
 def build(row: Any, site: str, time_zone: ZoneInfo, framer: Framer | None = None) -> OutgoingMessage:

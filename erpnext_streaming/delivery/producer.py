@@ -17,6 +17,10 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
+# `send` serves delivery reports every this many messages (and when the local queue is
+# full), not after every message: the reports wait in librdkafka's queue until `flush`
+POLL_EVERY = 500
+
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
@@ -71,8 +75,10 @@ class KafkaProducer:
 	def send(self, messages: Sequence[OutgoingMessage], timeout: float) -> BatchResult:
 		deliveries: dict[Any, Delivery] = {}
 		deadline = time.monotonic() + timeout
-		for message in messages:
+		for count, message in enumerate(messages, 1):
 			self._produce(message, deliveries, deadline)
+			if count % POLL_EVERY == 0:
+				self._producer.poll(0)  # serve reports (and the error callback) as we go
 		remaining = self._producer.flush(max(0.0, deadline - time.monotonic()))
 		result = BatchResult(deliveries)
 		if remaining:
@@ -106,7 +112,6 @@ class KafkaProducer:
 					headers=message.headers,
 					on_delivery=partial(self._on_delivery, deliveries, message.ref),
 				)
-				self._producer.poll(0)
 				return
 			except BufferError:  # the local queue is full: serve reports, try again
 				if time.monotonic() >= deadline:
