@@ -1,7 +1,7 @@
 """P3-P7: delivery by the app's drainer in ONE forking RQ worker, against baselines.
 
 The drainer is the app's framework-free `Drainer`, wired by `sandbox.delivery.drain` with
-the app's default producer properties and batch size, run as an RQ job in a real `rq
+the app's default producer properties and batch size (`DEFAULT_BATCH_SIZE`), run as an RQ job in a real `rq
 worker` (a work horse forked per job, as in Frappe). The outbox is filled with events
 built by the app's capture core from realistic documents (`workload.py`); for the long
 runs, those records are cloned with fresh event ids, so message sizes stay the same.
@@ -39,7 +39,7 @@ from benchmarks.profile import drainer_breakdown
 from benchmarks.stats import Gate, Scale, Scenario, interleave, percentile, summary
 from benchmarks.workload import Documents, mix
 from erpnext_streaming import kafka_config, outbox
-from erpnext_streaming.constants import EVENT_LOG_TABLE, Status
+from erpnext_streaming.constants import DEFAULT_BATCH_SIZE, EVENT_LOG_TABLE, Status
 from erpnext_streaming.consumer import default_topics
 from erpnext_streaming.delivery import messages
 from erpnext_streaming.emitters.codec import AvroCodec
@@ -70,7 +70,7 @@ class Site:
 			"site": f"{self.services.run_id}-{self.name}", "db": self.db_params,
 			"redis_url": self.services.redis_url, "bootstrap": self.services.bootstrap,
 			"dead_letter_topic": f"{self.prefix}.dead-letter", "producer_properties": (),
-			"batch_size": 500, "flush_timeout_seconds": 31, "idle_exit_seconds": 1,
+			"batch_size": DEFAULT_BATCH_SIZE, "flush_timeout_seconds": 31, "idle_exit_seconds": 1,
 		}  # fmt: skip
 
 	@property
