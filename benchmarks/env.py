@@ -159,7 +159,7 @@ def describe(found: Services) -> dict:
 		"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
 		"machine": f"{platform.machine()}, {os.cpu_count()} CPUs ({_cpu()}), Linux {platform.release()}",
 		"python": platform.python_version(),
-		"confluent_kafka": f"{confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]})",
+		"confluent_kafka": f"{confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]})",
 		"fastavro": _version("fastavro"),
 		"rq": _version("rq"),
 		"broker": (

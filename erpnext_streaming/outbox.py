@@ -213,9 +213,12 @@ def clear_old_logs(db: Database, days: int, now: datetime | None = None) -> None
 
 # Composite indexes beyond the JSON's single-column ones; the controller's
 # on_doctype_update creates them (Frappe), harness/schema.py does the same in tests.
+PENDING_INDEX = "status_company_index"
 EVENT_LOG_INDEXES: dict[str, tuple[str, ...]] = {
-	# pending companies (loose index scan) and each company's pending rows in name order
-	"status_company_index": ("status", "company", "name"),
+	# pending companies (loose index scan) and each company's pending rows in name order;
+	# the claim FORCEs it: with a large backlog behind many Sent rows, MariaDB 10.11 walked
+	# the primary key instead (2.6 s per query at 1,000,000 rows, against 20 ms)
+	PENDING_INDEX: ("status", "company", "name"),
 	# Dead rows whose dead-letter copy is still pending
 	"status_dead_lettered_at_index": ("status", "dead_lettered_at", "name"),
 }
@@ -344,7 +347,8 @@ def claimable(db: Database, now: datetime, limit: int) -> list[Any]:
 	for status, company in groups:
 		parts.append(
 			"(SELECT `name`, `company`, `status`, `next_attempt_at`, `lease_owner`, `lease_expires_at` "
-			f"FROM {_T} WHERE `status` = %s AND `company` {'IS NULL' if company is None else '= %s'} "
+			f"FROM {_T} FORCE INDEX (`{PENDING_INDEX}`) "
+			f"WHERE `status` = %s AND `company` {'IS NULL' if company is None else '= %s'} "
 			"ORDER BY `name` LIMIT %s)"
 		)
 		values.extend((status, per_company) if company is None else (status, company, per_company))

@@ -324,3 +324,36 @@ def test_the_event_log_has_the_composite_indexes_the_claim_uses(mariadb):
 	for index_name, columns in outbox.EVENT_LOG_INDEXES.items():
 		assert indexes[index_name] == list(columns)
 	assert indexes["lease_expires_at"] == ["lease_expires_at"]
+
+
+class RecordingDatabase:
+	"""frappe.db that keeps the SELECTs it was given, with their values."""
+
+	def __init__(self, db):
+		self.db, self.selects = db, []
+
+	def sql(self, query, values=(), **kwargs):
+		if query.lstrip("( ").upper().startswith("SELECT"):
+			self.selects.append((query, values))
+		return self.db.sql(query, values, **kwargs)
+
+
+def test_a_backlog_behind_many_sent_rows_is_found_through_the_pending_index(site):
+	"""The MariaDB optimizer walked the primary key for "this company's pending rows in name
+	order" once Sent rows piled up in front of a backlog (2.6 s per claim at 1,000,000 rows,
+	benchmarks P7); every claim query must read the pending index instead."""
+	names = commit_events(*[(f"old-{i}", "Acme Corp") for i in range(3000)])
+	frappe.db.sql(
+		"UPDATE `tabStreaming Event Log` SET `status` = %s WHERE `name` <= %s", (Status.SENT, names[-1])
+	)
+	frappe.db.sql("ANALYZE TABLE `tabStreaming Event Log`")
+	commit_events(*[(f"new-{i}", company) for i in range(40) for company in ("Acme Corp", "Globex Ltd")])
+	db = RecordingDatabase(frappe.db)
+
+	assert len(outbox.claimable(db, NOW, 50)) == 50
+	candidates = [(q, v) for q, v in db.selects if "UNION ALL" in q or "ORDER BY `name` LIMIT" in q]
+	assert candidates, db.selects
+	for query, values in candidates:
+		plan = frappe.db.sql(f"EXPLAIN {query}", values, as_dict=True)
+		tables = [row for row in plan if row["table"] == "tabStreaming Event Log"]
+		assert tables and {row["key"] for row in tables} == {outbox.PENDING_INDEX}, plan
