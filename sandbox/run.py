@@ -109,8 +109,10 @@ class Sandbox:
 				server = stack.enter_context(self._mariadb())
 				db_params = stack.enter_context(self._database(server))
 				topics = stack.enter_context(self._topics(bootstrap))
-				stack.enter_context(self._workers(redis_url))
+				# cleaned after the workers stop (LIFO): a work horse finishing a job writes
+				# RQ registry keys until it is killed
 				stack.callback(self._clean_redis, redis_url)
+				stack.enter_context(self._workers(redis_url))
 				self._loop(bootstrap, redis_url, db_params, topics)
 			self.say(
 				f"sandbox {self.run_id}: {self.outcome}; workers stopped, database dropped, topics deleted"
