@@ -42,6 +42,7 @@ from erpnext_streaming import kafka_config, outbox
 from erpnext_streaming.constants import DEFAULT_BATCH_SIZE, EVENT_LOG_TABLE, Status
 from erpnext_streaming.consumer import default_topics
 from erpnext_streaming.delivery import messages
+from erpnext_streaming.emitters import capture
 from erpnext_streaming.emitters.codec import AvroCodec
 from erpnext_streaming.settings import StreamingConfig
 from sandbox import delivery as sandbox_delivery
@@ -107,8 +108,6 @@ def realistic_records(prefix: str, transactions: int, db_params: dict) -> list[o
 		for tx in mix(Documents(), transactions):
 			buffer = pipeline.capture_transaction(tx, routes, codec, datetime.now())
 			pipeline.write_rows(db, tx)
-			from erpnext_streaming.emitters import capture
-
 			records.extend(capture.flush(buffer, db, codec))
 		db.rollback()  # the ERPNext rows are only needed for the flush
 	finally:
@@ -333,7 +332,7 @@ class Load:
 			tx = self.pending.pop(0)
 			records = pipeline.commit_transaction(
 				self.db, tx, self.routes, self.codec, datetime.now(),
-				after_commit=[self._wake],
+				after_commit=[self.wake],
 			)  # fmt: skip
 			committed = datetime.now()
 			for record in records:
@@ -342,10 +341,10 @@ class Load:
 			if time.monotonic() - next_tx > 1:
 				self.behind += 1
 			if now >= next_sweep:
-				self._wake()
+				self.wake()
 				next_sweep = now + 5
 
-	def _wake(self) -> None:
+	def wake(self) -> None:
 		with contextlib.suppress(Exception):  # as the app's after-commit path: never raise
 			sandbox_delivery.wake(self.client, self.queue, self.spec)
 
@@ -370,7 +369,7 @@ def _wait_all_sent(s: Site, expected: int, timeout: float, load: Load | None = N
 			if sent >= expected:
 				return
 			if load:
-				load._wake()
+				load.wake()
 			time.sleep(0.2)
 		raise TimeoutError(f"{sent} of {expected} events sent after {timeout} s")
 	finally:
