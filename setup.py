@@ -37,7 +37,7 @@ setup(
 	],
 	extras_require={
 		# Only for the "Confluent Schema Registry" message encoding: the imports of
-		# confluent_kafka.schema_registry. Not in install_requires: most sites do not use a
+		# confluent_kafka.schema_registry. Not a hard requirement: most sites do not use a
 		# registry, and a bench's Frappe pins cachetools 4 (google-auth), so the floor here
 		# is what works beside it. Install on a bench with:
 		#   bench pip install "erpnext_streaming[schema-registry]"   (or ./env/bin/pip ...)
