@@ -34,7 +34,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from rq import Queue
 from rq.job import Job
 
-from benchmarks.env import Services, work_horses
+from benchmarks.env import Services, child_pids
 from benchmarks.profile import drainer_breakdown
 from benchmarks.stats import Gate, Scale, Scenario, interleave, percentile, summary
 from benchmarks.workload import Documents, mix
@@ -540,7 +540,7 @@ def p7(services: Services, scale: Scale) -> Scenario:
 				(sent,) = db.sql(
 					f"SELECT COUNT(*) FROM `{EVENT_LOG_TABLE}` WHERE status = %s", (Status.SENT,)
 				)[0]
-				for pid in work_horses(worker):
+				for pid in child_pids(worker.pid):
 					if (rss := _rss_kib(pid)) is not None:
 						samples.setdefault(pid, []).append((time.monotonic() - started, sent, rss))
 				if sent >= events:

@@ -36,9 +36,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from harness import services
 from harness.erpnext_tables import ERPNEXT_TABLES
 from harness.schema import create_app_tables
-from harness.worker import worker_env
-
-from sandbox.run import _children, _kill_tree
+from harness.worker import child_pids, kill_tree, worker_env
 
 
 @dataclass
@@ -92,7 +90,8 @@ class Services:
 		try:
 			yield proc
 		finally:
-			_kill_tree(proc)
+			with contextlib.suppress(subprocess.TimeoutExpired):
+				kill_tree(proc)
 
 	def clean_redis(self) -> None:
 		import redis
@@ -104,11 +103,6 @@ class Services:
 			for member in client.smembers(key):
 				if self.run_id.encode() in member:
 					client.srem(key, member)
-
-
-def work_horses(worker: subprocess.Popen) -> list[int]:
-	"""The PIDs of the worker's work horses (the forked job processes)."""
-	return _children(worker.pid)
 
 
 @contextlib.contextmanager

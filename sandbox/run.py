@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the test harness's service finders an
 from harness import services
 from harness.erpnext_tables import ERPNEXT_TABLES
 from harness.schema import create_app_tables
+from harness.worker import kill_tree
 
 from erpnext_streaming.constants import EVENT_LOG_TABLE, Encoding
 from erpnext_streaming.emitters.codec import AvroCodec
@@ -217,7 +218,8 @@ class Sandbox:
 			yield
 		finally:
 			for worker in self.workers:
-				_kill_tree(worker)
+				with contextlib.suppress(subprocess.TimeoutExpired):
+					kill_tree(worker)
 
 	def _clean_redis(self, redis_url: str) -> None:
 		"""Every key of this run: RQ's queue, job and worker entries, wake-up and heartbeat."""
@@ -322,31 +324,6 @@ class Sandbox:
 		else:
 			self.out.write("\x1b[H\x1b[2J" + text + "\n")
 			self.out.flush()
-
-
-def _kill_tree(process: subprocess.Popen) -> None:
-	"""Stop an rq worker and its work horse (which runs in its own session) by PID."""
-	with contextlib.suppress(ProcessLookupError):
-		os.killpg(process.pid, signal.SIGSTOP)
-	for pid in _children(process.pid):
-		with contextlib.suppress(ProcessLookupError):
-			os.kill(pid, signal.SIGKILL)
-	with contextlib.suppress(ProcessLookupError):
-		os.killpg(process.pid, signal.SIGKILL)
-	with contextlib.suppress(subprocess.TimeoutExpired):
-		process.wait(10)
-
-
-def _children(pid: int) -> list[int]:
-	out = []
-	for stat in Path("/proc").glob("[0-9]*/stat"):
-		try:
-			fields = stat.read_text().rsplit(")", 1)[1].split()
-		except OSError:
-			continue
-		if int(fields[1]) == pid:
-			out.append(int(stat.parent.name))
-	return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from frappe import standin
 from frappe.utils.background_jobs import generate_qname, get_redis_conn
-from harness.worker import start_worker
+from harness.worker import kill_tree, start_worker
 from rq import Queue
 
 from erpnext_streaming import outbox
@@ -253,20 +253,6 @@ def clear_long_queue() -> None:
 			registry.remove(job_id, delete_job=True)
 
 
-def child_pids(pid: int) -> list[int]:
-	"""Direct children of `pid` (from /proc): an rq worker's work horse. The horse calls
-	setsid(), so killing the worker's process group does not reach it."""
-	children = []
-	for stat in Path("/proc").glob("[0-9]*/stat"):
-		try:
-			fields = stat.read_text().rsplit(")", 1)[1].split()
-		except OSError:
-			continue
-		if int(fields[1]) == pid:
-			children.append(int(stat.parent.name))
-	return children
-
-
 class Workers:
 	"""Real forking `rq worker` processes on the site's long queue, stopped by PID."""
 
@@ -280,18 +266,8 @@ class Workers:
 		return started
 
 	def kill(self, process: subprocess.Popen) -> list[int]:
-		"""SIGKILL a worker and its work horse at once; returns the horse PIDs killed. The
-		worker is frozen first (SIGSTOP), so it cannot fork a new horse meanwhile."""
-		with contextlib.suppress(ProcessLookupError):
-			os.killpg(process.pid, signal.SIGSTOP)
-		horses = child_pids(process.pid)
-		for pid in horses:
-			with contextlib.suppress(ProcessLookupError):
-				os.kill(pid, signal.SIGKILL)
-		with contextlib.suppress(ProcessLookupError):
-			os.killpg(process.pid, signal.SIGKILL)
-		process.wait(10)
-		return horses
+		"""SIGKILL a worker and its work horse at once; returns the horse PIDs killed."""
+		return kill_tree(process)
 
 	def stop_all(self) -> None:
 		for process in self.processes:

@@ -25,6 +25,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from delivery_support import CODEC, commit_transaction, consume, event, new_topic, rows
 from harness.services import free_port
 from test_delivery_drainer import make_drainer, producer_conf
+from test_schema_files import crc64_avro_bitwise  # the specification's algorithm, bit by bit
 
 from erpnext_streaming.constants import Encoding, Status
 from erpnext_streaming.delivery import framing, messages
@@ -43,24 +44,9 @@ TOY_V2_INCOMPATIBLE = SchemaRegistry([PACKAGE_DIR, FIXTURES / "base", FIXTURES /
 )
 
 
-# -- an independent CRC-64-AVRO: the specification's algorithm, bit by bit ------------------
-
-
-def spec_crc64_avro(data: bytes) -> int:
-	"""Avro specification, "Schema Fingerprints": EMPTY = 0xc15d213aa4d7a795, reflected,
-	written here bit by bit instead of with the specification's table."""
-	empty = 0xC15D213AA4D7A795
-	fp = empty
-	for byte in data:
-		fp ^= byte
-		for _ in range(8):
-			fp = (fp >> 1) ^ (empty if fp & 1 else 0)
-	return fp
-
-
 def test_the_independent_crc_matches_fastavros_on_known_schemas():
 	for schema in ('"int"', '"null"', '{"type":"record","name":"A","fields":[]}'):
-		ours = spec_crc64_avro(schema.encode()).to_bytes(8, "little").hex()
+		ours = crc64_avro_bitwise(schema.encode()).to_bytes(8, "little").hex()
 		assert ours == fastavro.schema.fingerprint(schema, "CRC-64-AVRO")
 
 
@@ -70,7 +56,7 @@ def test_the_independent_crc_matches_fastavros_on_known_schemas():
 def test_single_object_encoding_round_trips_with_the_specification_fingerprint(doctype):
 	schema = get_event_schema(doctype)
 	canonical = fastavro.schema.to_parsing_canonical_form(schema.schema)  # fastavro's, not ours
-	expected = spec_crc64_avro(canonical.encode("utf-8")).to_bytes(8, "little")
+	expected = crc64_avro_bitwise(canonical.encode("utf-8")).to_bytes(8, "little")
 	shipped = ShippedRecord(doctype)
 	body = shipped.body()
 	row = message_row(Encoding.SINGLE_OBJECT, schema, body)

@@ -7,7 +7,9 @@ Workers get the `frappe` stand-in and the test helpers on PYTHONPATH.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +52,33 @@ def run_burst_worker(redis_url: str, queues: list[str], timeout: float = 60) -> 
 	finally:
 		if proc.poll() is None:
 			proc.kill()
+
+
+def child_pids(pid: int) -> list[int]:
+	"""Direct children of `pid` (from /proc): an rq worker's work horse. The horse calls
+	setsid(), so killing the worker's process group does not reach it."""
+	children = []
+	for stat in Path("/proc").glob("[0-9]*/stat"):
+		try:
+			fields = stat.read_text().rsplit(")", 1)[1].split()
+		except OSError:
+			continue
+		if int(fields[1]) == pid:
+			children.append(int(stat.parent.name))
+	return children
+
+
+def kill_tree(process: subprocess.Popen, timeout: float = 10) -> list[int]:
+	"""SIGKILL an rq worker and its work horse at once; returns the horse PIDs killed. The
+	worker is frozen first (SIGSTOP), so it cannot fork a new horse meanwhile. Waits up to
+	`timeout` for the worker (subprocess.TimeoutExpired after that)."""
+	with contextlib.suppress(ProcessLookupError):
+		os.killpg(process.pid, signal.SIGSTOP)
+	horses = child_pids(process.pid)
+	for pid in horses:
+		with contextlib.suppress(ProcessLookupError):
+			os.kill(pid, signal.SIGKILL)
+	with contextlib.suppress(ProcessLookupError):
+		os.killpg(process.pid, signal.SIGKILL)
+	process.wait(timeout)
+	return horses
