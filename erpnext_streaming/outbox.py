@@ -23,9 +23,10 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 
 from erpnext_streaming.constants import EVENT_LOG_SEQUENCE, EVENT_LOG_TABLE, Encoding, Status
@@ -329,8 +330,13 @@ def _held_back(row: Any, now: datetime) -> bool:
 	return row["status"] == Status.FAILED and due is not None and due > now
 
 
-def claimable(db: Database, now: datetime, limit: int) -> list[Any]:
-	"""The rows a claim would take now (light columns, name order), without leasing them.
+def claimable(
+	db: Database, now: datetime, limit: int, packed: bool = False, after: Mapping[Any, int] | None = None
+) -> list[Any]:
+	"""The rows a claim would take now (light columns, name order), without leasing them;
+	with `packed`, also everything a message needs, in one `packed` column (`_PACKED`).
+	`after` ({company: name}) starts those companies after that row: the claimer's own batch
+	in flight, whose rows it continues.
 
 	Per company: its pending rows in name (= sequence) order, up to the first one that is
 	in flight or Failed and not yet due. Read-only: consistent reads, no locks.
@@ -344,14 +350,20 @@ def claimable(db: Database, now: datetime, limit: int) -> list[Any]:
 	companies = {company for _, company in groups}
 	per_company = max(-(-limit // len(companies)), min(limit, 100))
 	parts, values = [], []
+	after = after or {}
 	for status, company in groups:
 		parts.append(
-			"(SELECT `name`, `company`, `status`, `next_attempt_at`, `lease_owner`, `lease_expires_at` "
-			f"FROM {_T} FORCE INDEX (`{PENDING_INDEX}`) "
+			"(SELECT `name`, `company`, `status`, `attempts`, `next_attempt_at`, `lease_owner`, `lease_expires_at`"
+			f"{_PACKED if packed else ''} FROM {_T} FORCE INDEX (`{PENDING_INDEX}`) "
 			f"WHERE `status` = %s AND `company` {'IS NULL' if company is None else '= %s'} "
-			"ORDER BY `name` LIMIT %s)"
+			f"{'AND `name` > %s ' if company in after else ''}ORDER BY `name` LIMIT %s)"
 		)
-		values.extend((status, per_company) if company is None else (status, company, per_company))
+		values.append(status)
+		if company is not None:
+			values.append(company)
+		if company in after:
+			values.append(after[company])
+		values.append(per_company)
 	candidates = db.sql(" UNION ALL ".join(parts), values, as_dict=True)
 
 	by_company: dict[Any, list[Any]] = {}
@@ -366,13 +378,22 @@ def claimable(db: Database, now: datetime, limit: int) -> list[Any]:
 	return sorted(eligible, key=lambda r: r["name"])[:limit]
 
 
-def claim(db: Database, lease: Lease, now: datetime, limit: int) -> list[Any]:
+def claim(
+	db: Database, lease: Lease, now: datetime, limit: int, after: Mapping[Any, int] | None = None
+) -> list[Any]:
 	"""Lease up to `limit` claimable rows and return them (DELIVERY_COLUMNS) in name order.
 
-	Per company the rows are a prefix of its pending rows in name (= sequence) order. Run
-	it under the claim lock, inside a transaction the caller commits.
+	Per company the rows are a prefix of its pending rows in name (= sequence) order, or,
+	for the companies in `after`, of those after the claimer's own batch in flight. Run it
+	under the claim lock, inside a transaction the caller commits.
+
+	The rows come from the one read that chose them (`claimable(packed=True)`): when the
+	lease UPDATE took every chosen row (`ROW_COUNT()`), nobody changed them in between
+	but a requeue of a Failed row (Failed -> Queued, attempts 0), so only those rows'
+	status and attempts are read again. Otherwise the rows that were leased are read back
+	and each company is cut at the first row it lost.
 	"""
-	chosen = claimable(db, now, limit)
+	chosen = claimable(db, now, limit, packed=True, after=after)
 	if not chosen:
 		return []
 
@@ -382,6 +403,22 @@ def claim(db: Database, lease: Lease, now: datetime, limit: int) -> list[Any]:
 		f"WHERE `name` IN ({_in(names)}) AND `status` IN (%s, %s) AND {_LEASE_IS_FREE}",
 		[lease.owner, lease.until, *names, *CLAIMABLE, now],
 	)
+	if db.sql("SELECT ROW_COUNT()")[0][0] == len(names):
+		rows = [unpack(row) for row in chosen]
+		if all(rows):
+			failed = [r["name"] for r in rows if r["status"] == Status.FAILED]
+			if failed:
+				current = {
+					name: (status, attempts)
+					for name, status, attempts in db.sql(
+						f"SELECT `name`, `status`, `attempts` FROM {_T} WHERE `name` IN ({_in(failed)})",
+						failed,
+					)
+				}
+				for row in rows:
+					if row["name"] in current:
+						row["status"], row["attempts"] = current[row["name"]]
+			return rows
 	got = _leased_rows(db, names, lease)
 	# Keep each company's rows only up to the first one another party changed meanwhile
 	# (a requeue or a second claimer without the lock), so the lease stays a prefix.
@@ -399,6 +436,69 @@ def claim(db: Database, lease: Lease, now: datetime, limit: int) -> list[Any]:
 	if extra:
 		release_leases(db, lease.owner, extra)
 	return [r for r in got if r["name"] in keep]
+
+
+# Everything a message needs but the light columns, as ONE text column: PyMySQL converts
+# each column of each row in Python, and at 2,000 rows per claim the delivery columns cost
+# more than the rest of the drainer's work (benchmarks/RESULTS.md, P3). NULLs become ""
+# (CONCAT_WS would skip them), and `last_error`, the one column that may hold any text,
+# comes last, so a separator inside it cannot shift the others.
+_PACKED_SEPARATOR = "\x1f"
+_PACKED_COLUMNS = (
+	"event_id",
+	"event_type",
+	"reference_doctype",
+	"reference_name",
+	"event_time",  # COALESCE(event_time, creation), the time of ce_time
+	"topic",
+	"message_key",
+	"company_sequence",
+	"schema_name",
+	"schema_version",
+	"schema_fingerprint",
+	"encoding",
+	"payload",
+	"last_error",
+)
+_PACKED = ", CONCAT_WS(0x1f, {}) AS `packed`".format(
+	# binary strings: no collation to mix (the table's, the connection's), one decode in Python
+	", ".join(
+		"IFNULL(CAST(COALESCE(`event_time`, `creation`) AS BINARY), X'')"
+		if column == "event_time"
+		else f"IFNULL(CAST(`{column}` AS BINARY), X'')"
+		for column in _PACKED_COLUMNS
+	)
+)
+_EMPTY_IS_NONE = ("event_id", "reference_doctype", "reference_name", "topic", "message_key", "schema_name")
+
+
+def unpack(row: dict) -> dict | None:
+	"""A claimed row with a `packed` column as the DELIVERY_COLUMNS dict the drainer and
+	`messages.build` read (None if it does not split as expected)."""
+	packed = row.pop("packed")
+	if isinstance(packed, bytes | bytearray):
+		packed = packed.decode("utf-8")
+	values = packed.split(_PACKED_SEPARATOR, len(_PACKED_COLUMNS) - 1)
+	if len(values) != len(_PACKED_COLUMNS):
+		return None
+	out = dict(zip(_PACKED_COLUMNS, values, strict=True))
+	for column in _EMPTY_IS_NONE:
+		if not out[column]:
+			out[column] = None
+	moment = out["event_time"]
+	out["event_time"] = out["creation"] = _parse_time(moment) if moment else None
+	out["company_sequence"] = int(out["company_sequence"]) if out["company_sequence"] else None
+	out["schema_version"] = int(out["schema_version"]) if out["schema_version"] else 0
+	out["name"], out["status"], out["company"], out["attempts"] = (
+		row["name"],
+		row["status"],
+		row["company"],
+		row["attempts"],
+	)
+	return out
+
+
+_parse_time = lru_cache(maxsize=4096)(datetime.fromisoformat)  # a transaction's rows share one
 
 
 def claim_dead_letters(db: Database, lease: Lease, now: datetime, limit: int) -> list[Any]:

@@ -357,3 +357,106 @@ def test_a_backlog_behind_many_sent_rows_is_found_through_the_pending_index(site
 		plan = frappe.db.sql(f"EXPLAIN {query}", values, as_dict=True)
 		tables = [row for row in plan if row["table"] == "tabStreaming Event Log"]
 		assert tables and {row["key"] for row in tables} == {outbox.PENDING_INDEX}, plan
+
+
+# -- the claim's single read ----------------------------------------------------------------
+
+
+def stored(names: list[int]) -> list[dict]:
+	frappe.db.commit()
+	return frappe.db.sql(
+		f"SELECT {', '.join(f'`{c}`' for c in outbox.DELIVERY_COLUMNS)} FROM `tabStreaming Event Log` "
+		f"WHERE name IN ({', '.join(['%s'] * len(names))}) ORDER BY name",
+		names,
+		as_dict=True,
+	)
+
+
+def test_claimed_rows_carry_every_delivery_column_as_stored(site):
+	commit_events(("a1", "A"), ("x1", ""))
+	a1, x1 = names_of("a1", "x1")
+	separator_in_error = "first line\x1fsecond\x1f part, ünïcode"
+	frappe.db.sql(
+		"UPDATE `tabStreaming Event Log` SET status = 'Failed', attempts = 2, last_error = %s, "
+		"event_time = NULL, message_key = NULL, company_sequence = NULL WHERE name = %s",
+		(separator_in_error, x1),
+	)
+	frappe.db.commit()
+	got = {r["name"]: r for r in claim("d1")}
+	for row in stored([a1, x1]):
+		expected = {**row, "event_time": row["event_time"] or row["creation"], "creation": None}
+		claimed = {**got[row["name"]], "creation": None}
+		assert claimed == expected
+	assert (
+		got[x1]["last_error"] == separator_in_error and got[x1]["event_time"] == stored([x1])[0]["creation"]
+	)
+
+
+class RacingDatabase:
+	"""frappe.db, with `before_lease` run (on another connection) just before the lease UPDATE:
+	what a requeue or a claimer without the lock can do between the claim's read and its lease."""
+
+	def __init__(self, before_lease):
+		self.before_lease = before_lease
+
+	def sql(self, query, values=(), as_dict=False):
+		if query.startswith("UPDATE") and "SET `lease_owner` = %s, `lease_expires_at`" in query:
+			self.before_lease()
+		return frappe.db.sql(query, values, as_dict=as_dict)
+
+
+def test_a_failed_row_requeued_between_the_read_and_the_lease_is_claimed_as_requeued(site, mariadb):
+	commit_events(("a1", "A"), ("a2", "A"))
+	a1, _ = names_of("a1", "a2")
+	frappe.db.sql(
+		"UPDATE `tabStreaming Event Log` SET status = 'Failed', attempts = 3 WHERE name = %s", (a1,)
+	)
+	frappe.db.commit()
+	other = _connection(mariadb, True)
+
+	def requeue():
+		outbox.requeue(other, [a1], NOW)
+		other.commit()
+
+	try:
+		got = outbox.claim(RacingDatabase(requeue), lease("d1"), NOW, 10)
+	finally:
+		other.close()
+	frappe.db.commit()
+	assert [(r["reference_name"], r["status"], r["attempts"]) for r in got] == [
+		("a1", Status.QUEUED, 0),
+		("a2", Status.QUEUED, 0),
+	]
+
+
+def test_a_row_leased_by_someone_else_meanwhile_cuts_its_company_there(site, mariadb):
+	commit_events(("a1", "A"), ("a2", "A"), ("a3", "A"), ("b1", "B"))
+	_, a2, _, _ = names_of("a1", "a2", "a3", "b1")
+	other = _connection(mariadb, True)
+
+	def steal():
+		other.sql(
+			"UPDATE `tabStreaming Event Log` SET lease_owner = 'intruder', lease_expires_at = %s WHERE name = %s",
+			(NOW + LEASE, a2),
+		)
+		other.commit()
+
+	try:
+		got = outbox.claim(RacingDatabase(steal), lease("d1"), NOW, 10)
+	finally:
+		other.close()
+	frappe.db.commit()
+	assert refs(got) == ["a1", "b1"]  # a3 stays behind a2; its lease was given back
+	assert state(names_of("a3")[0]).lease_owner is None
+
+
+def test_a_claimer_continues_a_company_after_its_own_rows_in_flight(site):
+	commit_events(("a1", "A"), ("b1", "B"), ("a2", "A"), ("b2", "B"), ("a3", "A"))
+	first = claim("d1", limit=2)
+	assert refs(first) == ["a1", "b1"]
+	assert refs(claim("d2")) == []  # both companies are in flight
+	in_flight = {r["company"]: r["name"] for r in first}
+	rows = outbox.claim(frappe.db, lease("d1"), NOW, 100, after=in_flight)
+	frappe.db.commit()
+	assert refs(rows) == ["a2", "b2", "a3"]
+	assert {state(r["name"]).lease_owner for r in rows} == {"d1"}

@@ -111,3 +111,35 @@ class TestDeliveryOutbox(FrappeTestCase):
 		outbox.mark_dead_lettered(frappe.db, [Published(broken, 0, 3)], self.now)
 		outbox.mark_sent(frappe.db, [Published(ok, 0, 0)], self.now)
 		self.assertFalse(outbox.has_pending_work(frappe.db, self.now))
+
+	def test_claimed_rows_carry_every_delivery_column_as_stored(self):
+		a1, x1 = self.write(("a1", "_ES Test A"), ("x1", ""))
+		error = "first line\x1fsecond\x1f part, ünïcode"
+		frappe.db.sql(
+			"UPDATE `tabStreaming Event Log` SET status = 'Failed', attempts = 2, last_error = %s, "
+			"event_time = NULL, message_key = NULL WHERE name = %s",
+			(error, x1),
+		)
+		columns = ", ".join(f"`{c}`" for c in outbox.DELIVERY_COLUMNS)
+		stored = {
+			r["name"]: r
+			for r in frappe.db.sql(
+				f"SELECT {columns} FROM `tabStreaming Event Log` WHERE name IN (%s, %s)", (a1, x1), as_dict=True
+			)
+		}
+		claimed = outbox.claim(frappe.db, Lease("d1", self.now + LEASE), self.now, 10)
+		self.assertEqual(sorted(r["name"] for r in claimed), sorted([a1, x1]))
+		for row in claimed:
+			expected = dict(stored[row["name"]])
+			expected["event_time"] = expected["event_time"] or expected["creation"]
+			self.assertEqual({**row, "creation": None}, {**expected, "creation": None})
+		self.assertEqual(next(r for r in claimed if r["name"] == x1)["last_error"], error)
+
+	def test_a_claimer_continues_a_company_after_its_own_rows_in_flight(self):
+		self.write(("a1", "_ES Test A"), ("b1", "_ES Test B"), ("a2", "_ES Test A"), ("b2", "_ES Test B"))
+		first = outbox.claim(frappe.db, Lease("d1", self.now + LEASE), self.now, 2)
+		self.assertEqual([r["reference_name"] for r in first], ["a1", "b1"])
+		self.assertEqual(self.claim("d2"), [])
+		after = {r["company"]: r["name"] for r in first}
+		rows = outbox.claim(frappe.db, Lease("d1", self.now + LEASE), self.now, 10, after=after)
+		self.assertEqual([r["reference_name"] for r in rows], ["a2", "b2"])
