@@ -9,7 +9,10 @@ from collections.abc import Callable, Sequence
 
 # P1: own time (tottime) by the module it is spent in
 CAPTURE_PARTS: Sequence[tuple[str, Sequence[str]]] = (
-	("Avro encode (fastavro, via the app's serializer)", ("schemas/serializer.py", "fastavro")),
+	(
+		"Avro encode (generated writer; fastavro for what it leaves)",
+		("schemas/serializer.py", "schemas/writer.py", "<avro writer", "fastavro"),
+	),
 	("payload build (compiled builders, masking)", ("emitters/builders/",)),
 	("envelope (ids, times, schema identity)", ("emitters/envelope.py", "uuid", "schemas/registry.py")),
 	("hook entry + catalog lookup (flags, cache)", ("emitters/handler.py", "catalog.py", "standin/frappe")),
@@ -19,11 +22,13 @@ CAPTURE_PARTS: Sequence[tuple[str, Sequence[str]]] = (
 WAITING = "waiting for work (wake-up)"
 # P3: cumulative time of the drainer's steps (disjoint: none calls another)
 DRAINER_STEPS: Sequence[tuple[str, Sequence[tuple[str, str]]]] = (
-	("claim: pending rows (companies GROUP BY + per-company SELECT)", (("outbox.py", "claimable"),)),
-	("claim: SELECT of the leased rows (all delivery columns)", (("outbox.py", "_leased_rows"),)),
+	("claim: pending rows (companies GROUP BY + per-company SELECT of the packed rows)", (("outbox.py", "claimable"),)),
+	("claim: unpack the packed rows", (("outbox.py", "unpack"),)),
+	("claim: read-back of the leased rows (only when one changed meanwhile)", (("outbox.py", "_leased_rows"),)),
 	("claim: named lock, dead-letter scan, claim COMMIT", (("outbox.py", "get_lock"), ("outbox.py", "release_lock"), ("outbox.py", "claim_dead_letters"))),
 	("message build (headers, framing, payload decode)", (("delivery/messages.py", "build"),)),
-	("produce + bounded flush + delivery reports", (("delivery/producer.py", "send"),)),
+	("produce (hand the batch to librdkafka)", (("delivery/producer.py", "start"),)),
+	("acks: bounded flush + delivery reports (after the next claim)", (("delivery/producer.py", "finish"),)),
 	("mark Sent / unsent (one UPDATE per batch)", (("outbox.py", "mark_sent"), ("outbox.py", "mark_unsent"))),
 	("COMMITs", (("sandbox/delivery.py", "commit"),)),
 	(WAITING, (("delivery/signals.py", "wait"), ("delivery/wake.py", "wait"))),
@@ -82,7 +87,7 @@ def drainer_breakdown(run: Callable[[], object]) -> dict[str, float]:
 		for (filename, _, fn), (_, _, _, cum, _) in stats.items()
 		if filename.endswith(CLAIM[0]) and fn == CLAIM[1]
 	)
-	parts[LEASE_UPDATE] = max(claim - parts[DRAINER_STEPS[0][0]] - parts[DRAINER_STEPS[1][0]], 0.0)
+	parts[LEASE_UPDATE] = max(claim - sum(parts[name] for name, _ in DRAINER_STEPS[:3]), 0.0)
 	busy = total - parts.pop(WAITING)
 	parts["other (loop, heartbeat, bookkeeping)"] = max(busy - sum(parts.values()), 0.0)
 	return _percent(parts, busy)

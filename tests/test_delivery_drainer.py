@@ -28,7 +28,7 @@ from erpnext_streaming.constants import Status
 from erpnext_streaming.delivery import signals
 from erpnext_streaming.delivery.drainer import Drainer, DrainerConfig, SystemClock
 from erpnext_streaming.delivery.policy import RetryPolicy, classify
-from erpnext_streaming.delivery.producer import KafkaProducer, OutgoingMessage
+from erpnext_streaming.delivery.producer import Delivery, KafkaProducer, OutgoingMessage
 from erpnext_streaming.delivery.state import Outcome
 from erpnext_streaming.settings import StreamingConfig
 
@@ -160,3 +160,72 @@ def test_a_producer_that_cannot_be_created_fails_the_rows_visibly(site, mariadb,
 	assert (row.status, row.attempts) == (Status.FAILED, 1)
 	assert "cannot create the producer" in row.last_error and "ssl.ca.pem" in row.last_error
 	assert "s3cr3t-sasl" not in row.last_error
+
+
+class InjectingProducer:
+	"""The real KafkaProducer, recording what each batch started with and turning the first
+	delivery report of `failing` into a retriable error (the message did reach the broker)."""
+
+	def __init__(self, conf: dict, failing: str):
+		self.inner = KafkaProducer(conf)
+		self.failing = failing
+		self.started: list[list] = []
+		self.injected = False
+
+	def start(self, messages, timeout):
+		self.started.append([m.ref for m in messages])
+		return self.inner.start(messages, timeout)
+
+	def finish(self, sending):
+		result = self.inner.finish(sending)
+		if not self.injected and self.failing in result.deliveries:
+			self.injected = True
+			result.deliveries[self.failing] = Delivery(self.failing, KafkaError(KafkaError._MSG_TIMED_OUT))
+		return result
+
+	def send(self, messages, timeout):
+		return self.finish(self.start(messages, timeout))
+
+	def close(self, timeout):
+		self.inner.close(timeout)
+
+
+def test_the_next_batch_continues_each_company_and_a_failed_row_still_holds_its_company_back(
+	site, mariadb, redis_url, kafka_bootstrap
+):
+	"""The drainer claims batch n+1 while batch n's acks are on their way: it continues each
+	company after its rows in flight, and when batch n leaves a company with a Failed row,
+	that company's rows of batch n+1 are given back, not produced before the retry."""
+	topic = new_topic(kafka_bootstrap)
+	acme, globex = COMPANIES[0], COMPANIES[1]
+	records = [event(f"{c[0]}{i}", c, topic) for i in range(1, 7) for c in (acme, globex)]
+	commit_transaction(records)
+	names = {r.reference_name: r.name for r in rows_with_refs()}
+	producers: list[InjectingProducer] = []
+
+	def factory():
+		producers.append(InjectingProducer(producer_conf(kafka_bootstrap), failing=names["A1"]))
+		return producers[-1]
+
+	drainer = make_drainer(mariadb, redis_url, factory, batch_size=4)
+	stats = drainer.run()
+	drainer.db.close()
+
+	ref_of = {name: ref for ref, name in names.items()}
+	started = [[ref_of[n] for n in batch] for p in producers for batch in p.started]
+	assert started[0] == ["A1", "G1", "A2", "G2"]
+	# batch 2 was claimed during batch 1 (continuing after A2 and G2); A1 failed, so Acme's
+	# rows were given back and only Globex went on
+	assert started[1] == ["G3", "G4"]
+	first_retry = next(i for i, batch in enumerate(started) if "A1" in batch and i > 0)
+	assert all("A3" not in batch for batch in started[:first_retry])
+	assert started[first_retry][0] == "A1"
+	assert stats.sent == 12 and stats.failed == 1
+	assert all_delivered() and {r.status for r in rows()} == {Status.SENT}
+
+
+def rows_with_refs() -> list:
+	frappe.db.commit()
+	return frappe.db.sql(
+		"SELECT name, reference_name FROM `tabStreaming Event Log` ORDER BY name", as_dict=True
+	)

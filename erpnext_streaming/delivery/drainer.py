@@ -4,11 +4,13 @@ It holds ONE producer for its whole run (issue "Delivery", point 2), and repeats
 1. claim a batch under the claim lock (`outbox.claim`: leases, per-company prefixes,
    Failed rows not yet due hold back their company), with the Dead rows whose dead-letter
    copy is still pending (`outbox.claim_dead_letters`), and commit;
-2. publish the batch in name order (= per-company sequence order) and wait, bounded, for
-   every delivery report;
-3. decide each row's next state (`state.next_state`, `policy.classify`), copy new Dead
-   rows to the dead-letter topic, and mark the rows in two statements (Sent; Failed/Dead);
-4. copy the claimed Dead rows whose dead-letter copy was pending (capture failures);
+2. finish the batch started in the previous round: wait, bounded, for every delivery
+   report, decide each row's next state (`state.next_state`, `policy.classify`), copy new
+   Dead rows to the dead-letter topic, and mark the rows in two statements (Sent;
+   Failed/Dead); the claimed rows of a company it left with a Failed row are given back;
+3. copy the claimed Dead rows whose dead-letter copy was pending (capture failures);
+4. start the claimed batch: produce it in name order (= per-company sequence order)
+   without waiting, so its acknowledgements arrive while the next round claims;
 5. when there is nothing to do, wait on the wake-up list (or until the next Failed row is
    due), and leave after `idle_exit_seconds` without work or before `max_runtime_seconds`
    (well inside the long queue's 1500 s job timeout) so a fresh drainer takes over.
@@ -46,6 +48,7 @@ from erpnext_streaming.delivery.producer import (
 	OutgoingMessage,
 	Producer,
 	ProducerFactory,
+	Sending,
 )
 from erpnext_streaming.delivery.state import Outcome, next_state
 from erpnext_streaming.outbox import Lease, Published, Unsent
@@ -140,6 +143,18 @@ class DrainStats:
 		return asdict(self)
 
 
+@dataclass(frozen=True)
+class InFlight:
+	"""A started batch: its rows, the rows that failed before producing (`outcome`), the
+	producer's handle (or the result when no producer could be made) and, per company,
+	the last row in it (where the next claim continues)."""
+
+	rows: Sequence[Any]
+	outcome: dict[Any, Classified]
+	sending: tuple[Producer, Sending] | BatchResult | None
+	last_by_company: dict[Any, int]
+
+
 def failed_reason(outcome: dict[Any, Classified]) -> str:
 	return next(v.reason for v in outcome.values() if v.fatal)
 
@@ -179,6 +194,7 @@ class Drainer:
 		self.time_zone = ZoneInfo(config.time_zone or "UTC")
 		self.stats = DrainStats()
 		self._producer: Producer | None = None
+		self._in_flight: InFlight | None = None
 		self._lock: str | None = None
 		self._dead_letters_retry_at = 0.0
 
@@ -195,6 +211,7 @@ class Drainer:
 		try:
 			while True:
 				if self.clock.monotonic() - started + config.cycle_budget > config.max_runtime_seconds:
+					self.finish_in_flight()
 					self.stats.exit_reason = "max runtime"
 					break
 				self.heartbeat.beat(ttl)
@@ -211,8 +228,13 @@ class Drainer:
 					break
 				self.wake.wait(self._wait_seconds(config.idle_exit_seconds - (now - idle_since)))
 		finally:
-			self.heartbeat.release()
-			self._close_producer()
+			try:
+				self.finish_in_flight()  # only after an error: every normal exit has finished it
+			except Exception:
+				self.log.exception("erpnext_streaming: the batch in flight was not marked; its leases expire")
+			finally:
+				self.heartbeat.release()
+				self._close_producer()
 		return self.stats
 
 	def prepare(self) -> None:
@@ -239,19 +261,35 @@ class Drainer:
 		return max(wait, 0.05)
 
 	def cycle(self) -> bool:
-		"""One claim-publish-mark round; True if it did anything."""
+		"""One round: claim the next batch, finish the batch in flight (delivery reports,
+		marks), start the next one; True if it did anything.
+
+		The claim runs while the previous batch's acknowledgements are on their way, so the
+		database and the broker work at the same time. Order stays as without the overlap:
+		the next batch continues each company after the rows in flight (`claim(after=...)`),
+		is produced only after their reports are in, and gives back the rows of a company
+		whose batch left a Failed row, which holds them back as any claim would.
+		"""
 		if self._lock is None:
 			self.prepare()
-		rows, dead = self._claim(dead_letters=self.clock.monotonic() >= self._dead_letters_retry_at)
+		in_flight = self._in_flight
+		rows, dead = self._claim(
+			dead_letters=self.clock.monotonic() >= self._dead_letters_retry_at,
+			after=in_flight.last_by_company if in_flight else None,
+		)
 		did = False
-		if rows:
-			self.publish(rows)
+		if in_flight is not None:
+			self._in_flight = None
+			rows = self._give_back(rows, self.finish(in_flight))
 			did = True
-		if dead:
+		if dead:  # before the next batch: a dead-letter send must not flush or replace its producer
 			did = self.copy_dead_letters(dead) or did
+		if rows:
+			self._in_flight = self.start(rows)
+			did = True
 		return did
 
-	def _claim(self, dead_letters: bool) -> tuple[list[Any], list[Any]]:
+	def _claim(self, dead_letters: bool, after: dict[Any, int] | None = None) -> tuple[list[Any], list[Any]]:
 		"""Claim a batch and, if `dead_letters`, the Dead rows whose copy is pending: under
 		one hold of the claim lock, in one transaction."""
 		db = self.db
@@ -261,7 +299,7 @@ class Drainer:
 		try:
 			now = self.clock.now()
 			lease = Lease(self.owner, now + timedelta(seconds=self.config.lease))
-			rows = outbox.claim(db, lease, now, self.config.batch_size)
+			rows = outbox.claim(db, lease, now, self.config.batch_size, after=after)
 			dead = outbox.claim_dead_letters(db, lease, now, self.config.batch_size) if dead_letters else []
 			db.commit()
 			return rows, dead
@@ -271,10 +309,36 @@ class Drainer:
 		finally:
 			outbox.release_lock(db, self._lock)
 
+	def _give_back(self, rows: list[Any], companies: set[Any]) -> list[Any]:
+		"""Release the claimed rows of `companies` (a Failed row holds them back)."""
+		back = [r["name"] for r in rows if r["company"] in companies] if companies else []
+		if not back:
+			return rows
+		try:
+			outbox.release_leases(self.db, self.owner, back)
+			self.db.commit()
+		except Exception:
+			self.db.rollback()
+			raise
+		return [r for r in rows if r["company"] not in companies]
+
+	def finish_in_flight(self) -> bool:
+		"""Finish the batch in flight, if any (before leaving, or before a batch of the caller's)."""
+		in_flight, self._in_flight = self._in_flight, None
+		if in_flight is None:
+			return False
+		self.finish(in_flight)
+		return True
+
 	# -- publishing -------------------------------------------------------------------
 
 	def publish(self, rows: Sequence[Any]) -> None:
-		"""Publish claimed rows, then record every outcome."""
+		"""Publish claimed rows and record every outcome: start and finish at once."""
+		self.finish_in_flight()
+		self.finish(self.start(rows))
+
+	def start(self, rows: Sequence[Any]) -> InFlight:
+		"""Build the rows' messages and hand them to the producer (no waiting)."""
 		config = self.config
 		outcome: dict[Any, Classified] = {}
 		outgoing: list[OutgoingMessage] = []
@@ -285,7 +349,15 @@ class Drainer:
 				outcome[row["name"]] = e.classified()
 			except Exception as e:
 				outcome[row["name"]] = unencodable(e)
-		deliveries = self._send(outgoing).deliveries if outgoing else {}
+		last_by_company = {row["company"]: row["name"] for row in rows}  # rows come in name order
+		return InFlight(rows, outcome, self._start(outgoing) if outgoing else None, last_by_company)
+
+	def finish(self, in_flight: InFlight) -> set[Any]:
+		"""Wait for the batch's delivery reports, decide each row's next state, copy new Dead
+		rows to the dead-letter topic and mark the rows in two statements (Sent; Failed/Dead).
+		Returns the companies left with a Failed row."""
+		rows, outcome = in_flight.rows, in_flight.outcome
+		deliveries = self._finish(in_flight.sending).deliveries if in_flight.sending is not None else {}
 		now = self.clock.now()
 		sent: list[Published] = []
 		unsent: list[Unsent] = []
@@ -347,6 +419,8 @@ class Drainer:
 			)
 		for row, _, reason, _ in dying:
 			self.log.warning("erpnext_streaming: Event Log %s is Dead: %s", row["name"], reason)
+		failed_names = {u.name for u in failed}
+		return {row["company"] for row in rows if row["name"] in failed_names}
 
 	def copy_dead_letters(self, rows: Sequence[Any]) -> bool:
 		"""Dead rows whose dead-letter copy is pending (capture failures, earlier misses)."""
@@ -400,6 +474,9 @@ class Drainer:
 		return copies
 
 	def _send(self, outgoing: Sequence[OutgoingMessage]) -> BatchResult:
+		return self._finish(self._start(outgoing))
+
+	def _start(self, outgoing: Sequence[OutgoingMessage]) -> tuple[Producer, Sending] | BatchResult:
 		if self._producer is None:
 			try:
 				self._producer = self.producer_factory()
@@ -410,8 +487,14 @@ class Drainer:
 				self.log.warning("erpnext_streaming: %s", self.redact(describe(error)))
 				return BatchResult({m.ref: Delivery(m.ref, error) for m in outgoing})
 			self.stats.producers += 1
-		result = self._producer.send(outgoing, self.config.flush_timeout_seconds)
-		if result.discard:
+		return self._producer, self._producer.start(outgoing, self.config.flush_timeout_seconds)
+
+	def _finish(self, started: tuple[Producer, Sending] | BatchResult) -> BatchResult:
+		if isinstance(started, BatchResult):
+			return started
+		producer, sending = started
+		result = producer.finish(sending)
+		if result.discard and producer is self._producer:
 			if result.fatal is not None:
 				self.log.warning(
 					"erpnext_streaming: fatal producer error, the producer is replaced: %s",

@@ -68,6 +68,11 @@ def _schema_headers(name: str, version: int, fingerprint: str) -> tuple[tuple[st
 	)
 
 
+@lru_cache(maxsize=4096)
+def _ce_time_header(moment: datetime | None, time_zone: ZoneInfo) -> tuple[str, bytes]:
+	return ("ce_time", ce_time(moment, time_zone).encode("utf-8"))  # a transaction's rows share one
+
+
 _SPECVERSION = ("ce_specversion", CE_SPECVERSION.encode("utf-8"))
 
 
@@ -84,7 +89,7 @@ def headers(
 		_ce_type_header(doctype or "", row["event_type"] or ""),
 		_constant_headers("ce_source", site),
 		("ce_subject", f"{doctype}/{row['reference_name']}".encode()),
-		("ce_time", ce_time(row["event_time"] or row["creation"], time_zone).encode("utf-8")),
+		_ce_time_header(row["event_time"] or row["creation"], time_zone),
 		_SPECVERSION,
 		_constant_headers("content-type", content_type),
 		*_schema_headers(

@@ -1,8 +1,10 @@
 """A small interface over confluent_kafka.Producer: send a batch, get every delivery report.
 
 The drainer creates one `KafkaProducer` per drain (a new idempotent producer needs about
-half a second before its first delivery) and sends each batch with `send`, which waits
-for the batch's delivery reports within a bound (`flush(timeout)`). Messages left without
+half a second before its first delivery) and sends each batch with `start` (hand every
+message to librdkafka) and `finish` (wait, within a bound, for the batch's delivery
+reports: `flush(timeout)`); between the two the drainer claims its next batch, so the
+database work overlaps the broker's. `send` is both at once. Messages left without
 a report when the bound runs out count as failed, are purged, and the instance is marked
 for discarding, so a late report can never be confused with a later batch.
 """
@@ -46,7 +48,25 @@ class BatchResult:
 	discard: bool = False  # the producer instance must not be used again
 
 
+@dataclass(slots=True)
+class Sending:
+	"""A batch handed to the producer whose delivery reports are still coming in."""
+
+	messages: Sequence[OutgoingMessage]
+	deliveries: dict[Any, Delivery]
+	deadline: float
+	timeout: float
+
+
 class Producer(Protocol):
+	def start(self, messages: Sequence[OutgoingMessage], timeout: float) -> Sending:
+		"""Hand the batch to the client (no waiting for acknowledgements)."""
+		...
+
+	def finish(self, sending: Sending) -> BatchResult:
+		"""Wait, at most until the batch's deadline, for every delivery report."""
+		...
+
 	def send(self, messages: Sequence[OutgoingMessage], timeout: float) -> BatchResult: ...
 
 	def close(self, timeout: float) -> None: ...
@@ -73,13 +93,20 @@ class KafkaProducer:
 			self.fatal = error
 
 	def send(self, messages: Sequence[OutgoingMessage], timeout: float) -> BatchResult:
+		return self.finish(self.start(messages, timeout))
+
+	def start(self, messages: Sequence[OutgoingMessage], timeout: float) -> Sending:
 		deliveries: dict[Any, Delivery] = {}
 		deadline = time.monotonic() + timeout
 		for count, message in enumerate(messages, 1):
 			self._produce(message, deliveries, deadline)
 			if count % POLL_EVERY == 0:
 				self._producer.poll(0)  # serve reports (and the error callback) as we go
-		remaining = self._producer.flush(max(0.0, deadline - time.monotonic()))
+		return Sending(messages, deliveries, deadline, timeout)
+
+	def finish(self, sending: Sending) -> BatchResult:
+		messages, deliveries, timeout = sending.messages, sending.deliveries, sending.timeout
+		remaining = self._producer.flush(max(0.0, sending.deadline - time.monotonic()))
 		result = BatchResult(deliveries)
 		if remaining:
 			# bounded flush ran out: purge so no report of this batch arrives later
