@@ -444,21 +444,8 @@ def claim(
 # (CONCAT_WS would skip them), and `last_error`, the one column that may hold any text,
 # comes last, so a separator inside it cannot shift the others.
 _PACKED_SEPARATOR = "\x1f"
-_PACKED_COLUMNS = (
-	"event_id",
-	"event_type",
-	"reference_doctype",
-	"reference_name",
-	"event_time",  # COALESCE(event_time, creation), the time of ce_time
-	"topic",
-	"message_key",
-	"company_sequence",
-	"schema_name",
-	"schema_version",
-	"schema_fingerprint",
-	"encoding",
-	"payload",
-	"last_error",
+_PACKED_COLUMNS = tuple(  # event_time stands for COALESCE(event_time, creation), the time of ce_time
+	c for c in _COLUMNS if c not in (*_STANDARD_COLUMNS, "status", "company", "attempts")
 )
 _PACKED = ", CONCAT_WS(0x1f, {}) AS `packed`".format(
 	# binary strings: no collation to mix (the table's, the connection's), one decode in Python

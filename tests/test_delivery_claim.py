@@ -405,6 +405,21 @@ class RacingDatabase:
 		return frappe.db.sql(query, values, as_dict=as_dict)
 
 
+def claim_while(mariadb, meanwhile) -> list:
+	"""d1's claim, with `meanwhile(other connection)` committed between its read and its lease."""
+	other = _connection(mariadb, True)
+
+	def before_lease():
+		meanwhile(other)
+		other.commit()
+
+	try:
+		return outbox.claim(RacingDatabase(before_lease), lease("d1"), NOW, 10)
+	finally:
+		other.close()
+		frappe.db.commit()
+
+
 def test_a_failed_row_requeued_between_the_read_and_the_lease_is_claimed_as_requeued(site, mariadb):
 	commit_events(("a1", "A"), ("a2", "A"))
 	a1, _ = names_of("a1", "a2")
@@ -412,17 +427,7 @@ def test_a_failed_row_requeued_between_the_read_and_the_lease_is_claimed_as_requ
 		"UPDATE `tabStreaming Event Log` SET status = 'Failed', attempts = 3 WHERE name = %s", (a1,)
 	)
 	frappe.db.commit()
-	other = _connection(mariadb, True)
-
-	def requeue():
-		outbox.requeue(other, [a1], NOW)
-		other.commit()
-
-	try:
-		got = outbox.claim(RacingDatabase(requeue), lease("d1"), NOW, 10)
-	finally:
-		other.close()
-	frappe.db.commit()
+	got = claim_while(mariadb, lambda other: outbox.requeue(other, [a1], NOW))
 	assert [(r["reference_name"], r["status"], r["attempts"]) for r in got] == [
 		("a1", Status.QUEUED, 0),
 		("a2", Status.QUEUED, 0),
@@ -432,20 +437,13 @@ def test_a_failed_row_requeued_between_the_read_and_the_lease_is_claimed_as_requ
 def test_a_row_leased_by_someone_else_meanwhile_cuts_its_company_there(site, mariadb):
 	commit_events(("a1", "A"), ("a2", "A"), ("a3", "A"), ("b1", "B"))
 	_, a2, _, _ = names_of("a1", "a2", "a3", "b1")
-	other = _connection(mariadb, True)
-
-	def steal():
-		other.sql(
+	got = claim_while(
+		mariadb,
+		lambda other: other.sql(
 			"UPDATE `tabStreaming Event Log` SET lease_owner = 'intruder', lease_expires_at = %s WHERE name = %s",
 			(NOW + LEASE, a2),
-		)
-		other.commit()
-
-	try:
-		got = outbox.claim(RacingDatabase(steal), lease("d1"), NOW, 10)
-	finally:
-		other.close()
-	frappe.db.commit()
+		),
+	)
 	assert refs(got) == ["a1", "b1"]  # a3 stays behind a2; its lease was given back
 	assert state(names_of("a3")[0]).lease_owner is None
 

@@ -124,7 +124,9 @@ class TestDeliveryOutbox(FrappeTestCase):
 		stored = {
 			r["name"]: r
 			for r in frappe.db.sql(
-				f"SELECT {columns} FROM `tabStreaming Event Log` WHERE name IN (%s, %s)", (a1, x1), as_dict=True
+				f"SELECT {columns} FROM `tabStreaming Event Log` WHERE name IN (%s, %s)",
+				(a1, x1),
+				as_dict=True,
 			)
 		}
 		claimed = outbox.claim(frappe.db, Lease("d1", self.now + LEASE), self.now, 10)
