@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from io import BytesIO
 
 import pytest
-from fastavro import schemaless_writer
+from fixtures.avro import fastavro_bytes
 from fixtures.erpnext import (
 	cancelled_sales_invoice,
 	gl_entry,
@@ -33,12 +32,6 @@ from erpnext_streaming.schemas.errors import EncodeError
 from erpnext_streaming.schemas.registry import EventSchema
 from erpnext_streaming.schemas.serializer import AvroEventSerializer
 from erpnext_streaming.schemas.writer import Fallback, compile_writer, decimal_bytes, long_bytes
-
-
-def fastavro_bytes(parsed: dict, record: dict) -> bytes:
-	buffer = BytesIO()
-	schemaless_writer(buffer, parsed, record)
-	return buffer.getvalue()
 
 
 def event_record(doc, doctype: str, event_type: str = "submitted") -> tuple[EventSchema, dict]:
