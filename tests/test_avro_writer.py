@@ -8,6 +8,7 @@ not take must give the serializer fastavro's result (bytes, or its refusal).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
@@ -21,7 +22,7 @@ from fixtures.erpnext import (
 	submitted_sales_invoice,
 	work_order,
 )
-from fixtures.fuzz import TEMPLATES, documents
+from fixtures.fuzz import TEMPLATES, documents, for_each_fuzzed_doctype
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -62,11 +63,7 @@ def test_the_shipped_schemas_get_a_writer_whose_bytes_are_fastavros(shape):
 	assert AvroEventSerializer(schema)(record) == fastavro_bytes(schema.parsed, record)
 
 
-@pytest.mark.parametrize("doctype", sorted(TEMPLATES))
-@settings(
-	max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
-)
-@given(data=st.data())
+@for_each_fuzzed_doctype(150)
 def test_every_record_the_builders_produce_is_written_as_fastavro_writes_it(doctype, data):
 	doc = data.draw(documents(doctype))
 	try:
@@ -153,10 +150,11 @@ ODD_VALUES = st.one_of(
 
 
 def outcome(encode, record):
+	"""The bytes, or "refused" (fastavro raises its own exceptions, the serializer EncodeError)."""
 	try:
 		return encode(record)
-	except (EncodeError, Exception) as e:  # both sides: refused, whatever the exception
-		return ("refused", type(e).__name__ if not isinstance(e, EncodeError) else "EncodeError")
+	except Exception:
+		return "refused"
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -249,3 +247,52 @@ def test_the_writer_takes_only_exact_classes():
 	]:
 		with pytest.raises(Fallback):
 			write({**base, field: value})
+
+
+def test_records_that_share_a_short_name_in_two_namespaces_stay_apart():
+	schema = EventSchema.build(
+		{
+			"type": "record",
+			"name": "Top",
+			"fields": [
+				{"name": "x", "type": {"type": "record", "name": "B", "fields": [{"name": "i", "type": "long"}]}},
+				{"name": "y", "type": {"type": "record", "name": "b.B", "fields": [
+					{"name": "i", "type": "long"}, {"name": "j", "type": "string"}]}},
+				{"name": "z", "type": ["null", "B"]},
+				{"name": "w", "type": ["null", "b.B"]},
+			],
+		},
+		"Top",
+		1,
+		"test",
+	)  # fmt: skip
+	record = {"x": {"i": 1}, "y": {"i": 2, "j": "y"}, "z": {"i": 4, "j": "not in B"}, "w": {"i": 5, "j": "w"}}
+	assert compile_writer(schema.parsed)(record) == fastavro_bytes(schema.parsed, record)
+
+
+def test_a_record_value_that_is_not_a_plain_dict_is_left_to_fastavro():
+	"""fastavro reads a mapping's missing keys through its defaults and takes union hints
+	("-type"); the generated writer takes plain dicts without hints only."""
+	schema = EventSchema.build(
+		{
+			"type": "record",
+			"name": "R",
+			"fields": [
+				{"name": "tags", "type": ["null", {"type": "array", "items": "string"}], "default": None},
+				{"name": "s", "type": "string", "default": "zz"},
+				{"name": "one", "type": ["null", {"type": "record", "name": "E", "fields": []}]},
+			],
+		},
+		"R",
+		1,
+		"test",
+	)
+	write, serializer = compile_writer(schema.parsed), AvroEventSerializer(schema)
+	for record in (
+		defaultdict(list, {"one": None}),
+		{"tags": None, "s": "a", "one": 5},
+		{"tags": None, "s": "a", "one": {"-type": "Other"}},
+	):
+		with pytest.raises(Fallback):
+			write(record)
+		assert outcome(serializer, record) == outcome(lambda r: fastavro_bytes(schema.parsed, r), record)

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 from fixtures.erpnext import FakeDoc, submitted_sales_invoice
-from fixtures.fuzz import TEMPLATES, documents
+from fixtures.fuzz import TEMPLATES, documents, for_each_fuzzed_doctype
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -34,11 +34,7 @@ def same(a, b) -> bool:
 	return (a == b and type(a) is type(b)) or (isinstance(a, Decimal) and a == b)
 
 
-@pytest.mark.parametrize("doctype", sorted(TEMPLATES))
-@settings(
-	max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
-)
-@given(data=st.data())
+@for_each_fuzzed_doctype(100)
 def test_builders_produce_a_valid_record_or_raise_build_error(doctype, data):
 	doc = data.draw(documents(doctype))
 	schema = get_event_schema(doctype)

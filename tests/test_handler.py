@@ -10,7 +10,7 @@ from datetime import datetime
 import frappe
 import pytest
 from fixtures.erpnext import COMPANY, gl_entry, stock_ledger_entry, submitted_sales_invoice
-from fixtures.fuzz import TEMPLATES, documents
+from fixtures.fuzz import TEMPLATES, documents, for_each_fuzzed_doctype
 from frappe import standin
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -173,9 +173,7 @@ def test_a_broken_catalog_cache_is_a_dead_letter_not_an_exception(streaming, mon
 	assert "Redis cache is down" in row.last_error
 
 
-@pytest.mark.parametrize("doctype", sorted(TEMPLATES))
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-@given(data=st.data())
+@for_each_fuzzed_doctype(40, suppress=tuple(HealthCheck))
 def test_no_document_makes_a_handler_raise_and_every_event_is_delivered_or_dead_lettered(
 	streaming, doctype, data
 ):

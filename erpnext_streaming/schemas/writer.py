@@ -15,8 +15,8 @@ local-timestamp-micros, decimal on bytes) as fastavro prepares them.
 
 The bytes are fastavro's, exactly (tests/test_avro_writer.py compares them on the
 shipped schemas, the fuzzed documents and the benchmark workload). The writer only takes
-the values the capture builders produce: a value of any other class, a missing field, an
-int out of its range or a decimal that does not fit raises `Fallback`, and the caller
+the values the capture builders produce: a value of any other class (records: plain dicts), a
+missing field, an int out of its range or a decimal that does not fit raises `Fallback`, and the caller
 (`AvroEventSerializer`) hands that record to fastavro, which encodes it or refuses it with
 its own error. A schema with a type the generator does not know (enum, map, fixed, a union
 other than `["null", T]`, ...) gets no writer (`compile_writer` returns None): fastavro
@@ -124,7 +124,9 @@ class _Generator:
 			return
 		if isinstance(avro, str):
 			kind, logical = avro, None
-			named = self.records.get(avro) or self.records.get(f"{namespace}.{avro}")
+			# fastavro's parsed schema names records in full (a record without namespace by
+			# its bare name); a bare name inside a namespace may still mean that namespace's
+			named = self.records.get(avro) or (self.records.get(f"{namespace}.{avro}") if namespace else None)
 			if named:
 				out.append(f"{p}{named}({var}, w)")
 				return
@@ -186,15 +188,15 @@ class _Generator:
 		name = schema["name"]
 		namespace = schema.get("namespace", namespace) if "." not in name else name.rpartition(".")[0]
 		full = name if "." in name else f"{namespace}.{name}" if namespace else name
-		function = f"record_{len(self.functions) + len(self.records)}"
-		self.records[full] = self.records[full.rpartition(".")[2]] = function
-		lines = [f"def {function}(d, w):"]
+		function = f"record_{len(self.records)}"
+		self.records[full] = function  # full names only: two namespaces may share a short name
+		# a plain dict only: fastavro reads other mappings (defaults for missing keys) and
+		# union hints ("-type") its own way
+		lines = [f"def {function}(d, w):", "\tif d.__class__ is not dict or '-type' in d: raise Fallback"]
 		for field in schema["fields"]:
 			var = self.var()
 			lines.append(f"\t{var} = d[{field['name']!r}]")
 			self.value(field["type"], var, 1, lines, namespace)
-		if len(lines) == 1:
-			lines.append("\tpass")
 		self.functions.append("\n".join(lines))
 		return function
 
@@ -205,7 +207,7 @@ def compile_writer(parsed: dict) -> Writer | None:
 	generator = _Generator()
 	try:
 		top = generator.record(parsed, "")
-	except (Unsupported, KeyError, TypeError, ValueError):
+	except (Unsupported, KeyError, TypeError, ValueError, RecursionError):
 		return None
 	source = "\n\n".join(generator.functions)
 	source += (
