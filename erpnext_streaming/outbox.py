@@ -21,9 +21,10 @@ the insert and the COMMIT.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -100,8 +101,15 @@ def bucket(company: str) -> str:
 	return company or NO_COMPANY_BUCKET
 
 
-def allocate_sequences(db: Database, records: Sequence[OutboxRecord], now: datetime) -> dict[str, int]:
-	"""Reserve consecutive per-company sequence numbers; returns the first number per bucket."""
+def allocate_sequences(
+	db: Database, records: Sequence[OutboxRecord], now: datetime
+) -> dict[str, Iterator[int]]:
+	"""Reserve consecutive per-company sequence numbers; the next numbers of each bucket.
+
+	The counters are rows keyed by company under the database's collation, which holds
+	names that differ only in case or trailing spaces ("Acme", "ACME ") as ONE row: such
+	buckets share that row's numbers, so its sequence stays gapless and unique.
+	"""
 	counts = Counter(bucket(r.company) for r in records)
 	companies = sorted(counts)
 	db.sql(
@@ -112,11 +120,21 @@ def allocate_sequences(db: Database, records: Sequence[OutboxRecord], now: datet
 		"`modified` = VALUES(`modified`)",
 		[v for name in companies for v in (name, name, counts[name], now, now, SYSTEM_USER, SYSTEM_USER)],
 	)
-	rows = db.sql(
-		f"SELECT `name`, `last_sequence` FROM `{SEQUENCE_TABLE}` WHERE `name` IN ({', '.join(['%s'] * len(companies))})",
-		companies,
-	)
-	return {name: last - counts[name] + 1 for name, last in rows}
+	stored = {
+		requested: (row, last)
+		for requested, row, last in db.sql(
+			" UNION ALL ".join(
+				[f"SELECT %s, `name`, `last_sequence` FROM `{SEQUENCE_TABLE}` WHERE `name` = %s"]
+				* len(companies)
+			),
+			[v for name in companies for v in (name, name)],
+		)
+	}
+	reserved = Counter()
+	for name in companies:
+		reserved[stored[name][0]] += counts[name]
+	numbers = {row: itertools.count(last - reserved[row] + 1) for row, last in stored.values()}
+	return {name: numbers[stored[name][0]] for name in companies}
 
 
 def write(db: Database, records: Sequence[OutboxRecord], now: datetime, user: str = SYSTEM_USER) -> None:
@@ -128,9 +146,7 @@ def write(db: Database, records: Sequence[OutboxRecord], now: datetime, user: st
 	next_sequence = allocate_sequences(db, records, now)
 	values: list[Any] = []
 	for record in records:
-		key = bucket(record.company)
-		sequence = next_sequence[key]
-		next_sequence[key] = sequence + 1
+		sequence = next(next_sequence[bucket(record.company)])
 		values.extend(
 			(
 				now,
@@ -406,7 +422,9 @@ def claim(
 	if db.sql("SELECT ROW_COUNT()")[0][0] == len(names):
 		rows = [unpack(row) for row in chosen]
 		if all(rows):
-			failed = [r["name"] for r in rows if r["status"] == Status.FAILED]
+			# a Failed row may have been requeued, and a row whose expired lease another drainer
+			# held may have been marked by it, between the read and the lease: read those again
+			failed = [r["name"] for r in chosen if r["status"] == Status.FAILED or r["lease_owner"]]
 			if failed:
 				current = {
 					name: (status, attempts)
@@ -438,50 +456,42 @@ def claim(
 	return [r for r in got if r["name"] in keep]
 
 
-# Everything a message needs but the light columns, as ONE text column: PyMySQL converts
+# Everything a message needs but the light columns, as ONE binary column: PyMySQL converts
 # each column of each row in Python, and at 2,000 rows per claim the delivery columns cost
-# more than the rest of the drainer's work (benchmarks/RESULTS.md, P3). NULLs become ""
-# (CONCAT_WS would skip them), and `last_error`, the one column that may hold any text,
-# comes last, so a separator inside it cannot shift the others.
+# more than the rest of the drainer's work (benchmarks/RESULTS.md, P3). Binary strings, so
+# no collations mix (the table's, the connection's); a NUL byte stands for NULL. A field
+# holding the separator, or a row too long for max_allowed_packet (CONCAT_WS gives NULL),
+# does not unpack, and the claim reads that batch back column by column instead.
 _PACKED_SEPARATOR = "\x1f"
-_PACKED_COLUMNS = tuple(  # event_time stands for COALESCE(event_time, creation), the time of ce_time
-	c for c in _COLUMNS if c not in (*_STANDARD_COLUMNS, "status", "company", "attempts")
+_PACKED_NULL = "\x00"
+_PACKED_COLUMNS = (
+	"creation",
+	*(c for c in _COLUMNS if c not in (*_STANDARD_COLUMNS, "status", "company", "attempts", "last_error")),
 )
-_PACKED = ", CONCAT_WS(0x1f, {}) AS `packed`".format(
-	# binary strings: no collation to mix (the table's, the connection's), one decode in Python
-	", ".join(
-		"IFNULL(CAST(COALESCE(`event_time`, `creation`) AS BINARY), X'')"
-		if column == "event_time"
-		else f"IFNULL(CAST(`{column}` AS BINARY), X'')"
-		for column in _PACKED_COLUMNS
-	)
+_PACKED = ", `last_error`, CONCAT_WS(0x1f, {}) AS `packed`".format(
+	", ".join(f"IFNULL(CAST(`{column}` AS BINARY), X'00')" for column in _PACKED_COLUMNS)
 )
-_EMPTY_IS_NONE = ("event_id", "reference_doctype", "reference_name", "topic", "message_key", "schema_name")
 
 
 def unpack(row: dict) -> dict | None:
 	"""A claimed row with a `packed` column as the DELIVERY_COLUMNS dict the drainer and
-	`messages.build` read (None if it does not split as expected)."""
-	packed = row.pop("packed")
-	if isinstance(packed, bytes | bytearray):
-		packed = packed.decode("utf-8")
-	values = packed.split(_PACKED_SEPARATOR, len(_PACKED_COLUMNS) - 1)
-	if len(values) != len(_PACKED_COLUMNS):
+	`messages.build` read, or None if it does not unpack."""
+	packed = row.pop("packed", None)
+	try:
+		if isinstance(packed, bytes | bytearray):
+			packed = packed.decode("utf-8")
+		values = packed.split(_PACKED_SEPARATOR)
+		if len(values) != len(_PACKED_COLUMNS):
+			return None
+		out = {c: None if v == _PACKED_NULL else v for c, v in zip(_PACKED_COLUMNS, values, strict=True)}
+		for column in ("creation", "event_time"):
+			out[column] = _parse_time(out[column]) if out[column] else None
+		for column in ("company_sequence", "schema_version"):
+			out[column] = int(out[column]) if out[column] else out[column]
+	except Exception:
 		return None
-	out = dict(zip(_PACKED_COLUMNS, values, strict=True))
-	for column in _EMPTY_IS_NONE:
-		if not out[column]:
-			out[column] = None
-	moment = out["event_time"]
-	out["event_time"] = out["creation"] = _parse_time(moment) if moment else None
-	out["company_sequence"] = int(out["company_sequence"]) if out["company_sequence"] else None
-	out["schema_version"] = int(out["schema_version"]) if out["schema_version"] else 0
-	out["name"], out["status"], out["company"], out["attempts"] = (
-		row["name"],
-		row["status"],
-		row["company"],
-		row["attempts"],
-	)
+	for column in ("name", "status", "company", "attempts", "last_error"):
+		out[column] = row[column]
 	return out
 
 
@@ -628,6 +638,18 @@ def release_leases(db: Database, owner: str, names: Sequence[Any]) -> None:
 			f"WHERE `name` IN ({_in(names)}) AND `lease_owner` = %s",
 			[*names, owner],
 		)
+
+
+def renew_leases(db: Database, owner: str, names: Sequence[Any], until: datetime) -> int:
+	"""Extend `owner`'s leases on pending rows `names` to `until`; how many it still held."""
+	if not names:
+		return 0
+	db.sql(
+		f"UPDATE {_T} SET `lease_expires_at` = %s WHERE `name` IN ({_in(names)}) AND `lease_owner` = %s "
+		"AND `status` IN (%s, %s)",
+		[until, *names, owner, *CLAIMABLE],
+	)
+	return db.sql("SELECT ROW_COUNT()")[0][0]
 
 
 def release_expired_leases(db: Database, now: datetime, limit: int = 10000) -> list[Any]:
