@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from datetime import datetime, timedelta
 
 import frappe
 import pytest
@@ -23,8 +25,9 @@ from delivery_support import (
 from frappe.standin import StandinDatabase
 from harness.services import start_tansu
 
-from erpnext_streaming import kafka_config
+from erpnext_streaming import kafka_config, outbox
 from erpnext_streaming.constants import Status
+from erpnext_streaming.delivery import drainer as drainer_module
 from erpnext_streaming.delivery import signals
 from erpnext_streaming.delivery.drainer import Drainer, DrainerConfig, SystemClock
 from erpnext_streaming.delivery.policy import RetryPolicy, classify
@@ -229,3 +232,126 @@ def rows_with_refs() -> list:
 	return frappe.db.sql(
 		"SELECT name, reference_name FROM `tabStreaming Event Log` ORDER BY name", as_dict=True
 	)
+
+
+class SlowFirstFinish(InjectingProducer):
+	"""The real producer; the first batch's finish runs `during` first (an outage's long flush)."""
+
+	def __init__(self, conf: dict, during):
+		super().__init__(conf, failing=None)
+		self.during = during
+
+	def finish(self, sending):
+		during, self.during = self.during, None
+		if during is not None:
+			during()
+		return self.inner.finish(sending)
+
+
+def two_company_backlog(kafka_bootstrap, per_company: int = 3) -> dict[str, int]:
+	topic = new_topic(kafka_bootstrap)
+	acme, globex = COMPANIES[0], COMPANIES[1]
+	commit_transaction(
+		[event(f"{c[0]}{i}", c, topic) for i in range(1, per_company + 1) for c in (acme, globex)]
+	)
+	return {r.reference_name: r.name for r in rows_with_refs()}
+
+
+def test_a_batch_claimed_during_a_slow_finish_is_leased_again_before_it_is_produced(
+	site, mariadb, redis_url, kafka_bootstrap, monkeypatch
+):
+	names = two_company_backlog(kafka_bootstrap)
+	monkeypatch.setattr(drainer_module, "RENEW_AFTER_SECONDS", 0.1)
+	renewed: list[list[int]] = []
+	renew = outbox.renew_leases
+	monkeypatch.setattr(
+		outbox,
+		"renew_leases",
+		lambda db, owner, batch, until: renewed.append(list(batch)) or renew(db, owner, batch, until),
+	)
+	producers: list[SlowFirstFinish] = []
+
+	def factory():
+		producers.append(SlowFirstFinish(producer_conf(kafka_bootstrap), during=lambda: time.sleep(0.3)))
+		return producers[-1]
+
+	stats = run_drainer(mariadb, redis_url, factory, batch_size=2)
+	assert renewed[0] == [names["A2"], names["G2"]]  # batch 2, claimed while batch 1 was finishing
+	assert stats.sent == 6 and all_delivered()
+
+
+def test_a_batch_that_lost_a_lease_while_waiting_is_given_back_not_produced(
+	site, mariadb, redis_url, kafka_bootstrap, monkeypatch
+):
+	names = two_company_backlog(kafka_bootstrap)
+	monkeypatch.setattr(drainer_module, "RENEW_AFTER_SECONDS", 0.1)
+	intruder = StandinDatabase(**{k: v for k, v in mariadb.items() if k != "tables"})
+
+	def steal_g2():  # another drainer took G2 after its lease expired
+		intruder.sql(
+			"UPDATE `tabStreaming Event Log` SET lease_owner = 'intruder', lease_expires_at = %s WHERE name = %s",
+			(datetime.now() + timedelta(seconds=1), names["G2"]),
+		)
+		intruder.commit()
+		time.sleep(0.2)
+
+	producers: list[SlowFirstFinish] = []
+
+	def factory():
+		producers.append(SlowFirstFinish(producer_conf(kafka_bootstrap), during=steal_g2))
+		return producers[-1]
+
+	try:
+		stats = run_drainer(mariadb, redis_url, factory, batch_size=2, idle_exit_seconds=3)
+	finally:
+		intruder.close()
+	ref_of = {name: ref for ref, name in names.items()}
+	started = [[ref_of[n] for n in batch] for p in producers for batch in p.started]
+	assert started[0] == ["A1", "G1"] and ["A2", "G2"] not in started  # batch 2 was given back whole
+	assert stats.sent == 6 and all_delivered()
+
+
+def test_an_error_after_the_claim_gives_the_claimed_rows_back(site, mariadb, redis_url, kafka_bootstrap):
+	names = two_company_backlog(kafka_bootstrap)
+
+	def fail():
+		raise RuntimeError("the database went away")
+
+	drainer = make_drainer(
+		mariadb, redis_url, lambda: SlowFirstFinish(producer_conf(kafka_bootstrap), during=fail), batch_size=2
+	)
+	with pytest.raises(RuntimeError, match="went away"):
+		drainer.run()
+	drainer.db.close()
+	leases = {r.name: r.lease_owner for r in rows()}
+	assert leases[names["A1"]] and leases[names["G1"]]  # batch 1 was in flight: its leases expire
+	assert leases[names["A2"]] is None and leases[names["G2"]] is None  # batch 2 was given back
+
+
+def run_drainer(mariadb, redis_url, factory, **config):
+	drainer = make_drainer(mariadb, redis_url, factory, **config)
+	try:
+		return drainer.run()
+	finally:
+		drainer.db.close()
+
+
+@pytest.mark.parametrize("plain_every, continued", [(30.0, True), (0.0, False)])
+def test_now_and_then_a_round_claims_without_continuing_after_the_batch_in_flight(
+	site, mariadb, redis_url, kafka_bootstrap, monkeypatch, plain_every, continued
+):
+	"""So a row requeued behind the rows in flight is seen while its company has a backlog."""
+	two_company_backlog(kafka_bootstrap)
+	monkeypatch.setattr(drainer_module, "PLAIN_CLAIM_SECONDS", plain_every)
+	afters: list = []
+	claim = outbox.claim
+	monkeypatch.setattr(
+		outbox,
+		"claim",
+		lambda db, lease, now, limit, after=None: afters.append(after) or claim(db, lease, now, limit, after),
+	)
+	stats = run_drainer(
+		mariadb, redis_url, lambda: KafkaProducer(producer_conf(kafka_bootstrap)), batch_size=2
+	)
+	assert stats.sent == 6 and all_delivered()
+	assert afters[0] is None and (afters[1] is not None) is continued

@@ -54,6 +54,11 @@ from erpnext_streaming.delivery.state import Outcome, next_state
 from erpnext_streaming.outbox import Lease, Published, Unsent
 
 SIZE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+# a claimed batch whose start waited longer than this (the previous batch's outage) is
+# leased again for a full lease before it is produced
+RENEW_AFTER_SECONDS = 5.0
+# how often a round claims without continuing after the batch in flight (see `cycle`)
+PLAIN_CLAIM_SECONDS = 30.0
 
 
 class Clock(Protocol):
@@ -119,9 +124,14 @@ class DrainerConfig:
 
 	@property
 	def lease(self) -> float:
-		"""A lease outlives one whole cycle (claim, publish, dead letters, mark, wait), so it
-		only expires when its drainer is gone or stuck."""
-		return max(self.lease_seconds, 2 * self.flush_timeout_seconds + self.poll_seconds + 5)
+		"""A lease outlives its batch's life from the claim (or its renewal, see
+		`Drainer._renew`) to the mark: produce (bounded by the flush deadline), the next
+		round's claim (lock wait), the bounded flush, up to two dead-letter sends, the mark;
+		so it only expires when its drainer is gone or stuck."""
+		return max(
+			self.lease_seconds,
+			3 * self.flush_timeout_seconds + self.claim_lock_timeout_seconds + self.poll_seconds + 5,
+		)
 
 	@property
 	def cycle_budget(self) -> float:
@@ -195,6 +205,7 @@ class Drainer:
 		self.stats = DrainStats()
 		self._producer: Producer | None = None
 		self._in_flight: InFlight | None = None
+		self._plain_claim_at = 0.0
 		self._lock: str | None = None
 		self._dead_letters_retry_at = 0.0
 
@@ -229,7 +240,7 @@ class Drainer:
 				self.wake.wait(self._wait_seconds(config.idle_exit_seconds - (now - idle_since)))
 		finally:
 			try:
-				self.finish_in_flight()  # only after an error: every normal exit has finished it
+				self.finish_in_flight()  # after an error, or a last look that started a batch
 			except Exception:
 				self.log.exception("erpnext_streaming: the batch in flight was not marked; its leases expire")
 			finally:
@@ -268,25 +279,39 @@ class Drainer:
 		database and the broker work at the same time. Order stays as without the overlap:
 		the next batch continues each company after the rows in flight (`claim(after=...)`),
 		is produced only after their reports are in, and gives back the rows of a company
-		whose batch left a Failed row, which holds them back as any claim would.
+		whose batch left a Failed row, which holds them back as any claim would. Every
+		`PLAIN_CLAIM_SECONDS` one round claims without continuing, so a row requeued behind
+		the rows in flight is not left waiting while its company has a backlog.
 		"""
 		if self._lock is None:
 			self.prepare()
+		did = False
+		if self._in_flight is not None and self.clock.monotonic() >= self._plain_claim_at:
+			did = self.finish_in_flight()
 		in_flight = self._in_flight
+		if in_flight is None:
+			self._plain_claim_at = self.clock.monotonic() + PLAIN_CLAIM_SECONDS
 		rows, dead = self._claim(
 			dead_letters=self.clock.monotonic() >= self._dead_letters_retry_at,
 			after=in_flight.last_by_company if in_flight else None,
 		)
-		did = False
-		if in_flight is not None:
-			self._in_flight = None
-			rows = self._give_back(rows, self.finish(in_flight))
-			did = True
-		if dead:  # before the next batch: a dead-letter send must not flush or replace its producer
-			did = self.copy_dead_letters(dead) or did
-		if rows:
-			self._in_flight = self.start(rows)
-			did = True
+		claimed_at = self.clock.monotonic()
+		try:
+			if in_flight is not None:
+				self._in_flight = None
+				rows = self._give_back(rows, self.finish(in_flight))
+				did = True
+			if dead:  # before the next batch: a dead-letter send must not flush or replace its producer
+				did = self.copy_dead_letters(dead) or did
+			if rows and self.clock.monotonic() - claimed_at > RENEW_AFTER_SECONDS:
+				rows = self._renew(rows)
+			if rows:
+				self._in_flight = self.start(rows)
+				did = True
+		except Exception:
+			if self._in_flight is None:
+				self._release_quietly(rows)
+			raise
 		return did
 
 	def _claim(self, dead_letters: bool, after: dict[Any, int] | None = None) -> tuple[list[Any], list[Any]]:
@@ -322,6 +347,34 @@ class Drainer:
 			raise
 		return [r for r in rows if r["company"] not in companies]
 
+	def _renew(self, rows: list[Any]) -> list[Any]:
+		"""The previous batch took long to finish (an outage: bounded flush, dead-letter
+		copies): lease the claimed rows for a full lease from now, so the lease outlives
+		their own round. If one was lost meanwhile (expired and taken), give them all back."""
+		names = [r["name"] for r in rows]
+		until = self.clock.now() + timedelta(seconds=self.config.lease)
+		try:
+			renewed = outbox.renew_leases(self.db, self.owner, names, until)
+			if renewed != len(names):
+				outbox.release_leases(self.db, self.owner, names)
+			self.db.commit()
+		except Exception:
+			self.db.rollback()
+			raise
+		return rows if renewed == len(names) else []
+
+	def _release_quietly(self, rows: Sequence[Any]) -> None:
+		"""After an error: give back claimed rows that were not started (best effort; else
+		their lease expires)."""
+		if not rows:
+			return
+		try:
+			self.db.rollback()
+			outbox.release_leases(self.db, self.owner, [r["name"] for r in rows])
+			self.db.commit()
+		except Exception:
+			self.log.exception("erpnext_streaming: claimed rows not given back; their leases expire")
+
 	def finish_in_flight(self) -> bool:
 		"""Finish the batch in flight, if any (before leaving, or before a batch of the caller's)."""
 		in_flight, self._in_flight = self._in_flight, None
@@ -331,11 +384,6 @@ class Drainer:
 		return True
 
 	# -- publishing -------------------------------------------------------------------
-
-	def publish(self, rows: Sequence[Any]) -> None:
-		"""Publish claimed rows and record every outcome: start and finish at once."""
-		self.finish_in_flight()
-		self.finish(self.start(rows))
 
 	def start(self, rows: Sequence[Any]) -> InFlight:
 		"""Build the rows' messages and hand them to the producer (no waiting)."""
