@@ -14,6 +14,8 @@ Writing a transaction's events costs three statements whatever the number of eve
 The counter rows stay locked until COMMIT, so two transactions with events of the same
 company commit one after the other: for every company, name order, company_sequence
 order and commit order agree, and the sequence has no gaps (a consumer can detect loss).
+Counter rows are keyed under the database's collation: names that differ only in case or
+trailing spaces are one row, and their events share its sequence.
 The lock is taken in before_commit, after all of ERPNext's own work, and held only for
 the insert and the COMMIT.
 """
