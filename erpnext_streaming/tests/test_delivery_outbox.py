@@ -40,20 +40,24 @@ class TestDeliveryOutbox(FrappeTestCase):
 			EVENT_LOG_DOCTYPE, filters={"reference_name": ("in", refs)}, pluck="name", order_by="name asc"
 		)
 
+	def written(self, *fields):
+		"""`fields` of the rows these tests wrote, in name order, as tuples."""
+		rows = frappe.get_all(
+			EVENT_LOG_DOCTYPE,
+			fields=list(fields),
+			filters={"event_id": ("like", "delivery-test-%")},
+			order_by="name asc",
+		)
+		return [tuple(r[f] for f in fields) for r in rows]
+
 	def claim(self, owner, now=None, limit=100):
 		now = now or self.now
 		return [r["reference_name"] for r in outbox.claim(frappe.db, Lease(owner, now + LEASE), now, limit)]
 
 	def test_write_keeps_buffer_order_and_gapless_company_sequences(self):
 		self.write(("a1", "_ES Test A"), ("b1", "_ES Test B"), ("a2", "_ES Test A"))
-		rows = frappe.get_all(
-			EVENT_LOG_DOCTYPE,
-			fields=["reference_name", "company_sequence", "status"],
-			filters={"event_id": ("like", "delivery-test-%")},
-			order_by="name asc",
-		)
 		self.assertEqual(
-			[(r.reference_name, r.company_sequence, r.status) for r in rows],
+			self.written("reference_name", "company_sequence", "status"),
 			[("a1", 1, Status.QUEUED), ("b1", 1, Status.QUEUED), ("a2", 2, Status.QUEUED)],
 		)
 
@@ -146,13 +150,7 @@ class TestDeliveryOutbox(FrappeTestCase):
 
 	def test_companies_the_database_holds_as_one_name_share_one_gapless_sequence(self):
 		self.write(("a1", "_ES Test A"), ("a2", "_es test a "), ("a3", "_ES Test A"))
-		rows = frappe.get_all(
-			EVENT_LOG_DOCTYPE,
-			fields=["reference_name", "company", "company_sequence"],
-			filters={"event_id": ("like", "delivery-test-%")},
-			order_by="name asc",
-		)
 		self.assertEqual(
-			[(r.reference_name, r.company, r.company_sequence) for r in rows],
+			self.written("reference_name", "company", "company_sequence"),
 			[("a1", "_ES Test A", 1), ("a2", "_es test a ", 2), ("a3", "_ES Test A", 3)],
 		)
