@@ -363,7 +363,7 @@ def test_a_backlog_behind_many_sent_rows_is_found_through_the_pending_index(site
 
 
 def stored(names: list[int]) -> list[dict]:
-	frappe.db.commit()
+	frappe.db.commit()  # a fresh snapshot (the drainer's session reads committed rows)
 	return frappe.db.sql(
 		f"SELECT {', '.join(f'`{c}`' for c in outbox.DELIVERY_COLUMNS)} FROM `tabStreaming Event Log` "
 		f"WHERE name IN ({', '.join(['%s'] * len(names))}) ORDER BY name",
@@ -383,7 +383,7 @@ def test_claimed_rows_carry_every_delivery_column_as_stored(site):
 	frappe.db.sql(
 		"UPDATE `tabStreaming Event Log` SET reference_name = '', topic = '' WHERE name = %s", (e1,)
 	)
-	frappe.db.commit()
+	frappe.db.commit()  # the setup is committed, as a user's transaction would be
 	got, read_back = recorded_claim()
 	assert [r["name"] for r in got] == [a1, x1, e1] and not read_back  # one read, unpacked
 	assert got == stored([a1, x1, e1])  # NULL stays None, "" stays "", every type as PyMySQL gives it
@@ -399,7 +399,7 @@ def recorded_claim() -> tuple[list, bool]:
 			return frappe.db.sql(query, values, as_dict=as_dict)
 
 	got = outbox.claim(Recording(), lease("d1"), NOW, 100)
-	frappe.db.commit()
+	frappe.db.commit()  # the setup is committed, as a user's transaction would be
 	return got, any("`lease_owner` = %s AND `lease_expires_at` = %s ORDER BY" in q for q in queries)
 
 
@@ -437,7 +437,7 @@ def claim_while(mariadb, meanwhile) -> list:
 		return outbox.claim(RacingDatabase(before_lease), lease("d1"), NOW, 10)
 	finally:
 		other.close()
-		frappe.db.commit()
+		frappe.db.commit()  # the claim's transaction ends, as the drainer commits it
 
 
 def test_a_failed_row_requeued_between_the_read_and_the_lease_is_claimed_as_requeued(site, mariadb):
@@ -446,7 +446,7 @@ def test_a_failed_row_requeued_between_the_read_and_the_lease_is_claimed_as_requ
 	frappe.db.sql(
 		"UPDATE `tabStreaming Event Log` SET status = 'Failed', attempts = 3 WHERE name = %s", (a1,)
 	)
-	frappe.db.commit()
+	frappe.db.commit()  # the setup is committed, as a user's transaction would be
 	got = claim_while(mariadb, lambda other: outbox.requeue(other, [a1], NOW))
 	assert [(r["reference_name"], r["status"], r["attempts"]) for r in got] == [
 		("a1", Status.QUEUED, 0),
@@ -475,7 +475,7 @@ def test_a_claimer_continues_a_company_after_its_own_rows_in_flight(site):
 	assert refs(claim("d2")) == []  # both companies are in flight
 	in_flight = {r["company"]: r["name"] for r in first}
 	rows = outbox.claim(frappe.db, lease("d1"), NOW, 100, after=in_flight)
-	frappe.db.commit()
+	frappe.db.commit()  # the claim's transaction ends, as the drainer commits it
 	assert refs(rows) == ["a2", "b2", "a3"]
 	assert {state(r["name"]).lease_owner for r in rows} == {"d1"}
 
@@ -489,7 +489,7 @@ def test_a_row_marked_by_its_expired_lease_holder_between_the_read_and_the_lease
 		"UPDATE `tabStreaming Event Log` SET lease_owner = 'old', lease_expires_at = %s WHERE name = %s",
 		(NOW - timedelta(seconds=1), a1),
 	)
-	frappe.db.commit()
+	frappe.db.commit()  # the setup is committed, as a user's transaction would be
 	got = claim_while(
 		mariadb,
 		lambda other: outbox.mark_unsent(

@@ -228,7 +228,7 @@ def test_the_next_batch_continues_each_company_and_a_failed_row_still_holds_its_
 
 
 def rows_with_refs() -> list:
-	frappe.db.commit()
+	frappe.db.commit()  # a fresh snapshot of what the drainer committed
 	return frappe.db.sql(
 		"SELECT name, reference_name FROM `tabStreaming Event Log` ORDER BY name", as_dict=True
 	)

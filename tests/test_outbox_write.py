@@ -142,9 +142,9 @@ def test_companies_the_database_holds_as_one_name_share_one_gapless_sequence(sit
 	trailing spaces do not count): their events share its numbers, none is lost or repeated."""
 	now = datetime(2026, 11, 23, 10, 0)
 	outbox.write(frappe.db, [record("a1", "Acme"), record("a2", "ACME "), record("a3", "Acme")], now)
-	frappe.db.commit()
+	frappe.db.commit()  # the user's transaction commits
 	outbox.write(frappe.db, [record("a4", "acme")], now)
-	frappe.db.commit()
+	frappe.db.commit()  # the user's transaction commits
 	got = rows()
 	assert [(r.reference_name, r.company, r.company_sequence) for r in got] == [
 		("a1", "Acme", 1), ("a2", "ACME ", 2), ("a3", "Acme", 3), ("a4", "acme", 4)]  # fmt: skip
