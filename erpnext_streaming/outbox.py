@@ -407,9 +407,10 @@ def claim(
 
 	The rows come from the one read that chose them (`claimable(packed=True)`): when the
 	lease UPDATE took every chosen row (`ROW_COUNT()`), nobody changed them in between
-	but a requeue of a Failed row (Failed -> Queued, attempts 0), so only those rows'
-	status and attempts are read again. Otherwise the rows that were leased are read back
-	and each company is cut at the first row it lost.
+	but a requeue of a Failed row, or the late mark of a row whose expired lease another
+	drainer held, so only those rows' status and attempts are read again. Otherwise, or
+	when a row does not unpack, the leased rows are read back column by column and each
+	company is cut at the first row it lost.
 	"""
 	chosen = claimable(db, now, limit, packed=True, after=after)
 	if not chosen:

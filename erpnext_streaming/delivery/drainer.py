@@ -22,13 +22,14 @@ job (delivery/jobs.py) and in a test.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -334,17 +335,23 @@ class Drainer:
 		finally:
 			outbox.release_lock(db, self._lock)
 
+	@contextlib.contextmanager
+	def _transaction(self) -> Iterator[None]:
+		"""Commit what the block wrote, or roll it back and re-raise."""
+		try:
+			yield
+			self.db.commit()
+		except Exception:
+			self.db.rollback()
+			raise
+
 	def _give_back(self, rows: list[Any], companies: set[Any]) -> list[Any]:
 		"""Release the claimed rows of `companies` (a Failed row holds them back)."""
 		back = [r["name"] for r in rows if r["company"] in companies] if companies else []
 		if not back:
 			return rows
-		try:
+		with self._transaction():
 			outbox.release_leases(self.db, self.owner, back)
-			self.db.commit()
-		except Exception:
-			self.db.rollback()
-			raise
 		return [r for r in rows if r["company"] not in companies]
 
 	def _renew(self, rows: list[Any]) -> list[Any]:
@@ -353,14 +360,10 @@ class Drainer:
 		their own round. If one was lost meanwhile (expired and taken), give them all back."""
 		names = [r["name"] for r in rows]
 		until = self.clock.now() + timedelta(seconds=self.config.lease)
-		try:
+		with self._transaction():
 			renewed = outbox.renew_leases(self.db, self.owner, names, until)
 			if renewed != len(names):
 				outbox.release_leases(self.db, self.owner, names)
-			self.db.commit()
-		except Exception:
-			self.db.rollback()
-			raise
 		return rows if renewed == len(names) else []
 
 	def _release_quietly(self, rows: Sequence[Any]) -> None:
@@ -442,13 +445,9 @@ class Drainer:
 			)
 
 		now = self.clock.now()
-		try:
+		with self._transaction():
 			outbox.mark_sent(self.db, sent, now)
 			outbox.mark_unsent(self.db, self.owner, unsent, now)
-			self.db.commit()
-		except Exception:
-			self.db.rollback()
-			raise
 		failed = [u for u in unsent if u.status == Status.FAILED]
 		stats = self.stats
 		stats.batches += 1
@@ -476,13 +475,9 @@ class Drainer:
 			[(r, r["attempts"] or 0, r["last_error"] or "", False) for r in rows]
 		)
 		now = self.clock.now()
-		try:
+		with self._transaction():
 			outbox.mark_dead_lettered(self.db, list(copies.values()), now)
 			outbox.release_leases(self.db, self.owner, [r["name"] for r in rows if r["name"] not in copies])
-			self.db.commit()
-		except Exception:
-			self.db.rollback()
-			raise
 		self.stats.dead_lettered += len(copies)
 		return bool(copies)
 

@@ -14,13 +14,14 @@ record as its fields in order; the logical types (date, time-micros, timestamp-m
 local-timestamp-micros, decimal on bytes) as fastavro prepares them.
 
 The bytes are fastavro's, exactly (tests/test_avro_writer.py compares them on the
-shipped schemas, the fuzzed documents and the benchmark workload). The writer only takes
-the values the capture builders produce: a value of any other class (records: plain dicts), a
-missing field, an int out of its range or a decimal that does not fit raises `Fallback`, and the caller
-(`AvroEventSerializer`) hands that record to fastavro, which encodes it or refuses it with
-its own error. A schema with a type the generator does not know (enum, map, fixed, a union
-other than `["null", T]`, ...) gets no writer (`compile_writer` returns None): fastavro
-encodes all its records.
+shipped schemas, fuzzed documents and every supported type; tests/test_derive.py on a
+derived schema). The writer only takes the values the capture builders produce: a value
+of any other class (records: plain dicts without union hints), a missing field, an int
+out of its range or a decimal that does not fit raises `Fallback`, and the caller
+(`AvroEventSerializer`) hands that record to fastavro, which encodes it or refuses it
+with its own error. A schema with a type the generator does not know (enum, map, fixed,
+a union other than `["null", T]`, ...) gets no writer (`compile_writer` returns None):
+fastavro encodes all its records.
 """
 
 from __future__ import annotations
