@@ -224,11 +224,13 @@ def clear_old_logs(db: Database, days: int, now: datetime | None = None) -> None
 #   condition, so it locks exactly those committed rows, which no user transaction holds;
 # - claimers are serialized by a MariaDB named lock (`get_lock`), never by row locks.
 #
-# Leases: a claimed row carries `lease_owner` (the drainer) and `lease_expires_at`. A
-# company's pending rows are leased as a prefix in name order, and a company whose first
-# pending row is leased (in flight, by any drainer), or is Failed and not yet due, yields nothing:
-# so one company's rows are never published by two drainers at once, and a Failed row
-# holds back the later rows of its company. An expired lease is free for anyone.
+# Leases: a claim takes a prefix of each company's pending rows in name order, and leases
+# its FIRST row (`lease_owner`, the drainer, and `lease_expires_at`). A company whose first
+# pending row is leased (in flight, by any drainer), or is Failed and not yet due, yields
+# nothing: so that one lease keeps the whole prefix to one drainer, one company's rows are
+# never published by two drainers at once, and a Failed row holds back the later rows of
+# its company. An expired lease is free for anyone. The prefix is marked (Sent, Failed,
+# Dead) by its drainer; Sent clears the lease, and the next pending row becomes the first.
 
 # Composite indexes beyond the JSON's single-column ones; the controller's
 # on_doctype_update creates them (Frappe), harness/schema.py does the same in tests.
@@ -405,24 +407,31 @@ def claim(
 	for the companies in `after`, of those after the claimer's own batch in flight. Run it
 	under the claim lock, inside a transaction the caller commits.
 
+	Only the FIRST row of each company's prefix is leased (`lease_holders`): a claim stops
+	at a company's first row in flight, so that one lease keeps every other claimer off the
+	whole prefix, and a claim writes one row per company instead of one per event (a row
+	UPDATE costs about as much as everything else the drainer does for an event;
+	benchmarks/RESULTS.md, P3). The prefix is released, renewed and marked as one.
+
 	The rows come from the one read that chose them (`claimable(packed=True)`): when the
-	lease UPDATE took every chosen row (`ROW_COUNT()`), nobody changed them in between
-	but a requeue of a Failed row, or the late mark of a row whose expired lease another
-	drainer held, so only those rows' status and attempts are read again. Otherwise, or
-	when a row does not unpack, the leased rows are read back column by column and each
-	company is cut at the first row it lost.
+	lease UPDATE took every company (`ROW_COUNT()`), nobody changed the rows in between but
+	a requeue of a Failed row, or the late mark of a row whose expired lease another drainer
+	held, so only those rows' status and attempts are read again. Otherwise, or when a row
+	does not unpack, the chosen rows are read back column by column and each company is cut
+	at its first row that is no longer pending.
 	"""
 	chosen = claimable(db, now, limit, packed=True, after=after)
 	if not chosen:
 		return []
 
-	names = [r["name"] for r in chosen]
+	first_by_company = lease_holders(chosen)
+	firsts = list(first_by_company.values())
 	db.sql(
 		f"UPDATE {_T} SET `lease_owner` = %s, `lease_expires_at` = %s "
-		f"WHERE `name` IN ({_in(names)}) AND `status` IN (%s, %s) AND {_LEASE_IS_FREE}",
-		[lease.owner, lease.until, *names, *CLAIMABLE, now],
+		f"WHERE `name` IN ({_in(firsts)}) AND `status` IN (%s, %s) AND {_LEASE_IS_FREE}",
+		[lease.owner, lease.until, *firsts, *CLAIMABLE, now],
 	)
-	if db.sql("SELECT ROW_COUNT()")[0][0] == len(names):
+	if db.sql("SELECT ROW_COUNT()")[0][0] == len(firsts):
 		rows = [unpack(row) for row in chosen]
 		if all(rows):
 			# a Failed row may have been requeued, and a row whose expired lease another drainer
@@ -440,23 +449,48 @@ def claim(
 					if row["name"] in current:
 						row["status"], row["attempts"] = current[row["name"]]
 			return rows
-	got = _leased_rows(db, names, lease)
+	held = {
+		r[0]
+		for r in db.sql(
+			f"SELECT `name` FROM {_T} WHERE `name` IN ({_in(firsts)}) AND `lease_owner` = %s "
+			"AND `lease_expires_at` = %s",
+			[*firsts, lease.owner, lease.until],
+		)
+	}
+	names = [r["name"] for r in chosen if first_by_company[r["company"]] in held]
+	got = (
+		{
+			r["name"]: r
+			for r in db.sql(
+				f"{_SELECT_DELIVERY} WHERE `name` IN ({_in(names)}) AND `status` IN (%s, %s) ORDER BY `name`",
+				[*names, *CLAIMABLE],
+				as_dict=True,
+			)
+		}
+		if names
+		else {}
+	)
 	# Keep each company's rows only up to the first one another party changed meanwhile
-	# (a requeue or a second claimer without the lock), so the lease stays a prefix.
-	have = {r["name"] for r in got}
-	keep, cut = set(), set()
+	# (a requeue, a late mark), so the claim stays a prefix behind its leased first row.
+	keep, cut = [], set()
 	for row in chosen:
 		company = row["company"]
-		if company in cut:
-			continue
-		if row["name"] in have:
-			keep.add(row["name"])
-		else:
+		if company in cut or row["name"] not in got:
 			cut.add(company)
-	extra = [n for n in have if n not in keep]
-	if extra:
-		release_leases(db, lease.owner, extra)
-	return [r for r in got if r["name"] in keep]
+			continue
+		keep.append(got[row["name"]])
+	lost = [name for name in held if name not in {r["name"] for r in keep}]
+	if lost:
+		release_leases(db, lease.owner, lost)
+	return keep
+
+
+def lease_holders(rows: Sequence[Any]) -> dict[Any, Any]:
+	"""{company: the leased row of its claimed prefix}: its first row (rows in name order)."""
+	firsts: dict[Any, Any] = {}
+	for row in rows:
+		firsts.setdefault(row["company"], row["name"])
+	return firsts
 
 
 # Everything a message needs but the light columns, as ONE binary column: PyMySQL converts
@@ -609,7 +643,8 @@ def mark_sent(db: Database, sent: Sequence[Published], now: datetime) -> None:
 
 
 def mark_unsent(db: Database, owner: str, rows: Sequence[Unsent], now: datetime) -> None:
-	"""Record Failed / Dead outcomes of rows this owner still leases: ONE statement."""
+	"""Record Failed / Dead outcomes of pending rows that no other drainer leases (this
+	owner leased each company's first row; see `claim`): ONE statement."""
 	if not rows:
 		return
 	per_row: dict[str, dict[Any, Any]] = {
@@ -622,7 +657,7 @@ def mark_unsent(db: Database, owner: str, rows: Sequence[Unsent], now: datetime)
 	if lettered:
 		per_row["dead_lettered_at"] = {r.name: now for r in lettered}
 		per_row.update(_positions([r.dead_letter for r in lettered]))
-	condition = "`status` IN (%s, %s) AND `lease_owner` = %s"
+	condition = "`status` IN (%s, %s) AND (`lease_owner` = %s OR `lease_owner` IS NULL OR `lease_owner` = '')"
 	_update_rows(db, per_row, {"modified": now, **_LEASE_CLEARED}, condition, [*CLAIMABLE, owner])
 
 
@@ -644,7 +679,8 @@ def release_leases(db: Database, owner: str, names: Sequence[Any]) -> None:
 
 
 def renew_leases(db: Database, owner: str, names: Sequence[Any], until: datetime) -> int:
-	"""Extend `owner`'s leases on pending rows `names` to `until`; how many it still held."""
+	"""Extend `owner`'s leases on pending rows `names` (the leased first rows of claimed
+	prefixes, `lease_holders`) to `until`; how many it still held."""
 	if not names:
 		return 0
 	db.sql(

@@ -73,16 +73,21 @@ def state(name: int):
 	)[0]
 
 
-def test_claim_leases_each_companys_pending_rows_in_name_order(site):
+def test_claim_takes_each_companys_pending_rows_in_name_order_under_one_lease_on_its_first_row(site):
 	commit_events(("a1", "A"), ("b1", "B"), ("a2", "A"))
 	commit_events(("x1", ""), ("a3", "A"))
 	got = claim("d1")
 	assert refs(got) == ["a1", "b1", "a2", "x1", "a3"]
 	assert [r["name"] for r in got] == sorted(r["name"] for r in got)
 	assert [r["company_sequence"] for r in got if r["company"] == "A"] == [1, 2, 3]
-	assert {(state(r["name"]).lease_owner, state(r["name"]).lease_expires_at) for r in got} == {
-		("d1", NOW + LEASE)
+	leases = {
+		r["reference_name"]: (state(r["name"]).lease_owner, state(r["name"]).lease_expires_at) for r in got
 	}
+	assert leases == {
+		"a1": ("d1", NOW + LEASE), "b1": ("d1", NOW + LEASE), "x1": ("d1", NOW + LEASE),
+		"a2": (None, None), "a3": (None, None),
+	}  # fmt: skip
+	assert outbox.lease_holders(got) == {"A": got[0]["name"], "B": got[1]["name"], "": got[3]["name"]}
 	assert CODEC.reference(outbox.decode_payload(got[0]["payload"])) == "a1"
 	assert claim("d2") == [] and claim("d1") == []  # rows in flight are never claimed twice
 
@@ -165,7 +170,7 @@ def test_a_batch_is_marked_sent_in_one_statement_with_partition_and_offset(site)
 	assert all(s.lease_owner is None and s.sent_at == NOW for s in got)
 
 
-def test_failures_are_recorded_in_one_statement_and_only_by_the_lease_holder(site):
+def test_failures_are_recorded_in_one_statement_and_never_on_a_row_another_drainer_leases(site):
 	commit_events(("a1", "A"), ("a2", "A"), ("b1", "B"))
 	a1, a2, b1 = names_of("a1", "a2", "b1")
 	claim("d1")
@@ -176,7 +181,8 @@ def test_failures_are_recorded_in_one_statement_and_only_by_the_lease_holder(sit
 		Unsent(b1, Status.DEAD, 1, "x" * 5000),
 	]
 	counting = CountingDb(frappe.db)
-	outbox.mark_unsent(counting, "someone-else", failures, NOW)  # not the lease holder: nothing
+	# not the lease holder: the rows d1 leased (each company's first) stay as they are
+	outbox.mark_unsent(counting, "someone-else", [failures[0], failures[2]], NOW)
 	frappe.db.commit()
 	assert {state(n).status for n in (a1, a2, b1)} == {Status.QUEUED}
 	outbox.mark_unsent(counting, "d1", failures, NOW)
@@ -400,7 +406,7 @@ def recorded_claim() -> tuple[list, bool]:
 
 	got = outbox.claim(Recording(), lease("d1"), NOW, 100)
 	frappe.db.commit()  # the setup is committed, as a user's transaction would be
-	return got, any("`lease_owner` = %s AND `lease_expires_at` = %s ORDER BY" in q for q in queries)
+	return got, any(q.startswith(outbox._SELECT_DELIVERY) for q in queries)
 
 
 def test_a_row_that_does_not_unpack_is_read_column_by_column(site):
@@ -426,8 +432,11 @@ class RacingDatabase:
 
 
 def claim_while(mariadb, meanwhile) -> list:
-	"""d1's claim, with `meanwhile(other connection)` committed between its read and its lease."""
+	"""d1's claim, with `meanwhile(other connection)` committed between its read and its lease;
+	d1 reads as a drainer does (READ COMMITTED)."""
 	other = _connection(mariadb, True)
+	outbox.use_read_committed(frappe.db)
+	frappe.db.commit()
 
 	def before_lease():
 		meanwhile(other)
@@ -438,6 +447,7 @@ def claim_while(mariadb, meanwhile) -> list:
 	finally:
 		other.close()
 		frappe.db.commit()  # the claim's transaction ends, as the drainer commits it
+		frappe.db.sql("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
 
 def test_a_failed_row_requeued_between_the_read_and_the_lease_is_claimed_as_requeued(site, mariadb):
@@ -454,18 +464,37 @@ def test_a_failed_row_requeued_between_the_read_and_the_lease_is_claimed_as_requ
 	]
 
 
-def test_a_row_leased_by_someone_else_meanwhile_cuts_its_company_there(site, mariadb):
+def test_a_company_leased_by_someone_else_meanwhile_is_left_to_them(site, mariadb):
 	commit_events(("a1", "A"), ("a2", "A"), ("a3", "A"), ("b1", "B"))
-	_, a2, _, _ = names_of("a1", "a2", "a3", "b1")
+	a1, a2, a3, b1 = names_of("a1", "a2", "a3", "b1")
 	got = claim_while(
 		mariadb,
 		lambda other: other.sql(
 			"UPDATE `tabStreaming Event Log` SET lease_owner = 'intruder', lease_expires_at = %s WHERE name = %s",
-			(NOW + LEASE, a2),
+			(NOW + LEASE, a1),
 		),
 	)
-	assert refs(got) == ["a1", "b1"]  # a3 stays behind a2; its lease was given back
-	assert state(names_of("a3")[0]).lease_owner is None
+	assert refs(got) == ["b1"]  # the intruder holds A's first row, so A is theirs
+	assert [state(n).lease_owner for n in (a1, a2, a3, b1)] == ["intruder", None, None, "d1"]
+
+
+def test_a_row_changed_meanwhile_cuts_its_company_there(site, mariadb):
+	commit_events(("a1", "A"), ("a2", "A"), ("a3", "A"), ("b1", "B"))
+	a1, a2, a3, b1 = names_of("a1", "a2", "a3", "b1")
+	got = claim_while(
+		mariadb,
+		lambda other: (
+			other.sql(
+				"UPDATE `tabStreaming Event Log` SET lease_owner = 'intruder', lease_expires_at = %s "
+				"WHERE name = %s",
+				(NOW + LEASE, b1),
+			),
+			outbox.mark_sent(other, [Published(a2, 0, 7)], NOW),
+		),
+	)
+	# B's lease failed, so d1 reads its chosen rows back: a2 is no longer pending, A is cut there
+	assert refs(got) == ["a1"]
+	assert [state(n).lease_owner for n in (a1, a3, b1)] == ["d1", None, "intruder"]
 
 
 def test_a_claimer_continues_a_company_after_its_own_rows_in_flight(site):
@@ -477,7 +506,7 @@ def test_a_claimer_continues_a_company_after_its_own_rows_in_flight(site):
 	rows = outbox.claim(frappe.db, lease("d1"), NOW, 100, after=in_flight)
 	frappe.db.commit()  # the claim's transaction ends, as the drainer commits it
 	assert refs(rows) == ["a2", "b2", "a3"]
-	assert {state(r["name"]).lease_owner for r in rows} == {"d1"}
+	assert [state(r["name"]).lease_owner for r in rows] == ["d1", "d1", None]  # each company's first
 
 
 def test_a_row_marked_by_its_expired_lease_holder_between_the_read_and_the_lease_is_claimed_as_marked(

@@ -6,8 +6,10 @@ It holds ONE producer for its whole run (issue "Delivery", point 2), and repeats
    copy is still pending (`outbox.claim_dead_letters`), and commit;
 2. finish the batch started in the previous round: wait, bounded, for every delivery
    report, decide each row's next state (`state.next_state`, `policy.classify`), copy new
-   Dead rows to the dead-letter topic, and mark the rows in two statements (Sent;
-   Failed/Dead); the claimed rows of a company it left with a Failed row are given back;
+   Dead rows to the dead-letter topic, and mark the rows: a batch delivered in full is
+   marked Sent by the `marker` (a second connection, in a thread) while this loop goes
+   on; a batch with a Failed or Dead row is marked here, in two statements, after any
+   pending mark; the claimed rows of a company it left with a Failed row are given back;
 3. copy the claimed Dead rows whose dead-letter copy was pending (capture failures);
 4. start the claimed batch: produce it in name order (= per-company sequence order)
    without waiting, so its acknowledgements arrive while the next round claims;
@@ -42,6 +44,7 @@ from erpnext_streaming import outbox
 from erpnext_streaming.constants import Status
 from erpnext_streaming.delivery import messages
 from erpnext_streaming.delivery.framing import Framer, FramingError
+from erpnext_streaming.delivery.marker import Marker
 from erpnext_streaming.delivery.policy import Classified, RetryPolicy, classify, describe, unencodable
 from erpnext_streaming.delivery.producer import (
 	BatchResult,
@@ -189,6 +192,7 @@ class Drainer:
 		owner: str | None = None,
 		rand: Callable[[], float] = random.random,
 		framer: Framer | None = None,
+		marker: Marker | None = None,
 	):
 		self.db = db
 		self.producer_factory = producer_factory
@@ -202,6 +206,7 @@ class Drainer:
 		self.owner = owner or new_owner()
 		self.rand = rand
 		self.framer = framer  # None: schemaless and single-object only (no registry)
+		self.marker = marker  # None: every batch is marked in line, on `db`
 		self.time_zone = ZoneInfo(config.time_zone or "UTC")
 		self.stats = DrainStats()
 		self._producer: Producer | None = None
@@ -245,6 +250,7 @@ class Drainer:
 			except Exception:
 				self.log.exception("erpnext_streaming: the batch in flight was not marked; its leases expire")
 			finally:
+				self._marks_done_quietly()
 				self.heartbeat.release()
 				self._close_producer()
 		return self.stats
@@ -253,6 +259,8 @@ class Drainer:
 		"""READ COMMITTED for this connection (no gap locks; see outbox), and the lock name."""
 		outbox.use_read_committed(self.db)
 		self.db.commit()
+		if self.marker is not None:
+			self.marker.prepare()
 		self._lock = outbox.lock_name(self.db, "claim")
 
 	def _last_look(self) -> bool:
@@ -292,6 +300,7 @@ class Drainer:
 		in_flight = self._in_flight
 		if in_flight is None:
 			self._plain_claim_at = self.clock.monotonic() + PLAIN_CLAIM_SECONDS
+			self._marks_done()  # a claim from each company's first pending row sees them marked
 		rows, dead = self._claim(
 			dead_letters=self.clock.monotonic() >= self._dead_letters_retry_at,
 			after=in_flight.last_by_company if in_flight else None,
@@ -347,18 +356,18 @@ class Drainer:
 
 	def _give_back(self, rows: list[Any], companies: set[Any]) -> list[Any]:
 		"""Release the claimed rows of `companies` (a Failed row holds them back)."""
-		back = [r["name"] for r in rows if r["company"] in companies] if companies else []
+		back = [r for r in rows if r["company"] in companies] if companies else []
 		if not back:
 			return rows
 		with self._transaction():
-			outbox.release_leases(self.db, self.owner, back)
+			outbox.release_leases(self.db, self.owner, list(outbox.lease_holders(back).values()))
 		return [r for r in rows if r["company"] not in companies]
 
 	def _renew(self, rows: list[Any]) -> list[Any]:
 		"""The previous batch took long to finish (an outage: bounded flush, dead-letter
 		copies): lease the claimed rows for a full lease from now, so the lease outlives
 		their own round. If one was lost meanwhile (expired and taken), give them all back."""
-		names = [r["name"] for r in rows]
+		names = list(outbox.lease_holders(rows).values())
 		until = self.clock.now() + timedelta(seconds=self.config.lease)
 		with self._transaction():
 			renewed = outbox.renew_leases(self.db, self.owner, names, until)
@@ -373,10 +382,20 @@ class Drainer:
 			return
 		try:
 			self.db.rollback()
-			outbox.release_leases(self.db, self.owner, [r["name"] for r in rows])
+			outbox.release_leases(self.db, self.owner, list(outbox.lease_holders(rows).values()))
 			self.db.commit()
 		except Exception:
 			self.log.exception("erpnext_streaming: claimed rows not given back; their leases expire")
+
+	def _marks_done(self) -> None:
+		if self.marker is not None:
+			self.marker.wait()
+
+	def _marks_done_quietly(self) -> None:
+		try:
+			self._marks_done()
+		except Exception:
+			self.log.exception("erpnext_streaming: a delivered batch was not marked Sent; its leases expire")
 
 	def finish_in_flight(self) -> bool:
 		"""Finish the batch in flight, if any (before leaving, or before a batch of the caller's)."""
@@ -445,9 +464,13 @@ class Drainer:
 			)
 
 		now = self.clock.now()
-		with self._transaction():
-			outbox.mark_sent(self.db, sent, now)
-			outbox.mark_unsent(self.db, self.owner, unsent, now)
+		if self.marker is not None and not unsent:
+			self.marker.submit(sent, now)  # marked while the next batch is claimed and produced
+		else:
+			self._marks_done()
+			with self._transaction():
+				outbox.mark_sent(self.db, sent, now)
+				outbox.mark_unsent(self.db, self.owner, unsent, now)
 		failed = [u for u in unsent if u.status == Status.FAILED]
 		stats = self.stats
 		stats.batches += 1

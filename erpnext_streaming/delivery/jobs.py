@@ -20,7 +20,9 @@ from frappe.utils import now_datetime
 from erpnext_streaming import constants as c
 from erpnext_streaming import kafka_config
 from erpnext_streaming.delivery import framing, signals, sweeper
+from erpnext_streaming.delivery.connection import Connection
 from erpnext_streaming.delivery.drainer import Drainer, DrainerConfig, SystemClock, new_owner
+from erpnext_streaming.delivery.marker import Marker
 from erpnext_streaming.delivery.policy import RetryPolicy
 from erpnext_streaming.delivery.producer import KafkaProducer
 from erpnext_streaming.settings import StreamingConfig
@@ -62,10 +64,20 @@ def drain() -> dict:
 		log=log,
 		owner=owner,
 		framer=build_framer(config, registry_password),
+		marker=Marker(second_connection()),
 	)
-	stats = drainer.run()
+	try:
+		stats = drainer.run()
+	finally:
+		drainer.marker.close()
 	_record(redis_client, site, stats.as_dict())
 	return stats.as_dict()
+
+
+def second_connection() -> Connection:
+	"""A connection of the drainer's own beside `frappe.db`, with Frappe's settings (driver,
+	credentials, conversions), for the marker's thread (delivery/connection.py)."""
+	return Connection(frappe.db.create_connection())
 
 
 def sweep() -> dict:

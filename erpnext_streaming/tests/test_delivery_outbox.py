@@ -61,6 +61,15 @@ class TestDeliveryOutbox(FrappeTestCase):
 			[("a1", 1, Status.QUEUED), ("b1", 1, Status.QUEUED), ("a2", 2, Status.QUEUED)],
 		)
 
+	def test_a_claim_leases_only_the_first_row_of_each_companys_prefix(self):
+		self.write(("a1", "_ES Test A"), ("b1", "_ES Test B"), ("a2", "_ES Test A"), ("a3", "_ES Test A"))
+		self.assertEqual(self.claim("d1"), ["a1", "b1", "a2", "a3"])
+		self.assertEqual(
+			self.written("reference_name", "lease_owner"),
+			[("a1", "d1"), ("b1", "d1"), ("a2", None), ("a3", None)],
+		)
+		self.assertEqual(self.claim("d2"), [])  # the leased first rows hold both prefixes
+
 	def test_a_company_is_leased_to_one_drainer_at_a_time(self):
 		self.write(("a1", "_ES Test A"), ("a2", "_ES Test A"))
 		self.assertEqual(self.claim("d1"), ["a1", "a2"])
