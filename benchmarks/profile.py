@@ -24,18 +24,19 @@ WAITING = "waiting for work (wake-up)"
 DRAINER_STEPS: Sequence[tuple[str, Sequence[tuple[str, str]]]] = (
 	("claim: pending rows (companies GROUP BY + per-company SELECT of the packed rows)", (("outbox.py", "claimable"),)),
 	("claim: unpack the packed rows", (("outbox.py", "unpack"),)),
-	("claim: read-back of the leased rows (only when one changed meanwhile)", (("outbox.py", "_leased_rows"),)),
+	("claim: read-back of the chosen rows (only when one changed meanwhile)", (("outbox.py", "_read_back"),)),
 	("claim: named lock, dead-letter scan, claim COMMIT", (("outbox.py", "get_lock"), ("outbox.py", "release_lock"), ("outbox.py", "claim_dead_letters"))),
 	("message build (headers, framing, payload decode)", (("delivery/messages.py", "build"),)),
 	("produce (hand the batch to librdkafka)", (("delivery/producer.py", "start"),)),
 	("acks: bounded flush + delivery reports (after the next claim)", (("delivery/producer.py", "finish"),)),
-	("mark Sent / unsent (one UPDATE per batch)", (("outbox.py", "mark_sent"), ("outbox.py", "mark_unsent"))),
+	("mark Sent / unsent in line (batches with a Failed or Dead row)", (("outbox.py", "mark_sent"), ("outbox.py", "mark_unsent"))),
+	("waiting for the previous batch's Sent mark (the marker thread, not profiled itself)", (("delivery/marker.py", "wait"),)),
 	("COMMITs", (("sandbox/delivery.py", "commit"),)),
 	(WAITING, (("delivery/signals.py", "wait"), ("delivery/wake.py", "wait"))),
 )  # fmt: skip
 # the lease UPDATE is the rest of `outbox.claim` (it runs inline there)
 CLAIM = ("outbox.py", "claim")
-LEASE_UPDATE = "claim: lease UPDATE (one statement per batch)"
+LEASE_UPDATE = "claim: lease UPDATE of each company's first row (one statement per batch)"
 
 
 def _percent(parts: dict[str, float], total: float) -> dict[str, float]:

@@ -449,6 +449,16 @@ def claim(
 					if row["name"] in current:
 						row["status"], row["attempts"] = current[row["name"]]
 			return rows
+	return _read_back(db, chosen, first_by_company, lease)
+
+
+def _read_back(
+	db: Database, chosen: Sequence[Any], first_by_company: dict[Any, Any], lease: Lease
+) -> list[Any]:
+	"""The chosen rows of the companies this claim leased, read again column by column; each
+	company cut before its first row another party changed meanwhile (a requeue, a late
+	mark), so the claim stays a prefix behind its leased first row."""
+	firsts = list(first_by_company.values())
 	held = {
 		r[0]
 		for r in db.sql(
@@ -470,8 +480,6 @@ def claim(
 		if names
 		else {}
 	)
-	# Keep each company's rows only up to the first one another party changed meanwhile
-	# (a requeue, a late mark), so the claim stays a prefix behind its leased first row.
 	keep, cut = [], set()
 	for row in chosen:
 		company = row["company"]
@@ -479,7 +487,8 @@ def claim(
 			cut.add(company)
 			continue
 		keep.append(got[row["name"]])
-	lost = [name for name in held if name not in {r["name"] for r in keep}]
+	kept = {r["name"] for r in keep}
+	lost = [name for name in held if name not in kept]
 	if lost:
 		release_leases(db, lease.owner, lost)
 	return keep
