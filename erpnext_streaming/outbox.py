@@ -678,6 +678,22 @@ def mark_dead_lettered(db: Database, copies: Sequence[Published], now: datetime)
 		_update_positions(db, copies, common, condition, [Status.DEAD])
 
 
+def still_leased(db: Database, owner: str, leases: Mapping[Any, Any]) -> set[Any]:
+	"""The companies whose claimed prefix `owner` still leases (`leases`: {company: its
+	leased first row}, `lease_holders`). A company another drainer took over after the
+	lease expired is not: its rows are that drainer's to mark."""
+	if not leases:
+		return set()
+	names = list(leases.values())
+	held = {
+		r[0]
+		for r in db.sql(
+			f"SELECT `name` FROM {_T} WHERE `name` IN ({_in(names)}) AND `lease_owner` = %s", [*names, owner]
+		)
+	}
+	return {company for company, name in leases.items() if name in held}
+
+
 def release_leases(db: Database, owner: str, names: Sequence[Any]) -> None:
 	if names:
 		db.sql(

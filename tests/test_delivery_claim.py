@@ -526,3 +526,16 @@ def test_a_row_marked_by_its_expired_lease_holder_between_the_read_and_the_lease
 		),
 	)
 	assert [(r["status"], r["attempts"]) for r in got] == [(Status.FAILED, 3)]
+
+
+def test_a_drainer_knows_which_companies_it_still_leases(site):
+	commit_events(("a1", "A"), ("a2", "A"), ("b1", "B"))
+	a1, _, b1 = names_of("a1", "a2", "b1")
+	got = claim("d1")
+	leases = outbox.lease_holders(got)
+	assert leases == {"A": a1, "B": b1}
+	assert outbox.still_leased(frappe.db, "d1", leases) == {"A", "B"}
+	frappe.db.sql("UPDATE `tabStreaming Event Log` SET lease_owner = 'd2' WHERE name = %s", (b1,))
+	assert outbox.still_leased(frappe.db, "d1", leases) == {"A"}  # B was taken over
+	assert outbox.still_leased(frappe.db, "d1", {}) == set()
+	frappe.db.rollback()

@@ -355,3 +355,55 @@ def test_now_and_then_a_round_claims_without_continuing_after_the_batch_in_fligh
 	)
 	assert stats.sent == 6 and all_delivered()
 	assert afters[0] is None and (afters[1] is not None) is continued
+
+
+class TakenOverDuringFinish(InjectingProducer):
+	"""The real producer; the first batch's report of `failing` is an error, and `during`
+	runs before that batch's finish (another drainer takes a company over meanwhile)."""
+
+	def __init__(self, conf: dict, failing, during):
+		super().__init__(conf, failing=failing)
+		self.during = during
+
+	def finish(self, sending):
+		during, self.during = self.during, None
+		if during is not None:
+			during()
+		return super().finish(sending)
+
+
+def test_a_failure_is_not_recorded_on_a_company_another_drainer_took_over(
+	site, mariadb, redis_url, kafka_bootstrap
+):
+	"""Only each company's first row carries the lease: before recording Failed rows the
+	drainer checks that it still leases their company, so a drainer whose lease expired
+	never overwrites rows a newer owner is delivering."""
+	names = two_company_backlog(kafka_bootstrap, per_company=2)
+	intruder = StandinDatabase(**{k: v for k, v in mariadb.items() if k != "tables"})
+
+	def take_over_acme():
+		intruder.sql(
+			"UPDATE `tabStreaming Event Log` SET lease_owner = 'intruder', lease_expires_at = %s WHERE name = %s",
+			(datetime.now() + timedelta(minutes=5), names["A1"]),
+		)
+		intruder.commit()
+
+	producers: list[TakenOverDuringFinish] = []
+
+	def factory():
+		producers.append(
+			TakenOverDuringFinish(producer_conf(kafka_bootstrap), failing=names["A2"], during=take_over_acme)
+		)
+		return producers[-1]
+
+	try:
+		stats = run_drainer(mariadb, redis_url, factory, batch_size=4)
+	finally:
+		intruder.close()
+	assert producers[0].injected and stats.failed == 0  # A2 failed, and nothing was recorded:
+	a2 = next(r for r in rows() if r.name == names["A2"])
+	assert (a2.attempts, a2.last_error) == (0, "")  # the row was left to Acme's new owner
+	ref_of = {name: ref for ref, name in names.items()}
+	started = [[ref_of[n] for n in batch] for batch in producers[0].started]
+	assert started == [["A1", "G1", "A2", "G2"], ["A2"]]
+	assert {r.status for r in rows()} == {Status.SENT}

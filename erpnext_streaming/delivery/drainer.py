@@ -427,6 +427,7 @@ class Drainer:
 		rows to the dead-letter topic and mark the rows in two statements (Sent; Failed/Dead).
 		Returns the companies left with a Failed row."""
 		rows, outcome = in_flight.rows, in_flight.outcome
+		company_of = {row["name"]: row["company"] for row in rows}
 		deliveries = self._finish(in_flight.sending).deliveries if in_flight.sending is not None else {}
 		now = self.clock.now()
 		sent: list[Published] = []
@@ -469,6 +470,10 @@ class Drainer:
 		else:
 			self._marks_done()
 			with self._transaction():
+				if unsent:  # only where this drainer still leases the company (a late drainer never
+					# overwrites a newer owner's rows: only each company's first row carries the lease)
+					held = outbox.still_leased(self.db, self.owner, outbox.lease_holders(rows))
+					unsent = [u for u in unsent if company_of[u.name] in held]
 				outbox.mark_sent(self.db, sent, now)
 				outbox.mark_unsent(self.db, self.owner, unsent, now)
 		failed = [u for u in unsent if u.status == Status.FAILED]

@@ -70,6 +70,14 @@ class TestDeliveryOutbox(FrappeTestCase):
 		)
 		self.assertEqual(self.claim("d2"), [])  # the leased first rows hold both prefixes
 
+	def test_a_drainer_knows_which_companies_it_still_leases(self):
+		a1, b1 = self.write(("a1", "_ES Test A"), ("b1", "_ES Test B"))
+		claimed = outbox.claim(frappe.db, Lease("d1", self.now + LEASE), self.now, 10)
+		leases = outbox.lease_holders(claimed)
+		self.assertEqual(leases, {"_ES Test A": a1, "_ES Test B": b1})
+		frappe.db.set_value(EVENT_LOG_DOCTYPE, b1, "lease_owner", "d2", update_modified=False)
+		self.assertEqual(outbox.still_leased(frappe.db, "d1", leases), {"_ES Test A"})
+
 	def test_a_company_is_leased_to_one_drainer_at_a_time(self):
 		self.write(("a1", "_ES Test A"), ("a2", "_ES Test A"))
 		self.assertEqual(self.claim("d1"), ["a1", "a2"])
