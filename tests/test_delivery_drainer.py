@@ -235,17 +235,18 @@ def rows_with_refs() -> list:
 
 
 class SlowFirstFinish(InjectingProducer):
-	"""The real producer; the first batch's finish runs `during` first (an outage's long flush)."""
+	"""The real producer; the first batch's finish runs `during` first (an outage's long flush,
+	another drainer taking a company over), and the report of `failing`, if any, is an error."""
 
-	def __init__(self, conf: dict, during):
-		super().__init__(conf, failing=None)
+	def __init__(self, conf: dict, during, failing=None):
+		super().__init__(conf, failing=failing)
 		self.during = during
 
 	def finish(self, sending):
 		during, self.during = self.during, None
 		if during is not None:
 			during()
-		return self.inner.finish(sending)
+		return super().finish(sending)
 
 
 def two_company_backlog(kafka_bootstrap, per_company: int = 3) -> dict[str, int]:
@@ -357,21 +358,6 @@ def test_now_and_then_a_round_claims_without_continuing_after_the_batch_in_fligh
 	assert afters[0] is None and (afters[1] is not None) is continued
 
 
-class TakenOverDuringFinish(InjectingProducer):
-	"""The real producer; the first batch's report of `failing` is an error, and `during`
-	runs before that batch's finish (another drainer takes a company over meanwhile)."""
-
-	def __init__(self, conf: dict, failing, during):
-		super().__init__(conf, failing=failing)
-		self.during = during
-
-	def finish(self, sending):
-		during, self.during = self.during, None
-		if during is not None:
-			during()
-		return super().finish(sending)
-
-
 def test_a_failure_is_not_recorded_on_a_company_another_drainer_took_over(
 	site, mariadb, redis_url, kafka_bootstrap
 ):
@@ -388,11 +374,11 @@ def test_a_failure_is_not_recorded_on_a_company_another_drainer_took_over(
 		)
 		intruder.commit()
 
-	producers: list[TakenOverDuringFinish] = []
+	producers: list[SlowFirstFinish] = []
 
 	def factory():
 		producers.append(
-			TakenOverDuringFinish(producer_conf(kafka_bootstrap), failing=names["A2"], during=take_over_acme)
+			SlowFirstFinish(producer_conf(kafka_bootstrap), during=take_over_acme, failing=names["A2"])
 		)
 		return producers[-1]
 
