@@ -436,7 +436,7 @@ def claim_while(mariadb, meanwhile) -> list:
 	d1 reads as a drainer does (READ COMMITTED)."""
 	other = _connection(mariadb, True)
 	outbox.use_read_committed(frappe.db)
-	frappe.db.commit()
+	frappe.db.commit()  # the isolation level applies from the next transaction (as `Drainer.prepare`)
 
 	def before_lease():
 		meanwhile(other)

@@ -30,7 +30,7 @@ def second_connection() -> Connection:
 
 def claimed(limit: int = 100) -> list:
 	rows_ = outbox.claim(frappe.db, Lease("d1", NOW + timedelta(minutes=5)), NOW, limit)
-	frappe.db.commit()
+	frappe.db.commit()  # the claim's transaction ends, as the drainer commits it
 	return rows_
 
 
@@ -71,7 +71,7 @@ def test_a_mark_runs_while_the_drainers_connection_claims(site):
 		marker.submit([Published(r["name"], 0, i) for i, r in enumerate(first)], NOW)
 		assert entered.wait(10)
 		outbox.use_read_committed(frappe.db)
-		frappe.db.commit()
+		frappe.db.commit()  # the isolation level applies from the next transaction (as `Drainer.prepare`)
 		second = claimed()
 		assert [r["reference_name"] for r in second] == ["b0", "b1", "b2"]
 		release.set()
