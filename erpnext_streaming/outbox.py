@@ -458,16 +458,8 @@ def _read_back(
 	"""The chosen rows of the companies this claim leased, read again column by column; each
 	company cut before its first row another party changed meanwhile (a requeue, a late
 	mark), so the claim stays a prefix behind its leased first row."""
-	firsts = list(first_by_company.values())
-	held = {
-		r[0]
-		for r in db.sql(
-			f"SELECT `name` FROM {_T} WHERE `name` IN ({_in(firsts)}) AND `lease_owner` = %s "
-			"AND `lease_expires_at` = %s",
-			[*firsts, lease.owner, lease.until],
-		)
-	}
-	names = [r["name"] for r in chosen if first_by_company[r["company"]] in held]
+	held = still_leased(db, lease.owner, first_by_company)
+	names = [r["name"] for r in chosen if r["company"] in held]
 	got = (
 		{
 			r["name"]: r
@@ -488,7 +480,7 @@ def _read_back(
 			continue
 		keep.append(got[row["name"]])
 	kept = {r["name"] for r in keep}
-	lost = [name for name in held if name not in kept]
+	lost = [first_by_company[company] for company in held if first_by_company[company] not in kept]
 	if lost:
 		release_leases(db, lease.owner, lost)
 	return keep
@@ -500,6 +492,11 @@ def lease_holders(rows: Sequence[Any]) -> dict[Any, Any]:
 	for row in rows:
 		firsts.setdefault(row["company"], row["name"])
 	return firsts
+
+
+def leased_names(rows: Sequence[Any]) -> list[Any]:
+	"""The rows among claimed `rows` that carry the lease (each company's first)."""
+	return list(lease_holders(rows).values())
 
 
 # Everything a message needs but the light columns, as ONE binary column: PyMySQL converts

@@ -360,14 +360,14 @@ class Drainer:
 		if not back:
 			return rows
 		with self._transaction():
-			outbox.release_leases(self.db, self.owner, list(outbox.lease_holders(back).values()))
+			outbox.release_leases(self.db, self.owner, outbox.leased_names(back))
 		return [r for r in rows if r["company"] not in companies]
 
 	def _renew(self, rows: list[Any]) -> list[Any]:
 		"""The previous batch took long to finish (an outage: bounded flush, dead-letter
 		copies): lease the claimed rows for a full lease from now, so the lease outlives
 		their own round. If one was lost meanwhile (expired and taken), give them all back."""
-		names = list(outbox.lease_holders(rows).values())
+		names = outbox.leased_names(rows)
 		until = self.clock.now() + timedelta(seconds=self.config.lease)
 		with self._transaction():
 			renewed = outbox.renew_leases(self.db, self.owner, names, until)
@@ -382,7 +382,7 @@ class Drainer:
 			return
 		try:
 			self.db.rollback()
-			outbox.release_leases(self.db, self.owner, list(outbox.lease_holders(rows).values()))
+			outbox.release_leases(self.db, self.owner, outbox.leased_names(rows))
 			self.db.commit()
 		except Exception:
 			self.log.exception("erpnext_streaming: claimed rows not given back; their leases expire")
@@ -427,7 +427,6 @@ class Drainer:
 		rows to the dead-letter topic and mark the rows in two statements (Sent; Failed/Dead).
 		Returns the companies left with a Failed row."""
 		rows, outcome = in_flight.rows, in_flight.outcome
-		company_of = {row["name"]: row["company"] for row in rows}
 		deliveries = self._finish(in_flight.sending).deliveries if in_flight.sending is not None else {}
 		now = self.clock.now()
 		sent: list[Published] = []
@@ -473,6 +472,7 @@ class Drainer:
 				if unsent:  # only where this drainer still leases the company (a late drainer never
 					# overwrites a newer owner's rows: only each company's first row carries the lease)
 					held = outbox.still_leased(self.db, self.owner, outbox.lease_holders(rows))
+					company_of = {row["name"]: row["company"] for row in rows}
 					unsent = [u for u in unsent if company_of[u.name] in held]
 				outbox.mark_sent(self.db, sent, now)
 				outbox.mark_unsent(self.db, self.owner, unsent, now)
