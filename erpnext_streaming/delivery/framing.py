@@ -76,7 +76,7 @@ class FramingError(Exception):
 		return Classified(Outcome.PERMANENT, False, self.message)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per delivered event: not frozen, see delivery/producer.py
 class Framed:
 	value: bytes
 	content_type: str

@@ -24,7 +24,10 @@ from confluent_kafka import KafkaError, KafkaException
 POLL_EVERY = 500
 
 
-@dataclass(frozen=True, slots=True)
+# OutgoingMessage and Delivery are made once per event on the drainer's hot path: plain
+# slotted dataclasses (a frozen one's __init__ costs about three times as much; P3 in
+# benchmarks/RESULTS.md). Treat them as values all the same.
+@dataclass(slots=True)
 class OutgoingMessage:
 	ref: Any  # the Event Log row name; comes back in the delivery report
 	topic: str
@@ -33,7 +36,7 @@ class OutgoingMessage:
 	headers: list[tuple[str, bytes]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delivery:
 	ref: Any
 	error: KafkaError | None
@@ -96,12 +99,28 @@ class KafkaProducer:
 		return self.finish(self.start(messages, timeout))
 
 	def start(self, messages: Sequence[OutgoingMessage], timeout: float) -> Sending:
+		"""Hand every message to librdkafka. The loop is the drainer's hottest: one `produce`
+		per message, and `_produce` (which knows what to do about a full queue, a fatal
+		error or a refused message) only for a message whose first attempt raised."""
 		deliveries: dict[Any, Delivery] = {}
 		deadline = time.monotonic() + timeout
+		produce, poll, on_delivery = self._producer.produce, self._producer.poll, self._on_delivery
 		for count, message in enumerate(messages, 1):
-			self._produce(message, deliveries, deadline)
+			if self.fatal is None:
+				try:
+					produce(
+						message.topic,
+						value=message.value,
+						key=message.key,
+						headers=message.headers,
+						on_delivery=partial(on_delivery, deliveries, message.ref),
+					)
+				except (BufferError, KafkaException, TypeError, ValueError):
+					self._produce(message, deliveries, deadline)
+			else:
+				self._produce(message, deliveries, deadline)
 			if count % POLL_EVERY == 0:
-				self._producer.poll(0)  # serve reports (and the error callback) as we go
+				poll(0)  # serve reports (and the error callback) as we go
 		return Sending(messages, deliveries, deadline, timeout)
 
 	def finish(self, sending: Sending) -> BatchResult:
