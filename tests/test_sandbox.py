@@ -123,3 +123,23 @@ def test_ctrl_c_stops_the_sandbox_and_leaves_nothing_running(kafka_bootstrap, re
 	output = log.read_text()
 	assert output.rstrip().endswith("stopped; workers stopped, database dropped, topics deleted")
 	assert left_behind(output, kafka_bootstrap, redis_url, mariadb) == []
+
+
+def test_the_sandbox_drainer_collects_garbage_as_a_frappe_process_does_and_restores_the_thresholds():
+	"""A drainer in a bench runs under `import frappe`'s collector thresholds; the sandbox's
+	work horse, which does not import Frappe, sets the same ones for the job."""
+	import gc
+
+	from sandbox.delivery import FRAPPE_GC_THRESHOLDS, frappe_gc_thresholds
+
+	before = gc.get_threshold()
+	try:
+		gc.set_threshold(700, 10, 10)  # a bare Python process
+		with frappe_gc_thresholds():
+			assert gc.get_threshold() == FRAPPE_GC_THRESHOLDS == (7000, 20, 20)
+		assert gc.get_threshold() == (700, 10, 10)
+		gc.set_threshold(50_000, 10, 30)  # never lowered
+		with frappe_gc_thresholds():
+			assert gc.get_threshold() == (50_000, 20, 30)
+	finally:
+		gc.set_threshold(*before)
