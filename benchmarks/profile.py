@@ -69,9 +69,19 @@ def capture_breakdown(run: Callable[[], object]) -> dict[str, float]:
 	return _percent(parts, sum(parts.values()))
 
 
-def drainer_breakdown(run: Callable[[], object]) -> dict[str, float]:
+# the drainer's thread, by what it runs or waits on: own time of these built-ins
+RESOURCES: Sequence[tuple[str, Sequence[str]]] = (
+	("waiting on MariaDB (socket reads; the server's work and the marker's beside it)", ("'recv_into'",)),
+	("waiting on the broker (bounded flush, polls)", ("'flush' of 'cimpl", "'poll' of 'cimpl")),
+	("librdkafka produce (C, per message)", ("'produce' of 'cimpl",)),
+	("waiting on the marker thread (lock)", ("'acquire' of '_thread.lock'",)),
+)
+
+
+def drainer_breakdown(run: Callable[[], object]) -> tuple[dict[str, float], dict[str, float]]:
 	"""Percent of the drainer's busy time (its wall time minus waiting for work, which is
-	only its idle exit here) in each of its steps."""
+	only its idle exit here) in each of its steps; and the same busy time by what the
+	thread runs or waits on (`RESOURCES`; the rest is Python, PyMySQL's row parsing included)."""
 	profiler = cProfile.Profile()
 	profiler.runcall(run)
 	stats = pstats.Stats(profiler).stats
@@ -89,6 +99,20 @@ def drainer_breakdown(run: Callable[[], object]) -> dict[str, float]:
 		if filename.endswith(CLAIM[0]) and fn == CLAIM[1]
 	)
 	parts[LEASE_UPDATE] = max(claim - sum(parts[name] for name, _ in DRAINER_STEPS[:3]), 0.0)
-	busy = total - parts.pop(WAITING)
+	waiting = parts.pop(WAITING)
+	busy = total - waiting
 	parts["other (loop, heartbeat, bookkeeping)"] = max(busy - sum(parts.values()), 0.0)
-	return _percent(parts, busy)
+	resources = dict.fromkeys([name for name, _ in RESOURCES], 0.0)
+	for (filename, _, fn), (_, _, tottime, _, callers) in stats.items():
+		for name, methods in RESOURCES:
+			if filename != "~" or not any(m in fn for m in methods):
+				continue
+			if "'recv_into'" in fn:  # PyMySQL's reads only: Redis (the idle wait) reads elsewhere
+				calls = {caller: timing[3] for caller, timing in callers.items()}
+				share = sum(t for caller, t in calls.items() if "redis" not in caller[0])
+				tottime *= share / (sum(calls.values()) or 1.0)
+			resources[name] += tottime
+	resources["Python (the drainer, PyMySQL's parsing, the marker's hand-off)"] = max(
+		busy - sum(resources.values()), 0.0
+	)
+	return _percent(parts, busy), _percent(resources, busy)
