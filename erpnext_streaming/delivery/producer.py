@@ -99,28 +99,12 @@ class KafkaProducer:
 		return self.finish(self.start(messages, timeout))
 
 	def start(self, messages: Sequence[OutgoingMessage], timeout: float) -> Sending:
-		"""Hand every message to librdkafka. The loop is the drainer's hottest: one `produce`
-		per message, and `_produce` (which knows what to do about a full queue, a fatal
-		error or a refused message) only for a message whose first attempt raised."""
 		deliveries: dict[Any, Delivery] = {}
 		deadline = time.monotonic() + timeout
-		produce, poll, on_delivery = self._producer.produce, self._producer.poll, self._on_delivery
 		for count, message in enumerate(messages, 1):
-			if self.fatal is None:
-				try:
-					produce(
-						message.topic,
-						value=message.value,
-						key=message.key,
-						headers=message.headers,
-						on_delivery=partial(on_delivery, deliveries, message.ref),
-					)
-				except (BufferError, KafkaException, TypeError, ValueError):
-					self._produce(message, deliveries, deadline)
-			else:
-				self._produce(message, deliveries, deadline)
+			self._produce(message, deliveries, deadline)
 			if count % POLL_EVERY == 0:
-				poll(0)  # serve reports (and the error callback) as we go
+				self._producer.poll(0)  # serve reports (and the error callback) as we go
 		return Sending(messages, deliveries, deadline, timeout)
 
 	def finish(self, sending: Sending) -> BatchResult:
