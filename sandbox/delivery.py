@@ -43,8 +43,9 @@ def frappe_gc_thresholds() -> Iterator[None]:
 	"""The collector thresholds a Frappe process runs with: `import frappe` multiplies
 	Python's (700, 10, 10) by (10, 2, 2) (frappe/__init__.py, `FRAPPE_TUNE_GC`, on by
 	default), so a drainer in a bench collects ten times less often than a bare Python
-	process would. The sandbox's work horse does not import Frappe: it sets them for the
-	job, and puts the previous ones back (a job run in process, e.g. by a profile)."""
+	process would. The sandbox's work horse does not import Frappe: for the job it raises
+	each threshold to at least Frappe's (never lowers one), and puts the previous ones
+	back (a job run in process, e.g. by a profile)."""
 	previous = gc.get_threshold()
 	gc.set_threshold(*(max(now, frappe) for now, frappe in zip(previous, FRAPPE_GC_THRESHOLDS, strict=True)))
 	try:
