@@ -99,8 +99,7 @@ def drainer_breakdown(run: Callable[[], object]) -> tuple[dict[str, float], dict
 		if filename.endswith(CLAIM[0]) and fn == CLAIM[1]
 	)
 	parts[LEASE_UPDATE] = max(claim - sum(parts[name] for name, _ in DRAINER_STEPS[:3]), 0.0)
-	waiting = parts.pop(WAITING)
-	busy = total - waiting
+	busy = total - parts.pop(WAITING)
 	parts["other (loop, heartbeat, bookkeeping)"] = max(busy - sum(parts.values()), 0.0)
 	resources = dict.fromkeys([name for name, _ in RESOURCES], 0.0)
 	for (filename, _, fn), (_, _, tottime, _, callers) in stats.items():
