@@ -22,21 +22,18 @@ CAPTURE_PARTS: Sequence[tuple[str, Sequence[str]]] = (
 WAITING = "waiting for work (wake-up)"
 # P3: cumulative time of the drainer's steps (disjoint: none calls another)
 DRAINER_STEPS: Sequence[tuple[str, Sequence[tuple[str, str]]]] = (
-	("claim: pending rows (companies GROUP BY + per-company SELECT of the packed rows)", (("outbox.py", "claimable"),)),
-	("claim: unpack the packed rows", (("outbox.py", "unpack"),)),
-	("claim: read-back of the chosen rows (only when one changed meanwhile)", (("outbox.py", "_read_back"),)),
+	("claim: companies, their bundles after the cursors, cursor leases", (("delivery/bundles.py", "claim"),)),
 	("claim: named lock, dead-letter scan, claim COMMIT", (("outbox.py", "get_lock"), ("outbox.py", "release_lock"), ("outbox.py", "claim_dead_letters"))),
-	("message build (headers, framing, payload decode)", (("delivery/messages.py", "build"),)),
+	("bundle entries: JSON parse", (("json/__init__.py", "loads"),)),
+	("messages from the entries (base64, framing)", (("delivery/messages.py", "from_entry"),)),
 	("produce (hand the batch to librdkafka)", (("delivery/producer.py", "start"),)),
 	("acks: bounded flush + delivery reports (after the next claim)", (("delivery/producer.py", "finish"),)),
-	("mark Sent / unsent in line (batches with a Failed or Dead row)", (("outbox.py", "mark_sent"), ("outbox.py", "mark_unsent"))),
-	("waiting for the previous batch's Sent mark (the marker thread, not profiled itself)", (("delivery/marker.py", "wait"),)),
+	("record in line (a batch with a failed event)", (("delivery/bundles.py", "record_delivered"), ("delivery/bundles.py", "record_retry"), ("outbox.py", "mark_unsent"))),
+	("waiting for the previous batch's receipt (the marker thread, not profiled itself)", (("delivery/marker.py", "wait"),)),
+	("settle: receipts into the Event Log (rows Sent), after the drain", (("delivery/bundles.py", "settle"),)),
 	("COMMITs", (("sandbox/delivery.py", "commit"),)),
 	(WAITING, (("delivery/signals.py", "wait"), ("delivery/wake.py", "wait"))),
 )  # fmt: skip
-# the lease UPDATE is the rest of `outbox.claim` (it runs inline there)
-CLAIM = ("outbox.py", "claim")
-LEASE_UPDATE = "claim: lease UPDATE of each company's first row (one statement per batch)"
 
 
 def _percent(parts: dict[str, float], total: float) -> dict[str, float]:
@@ -93,12 +90,6 @@ def drainer_breakdown(run: Callable[[], object]) -> tuple[dict[str, float], dict
 			for (filename, _, fn), (_, _, _, cum, _) in stats.items()
 			if any(filename.endswith(f) and fn == want for f, want in functions)
 		)
-	claim = sum(
-		cum
-		for (filename, _, fn), (_, _, _, cum, _) in stats.items()
-		if filename.endswith(CLAIM[0]) and fn == CLAIM[1]
-	)
-	parts[LEASE_UPDATE] = max(claim - sum(parts[name] for name, _ in DRAINER_STEPS[:3]), 0.0)
 	busy = total - parts.pop(WAITING)
 	parts["other (loop, heartbeat, bookkeeping)"] = max(busy - sum(parts.values()), 0.0)
 	resources = dict.fromkeys([name for name, _ in RESOURCES], 0.0)

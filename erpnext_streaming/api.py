@@ -17,6 +17,7 @@ from frappe.utils import cint, now_datetime
 
 from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE
+from erpnext_streaming.emitters.handler import message_context
 
 REQUEUE_LIMIT = 100000
 
@@ -43,7 +44,7 @@ def requeue(names: list | str | None = None, filters: dict | str | None = None) 
 		wanted = list(names)
 		if filters:
 			wanted += outbox.requeue_candidates(frappe.db, dict(filters), now, limit=REQUEUE_LIMIT)
-		requeued = outbox.requeue(frappe.db, wanted, now, frappe.session.user)
+		requeued = outbox.requeue(frappe.db, wanted, now, frappe.session.user, message_context())
 	except outbox.RequeueRefused as e:
 		details = "".join(f"<br>{name}: {_(reason)}" for name, reason in e.rows[:20])
 		frappe.throw(_(e.message) + details, title=_("Not requeued"))

@@ -22,6 +22,16 @@ EVENT_LOG_TABLE = f"tab{EVENT_LOG_DOCTYPE}"
 # Frappe's autoincrement naming draws names from this MariaDB sequence
 # (frappe/database/sequence.py: scrub(doctype + "_id_seq"), nocache, nocycle).
 EVENT_LOG_SEQUENCE = "streaming_event_log_id_seq"
+# the delivery queue (delivery/bundles.py): one bundle per transaction and company, the
+# per-company cursors, and the receipts of delivered batches not yet settled in the log
+BUNDLE_DOCTYPE = "Streaming Delivery Bundle"
+BUNDLE_TABLE = f"tab{BUNDLE_DOCTYPE}"
+BUNDLE_SEQUENCE = "streaming_delivery_bundle_id_seq"
+CURSOR_DOCTYPE = "Streaming Delivery Cursor"
+CURSOR_TABLE = f"tab{CURSOR_DOCTYPE}"
+RECEIPT_DOCTYPE = "Streaming Delivery Receipt"
+RECEIPT_TABLE = f"tab{RECEIPT_DOCTYPE}"
+RECEIPT_SEQUENCE = "streaming_delivery_receipt_id_seq"
 
 DEFAULT_TOPIC_PREFIX = "erpnext"
 DEFAULT_DEAD_LETTER_TOPIC = "erpnext.dead-letter"

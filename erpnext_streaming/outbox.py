@@ -6,14 +6,19 @@ Functions take a `db` with Frappe's `frappe.db.sql(query, values, as_dict=...)` 
 from the caller, so the module has no Frappe import and times follow Frappe's
 `now_datetime()` (system time zone), like the `modified` column Frappe writes.
 
-Writing a transaction's events costs three statements whatever the number of events:
-1. one upsert of the per-company counters (companies sorted, so concurrent transactions
+Writing a transaction's events costs six statements whatever the number of events:
+1. a savepoint (the write is all or nothing inside the user's transaction),
+2. one upsert of the per-company counters (companies sorted, so concurrent transactions
    lock them in the same order and cannot deadlock on them),
-2. one read of the new counter values,
-3. one multi-row INSERT of the events.
+3. one read of the new counter values,
+4. the rows' names, drawn from the Event Log's sequence in one statement,
+5. one multi-row INSERT of the events,
+6. one multi-row INSERT of their delivery bundles, one per company, holding its events
+   as ready messages (delivery/bundles.py: what the drainer reads instead of the rows).
 The counter rows stay locked until COMMIT, so two transactions with events of the same
 company commit one after the other: for every company, name order, company_sequence
-order and commit order agree, and the sequence has no gaps (a consumer can detect loss).
+order, bundle order and commit order agree, and the sequence has no gaps (a consumer can
+detect loss).
 Counter rows are keyed under the database's collation: names that differ only in case or
 trailing spaces are one row, and their events share its sequence.
 The lock is taken in before_commit, after all of ERPNext's own work, and held only for
@@ -24,13 +29,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import itertools
 import json
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from functools import lru_cache
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 from erpnext_streaming.constants import EVENT_LOG_SEQUENCE, EVENT_LOG_TABLE, Encoding, Status
@@ -40,6 +45,18 @@ SEQUENCE_TABLE = "tabStreaming Company Sequence"
 NO_COMPANY_BUCKET = "-"
 LAST_ERROR_LIMIT = 2000
 SYSTEM_USER = "Administrator"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageContext:
+	"""What a message's headers say beyond the row: the site (`ce_source`) and its time
+	zone (`ce_time`'s offset). Frappe glue: `emitters.handler.message_context()`."""
+
+	site: str = ""
+	time_zone: tzinfo = UTC
+
+
+NO_CONTEXT = MessageContext()
 
 
 class Database(Protocol):
@@ -96,8 +113,8 @@ _COLUMNS = (
 	"last_error",
 )
 _INSERT_HEAD = "INSERT INTO `{}` ({}) VALUES ".format(EVENT_LOG_TABLE, ", ".join(f"`{c}`" for c in _COLUMNS))
-# NEXTVAL draws the autoincrement name Frappe itself would draw (frappe/model/naming.py)
-_ROW = "(NEXTVAL(`{}`), {})".format(EVENT_LOG_SEQUENCE, ", ".join(["%s"] * (len(_COLUMNS) - 1)))
+_ROW = "({})".format(", ".join(["%s"] * len(_COLUMNS)))
+_SAVEPOINT = "erpnext_streaming_outbox"
 
 
 def bucket(company: str) -> str:
@@ -140,58 +157,109 @@ def allocate_sequences(
 	return {name: numbers[stored[name][0]] for name in companies}
 
 
-def write(db: Database, records: Sequence[OutboxRecord], now: datetime, user: str = SYSTEM_USER) -> None:
-	"""Insert a transaction's events as Queued (or Dead) rows, in buffer order: three
-	statements whatever the number of events (sequence upsert, its read, ONE multi-row
-	INSERT), inside the caller's transaction."""
+def _no_such_table(error: Exception) -> bool:
+	return bool(getattr(error, "args", None)) and error.args[0] == _ER_NO_SUCH_TABLE
+
+
+_ER_NO_SUCH_TABLE = 1146  # MariaDB: Table '...' doesn't exist
+
+
+def draw_names(db: Database, count: int) -> list[int]:
+	"""`count` Event Log names from its sequence, as Frappe's autoincrement naming draws
+	them (frappe/model/naming.py), in one statement (MariaDB's `seq_1_to_n` table)."""
+	rows = db.sql(f"SELECT NEXTVAL(`{EVENT_LOG_SEQUENCE}`) FROM `seq_1_to_{int(count)}`")
+	return sorted(int(r[0]) for r in rows)
+
+
+def write(
+	db: Database,
+	records: Sequence[OutboxRecord],
+	now: datetime,
+	user: str = SYSTEM_USER,
+	context: MessageContext = NO_CONTEXT,
+) -> None:
+	"""Insert a transaction's events as Queued (or Dead) rows, in buffer order, and their
+	delivery bundles (`bundles.write`: one per company, messages built in `context`): six
+	statements whatever the number of events (see the module doc), inside the caller's
+	transaction. All or nothing: on an error everything since the savepoint is undone
+	(the counters too, so no company's sequence has a gap) and the error is raised."""
 	if not records:
 		return
-	next_sequence = allocate_sequences(db, records, now)
-	values: list[Any] = []
-	for record in records:
-		sequence = next(next_sequence[bucket(record.company)])
-		values.extend(
-			(
-				now,
-				now,
-				user,
-				user,
-				0,
-				0,
-				record.event_id,
-				record.status,
-				record.event_type,
-				record.reference_doctype,
-				record.reference_name,
-				record.company,
-				record.event_time,
-				record.topic,
-				record.message_key,
-				sequence,
-				record.schema_name,
-				record.schema_version,
-				record.schema_fingerprint,
-				record.encoding,
-				0,
-				base64.b64encode(record.payload).decode("ascii"),
-				truncate_error(record.last_error),
-			)
-		)
+	from erpnext_streaming.delivery import bundles
+
+	db.sql(f"SAVEPOINT {_SAVEPOINT}")
 	try:
+		next_sequence = allocate_sequences(db, records, now)
+		names = draw_names(db, len(records))
+		values: list[Any] = []
+		queued: list[dict[str, Any]] = []
+		for name, record in zip(names, records, strict=True):
+			sequence = next(next_sequence[bucket(record.company)])
+			payload = base64.b64encode(record.payload).decode("ascii")
+			values.extend(
+				(
+					name,
+					now,
+					now,
+					user,
+					user,
+					0,
+					0,
+					record.event_id,
+					record.status,
+					record.event_type,
+					record.reference_doctype,
+					record.reference_name,
+					record.company,
+					record.event_time,
+					record.topic,
+					record.message_key,
+					sequence,
+					record.schema_name,
+					record.schema_version,
+					record.schema_fingerprint,
+					record.encoding,
+					0,
+					payload,
+					truncate_error(record.last_error),
+				)
+			)
+			if record.status == Status.QUEUED:
+				queued.append(
+					{
+						"name": name,
+						"creation": now,
+						"event_id": record.event_id,
+						"event_type": record.event_type,
+						"reference_doctype": record.reference_doctype,
+						"reference_name": record.reference_name,
+						"company": record.company,
+						"event_time": record.event_time,
+						"topic": record.topic,
+						"message_key": record.message_key,
+						"company_sequence": sequence,
+						"schema_name": record.schema_name,
+						"schema_version": record.schema_version,
+						"schema_fingerprint": record.schema_fingerprint,
+						"encoding": record.encoding,
+						"payload": payload,
+					}
+				)
 		db.sql(_INSERT_HEAD + ", ".join([_ROW] * len(records)), values)
+		# buckets the database holds as one name draw from one counter (`allocate_sequences`
+		# gives them the same numbers): one bundle, so their events stay in sequence order
+		shared: dict[int, str] = {}
+		keys = {name: shared.setdefault(id(numbers), name) for name, numbers in next_sequence.items()}
+		try:
+			bundles.write(db, queued, now, context, user, keys)
+		except Exception as e:
+			if not _no_such_table(e):
+				raise
+			# the code is newer than the site's tables (bench migrate has not run yet): keep the
+			# rows, the upgrade patch gives them their bundles (patches/v1_0/queue_pending_events)
 	except Exception:
-		# give the numbers back (we still hold the counter rows' locks), so a failed
-		# write leaves no gap in any company's sequence; then let the caller decide
-		release_sequences(db, records)
+		db.sql(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
 		raise
-
-
-def release_sequences(db: Database, records: Sequence[OutboxRecord]) -> None:
-	for name, count in sorted(Counter(bucket(r.company) for r in records).items()):
-		db.sql(
-			f"UPDATE `{SEQUENCE_TABLE}` SET `last_sequence` = `last_sequence` - %s WHERE `name` = %s",
-			(count, name),
-		)
 
 
 def truncate_error(text: str | None) -> str:
@@ -216,36 +284,29 @@ def clear_old_logs(db: Database, days: int, now: datetime | None = None) -> None
 	)
 
 
-# -- Delivery: claim, lease, mark, release, requeue -----------------------------------
+# -- Delivery: outcomes, dead letters, requeue ---------------------------------------
 #
-# Used by the drainer (delivery/drainer.py), the sweeper and the requeue API. Locking
-# rules (issue "Delivery", point 4): user transactions INSERT into this table all the
-# time and nothing below may block them, so
+# The drainer delivers from the delivery queue (delivery/bundles.py: bundles, cursors,
+# receipts) and comes here for the Event Log rows: Failed and Dead outcomes, receipts
+# settled to Sent, dead-letter copies, requeue. Locking rules (issue "Delivery", point 4):
+# user transactions INSERT into this table all the time and nothing below may block them,
+# so
 # - the drainer's session runs READ COMMITTED (`use_read_committed`): its SELECTs are
 #   consistent reads that lock nothing, and no statement takes gap or next-key locks;
-# - every UPDATE names its rows by primary key (`name IN (...)`) and re-checks its
-#   condition, so it locks exactly those committed rows, which no user transaction holds;
+# - every UPDATE names its rows by primary key and re-checks its condition, so it locks
+#   exactly those committed rows, which no user transaction holds;
 # - claimers are serialized by a MariaDB named lock (`get_lock`), never by row locks.
-#
-# Leases: a claim takes a prefix of each company's pending rows in name order, and leases
-# its FIRST row (`lease_owner`, the drainer, and `lease_expires_at`). A company whose first
-# pending row is leased (in flight, by any drainer), or is Failed and not yet due, yields
-# nothing: so that one lease keeps the whole prefix to one drainer, one company's rows are
-# never published by two drainers at once, and a Failed row holds back the later rows of
-# its company. An expired lease is free for anyone. The prefix is marked (Sent, Failed,
-# Dead) by its drainer; Sent clears the lease, and the next pending row becomes the first.
+# Row leases (`lease_owner`, `lease_expires_at`) are taken only for dead-letter copies of
+# Dead rows (`claim_dead_letters`); delivery leases live on the cursors.
 
 # Composite indexes beyond the JSON's single-column ones; the controller's
 # on_doctype_update creates them (Frappe), harness/schema.py does the same in tests.
-PENDING_INDEX = "status_company_index"
 EVENT_LOG_INDEXES: dict[str, tuple[str, ...]] = {
-	# pending companies (loose index scan) and each company's pending rows in name order;
-	# the claim FORCEs it: with a large backlog behind many Sent rows, MariaDB 10.11 walked
-	# the primary key instead (2.6 s per query at 1,000,000 rows, against 20 ms)
-	PENDING_INDEX: ("status", "company", "name"),
 	# Dead rows whose dead-letter copy is still pending
 	"status_dead_lettered_at_index": ("status", "dead_lettered_at", "name"),
 }
+# the index the row-by-row claim of earlier versions read; a patch drops it
+OLD_PENDING_INDEX = "status_company_index"
 
 CLAIMABLE = (Status.QUEUED, Status.FAILED)
 _STANDARD_COLUMNS = ("name", "creation", "modified", "modified_by", "owner", "docstatus", "idx")
@@ -319,6 +380,26 @@ def use_read_committed(db: Database) -> None:
 	db.sql("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
 
+@contextlib.contextmanager
+def read_committed(db: TransactionalDatabase) -> Iterator[None]:
+	"""READ COMMITTED for the transactions of the block, on a connection that is not the
+	drainer's (the sweeper's, the scheduler's): the session's level is restored after it.
+	Commits on entry and on exit (Frappe's commit begins the next transaction at once)."""
+	before = db.sql("SELECT @@SESSION.tx_isolation")[0][0]
+	use_read_committed(db)
+	db.commit()
+	try:
+		yield
+	finally:
+		level = str(before).replace("-", " ")
+		if level in _ISOLATION_LEVELS:
+			db.sql(f"SET SESSION TRANSACTION ISOLATION LEVEL {level}")
+		db.commit()
+
+
+_ISOLATION_LEVELS = frozenset({"READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"})
+
+
 def lock_name(db: Database, purpose: str) -> str:
 	"""A server-wide named lock for this site's database (several sites share a server)."""
 	database = db.sql("SELECT DATABASE()")[0][0] or ""
@@ -341,215 +422,6 @@ def release_lock(db: Database, name: str) -> None:
 
 def _in(values: Sequence[Any]) -> str:
 	return ", ".join(["%s"] * len(values))
-
-
-def _in_flight(row: Any, now: datetime) -> bool:
-	expires = row["lease_expires_at"]
-	return bool(row["lease_owner"]) and expires is not None and expires > now
-
-
-def _held_back(row: Any, now: datetime) -> bool:
-	due = row["next_attempt_at"]
-	return row["status"] == Status.FAILED and due is not None and due > now
-
-
-def claimable(
-	db: Database, now: datetime, limit: int, packed: bool = False, after: Mapping[Any, int] | None = None
-) -> list[Any]:
-	"""The rows a claim would take now (light columns, name order), without leasing them;
-	with `packed`, also everything a message needs, in one `packed` column (`_PACKED`).
-	`after` ({company: name}) starts those companies after that row: the claimer's own batch
-	in flight, whose rows it continues.
-
-	Per company: its pending rows in name (= sequence) order, up to the first one that is
-	in flight or Failed and not yet due. Read-only: consistent reads, no locks.
-	"""
-	groups = db.sql(
-		f"SELECT `status`, `company` FROM {_T} WHERE `status` IN (%s, %s) GROUP BY `status`, `company`",
-		CLAIMABLE,
-	)
-	if not groups or limit <= 0:
-		return []
-	companies = {company for _, company in groups}
-	per_company = max(-(-limit // len(companies)), min(limit, 100))
-	parts, values = [], []
-	after = after or {}
-	for status, company in groups:
-		parts.append(
-			"(SELECT `name`, `company`, `status`, `attempts`, `next_attempt_at`, `lease_owner`, `lease_expires_at`"
-			f"{_PACKED if packed else ''} FROM {_T} FORCE INDEX (`{PENDING_INDEX}`) "
-			f"WHERE `status` = %s AND `company` {'IS NULL' if company is None else '= %s'} "
-			f"{'AND `name` > %s ' if company in after else ''}ORDER BY `name` LIMIT %s)"
-		)
-		values.append(status)
-		if company is not None:
-			values.append(company)
-		if company in after:
-			values.append(after[company])
-		values.append(per_company)
-	candidates = db.sql(" UNION ALL ".join(parts), values, as_dict=True)
-
-	by_company: dict[Any, list[Any]] = {}
-	for row in sorted(candidates, key=lambda r: r["name"]):
-		by_company.setdefault(row["company"], []).append(row)
-	eligible = []
-	for rows in by_company.values():
-		for row in rows[:per_company]:
-			if _in_flight(row, now) or _held_back(row, now):
-				break  # the company's later rows wait behind this one
-			eligible.append(row)
-	return sorted(eligible, key=lambda r: r["name"])[:limit]
-
-
-def claim(
-	db: Database, lease: Lease, now: datetime, limit: int, after: Mapping[Any, int] | None = None
-) -> list[Any]:
-	"""Lease up to `limit` claimable rows and return them (DELIVERY_COLUMNS) in name order.
-
-	Per company the rows are a prefix of its pending rows in name (= sequence) order, or,
-	for the companies in `after`, of those after the claimer's own batch in flight. Run it
-	under the claim lock, inside a transaction the caller commits.
-
-	Only the FIRST row of each company's prefix is leased (`lease_holders`): a claim stops
-	at a company's first row in flight, so that one lease keeps every other claimer off the
-	whole prefix, and a claim writes one row per company instead of one per event (a row
-	UPDATE costs about as much as everything else the drainer does for an event;
-	benchmarks/RESULTS.md, P3). The prefix is released, renewed and marked as one.
-
-	The rows come from the one read that chose them (`claimable(packed=True)`): when the
-	lease UPDATE took every company (`ROW_COUNT()`), nobody changed the rows in between but
-	a requeue of a Failed row, or the late mark of a row whose expired lease another drainer
-	held, so only those rows' status and attempts are read again. Otherwise, or when a row
-	does not unpack, the chosen rows are read back column by column and each company is cut
-	at its first row that is no longer pending.
-	"""
-	chosen = claimable(db, now, limit, packed=True, after=after)
-	if not chosen:
-		return []
-
-	first_by_company = lease_holders(chosen)
-	firsts = list(first_by_company.values())
-	db.sql(
-		f"UPDATE {_T} SET `lease_owner` = %s, `lease_expires_at` = %s "
-		f"WHERE `name` IN ({_in(firsts)}) AND `status` IN (%s, %s) AND {_LEASE_IS_FREE}",
-		[lease.owner, lease.until, *firsts, *CLAIMABLE, now],
-	)
-	if db.sql("SELECT ROW_COUNT()")[0][0] == len(firsts):
-		rows = [unpack(row) for row in chosen]
-		if all(rows):
-			# a Failed row may have been requeued, and a row whose expired lease another drainer
-			# held may have been marked by it, between the read and the lease: read those again
-			failed = [r["name"] for r in chosen if r["status"] == Status.FAILED or r["lease_owner"]]
-			if failed:
-				current = {
-					name: (status, attempts)
-					for name, status, attempts in db.sql(
-						f"SELECT `name`, `status`, `attempts` FROM {_T} WHERE `name` IN ({_in(failed)})",
-						failed,
-					)
-				}
-				for row in rows:
-					if row["name"] in current:
-						row["status"], row["attempts"] = current[row["name"]]
-			return rows
-	return _read_back(db, chosen, first_by_company, lease)
-
-
-def _read_back(
-	db: Database, chosen: Sequence[Any], first_by_company: dict[Any, Any], lease: Lease
-) -> list[Any]:
-	"""The chosen rows of the companies this claim leased, read again column by column; each
-	company cut before its first row another party changed meanwhile (a requeue, a late
-	mark), so the claim stays a prefix behind its leased first row."""
-	held = still_leased(db, lease.owner, first_by_company)
-	names = [r["name"] for r in chosen if r["company"] in held]
-	got = (
-		{
-			r["name"]: r
-			for r in db.sql(
-				f"{_SELECT_DELIVERY} WHERE `name` IN ({_in(names)}) AND `status` IN (%s, %s) ORDER BY `name`",
-				[*names, *CLAIMABLE],
-				as_dict=True,
-			)
-		}
-		if names
-		else {}
-	)
-	keep, cut = [], set()
-	for row in chosen:
-		company = row["company"]
-		if company in cut or row["name"] not in got:
-			cut.add(company)
-			continue
-		keep.append(got[row["name"]])
-	kept = {r["name"] for r in keep}
-	lost = [first_by_company[company] for company in held if first_by_company[company] not in kept]
-	if lost:
-		release_leases(db, lease.owner, lost)
-	return keep
-
-
-def lease_holders(rows: Sequence[Any]) -> dict[Any, Any]:
-	"""{company: the leased row of its claimed prefix}: its first row (rows in name order)."""
-	firsts: dict[Any, Any] = {}
-	for row in rows:
-		firsts.setdefault(row["company"], row["name"])
-	return firsts
-
-
-def leased_names(rows: Sequence[Any]) -> list[Any]:
-	"""The rows among claimed `rows` that carry the lease (each company's first)."""
-	return list(lease_holders(rows).values())
-
-
-# Everything a message needs but the light columns, as ONE binary column: PyMySQL converts
-# each column of each row in Python, and at 2,000 rows per claim the delivery columns cost
-# more than the rest of the drainer's work (benchmarks/RESULTS.md, P3). Binary strings, so
-# no collations mix (the table's, the connection's); a NUL byte stands for NULL. A field
-# holding the separator, or a row too long for max_allowed_packet (CONCAT_WS gives NULL),
-# does not unpack, and the claim reads that batch back column by column instead.
-_PACKED_SEPARATOR = "\x1f"
-_PACKED_NULL = "\x00"
-_PACKED_COLUMNS = (
-	"creation",
-	*(c for c in _COLUMNS if c not in (*_STANDARD_COLUMNS, "status", "company", "attempts", "last_error")),
-)
-_PACKED_COUNT = len(_PACKED_COLUMNS)
-_PACKED = ", `last_error`, CONCAT_WS(0x1f, {}) AS `packed`".format(
-	", ".join(f"IFNULL(CAST(`{column}` AS BINARY), X'00')" for column in _PACKED_COLUMNS)
-)
-
-
-def unpack(row: dict) -> dict | None:
-	"""A claimed row with a `packed` column as the DELIVERY_COLUMNS dict the drainer and
-	`messages.build` read, or None if it does not unpack. Once per event on the drainer's
-	hot path: the dict is zipped in C, and only a row holding a NULL is walked in Python."""
-	packed = row.pop("packed", None)
-	try:
-		if isinstance(packed, bytes | bytearray):
-			packed = packed.decode("utf-8")
-		values = packed.split(_PACKED_SEPARATOR)
-		if len(values) != _PACKED_COUNT:
-			return None
-		out = dict(zip(_PACKED_COLUMNS, values, strict=True))
-		if _PACKED_NULL in values:
-			for column, value in out.items():
-				if value == _PACKED_NULL:
-					out[column] = None
-		creation, event_time = out["creation"], out["event_time"]
-		out["creation"] = _parse_time(creation) if creation else None
-		out["event_time"] = _parse_time(event_time) if event_time else None
-		sequence, version = out["company_sequence"], out["schema_version"]
-		out["company_sequence"] = int(sequence) if sequence else sequence
-		out["schema_version"] = int(version) if version else version
-	except Exception:
-		return None
-	out["name"], out["status"], out["company"] = row["name"], row["status"], row["company"]
-	out["attempts"], out["last_error"] = row["attempts"], row["last_error"]
-	return out
-
-
-_parse_time = lru_cache(maxsize=4096)(datetime.fromisoformat)  # a transaction's rows share one
 
 
 def claim_dead_letters(db: Database, lease: Lease, now: datetime, limit: int) -> list[Any]:
@@ -628,7 +500,7 @@ _POSITIONS_TABLE = (
 
 def _update_positions(
 	db: Database,
-	published: Sequence[Published],
+	published: Sequence[Published] | str,
 	common: dict[str, Any],
 	condition: str,
 	condition_values: Sequence[Any],
@@ -638,7 +510,11 @@ def _update_positions(
 	values, only where `condition` (re-checked, on columns of `t`) holds."""
 	assignments = ["t.`kafka_partition` = p.`kafka_partition`", "t.`kafka_offset` = p.`kafka_offset`"]
 	assignments += [f"t.`{column}` = %s" for column in common]
-	rows = json.dumps([[int(p.name), p.partition, p.offset] for p in published], separators=(",", ":"))
+	rows = (
+		published
+		if isinstance(published, str)
+		else json.dumps([[int(p.name), p.partition, p.offset] for p in published], separators=(",", ":"))
+	)
 	db.sql(
 		f"UPDATE {_T} AS t JOIN {_POSITIONS_TABLE} ON t.`name` = p.`name` "
 		f"SET {', '.join(assignments)} WHERE {condition}",
@@ -649,19 +525,19 @@ def _update_positions(
 _LEASE_CLEARED = {"lease_owner": None, "lease_expires_at": None}
 
 
-def mark_sent(db: Database, sent: Sequence[Published], now: datetime) -> None:
-	"""Mark delivered rows Sent with their partition and offset: ONE statement per batch.
+def settle_positions(db: Database, positions: str, sent_at: datetime, now: datetime) -> None:
+	"""Mark delivered rows Sent with their partition and offset: ONE statement for a
+	receipt's `positions` (its JSON, [[name, partition, offset], ...], passed through as is).
 
-	Not conditional on the lease: the message is in Kafka whoever holds the row now.
-	"""
-	if sent:
-		common = {"status": Status.SENT, "sent_at": now, "modified": now, "next_attempt_at": None}
-		_update_positions(db, sent, {**common, **_LEASE_CLEARED}, "t.`status` IN (%s, %s)", CLAIMABLE)
+	Only Queued or Failed rows change: the message is in Kafka whatever drainer sent it, and
+	a row requeued since (Queued again) is sent again, at least once."""
+	common = {"status": Status.SENT, "sent_at": sent_at, "modified": now, "next_attempt_at": None}
+	_update_positions(db, positions, {**common, **_LEASE_CLEARED}, "t.`status` IN (%s, %s)", CLAIMABLE)
 
 
-def mark_unsent(db: Database, owner: str, rows: Sequence[Unsent], now: datetime) -> None:
-	"""Record Failed / Dead outcomes of pending rows that no other drainer leases (this
-	owner leased each company's first row; see `claim`): ONE statement."""
+def mark_unsent(db: Database, rows: Sequence[Unsent], now: datetime) -> None:
+	"""Record Failed / Dead outcomes of pending rows (of companies the drainer still
+	leases, `bundles.still_leased`): ONE statement."""
 	if not rows:
 		return
 	per_row: dict[str, dict[Any, Any]] = {
@@ -674,8 +550,7 @@ def mark_unsent(db: Database, owner: str, rows: Sequence[Unsent], now: datetime)
 	if lettered:
 		per_row["dead_lettered_at"] = {r.name: now for r in lettered}
 		per_row.update(_positions([r.dead_letter for r in lettered]))
-	condition = "`status` IN (%s, %s) AND (`lease_owner` = %s OR `lease_owner` IS NULL OR `lease_owner` = '')"
-	_update_rows(db, per_row, {"modified": now, **_LEASE_CLEARED}, condition, [*CLAIMABLE, owner])
+	_update_rows(db, per_row, {"modified": now, **_LEASE_CLEARED}, "`status` IN (%s, %s)", CLAIMABLE)
 
 
 def mark_dead_lettered(db: Database, copies: Sequence[Published], now: datetime) -> None:
@@ -686,22 +561,6 @@ def mark_dead_lettered(db: Database, copies: Sequence[Published], now: datetime)
 		_update_positions(db, copies, common, condition, [Status.DEAD])
 
 
-def still_leased(db: Database, owner: str, leases: Mapping[Any, Any]) -> set[Any]:
-	"""The companies whose claimed prefix `owner` still leases (`leases`: {company: its
-	leased first row}, `lease_holders`). A company another drainer took over after the
-	lease expired is not: its rows are that drainer's to mark."""
-	if not leases:
-		return set()
-	names = list(leases.values())
-	held = {
-		r[0]
-		for r in db.sql(
-			f"SELECT `name` FROM {_T} WHERE `name` IN ({_in(names)}) AND `lease_owner` = %s", [*names, owner]
-		)
-	}
-	return {company for company, name in leases.items() if name in held}
-
-
 def release_leases(db: Database, owner: str, names: Sequence[Any]) -> None:
 	if names:
 		db.sql(
@@ -709,19 +568,6 @@ def release_leases(db: Database, owner: str, names: Sequence[Any]) -> None:
 			f"WHERE `name` IN ({_in(names)}) AND `lease_owner` = %s",
 			[*names, owner],
 		)
-
-
-def renew_leases(db: Database, owner: str, names: Sequence[Any], until: datetime) -> int:
-	"""Extend `owner`'s leases on pending rows `names` (the leased first rows of claimed
-	prefixes, `lease_holders`) to `until`; how many it still held."""
-	if not names:
-		return 0
-	db.sql(
-		f"UPDATE {_T} SET `lease_expires_at` = %s WHERE `name` IN ({_in(names)}) AND `lease_owner` = %s "
-		"AND `status` IN (%s, %s)",
-		[until, *names, owner, *CLAIMABLE],
-	)
-	return db.sql("SELECT ROW_COUNT()")[0][0]
 
 
 def release_expired_leases(db: Database, now: datetime, limit: int = 10000) -> list[Any]:
@@ -742,12 +588,8 @@ def release_expired_leases(db: Database, now: datetime, limit: int = 10000) -> l
 	return names
 
 
-def has_pending_work(db: Database, now: datetime) -> bool:
-	"""Is there anything a drainer could do now: a claimable row (Queued, or Failed and due,
-	and not held back behind its company's Failed row), or a Dead row whose dead-letter
-	copy is pending and not in flight?"""
-	if claimable(db, now, 1):
-		return True
+def dead_letters_pending(db: Database, now: datetime) -> bool:
+	"""Is there a Dead row whose dead-letter copy is pending and not in flight?"""
 	return bool(
 		db.sql(
 			f"SELECT 1 FROM {_T} WHERE `status` = %s AND `dead_lettered_at` IS NULL AND {_LEASE_IS_FREE} LIMIT 1",
@@ -756,9 +598,32 @@ def has_pending_work(db: Database, now: datetime) -> bool:
 	)
 
 
-def next_attempt_due(db: Database) -> datetime | None:
-	"""The earliest next attempt of a Failed row (only Failed rows carry one)."""
-	return db.sql(f"SELECT MIN(`next_attempt_at`) FROM {_T} WHERE `status` = %s", (Status.FAILED,))[0][0]
+def pending_names(db: Database) -> list[int]:
+	"""Every Queued or Failed row, in name order (the upgrade from the row-by-row drainer)."""
+	return [
+		r[0] for r in db.sql(f"SELECT `name` FROM {_T} WHERE `status` IN (%s, %s) ORDER BY `name`", CLAIMABLE)
+	]
+
+
+def companies_of(db: Database, names: Sequence[Any]) -> list[str]:
+	"""The distinct companies of the rows `names`."""
+	found: set[str] = set()
+	for start in range(0, len(names), 1000):
+		chunk = list(names[start : start + 1000])
+		rows = db.sql(f"SELECT DISTINCT `company` FROM {_T} WHERE `name` IN ({_in(chunk)})", chunk)
+		found.update(r[0] or "" for r in rows)
+	return sorted(found)
+
+
+def delivery_rows(db: Database, names: Sequence[Any]) -> list[Any]:
+	"""The rows `names` (DELIVERY_COLUMNS), in name order: what a dead-letter copy is built from."""
+	if not names:
+		return []
+	return list(
+		db.sql(
+			f"{_SELECT_DELIVERY} WHERE `name` IN ({_in(names)}) ORDER BY `name`", list(names), as_dict=True
+		)
+	)
 
 
 def requeue_candidates(
@@ -800,10 +665,21 @@ NO_PAYLOAD_REASON = (
 )
 
 
-def requeue(db: Database, names: Sequence[Any], now: datetime, user: str = SYSTEM_USER) -> list[int]:
+def requeue(
+	db: Database,
+	names: Sequence[Any],
+	now: datetime,
+	user: str = SYSTEM_USER,
+	context: MessageContext = NO_CONTEXT,
+) -> list[int]:
 	"""Failed/Dead -> Queued with a fresh attempt count. All or nothing: raises
 	RequeueRefused if any row is missing, not Failed/Dead, leased by a drainer now, or has
-	no encoded event (a capture failure)."""
+	no encoded event (a capture failure).
+
+	A Failed row's event is still in its company's next bundle: that bundle becomes due now
+	(`bundles.retry_now`). A Dead row's event goes into a new bundle at the end of its
+	company's queue (built in `context`, as a commit would), drawn under the
+	company's counter lock like a commit's, so bundles still follow commit order."""
 	try:
 		wanted = sorted({int(n) for n in names})
 	except (TypeError, ValueError):
@@ -813,18 +689,18 @@ def requeue(db: Database, names: Sequence[Any], now: datetime, user: str = SYSTE
 	found = {}
 	for start in range(0, len(wanted), 1000):
 		chunk = wanted[start : start + 1000]
-		for name, status, owner, expires, has_payload in db.sql(
-			f"SELECT `name`, `status`, `lease_owner`, `lease_expires_at`, {_HAS_PAYLOAD} FROM {_T} "
+		for name, status, owner, expires, has_payload, company in db.sql(
+			f"SELECT `name`, `status`, `lease_owner`, `lease_expires_at`, {_HAS_PAYLOAD}, `company` FROM {_T} "
 			f"WHERE `name` IN ({_in(chunk)})",
 			chunk,
 		):
-			found[name] = (status, owner, expires, has_payload)
+			found[name] = (status, owner, expires, has_payload, company)
 	refused = []
 	for name in wanted:
 		if name not in found:
 			refused.append((name, "does not exist"))
 			continue
-		status, owner, expires, has_payload = found[name]
+		status, owner, expires, has_payload, _ = found[name]
 		if status not in Status.REQUEUEABLE:
 			refused.append((name, f"is {status}; only Failed or Dead rows can be requeued"))
 		elif owner and expires is not None and expires > now:
@@ -842,4 +718,23 @@ def requeue(db: Database, names: Sequence[Any], now: datetime, user: str = SYSTE
 			f"AND `status` IN ({_in(Status.REQUEUEABLE)})",
 			[Status.QUEUED, now, user, *chunk, *Status.REQUEUEABLE],
 		)
+	from erpnext_streaming.delivery import bundles
+
+	failed = [found[name][4] for name in wanted if found[name][0] == Status.FAILED]
+	bundles.retry_now(db, failed, now)
+	dead = [name for name in wanted if found[name][0] == Status.DEAD]
+	if dead:
+		lock_counters(db, [found[name][4] for name in dead])
+		bundles.queue_rows(db, dead, now, context, user=user)
 	return wanted
+
+
+def lock_counters(db: Database, companies: Sequence[str]) -> None:
+	"""Hold the companies' counter rows until COMMIT, as a commit's outbox write does (in
+	the same order), so no commit of theirs draws a bundle meanwhile."""
+	names = sorted({bucket(c) for c in companies})
+	if names:
+		db.sql(
+			f"SELECT `name` FROM `{SEQUENCE_TABLE}` WHERE `name` IN ({_in(names)}) ORDER BY `name` FOR UPDATE",
+			names,
+		)

@@ -88,13 +88,14 @@ def commit_transaction(
 	codec: AvroCodec,
 	now: datetime,
 	after_commit: Iterable[Callable[[], None]] = (),
+	context: outbox.MessageContext = outbox.NO_CONTEXT,
 ) -> list[outbox.OutboxRecord]:
 	"""Capture, write the ERPNext rows, flush into the outbox, COMMIT, then `after_commit`."""
 	buffer = capture_transaction(tx, routes, codec, now)
 	try:
 		write_rows(db, tx)
 		records = capture.flush(buffer, db, codec)
-		outbox.write(db, records, now)
+		outbox.write(db, records, now, context=context)
 		db.commit()
 	except Exception:
 		db.rollback()

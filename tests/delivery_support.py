@@ -29,8 +29,9 @@ from harness.worker import kill_tree, start_worker
 from rq import Queue
 
 from erpnext_streaming import outbox
-from erpnext_streaming.constants import EVENT_LOG_TABLE, SETTINGS_DOCTYPE, Status
-from erpnext_streaming.delivery import signals, wake
+from erpnext_streaming.constants import CURSOR_TABLE, EVENT_LOG_TABLE, SETTINGS_DOCTYPE, Status
+from erpnext_streaming.delivery import bundles, signals, sweeper, wake
+from erpnext_streaming.emitters.handler import message_context
 
 
 class _AvroCodec:
@@ -106,7 +107,7 @@ def commit_transaction(records: list[outbox.OutboxRecord]) -> None:
 	the wake-up in after_commit (emitters/handler.py `flush`)."""
 
 	def flush():
-		outbox.write(frappe.db, records, datetime.now())
+		outbox.write(frappe.db, records, datetime.now(), context=message_context())
 		frappe.db.after_commit.add(wake.after_commit)
 
 	frappe.db.before_commit.add(flush)
@@ -225,10 +226,38 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
 
 
 def all_delivered() -> bool:
+	"""Nothing left to deliver, every delivery settled in the Event Log, no row leased for a
+	dead-letter copy (a running drainer keeps its companies' cursors leased)."""
 	frappe.db.commit()
-	return not outbox.has_pending_work(frappe.db, datetime.max) and not frappe.db.sql(
-		f"SELECT 1 FROM `{EVENT_LOG_TABLE}` WHERE status IN ('Queued', 'Failed') OR lease_owner IS NOT NULL LIMIT 1"
+	return (
+		not sweeper.has_pending_work(frappe.db, datetime.max)
+		and not bundles.unsettled(frappe.db)
+		and not frappe.db.sql(
+			f"SELECT 1 FROM `{EVENT_LOG_TABLE}` WHERE status IN ('Queued', 'Failed') OR lease_owner IS NOT NULL "
+			"LIMIT 1"
+		)
 	)
+
+
+def cursor_leases() -> dict[str, str]:
+	"""{company cursor: the drainer leasing it}"""
+	frappe.db.commit()
+	return dict(
+		frappe.db.sql(f"SELECT name, lease_owner FROM `{CURSOR_TABLE}` WHERE lease_owner IS NOT NULL")
+	)
+
+
+def cursors() -> dict[str, dict]:
+	"""{company cursor: its row (delivered_through, retry state, lease)}"""
+	frappe.db.commit()
+	return {
+		r["name"]: r
+		for r in frappe.db.sql(
+			f"SELECT name, delivered_through, attempts, next_attempt_at, last_error, lease_owner, lease_expires_at "
+			f"FROM `{CURSOR_TABLE}`",
+			as_dict=True,
+		)
+	}
 
 
 def drainer_stats() -> dict[str, str]:

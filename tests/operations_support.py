@@ -10,7 +10,7 @@ import frappe
 from frappe import standin
 
 from erpnext_streaming import catalog, outbox
-from erpnext_streaming.constants import EVENT_LOG_TABLE, SETTINGS_DOCTYPE, Status
+from erpnext_streaming.constants import BUNDLE_TABLE, EVENT_LOG_TABLE, SETTINGS_DOCTYPE, Status
 from erpnext_streaming.emitters import codec as codec_module
 from erpnext_streaming.tests.utils import FailingDatabase
 
@@ -57,6 +57,8 @@ def log_row(
 			name,
 		),
 	)
+	if status in (Status.SENT, Status.DEAD):  # delivered (or given up) and settled: its bundle is gone
+		frappe.db.sql(f"DELETE FROM `{BUNDLE_TABLE}` WHERE name = (SELECT MAX(name) FROM `{BUNDLE_TABLE}`)")
 	return name
 
 

@@ -3,12 +3,15 @@ producer errors, bounded flush, heartbeat and exit rules."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import threading
 import time
 from datetime import datetime, timedelta
 
 import frappe
+import pymysql
 import pytest
 import redis
 from confluent_kafka import KafkaError, KafkaException
@@ -18,6 +21,8 @@ from delivery_support import (
 	by_event_id,
 	commit_transaction,
 	consume,
+	cursor_leases,
+	cursors,
 	event,
 	new_topic,
 	rows,
@@ -25,11 +30,13 @@ from delivery_support import (
 from frappe.standin import StandinDatabase
 from harness.services import start_tansu
 
-from erpnext_streaming import kafka_config, outbox
-from erpnext_streaming.constants import Status
+from erpnext_streaming import kafka_config
+from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, Status
+from erpnext_streaming.delivery import bundles, signals
 from erpnext_streaming.delivery import drainer as drainer_module
-from erpnext_streaming.delivery import signals
+from erpnext_streaming.delivery.connection import Connection
 from erpnext_streaming.delivery.drainer import Drainer, DrainerConfig, SystemClock
+from erpnext_streaming.delivery.marker import Marker
 from erpnext_streaming.delivery.policy import RetryPolicy, classify
 from erpnext_streaming.delivery.producer import Delivery, KafkaProducer, OutgoingMessage
 from erpnext_streaming.delivery.state import Outcome
@@ -197,12 +204,13 @@ def test_the_next_batch_continues_each_company_and_a_failed_row_still_holds_its_
 	site, mariadb, redis_url, kafka_bootstrap
 ):
 	"""The drainer claims batch n+1 while batch n's acks are on their way: it continues each
-	company after its rows in flight, and when batch n leaves a company with a Failed row,
-	that company's rows of batch n+1 are given back, not produced before the retry."""
+	company after its bundles in flight, and when batch n leaves a company waiting for a
+	retry, that company's bundles of batch n+1 are dropped, not produced before the retry.
+	(One event per transaction: one bundle per event.)"""
 	topic = new_topic(kafka_bootstrap)
 	acme, globex = COMPANIES[0], COMPANIES[1]
-	records = [event(f"{c[0]}{i}", c, topic) for i in range(1, 7) for c in (acme, globex)]
-	commit_transaction(records)
+	for record in [event(f"{c[0]}{i}", c, topic) for i in range(1, 7) for c in (acme, globex)]:
+		commit_transaction([record])
 	names = {r.reference_name: r.name for r in rows_with_refs()}
 	producers: list[InjectingProducer] = []
 
@@ -218,7 +226,7 @@ def test_the_next_batch_continues_each_company_and_a_failed_row_still_holds_its_
 	started = [[ref_of[n] for n in batch] for p in producers for batch in p.started]
 	assert started[0] == ["A1", "G1", "A2", "G2"]
 	# batch 2 was claimed during batch 1 (continuing after A2 and G2); A1 failed, so Acme's
-	# rows were given back and only Globex went on
+	# bundles were dropped and only Globex went on
 	assert started[1] == ["G3", "G4"]
 	first_retry = next(i for i, batch in enumerate(started) if "A1" in batch and i > 0)
 	assert all("A3" not in batch for batch in started[:first_retry])
@@ -252,46 +260,72 @@ class SlowFirstFinish(InjectingProducer):
 def two_company_backlog(kafka_bootstrap, per_company: int = 3) -> dict[str, int]:
 	topic = new_topic(kafka_bootstrap)
 	acme, globex = COMPANIES[0], COMPANIES[1]
-	commit_transaction(
-		[event(f"{c[0]}{i}", c, topic) for i in range(1, per_company + 1) for c in (acme, globex)]
-	)
+	for record in [event(f"{c[0]}{i}", c, topic) for i in range(1, per_company + 1) for c in (acme, globex)]:
+		commit_transaction([record])  # one bundle per event
 	return {r.reference_name: r.name for r in rows_with_refs()}
 
 
 def test_a_batch_claimed_during_a_slow_finish_is_leased_again_before_it_is_produced(
 	site, mariadb, redis_url, kafka_bootstrap, monkeypatch
 ):
+	"""Batch 2 is claimed while batch 1 finishes; when that finish takes long (an outage's
+	bounded flush), batch 2's companies are leased for a full lease again before batch 2 is
+	produced, so the lease outlives batch 2's own round."""
 	names = two_company_backlog(kafka_bootstrap)
 	monkeypatch.setattr(drainer_module, "RENEW_AFTER_SECONDS", 0.1)
-	renewed: list[list[int]] = []
-	renew = outbox.renew_leases
-	monkeypatch.setattr(
-		outbox,
-		"renew_leases",
-		lambda db, owner, batch, until: renewed.append(list(batch)) or renew(db, owner, batch, until),
+	happened: list[tuple] = []
+	renew = bundles.renew
+
+	def recording_renew(db, owner, cursors, until):
+		held = renew(db, owner, cursors, until)
+		happened.append(("renewed", sorted(cursors), sorted(held)))
+		return held
+
+	monkeypatch.setattr(bundles, "renew", recording_renew)
+
+	class Recording(SlowFirstFinish):
+		def start(self, messages, timeout):
+			happened.append(("started", [ref_of[m.ref] for m in messages]))
+			return super().start(messages, timeout)
+
+	class RecordingMarker(Marker):
+		def _mark(self, sent, through, now):
+			super()._mark(sent, through, now)
+			happened.append(("recorded", sorted(ref_of[p.name] for p in sent)))
+
+	ref_of = {name: ref for ref, name in names.items()}
+	stats = run_drainer(
+		mariadb,
+		redis_url,
+		lambda: Recording(producer_conf(kafka_bootstrap), during=lambda: time.sleep(0.3)),
+		marker=RecordingMarker(Connection(frappe.db.create_connection())),
+		batch_size=2,
 	)
-	producers: list[SlowFirstFinish] = []
-
-	def factory():
-		producers.append(SlowFirstFinish(producer_conf(kafka_bootstrap), during=lambda: time.sleep(0.3)))
-		return producers[-1]
-
-	stats = run_drainer(mariadb, redis_url, factory, batch_size=2)
-	assert renewed[0] == [names["A2"], names["G2"]]  # batch 2, claimed while batch 1 was finishing
+	acme, globex = COMPANIES[0], COMPANIES[1]
+	assert happened[:4] == [
+		("started", ["A1", "G1"]),
+		# batch 1's record writes cursor rows too: committed before the renewal writes them
+		("recorded", ["A1", "G1"]),
+		("renewed", [acme, globex], [acme, globex]),  # batch 2's companies, still held
+		("started", ["A2", "G2"]),
+	]
 	assert stats.sent == 6 and all_delivered()
 
 
-def test_a_batch_that_lost_a_lease_while_waiting_is_given_back_not_produced(
+def test_a_company_lost_while_its_batch_waited_is_dropped_from_the_batch_not_produced(
 	site, mariadb, redis_url, kafka_bootstrap, monkeypatch
 ):
+	"""Another drainer took Globex (its lease had expired) while batch 2 waited for batch 1's
+	slow finish: batch 2 goes on with Acme only, and Globex's next events are delivered once,
+	after the other drainer's lease has expired."""
 	names = two_company_backlog(kafka_bootstrap)
 	monkeypatch.setattr(drainer_module, "RENEW_AFTER_SECONDS", 0.1)
 	intruder = StandinDatabase(**{k: v for k, v in mariadb.items() if k != "tables"})
 
-	def steal_g2():  # another drainer took G2 after its lease expired
+	def take_globex():
 		intruder.sql(
-			"UPDATE `tabStreaming Event Log` SET lease_owner = 'intruder', lease_expires_at = %s WHERE name = %s",
-			(datetime.now() + timedelta(seconds=1), names["G2"]),
+			f"UPDATE `{CURSOR_TABLE}` SET lease_owner = 'intruder', lease_expires_at = %s WHERE name = %s",
+			(datetime.now() + timedelta(seconds=1), COMPANIES[1]),
 		)
 		intruder.commit()
 		time.sleep(0.2)
@@ -299,7 +333,7 @@ def test_a_batch_that_lost_a_lease_while_waiting_is_given_back_not_produced(
 	producers: list[SlowFirstFinish] = []
 
 	def factory():
-		producers.append(SlowFirstFinish(producer_conf(kafka_bootstrap), during=steal_g2))
+		producers.append(SlowFirstFinish(producer_conf(kafka_bootstrap), during=take_globex))
 		return producers[-1]
 
 	try:
@@ -308,11 +342,18 @@ def test_a_batch_that_lost_a_lease_while_waiting_is_given_back_not_produced(
 		intruder.close()
 	ref_of = {name: ref for ref, name in names.items()}
 	started = [[ref_of[n] for n in batch] for p in producers for batch in p.started]
-	assert started[0] == ["A1", "G1"] and ["A2", "G2"] not in started  # batch 2 was given back whole
+	assert started[:2] == [["A1", "G1"], ["A2"]]  # G2 was dropped from batch 2
+	produced = [ref for batch in started for ref in batch]
+	assert sorted(produced) == sorted(names)  # G2 and G3 later, and nothing twice
+	assert produced.index("G2") < produced.index("G3")
 	assert stats.sent == 6 and all_delivered()
 
 
-def test_an_error_after_the_claim_gives_the_claimed_rows_back(site, mariadb, redis_url, kafka_bootstrap):
+def test_an_error_after_the_claim_gives_the_claimed_companies_back(site, mariadb, redis_url, kafka_bootstrap):
+	"""Finishing batch 1 fails (the database went away) after batch 2 was claimed: the round
+	gives batch 2's companies back at once instead of leaving them leased until the lease
+	expires. Nothing of batch 1 was recorded, so the next drainer delivers from the cursors
+	(batch 1's events maybe twice: at least once)."""
 	names = two_company_backlog(kafka_bootstrap)
 
 	def fail():
@@ -321,56 +362,129 @@ def test_an_error_after_the_claim_gives_the_claimed_rows_back(site, mariadb, red
 	drainer = make_drainer(
 		mariadb, redis_url, lambda: SlowFirstFinish(producer_conf(kafka_bootstrap), during=fail), batch_size=2
 	)
-	with pytest.raises(RuntimeError, match="went away"):
-		drainer.run()
-	drainer.db.close()
-	leases = {r.name: r.lease_owner for r in rows()}
-	assert leases[names["A1"]] and leases[names["G1"]]  # batch 1 was in flight: its leases expire
-	assert leases[names["A2"]] is None and leases[names["G2"]] is None  # batch 2 was given back
+	acme, globex = COMPANIES[0], COMPANIES[1]
+	try:
+		drainer.prepare()
+		assert drainer.cycle()  # batch 1 (A1, G1) claimed and produced
+		assert cursor_leases() == {acme: drainer.owner, globex: drainer.owner}
+		with pytest.raises(RuntimeError, match="went away"):
+			drainer.cycle()  # batch 2 (A2, G2) claimed, then batch 1's finish fails
+		assert cursor_leases() == {}
+		assert {c: r["delivered_through"] for c, r in cursors().items()} == {acme: 0, globex: 0}
+	finally:
+		drainer._close_producer()
+		drainer.db.close()
+
+	stats = run_drainer(mariadb, redis_url, lambda: KafkaProducer(producer_conf(kafka_bootstrap)))
+	assert stats.sent == 6 and all_delivered()
+	got = by_event_id(consume(kafka_bootstrap, rows()[0].topic, expect=6))
+	log = {r.event_id: r.name for r in rows()}
+	assert set(got) == set(log)
+	ref_of = {name: ref for ref, name in names.items()}
+	assert {ref_of[log[event_id]] for event_id, copies in got.items() if len(copies) > 1} <= {"A1", "G1"}
 
 
-def run_drainer(mariadb, redis_url, factory, **config):
+def run_drainer(mariadb, redis_url, factory, marker=None, **config):
 	drainer = make_drainer(mariadb, redis_url, factory, **config)
+	drainer.marker = marker
 	try:
 		return drainer.run()
 	finally:
+		if marker is not None:
+			marker.close()
 		drainer.db.close()
 
 
-@pytest.mark.parametrize("plain_every, continued", [(30.0, True), (0.0, False)])
-def test_now_and_then_a_round_claims_without_continuing_after_the_batch_in_flight(
-	site, mariadb, redis_url, kafka_bootstrap, monkeypatch, plain_every, continued
+def test_the_next_claim_continues_after_the_bundles_started_while_their_receipt_is_not_committed(
+	site, mariadb, redis_url, kafka_bootstrap, monkeypatch
 ):
-	"""So a row requeued behind the rows in flight is seen while its company has a backlog."""
-	two_company_backlog(kafka_bootstrap)
-	monkeypatch.setattr(drainer_module, "PLAIN_CLAIM_SECONDS", plain_every)
-	afters: list = []
-	claim = outbox.claim
-	monkeypatch.setattr(
-		outbox,
-		"claim",
-		lambda db, lease, now, limit, after=None: afters.append(after) or claim(db, lease, now, limit, after),
-	)
-	stats = run_drainer(
-		mariadb, redis_url, lambda: KafkaProducer(producer_conf(kafka_bootstrap)), batch_size=2
-	)
-	assert stats.sent == 6 and all_delivered()
-	assert afters[0] is None and (afters[1] is not None) is continued
+	"""With the marker, batch n's receipt and cursor move are committed while batch n+1 is
+	claimed and produced, so a claim can read cursors behind what this drainer already
+	delivered. It continues after the bundles this drainer started, never from the stale
+	cursors: every bundle is claimed, and every event produced, once."""
+	names = two_company_backlog(kafka_bootstrap, per_company=4)
+	ref_of = {name: ref for ref, name in names.items()}
+	claims: list[dict] = []
+	claimed = threading.Condition()
+	claim = bundles.claim
+
+	def recording_claim(db, owner, until, now, limit, after=None):
+		committed = dict(db.sql(f"SELECT name, delivered_through FROM `{CURSOR_TABLE}`"))
+		got = claim(db, owner, until, now, limit, after)
+		with claimed:
+			claims.append(
+				{
+					"committed": committed,
+					"bundles": [(b.cursor, b.name) for b in got],
+					"events": [ref_of[item[0]] for b in got for item in json.loads(b.messages)],
+				}
+			)
+			claimed.notify_all()
+		return got
+
+	monkeypatch.setattr(bundles, "claim", recording_claim)
+
+	class LateMarker(Marker):
+		"""Writes each record only after the drainer's next claim has returned."""
+
+		def __init__(self, db):
+			super().__init__(db)
+			self.on_time: list[bool] = []
+
+		def submit(self, sent, through, now):
+			self.wait()
+			self.claims_before = len(claims)
+			super().submit(sent, through, now)
+
+		def _mark(self, sent, through, now):
+			with claimed:
+				self.on_time.append(claimed.wait_for(lambda: len(claims) > self.claims_before, timeout=10))
+			super()._mark(sent, through, now)
+
+	marker = LateMarker(Connection(frappe.db.create_connection()))
+	producers: list[InjectingProducer] = []
+
+	def factory():
+		producers.append(InjectingProducer(producer_conf(kafka_bootstrap), failing=None))
+		return producers[-1]
+
+	stats = run_drainer(mariadb, redis_url, factory, marker=marker, batch_size=2)
+	assert marker.on_time and all(marker.on_time)  # every record waited for the next claim
+	assert [c["events"] for c in claims[:3]] == [["A1", "G1"], ["A2", "G2"], ["A3", "G3"]]
+	# the third claim read cursors that did not have batch 1 yet (its receipt was not committed)
+	assert all(claims[2]["committed"].get(cursor, 0) < name for cursor, name in claims[0]["bundles"])
+	bundles_claimed = [name for c in claims for _, name in c["bundles"]]
+	assert len(bundles_claimed) == len(set(bundles_claimed)) == 8
+	produced = [ref_of[n] for p in producers for batch in p.started for n in batch]
+	assert sorted(produced) == sorted(names)  # each once
+	assert stats.sent == 8 and all_delivered()
 
 
 def test_a_failure_is_not_recorded_on_a_company_another_drainer_took_over(
 	site, mariadb, redis_url, kafka_bootstrap
 ):
-	"""Only each company's first row carries the lease: before recording Failed rows the
-	drainer checks that it still leases their company, so a drainer whose lease expired
-	never overwrites rows a newer owner is delivering."""
+	"""A drainer whose lease on Acme expired, and whose batch failed on Acme afterwards,
+	checks that it still leases Acme before recording the failure: the newer owner's retry
+	state on Acme's cursor and its outcome on Acme's events stand. (The late drainer's
+	delivered events still count: a cursor only ever moves forward.)"""
 	names = two_company_backlog(kafka_bootstrap, per_company=2)
+	acme, globex = COMPANIES[0], COMPANIES[1]
+	frappe.db.commit()
+	a1_bundle = frappe.db.sql(f"SELECT MIN(name) FROM `{BUNDLE_TABLE}` WHERE company = %s", (acme,))[0][0]
 	intruder = StandinDatabase(**{k: v for k, v in mariadb.items() if k != "tables"})
+	retry_at = datetime.now().replace(microsecond=0) + timedelta(minutes=5)
 
 	def take_over_acme():
+		"""The new owner delivered A1 and failed A2 twice."""
 		intruder.sql(
-			"UPDATE `tabStreaming Event Log` SET lease_owner = 'intruder', lease_expires_at = %s WHERE name = %s",
-			(datetime.now() + timedelta(minutes=5), names["A1"]),
+			f"UPDATE `{CURSOR_TABLE}` SET lease_owner = 'intruder', lease_expires_at = %s, delivered_through = %s, "
+			"attempts = 2, next_attempt_at = %s, last_error = 'the new owner''s error' WHERE name = %s",
+			(retry_at, a1_bundle, retry_at, acme),
+		)
+		intruder.sql(
+			"UPDATE `tabStreaming Event Log` SET status = 'Failed', attempts = 2, next_attempt_at = %s, "
+			"last_error = 'the new owner''s error' WHERE name = %s",
+			(retry_at, names["A2"]),
 		)
 		intruder.commit()
 
@@ -383,13 +497,65 @@ def test_a_failure_is_not_recorded_on_a_company_another_drainer_took_over(
 		return producers[-1]
 
 	try:
-		stats = run_drainer(mariadb, redis_url, factory, batch_size=4)
+		run_drainer(mariadb, redis_url, factory, batch_size=4)
 	finally:
 		intruder.close()
-	assert producers[0].injected and stats.failed == 0  # A2 failed, and nothing was recorded:
-	a2 = next(r for r in rows() if r.name == names["A2"])
-	assert (a2.attempts, a2.last_error) == (0, "")  # the row was left to Acme's new owner
+	assert producers[0].injected  # A2's delivery failed in the late drainer
 	ref_of = {name: ref for ref, name in names.items()}
-	started = [[ref_of[n] for n in batch] for batch in producers[0].started]
-	assert started == [["A1", "G1", "A2", "G2"], ["A2"]]
-	assert {r.status for r in rows()} == {Status.SENT}
+	assert [[ref_of[n] for n in batch] for batch in producers[0].started] == [["A1", "G1", "A2", "G2"]]
+	cursor = cursors()[acme]
+	assert (cursor["delivered_through"], cursor["attempts"], cursor["last_error"]) == (
+		a1_bundle,
+		2,
+		"the new owner's error",
+	)
+	assert (cursor["next_attempt_at"], cursor["lease_owner"]) == (retry_at, "intruder")
+	by_ref = {ref_of[r.name]: r for r in rows()}
+	assert (by_ref["A2"].status, by_ref["A2"].attempts, by_ref["A2"].last_error) == (
+		Status.FAILED,
+		2,
+		"the new owner's error",
+	)
+	assert {ref: r.status for ref, r in by_ref.items() if ref != "A2"} == dict.fromkeys(
+		["A1", "G1", "G2"], Status.SENT
+	)
+	assert cursors()[globex]["lease_owner"] is None  # its own lease given back when it left
+
+
+class QueryDeadlockError(Exception):
+	"""What `frappe.db.sql` raises for a deadlock, from PyMySQL's error."""
+
+
+def test_a_claim_rolled_back_as_a_deadlock_victim_is_claimed_again(
+	site, mariadb, redis_url, kafka_bootstrap, monkeypatch
+):
+	"""The marker's record of batch n and the claim of batch n+1 write the same cursor rows
+	at the same time, each in its own order, so MariaDB may roll the claim back as a
+	deadlock's victim: the drainer claims again instead of failing."""
+	names = two_company_backlog(kafka_bootstrap)
+	ref_of = {name: ref for ref, name in names.items()}
+	claim, calls = bundles.claim, []
+
+	def losing_claim(db, owner, until, now, limit, after=None):
+		got = claim(db, owner, until, now, limit, after)
+		calls.append([ref_of[item[0]] for b in got for item in json.loads(b.messages)])
+		if len(calls) == 2:  # the second claim lost (its leases were written: rolled back)
+			error = pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")
+			raise QueryDeadlockError(error) from error
+		return got
+
+	monkeypatch.setattr(bundles, "claim", losing_claim)
+	producers: list[InjectingProducer] = []
+
+	def factory():
+		producers.append(InjectingProducer(producer_conf(kafka_bootstrap), failing=None))
+		return producers[-1]
+
+	stats = run_drainer(mariadb, redis_url, factory, batch_size=2)
+	assert calls[:3] == [["A1", "G1"], ["A2", "G2"], ["A2", "G2"]]  # claimed again at once
+	assert [[ref_of[n] for n in batch] for batch in producers[0].started] == [
+		["A1", "G1"],
+		["A2", "G2"],
+		["A3", "G3"],
+	]
+	assert stats.sent == 6 and all_delivered()

@@ -3,7 +3,9 @@
 Each test runs its own Tansu broker (SIGSTOP/SIGCONT simulates the outage without losing
 the in-memory topics) and real forking rq workers. The sweeper runs as the scheduler
 would run it. Duplicates (same event id twice) are at-least-once's price: they are
-counted, printed, and must stay within one batch per failure.
+counted, printed, and must stay within one batch per failed batch (a bundle with an
+undelivered event is sent again whole, with its company's bundles after it in the batch)
+or, for a killed drainer, within the batch it had produced.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from delivery_support import (
 	commit_transaction,
 	configure,
 	consume,
+	cursor_leases,
+	cursors,
 	drainer_running,
 	drainer_stats,
 	event,
@@ -32,7 +36,7 @@ from delivery_support import (
 )
 from harness.services import start_tansu
 
-from erpnext_streaming.constants import Status
+from erpnext_streaming.constants import BUNDLE_TABLE, Status
 from erpnext_streaming.delivery import jobs
 
 pytestmark = pytest.mark.integration
@@ -138,9 +142,10 @@ def test_a_broker_outage_under_load_loses_nothing(site, own_broker, workers):
 	print(f"Event Log during the outage: {during}; drainer statistics: {stats}")
 	failed_batches = int(stats["failed_batches"])
 	assert failed_batches >= 2
-	assert sum(duplicates.values()) <= BATCH * failed_batches, "at most one batch per failure"
-	for event_id, extra in duplicates.items():
-		assert extra <= log[event_id].attempts, "at most one extra copy per failed attempt of the row"
+	# a failed batch's events may all be in Kafka once more: the delivered ones of a failed
+	# bundle (and its company's bundles after it) are sent again with the retry, and a
+	# message timed out during the outage may still have reached the broker
+	assert sum(duplicates.values()) <= BATCH * failed_batches, "at most one batch per failed batch"
 	assert_company_order(got)
 
 
@@ -149,33 +154,37 @@ def test_a_drainer_killed_mid_batch_loses_nothing_and_its_lease_expires(site, ow
 	topic, dead_letters = new_topic(bootstrap), new_topic(bootstrap, 1)
 	configure(bootstrap, dead_letters, batch_size=BATCH, properties={"message.timeout.ms": "4000"})
 	written = transactions(topic, 0, 12)  # the drainer is enqueued; no worker yet
+	frappe.db.commit()
+	assert frappe.db.sql(f"SELECT MAX(events) FROM `{BUNDLE_TABLE}`")[0][0] == 1  # a bundle per event
+	first_batch = {r.event_id for r in rows()[:BATCH]}  # the first claim: the first bundles in name order
 
 	os.kill(broker_pid, signal.SIGSTOP)  # so the drainer's flush cannot finish
 	try:
 		(worker,) = workers.start(1)
-		leased = wait_for(
-			lambda: [r for r in rows() if r.lease_owner], 30, "the drainer claimed a batch", interval=0.05
-		)
+		leased = wait_for(cursor_leases, 30, "the drainer claimed a batch", interval=0.05)
 		horses = workers.kill(worker)  # SIGKILL worker and work horse, mid-batch
 		assert horses, "a work horse was running the drainer"
 	finally:
 		os.kill(broker_pid, signal.SIGCONT)
-	print(f"\nkilled drainer {leased[0].lease_owner} holding {len(leased)} rows (work horse {horses})")
-	# the batch in flight, and the next one it claimed while waiting for the first one's acks
-	assert len(leased) <= 2 * BATCH
+	(killed,) = set(leased.values())
+	print(f"\nkilled drainer {killed} leasing {sorted(leased)} (work horse {horses})")
 	assert {r.status for r in rows()} == {Status.QUEUED}
+	assert not any(c["delivered_through"] for c in cursors().values())  # nothing was recorded
 
 	workers.start(1)
 	outcomes: list[str] = []
 	wait_for(sweeping(all_delivered, outcomes), 120, "the next drainer delivered everything", interval=1)
 	print(f"sweeper saw: {' -> '.join(dict.fromkeys(outcomes))}")
 	assert "replaced" in outcomes, "the dead drainer's job was replaced once its heartbeat expired"
+	assert killed not in cursor_leases().values(), "the killed drainer's leases expired"
 
 	log = {r.event_id: r for r in rows()}
 	assert {r.status for r in log.values()} == {Status.SENT}
 	got = consume(bootstrap, topic, expect=len(written), settle=3)
 	assert set(by_event_id(got)) == {e.event_id for e in written}, "nothing lost"
 	duplicates = report_duplicates(got, log)
-	assert set(duplicates) <= {r.event_id for r in leased}, "only the killed batch can repeat"
+	# its flush could not finish, so it produced its first batch at most (the batch claimed
+	# while waiting for those acks was never produced)
+	assert set(duplicates) <= first_batch, "only the killed batch can repeat"
 	assert all(extra == 1 for extra in duplicates.values())
 	assert_company_order(got)

@@ -1,8 +1,10 @@
 """The transactional outbox write: a fixed number of statements per transaction (one
-multi-row INSERT of all its events), gapless per-company order."""
+multi-row INSERT of all its events, one of their delivery bundles), gapless per-company
+order, all or nothing."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import frappe
@@ -101,7 +103,14 @@ def test_transactions_of_other_companies_do_not_wait(site, mariadb):
 	assert sorted((r.company, r.company_sequence) for r in rows()) == [("A", 1), ("B", 1)]
 
 
-def test_a_failed_insert_gives_its_sequence_numbers_back(site):
+def bundles():
+	return frappe.db.sql(
+		"SELECT name, company, events, messages FROM `tabStreaming Delivery Bundle` ORDER BY name",
+		as_dict=True,
+	)
+
+
+def test_a_failed_insert_gives_its_sequence_numbers_back_and_leaves_no_bundle(site):
 	now = datetime(2026, 11, 23, 10, 0)
 	outbox.write(frappe.db, [record("a1", "A")], now)
 	frappe.db.commit()
@@ -112,6 +121,7 @@ def test_a_failed_insert_gives_its_sequence_numbers_back(site):
 	outbox.write(frappe.db, [record("a3", "A")], now)  # the same transaction goes on
 	frappe.db.commit()
 	assert [(r.reference_name, r.company_sequence) for r in rows()] == [("a1", 1), ("a3", 2)]
+	assert [[e[0] for e in json.loads(b.messages)] for b in bundles()] == [[r.name] for r in rows()]
 
 
 class CountingDatabase:
@@ -126,15 +136,17 @@ class CountingDatabase:
 
 
 @pytest.mark.parametrize("events", [1, 60])
-def test_a_transaction_costs_three_statements_whatever_its_size(site, events):
-	"""Counter upsert, counter read, ONE multi-row INSERT: round trips do not grow with the
-	number of events (or of companies) in the transaction."""
+def test_a_transaction_costs_six_statements_whatever_its_size(site, events):
+	"""Savepoint, counter upsert, counter read, the names, ONE multi-row INSERT of rows and
+	ONE of bundles: round trips do not grow with the number of events (or of companies) in
+	the transaction."""
 	db = CountingDatabase(frappe.db)
 	companies = ("A", "B", "C")
 	outbox.write(db, [record(f"r{i}", companies[i % 3]) for i in range(events)], datetime(2026, 11, 23, 10))
 	frappe.db.commit()  # the user's transaction ends (nothing more is sent for the outbox)
-	assert db.statements == ["INSERT", "SELECT", "INSERT"]
+	assert db.statements == ["SAVEPOINT", "INSERT", "SELECT", "SELECT", "INSERT", "INSERT"]
 	assert len(rows()) == events
+	assert sum(b.events for b in bundles()) == events
 
 
 def test_companies_the_database_holds_as_one_name_share_one_gapless_sequence(site):
@@ -148,3 +160,28 @@ def test_companies_the_database_holds_as_one_name_share_one_gapless_sequence(sit
 	got = rows()
 	assert [(r.reference_name, r.company, r.company_sequence) for r in got] == [
 		("a1", "Acme", 1), ("a2", "ACME ", 2), ("a3", "Acme", 3), ("a4", "acme", 4)]  # fmt: skip
+
+
+def test_a_transaction_writes_one_bundle_per_company_with_its_events_in_sequence_order(site):
+	"""The delivery queue: per company, one bundle holding that company's events of the
+	transaction as ready messages (topic, key, value, headers), in sequence order; a Dead
+	capture failure has no bundle entry."""
+	now = datetime(2026, 11, 23, 10, 0)
+	dead = record("x1", "A")
+	dead.status, dead.payload, dead.last_error = "Dead", b"", "capture failed"
+	outbox.write(
+		frappe.db,
+		[record("a1", "A"), record("b1", "B"), dead, record("a2", "A")],
+		now,
+		context=outbox.MessageContext("site.test"),
+	)
+	frappe.db.commit()
+	by_ref = {r.reference_name: r for r in rows()}
+	got = {b.company: json.loads(b.messages) for b in bundles()}
+	assert sorted(got) == ["A", "B"]
+	assert [e[0] for e in got["A"]] == [by_ref["a1"].name, by_ref["a2"].name]
+	_, topic, key, value, headers, registry = got["A"][0]
+	assert (topic, key, value, registry) == ("erpnext.gl-entry", "A", by_ref["a1"].payload, None)
+	assert headers["ce_source"] == "site.test"
+	assert headers["es_company_sequence"] == "1"
+	assert list(headers)[:2] == ["ce_id", "ce_type"]

@@ -14,8 +14,8 @@ from delivery_support import event
 from harness.schema import DOCTYPE_DIR
 
 from erpnext_streaming import api, outbox
-from erpnext_streaming.constants import EVENT_LOG_TABLE, Status
-from erpnext_streaming.delivery import wake
+from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, EVENT_LOG_TABLE, Status
+from erpnext_streaming.delivery import bundles, wake
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 23, 10, 0)
@@ -23,14 +23,15 @@ NOW = datetime(2026, 11, 23, 10, 0)
 
 @pytest.fixture
 def log(site):
-	"""One row per state: {label: name}."""
+	"""One row per state: {label: name}. Acme Corp's next bundle (holding `failed`) waits
+	for its retry; `in_flight` is a Dead row a drainer is copying to the dead-letter topic."""
 	states = {
 		"queued": (Status.QUEUED, "Acme Corp"),
 		"sent": (Status.SENT, "Acme Corp"),
 		"failed": (Status.FAILED, "Acme Corp"),
 		"dead": (Status.DEAD, "Acme Corp"),
 		"dead_globex": (Status.DEAD, "Globex Ltd"),
-		"in_flight": (Status.FAILED, "Globex Ltd"),
+		"in_flight": (Status.DEAD, "Globex Ltd"),
 	}
 	outbox.write(
 		frappe.db,
@@ -45,7 +46,7 @@ def log(site):
 			(
 				status,
 				3 if status in Status.REQUEUEABLE else 0,
-				NOW if status == Status.DEAD else None,
+				NOW if status == Status.DEAD and label != "in_flight" else None,
 				NOW if status == Status.FAILED else None,
 				"boom" if status in Status.REQUEUEABLE else "",
 				names[label],
@@ -55,8 +56,25 @@ def log(site):
 		f"UPDATE `{EVENT_LOG_TABLE}` SET lease_owner = 'drainer', lease_expires_at = %s WHERE name = %s",
 		(datetime.now() + timedelta(minutes=5), names["in_flight"]),
 	)
+	frappe.db.sql(
+		f"INSERT INTO `{CURSOR_TABLE}` (name, company, delivered_through, attempts, next_attempt_at, last_error) "
+		"VALUES ('Acme Corp', 'Acme Corp', 0, 3, %s, 'boom')",
+		(datetime.now() + timedelta(hours=1),),
+	)
+	frappe.db.sql(  # Globex's bundle was delivered (its events then went Dead)
+		f"INSERT INTO `{CURSOR_TABLE}` (name, company, delivered_through) "
+		f"SELECT 'Globex Ltd', 'Globex Ltd', MAX(name) FROM `{BUNDLE_TABLE}` WHERE company = 'Globex Ltd'"
+	)
 	frappe.db.commit()
 	return names
+
+
+def bundle_entries() -> list[list[int]]:
+	"""Each bundle's Event Log names, in name order."""
+	return [
+		[entry[0] for entry in json.loads(messages)]
+		for (messages,) in frappe.db.sql(f"SELECT messages FROM `{BUNDLE_TABLE}` ORDER BY name")
+	]
 
 
 def states(commit: bool = True) -> dict[int, tuple]:
@@ -100,6 +118,12 @@ def test_only_failed_and_dead_rows_are_requeued_all_or_nothing(log):
 	with pytest.raises(frappe.ValidationError):
 		api.requeue(names=["1; DROP TABLE x"])
 
+	now = datetime.now()
+	# Acme waits for its retry; Globex has nothing left to deliver
+	assert bundles.claim(frappe.db, "d", now + timedelta(minutes=1), now, 10) == []
+	frappe.db.rollback()
+	before_bundles = bundle_entries()
+
 	act_as("admin@example.com", ["System Manager"])
 	result = api.requeue(names=[str(log["failed"]), log["dead"]])
 	assert result == {"requeued": 2, "names": sorted([log["failed"], log["dead"]])}
@@ -107,10 +131,17 @@ def test_only_failed_and_dead_rows_are_requeued_all_or_nothing(log):
 	after = states(commit=False)  # this request's transaction, not committed
 	for label in ("failed", "dead"):
 		assert after[log[label]] == (Status.QUEUED, 0, None, None, None)  # a fresh start
-	claimed = outbox.claim(
-		frappe.db, outbox.Lease("d", datetime.now() + timedelta(minutes=1)), datetime.now(), 10
+	# the Failed row is still in Acme's next bundle, due now with a fresh attempt count; the
+	# Dead row goes into a new bundle at the end of Acme's queue
+	cursor = frappe.db.sql(
+		f"SELECT attempts, next_attempt_at FROM `{CURSOR_TABLE}` WHERE name = 'Acme Corp'", as_dict=True
 	)
-	assert {r["name"] for r in claimed} >= {log["failed"], log["dead"]}
+	assert [(c.attempts, c.next_attempt_at) for c in cursor] == [(0, None)]
+	assert bundle_entries() == [*before_bundles, [log["dead"]]]
+	claimed = bundles.claim(frappe.db, "d", now + timedelta(minutes=1), now, 10)
+	assert [b.cursor for b in claimed] == ["Acme Corp", "Acme Corp"] and claimed[0].attempts == 0
+	claimed_names = [entry[0] for b in claimed for entry in json.loads(b.messages)]
+	assert log["failed"] in claimed_names and claimed_names[-1] == log["dead"]
 
 
 def test_requeue_by_filter_only_ever_matches_failed_or_dead_rows(log):

@@ -1,19 +1,24 @@
-"""The drainer: one long-running loop per site that publishes the outbox in order.
+"""The drainer: one long-running loop per site that publishes the delivery queue in order.
 
 It holds ONE producer for its whole run (issue "Delivery", point 2), and repeats:
-1. claim a batch under the claim lock (`outbox.claim`: leases, per-company prefixes,
-   Failed rows not yet due hold back their company), with the Dead rows whose dead-letter
-   copy is still pending (`outbox.claim_dead_letters`), and commit;
+1. claim a batch of bundles under the claim lock (`bundles.claim`: per company the
+   bundles after its cursor, the company leased on its cursor; a company whose next
+   bundle waits for its retry yields nothing), with the Dead rows whose dead-letter copy
+   is still pending (`outbox.claim_dead_letters`), and commit;
 2. finish the batch started in the previous round: wait, bounded, for every delivery
-   report, decide each row's next state (`state.next_state`, `policy.classify`), copy new
-   Dead rows to the dead-letter topic, and mark the rows: a batch delivered in full is
-   marked Sent by the `marker` (a second connection, in a thread) while this loop goes
-   on; a batch with a Failed or Dead row is marked here, in two statements, after any
-   pending mark; the claimed rows of a company it left with a Failed row are given back;
+   report, decide each bundle's outcome (`state.next_state`, `policy.classify`), copy
+   new Dead events to the dead-letter topic, and record the outcome: a batch delivered in
+   full becomes ONE receipt and the cursors move (`bundles.record_delivered`), by the
+   `marker` (a second connection, in a thread) while this loop goes on; a batch with a
+   failed event is recorded here (its company's cursor keeps the retry state, its
+   undelivered events are marked Failed or Dead); the claimed bundles of a company it
+   left waiting for a retry are dropped;
 3. copy the claimed Dead rows whose dead-letter copy was pending (capture failures);
-4. start the claimed batch: produce it in name order (= per-company sequence order)
-   without waiting, so its acknowledgements arrive while the next round claims;
-5. when there is nothing to do, wait on the wake-up list (or until the next Failed row is
+4. start the claimed batch: produce its messages in name order (= per-company sequence
+   order) without waiting, so its acknowledgements arrive while the next round claims;
+5. settle receipts into the Event Log (rows Sent) when a round had nothing to deliver,
+   and at least every `bundles.SETTLE_AFTER_SECONDS`;
+6. when there is nothing to do, wait on the wake-up list (or until the next retry is
    due), and leave after `idle_exit_seconds` without work or before `max_runtime_seconds`
    (well inside the long queue's 1500 s job timeout) so a fresh drainer takes over.
 
@@ -25,6 +30,7 @@ job (delivery/jobs.py) and in a test.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import random
@@ -42,9 +48,10 @@ from confluent_kafka import KafkaError
 from erpnext_streaming import constants as c
 from erpnext_streaming import outbox
 from erpnext_streaming.constants import Status
-from erpnext_streaming.delivery import messages
+from erpnext_streaming.delivery import bundles, messages
+from erpnext_streaming.delivery.bundles import Claimed
 from erpnext_streaming.delivery.framing import Framer, FramingError
-from erpnext_streaming.delivery.marker import Marker
+from erpnext_streaming.delivery.marker import Marker, lost_a_deadlock
 from erpnext_streaming.delivery.policy import Classified, RetryPolicy, classify, describe, unencodable
 from erpnext_streaming.delivery.producer import (
 	BatchResult,
@@ -61,8 +68,10 @@ SIZE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_T
 # a claimed batch whose start waited longer than this (the previous batch's outage) is
 # leased again for a full lease before it is produced
 RENEW_AFTER_SECONDS = 5.0
-# how often a round claims without continuing after the batch in flight (see `cycle`)
-PLAIN_CLAIM_SECONDS = 30.0
+# a claim rolled back as a deadlock's victim is run again, at most this often in all
+CLAIM_ATTEMPTS = 3
+# at most this many settle rounds (`bundles.SETTLE_RECEIPTS` receipts each) before leaving
+LEAVE_SETTLE_ROUNDS = 50
 
 
 class Clock(Protocol):
@@ -159,14 +168,14 @@ class DrainStats:
 
 @dataclass(frozen=True)
 class InFlight:
-	"""A started batch: its rows, the rows that failed before producing (`outcome`), the
-	producer's handle (or the result when no producer could be made) and, per company,
-	the last row in it (where the next claim continues)."""
+	"""A started batch: its bundles, each bundle's events (Event Log names, in order), the
+	events that failed before producing (`outcome`), and the producer's handle (or the
+	result when no producer could be made)."""
 
-	rows: Sequence[Any]
+	bundles: Sequence[Claimed]
+	events: Sequence[Sequence[int]]
 	outcome: dict[Any, Classified]
 	sending: tuple[Producer, Sending] | BatchResult | None
-	last_by_company: dict[Any, int]
 
 
 def failed_reason(outcome: dict[Any, Classified]) -> str:
@@ -211,9 +220,12 @@ class Drainer:
 		self.stats = DrainStats()
 		self._producer: Producer | None = None
 		self._in_flight: InFlight | None = None
-		self._plain_claim_at = 0.0
+		# per cursor, the last bundle this drainer started: the next claim continues there
+		# (the cursor itself moves only when the batch is recorded, maybe in the marker)
+		self._claimed_through: dict[str, int] = {}
 		self._lock: str | None = None
 		self._dead_letters_retry_at = 0.0
+		self._settle_at = 0.0
 
 	# -- the loop ---------------------------------------------------------------------
 
@@ -251,6 +263,7 @@ class Drainer:
 				self.log.exception("erpnext_streaming: the batch in flight was not marked; its leases expire")
 			finally:
 				self._marks_done_quietly()
+				self._leave_quietly()
 				self.heartbeat.release()
 				self._close_producer()
 		return self.stats
@@ -272,9 +285,23 @@ class Drainer:
 			return self.heartbeat.acquire(self.config.lease)
 		return False
 
+	def _leave_quietly(self) -> None:
+		"""Before leaving: settle what this drainer delivered (bounded) and give up its
+		companies' leases, so the next drainer starts at once (best effort: a lease left
+		behind expires, a receipt left behind is settled by the next drainer or the sweeper)."""
+		try:
+			self.db.rollback()
+			for _ in range(LEAVE_SETTLE_ROUNDS):
+				if not self.settle():
+					break
+			with self._transaction():
+				bundles.release(self.db, self.owner)
+		except Exception:
+			self.log.exception("erpnext_streaming: leaving without settling; the leases expire")
+
 	def _wait_seconds(self, until_idle_exit: float) -> float:
 		wait = min(self.config.poll_seconds, max(until_idle_exit, 0.0))
-		due = outbox.next_attempt_due(self.db)
+		due = bundles.next_attempt_due(self.db)
 		self.db.commit()
 		if due is not None:
 			wait = min(wait, max((due - self.clock.now()).total_seconds(), 0.0) + 0.05)
@@ -282,67 +309,94 @@ class Drainer:
 
 	def cycle(self) -> bool:
 		"""One round: claim the next batch, finish the batch in flight (delivery reports,
-		marks), start the next one; True if it did anything.
+		outcomes), start the next one, settle when there was nothing to deliver; True if it
+		did anything.
 
 		The claim runs while the previous batch's acknowledgements are on their way, so the
 		database and the broker work at the same time. Order stays as without the overlap:
-		the next batch continues each company after the rows in flight (`claim(after=...)`),
-		is produced only after their reports are in, and gives back the rows of a company
-		whose batch left a Failed row, which holds them back as any claim would. Every
-		`PLAIN_CLAIM_SECONDS` one round claims without continuing, so a row requeued behind
-		the rows in flight is not left waiting while its company has a backlog.
+		the next batch continues each company after the bundles this drainer started
+		(`claim(after=...)`), is produced only after the previous batch's reports are in,
+		and drops the bundles of a company that batch left waiting for a retry, as any claim
+		would.
 		"""
 		if self._lock is None:
 			self.prepare()
 		did = False
-		if self._in_flight is not None and self.clock.monotonic() >= self._plain_claim_at:
-			did = self.finish_in_flight()
 		in_flight = self._in_flight
-		if in_flight is None:
-			self._plain_claim_at = self.clock.monotonic() + PLAIN_CLAIM_SECONDS
-			self._marks_done()  # a claim from each company's first pending row sees them marked
-		rows, dead = self._claim(
-			dead_letters=self.clock.monotonic() >= self._dead_letters_retry_at,
-			after=in_flight.last_by_company if in_flight else None,
+		claimed, dead = self._claim(
+			dead_letters=self.clock.monotonic() >= self._dead_letters_retry_at, after=self._claimed_through
 		)
 		claimed_at = self.clock.monotonic()
 		try:
 			if in_flight is not None:
 				self._in_flight = None
-				rows = self._give_back(rows, self.finish(in_flight))
+				claimed = self._drop(claimed, self.finish(in_flight))
 				did = True
 			if dead:  # before the next batch: a dead-letter send must not flush or replace its producer
 				did = self.copy_dead_letters(dead) or did
-			if rows and self.clock.monotonic() - claimed_at > RENEW_AFTER_SECONDS:
-				rows = self._renew(rows)
-			if rows:
-				self._in_flight = self.start(rows)
+			if claimed and self.clock.monotonic() - claimed_at > RENEW_AFTER_SECONDS:
+				claimed = self._renew(claimed)
+			if claimed:
+				self._in_flight = self.start(claimed)
 				did = True
 		except Exception:
 			if self._in_flight is None:
-				self._release_quietly(rows)
+				self._release_quietly(claimed)
 			raise
+		if not did:
+			return self.settle()
+		if self.clock.monotonic() >= self._settle_at:
+			self.settle()
 		return did
 
-	def _claim(self, dead_letters: bool, after: dict[Any, int] | None = None) -> tuple[list[Any], list[Any]]:
+	def settle(self) -> bool:
+		"""Settle a chunk of receipts into the Event Log (`bundles.settle`); True if any."""
+		self._marks_done()
+		with self._transaction():
+			settled = bundles.settle(self.db, self.clock.now())
+		self._settle_at = self.clock.monotonic() + bundles.SETTLE_AFTER_SECONDS
+		return settled > 0
+
+	def _claim(
+		self, dead_letters: bool, after: dict[str, int] | None = None
+	) -> tuple[list[Claimed], list[Any]]:
 		"""Claim a batch and, if `dead_letters`, the Dead rows whose copy is pending: under
-		one hold of the claim lock, in one transaction."""
+		one hold of the claim lock, in one transaction. A claim rolled back as a deadlock's
+		victim is run again: the marker's record of the previous batch writes the same
+		cursor rows, in its own order, at the same time."""
 		db = self.db
 		if not outbox.get_lock(db, self._lock, self.config.claim_lock_timeout_seconds):
 			db.commit()
 			return [], []
 		try:
+			for _ in range(CLAIM_ATTEMPTS - 1):
+				try:
+					return self._claim_once(dead_letters, after)
+				except Exception as e:
+					if not lost_a_deadlock(e):
+						raise
+			return self._claim_once(dead_letters, after)
+		finally:
+			outbox.release_lock(db, self._lock)
+
+	def _claim_once(
+		self, dead_letters: bool, after: dict[str, int] | None
+	) -> tuple[list[Claimed], list[Any]]:
+		db = self.db
+		try:
 			now = self.clock.now()
-			lease = Lease(self.owner, now + timedelta(seconds=self.config.lease))
-			rows = outbox.claim(db, lease, now, self.config.batch_size, after=after)
-			dead = outbox.claim_dead_letters(db, lease, now, self.config.batch_size) if dead_letters else []
+			until = now + timedelta(seconds=self.config.lease)
+			claimed = bundles.claim(db, self.owner, until, now, self.config.batch_size, after=after)
+			dead = (
+				outbox.claim_dead_letters(db, Lease(self.owner, until), now, self.config.batch_size)
+				if dead_letters
+				else []
+			)
 			db.commit()
-			return rows, dead
+			return claimed, dead
 		except Exception:
 			db.rollback()
 			raise
-		finally:
-			outbox.release_lock(db, self._lock)
 
 	@contextlib.contextmanager
 	def _transaction(self) -> Iterator[None]:
@@ -354,38 +408,34 @@ class Drainer:
 			self.db.rollback()
 			raise
 
-	def _give_back(self, rows: list[Any], companies: set[Any]) -> list[Any]:
-		"""Release the claimed rows of `companies` (a Failed row holds them back)."""
-		back = [r for r in rows if r["company"] in companies] if companies else []
-		if not back:
-			return rows
-		with self._transaction():
-			outbox.release_leases(self.db, self.owner, outbox.leased_names(back))
-		return [r for r in rows if r["company"] not in companies]
+	@staticmethod
+	def _drop(claimed: list[Claimed], cursors: set[str]) -> list[Claimed]:
+		"""The claimed bundles but those of `cursors` (waiting for a retry: not started, so
+		they are claimed again after it; the company stays leased to this drainer)."""
+		return [b for b in claimed if b.cursor not in cursors] if cursors else claimed
 
-	def _renew(self, rows: list[Any]) -> list[Any]:
+	def _renew(self, claimed: list[Claimed]) -> list[Claimed]:
 		"""The previous batch took long to finish (an outage: bounded flush, dead-letter
-		copies): lease the claimed rows for a full lease from now, so the lease outlives
-		their own round. If one was lost meanwhile (expired and taken), give them all back."""
-		names = outbox.leased_names(rows)
+		copies): lease the claimed companies for a full lease from now, so the lease
+		outlives their own round; drop the bundles of a company lost meanwhile (expired and
+		taken by another drainer)."""
+		self._marks_done()  # the previous batch's record writes cursor rows too (no deadlock)
 		until = self.clock.now() + timedelta(seconds=self.config.lease)
 		with self._transaction():
-			renewed = outbox.renew_leases(self.db, self.owner, names, until)
-			if renewed != len(names):
-				outbox.release_leases(self.db, self.owner, names)
-		return rows if renewed == len(names) else []
+			held = bundles.renew(self.db, self.owner, {b.cursor for b in claimed}, until)
+		return [b for b in claimed if b.cursor in held]
 
-	def _release_quietly(self, rows: Sequence[Any]) -> None:
-		"""After an error: give back claimed rows that were not started (best effort; else
-		their lease expires)."""
-		if not rows:
+	def _release_quietly(self, claimed: Sequence[Claimed]) -> None:
+		"""After an error: give back the companies of claimed bundles that were not started
+		(best effort; else their leases expire)."""
+		if not claimed:
 			return
 		try:
 			self.db.rollback()
-			outbox.release_leases(self.db, self.owner, outbox.leased_names(rows))
+			bundles.release(self.db, self.owner, {b.cursor for b in claimed})
 			self.db.commit()
 		except Exception:
-			self.log.exception("erpnext_streaming: claimed rows not given back; their leases expire")
+			self.log.exception("erpnext_streaming: claimed bundles not given back; their leases expire")
 
 	def _marks_done(self) -> None:
 		if self.marker is not None:
@@ -395,7 +445,7 @@ class Drainer:
 		try:
 			self._marks_done()
 		except Exception:
-			self.log.exception("erpnext_streaming: a delivered batch was not marked Sent; its leases expire")
+			self.log.exception("erpnext_streaming: a delivered batch was not recorded; it is sent again")
 
 	def finish_in_flight(self) -> bool:
 		"""Finish the batch in flight, if any (before leaving, or before a batch of the caller's)."""
@@ -407,76 +457,118 @@ class Drainer:
 
 	# -- publishing -------------------------------------------------------------------
 
-	def start(self, rows: Sequence[Any]) -> InFlight:
-		"""Build the rows' messages and hand them to the producer (no waiting)."""
-		config = self.config
+	def start(self, claimed: Sequence[Claimed]) -> InFlight:
+		"""Turn the bundles' entries into messages and hand them to the producer (no waiting)."""
+		framer = self.framer
 		outcome: dict[Any, Classified] = {}
 		outgoing: list[OutgoingMessage] = []
-		for row in rows:
+		events: list[list[int]] = []
+		for bundle in claimed:
 			try:
-				outgoing.append(messages.build(row, config.site, self.time_zone, self.framer))
-			except FramingError as e:  # before anything is produced: a refused schema never goes out
-				outcome[row["name"]] = e.classified()
-			except Exception as e:
-				outcome[row["name"]] = unencodable(e)
-		last_by_company = {row["company"]: row["name"] for row in rows}  # rows come in name order
-		return InFlight(rows, outcome, self._start(outgoing) if outgoing else None, last_by_company)
+				items = json.loads(bundle.messages)
+			except Exception as e:  # not written by this app: nothing of it can be sent
+				self.log.warning("erpnext_streaming: bundle %s is unreadable and skipped: %s", bundle.name, e)
+				items = []
+			refs = []
+			for item in items:
+				ref = item[0]
+				refs.append(ref)
+				try:
+					outgoing.append(messages.from_entry(item, framer))
+				except (FramingError, messages.Unsendable) as e:  # never produced
+					outcome[ref] = e.classified()
+				except Exception as e:
+					outcome[ref] = unencodable(e)
+			events.append(refs)
+		for bundle in claimed:  # in name order
+			self._claimed_through[bundle.cursor] = bundle.name
+		sending = self._start(outgoing) if outgoing else None
+		return InFlight(claimed, events, outcome, sending)
 
-	def finish(self, in_flight: InFlight) -> set[Any]:
-		"""Wait for the batch's delivery reports, decide each row's next state, copy new Dead
-		rows to the dead-letter topic and mark the rows in two statements (Sent; Failed/Dead).
-		Returns the companies left with a Failed row."""
-		rows, outcome = in_flight.rows, in_flight.outcome
+	def finish(self, in_flight: InFlight) -> set[str]:
+		"""Wait for the batch's delivery reports and record its outcome: a receipt for the
+		delivered events and the cursors moved past the bundles done; a company whose bundle
+		has an undelivered event (retriable) keeps its cursor before that bundle with the
+		retry state, its undelivered events marked Failed; events that can never be
+		delivered, or whose bundle ran out of attempts, go Dead with a dead-letter copy.
+		Returns the cursors left waiting for a retry."""
+		outcome = in_flight.outcome
 		deliveries = self._finish(in_flight.sending).deliveries if in_flight.sending is not None else {}
 		now = self.clock.now()
+		max_attempts = self.policy.max_attempts
 		sent: list[Published] = []
-		unsent: list[Unsent] = []
-		dying: list[tuple[Any, int, str, bool]] = []
-		for row in rows:
-			name = row["name"]
-			too_large = False
-			if name not in outcome:
-				delivery = deliveries[name]
-				if delivery.error is None:
-					sent.append(Published(name, delivery.partition, delivery.offset))
-					continue
-				outcome[name] = classify(delivery.error)
-				too_large = delivery.error.code() in SIZE_ERRORS
-			verdict = outcome[name]
-			transition = next_state(
-				row["status"], verdict.outcome, row["attempts"] or 0, self.policy.max_attempts
-			)
-			reason = self.redact(verdict.reason)
-			if transition.status == Status.FAILED:
+		through: dict[str, int] = {}
+		waiting: dict[str, tuple[int, datetime, str]] = {}  # cursor: (attempts, due, reason)
+		failed: list[Unsent] = []
+		dying: list[tuple[Any, int, str, bool]] = []  # (name, attempts, reason, too large)
+		for bundle, refs in zip(in_flight.bundles, in_flight.events, strict=True):
+			if bundle.cursor in waiting:
+				continue  # after its company's failed bundle: sent again with it
+			done: list[Published] = []
+			undelivered: list[tuple[Any, Classified, bool]] = []
+			for ref in refs:
+				too_large = False
+				if ref not in outcome:
+					delivery = deliveries[ref]
+					if delivery.error is None:
+						done.append(Published(ref, delivery.partition, delivery.offset))
+						continue
+					outcome[ref] = classify(delivery.error)
+					too_large = delivery.error.code() in SIZE_ERRORS
+				undelivered.append((ref, outcome[ref], too_large))
+			retriable = [u for u in undelivered if u[1].outcome is Outcome.RETRIABLE]
+			transition = next_state(Status.QUEUED, Outcome.RETRIABLE, bundle.attempts, max_attempts)
+			if retriable and transition.status == Status.FAILED:
 				due = self.policy.next_attempt_at(transition.attempts, now, self.rand)
-				unsent.append(Unsent(name, Status.FAILED, transition.attempts, reason, next_attempt_at=due))
-			else:
-				if transition.attempts >= self.policy.max_attempts and verdict.outcome is Outcome.RETRIABLE:
-					reason = f"gave up after {transition.attempts} attempts: {reason}"
-				dying.append((row, transition.attempts, reason, too_large))
+				reason = self.redact(retriable[0][1].reason)
+				waiting[bundle.cursor] = (transition.attempts, due, reason)
+				self._claimed_through.pop(bundle.cursor, None)  # claimed again from its cursor
+				for ref, verdict, _ in undelivered:
+					failed.append(
+						Unsent(
+							ref,
+							Status.FAILED,
+							transition.attempts,
+							self.redact(verdict.reason),
+							next_attempt_at=due,
+						)
+					)
+				continue
+			sent += done
+			through[bundle.cursor] = bundle.name
+			for ref, verdict, too_large in undelivered:
+				attempts = next_state(Status.QUEUED, verdict.outcome, bundle.attempts, max_attempts).attempts
+				reason = self.redact(verdict.reason)
+				if verdict.outcome is Outcome.RETRIABLE:
+					reason = f"gave up after {attempts} attempts: {reason}"
+				dying.append((ref, attempts, reason, too_large))
 		if any(v.fatal for v in outcome.values()) and self._producer is not None:
 			self.log.warning("erpnext_streaming: the producer is replaced after: %s", failed_reason(outcome))
 			self._close_producer(timeout=0)
-		copies = self._send_dead_letters(dying)
-		for row, attempts, reason, _ in dying:
-			unsent.append(
-				Unsent(row["name"], Status.DEAD, attempts, reason, dead_letter=copies.get(row["name"]))
-			)
+		copies = self._send_dead_letters(self._dying_rows(dying)) if dying else {}
+		unsent = failed + [
+			Unsent(name, Status.DEAD, attempts, reason, dead_letter=copies.get(name))
+			for name, attempts, reason, _ in dying
+		]
 
 		now = self.clock.now()
-		if self.marker is not None and not unsent:
-			self.marker.submit(sent, now)  # marked while the next batch is claimed and produced
+		if self.marker is not None and not unsent and not waiting:
+			self.marker.submit(sent, through, now)  # recorded while the next batch is claimed and produced
 		else:
 			self._marks_done()
 			with self._transaction():
-				if unsent:  # only where this drainer still leases the company (a late drainer never
-					# overwrites a newer owner's rows: only each company's first row carries the lease)
-					held = outbox.still_leased(self.db, self.owner, outbox.lease_holders(rows))
-					company_of = {row["name"]: row["company"] for row in rows}
-					unsent = [u for u in unsent if company_of[u.name] in held]
-				outbox.mark_sent(self.db, sent, now)
-				outbox.mark_unsent(self.db, self.owner, unsent, now)
-		failed = [u for u in unsent if u.status == Status.FAILED]
+				bundles.record_delivered(self.db, sent, through, now)
+				if unsent or waiting:  # only where this drainer still leases the company (a late
+					# drainer never overwrites the outcome of a newer owner's delivery)
+					held = bundles.still_leased(self.db, self.owner, {b.cursor for b in in_flight.bundles})
+					cursor_of = {
+						ref: b.cursor
+						for b, refs in zip(in_flight.bundles, in_flight.events, strict=True)
+						for ref in refs
+					}
+					outbox.mark_unsent(self.db, [u for u in unsent if cursor_of[u.name] in held], now)
+					for cursor, (attempts, due, reason) in waiting.items():
+						bundles.record_retry(self.db, self.owner, cursor, attempts, due, reason, now)
 		stats = self.stats
 		stats.batches += 1
 		stats.sent += len(sent)
@@ -488,14 +580,23 @@ class Drainer:
 			self.log.warning(
 				"erpnext_streaming: %d of %d events not delivered, retried from %s: %s",
 				len(failed),
-				len(rows),
-				min(u.next_attempt_at for u in failed).isoformat(sep=" ", timespec="seconds"),
+				sum(len(refs) for refs in in_flight.events),
+				min(due for _, due, _ in waiting.values()).isoformat(sep=" ", timespec="seconds"),
 				failed[0].last_error,
 			)
-		for row, _, reason, _ in dying:
-			self.log.warning("erpnext_streaming: Event Log %s is Dead: %s", row["name"], reason)
-		failed_names = {u.name for u in failed}
-		return {row["company"] for row in rows if row["name"] in failed_names}
+		for name, _, reason, _ in dying:
+			self.log.warning("erpnext_streaming: Event Log %s is Dead: %s", name, reason)
+		return set(waiting)
+
+	def _dying_rows(self, dying: Sequence[tuple[Any, int, str, bool]]) -> list[tuple[Any, int, str, bool]]:
+		"""The Event Log rows of dying events (a dead-letter copy is built from the row)."""
+		rows = {r["name"]: r for r in outbox.delivery_rows(self.db, [name for name, *_ in dying])}
+		self.db.commit()
+		missing = {"topic": "", "payload": "", "company": "", "message_key": "", "event_id": ""}
+		return [
+			(rows.get(name) or {"name": name, **missing}, attempts, reason, too_large)
+			for name, attempts, reason, too_large in dying
+		]
 
 	def copy_dead_letters(self, rows: Sequence[Any]) -> bool:
 		"""Dead rows whose dead-letter copy is pending (capture failures, earlier misses)."""

@@ -1,27 +1,47 @@
-"""Marking delivered batches Sent beside the drainer, on a connection of its own.
+"""Recording delivered batches beside the drainer, on a connection of its own.
 
-A batch's Sent UPDATE writes every one of its rows (status, partition, offset, sent_at),
-and a row UPDATE in MariaDB costs about as much as everything else the drainer does for
-an event (benchmarks/RESULTS.md, P3). Done in line, the database and the drainer take
-turns; done here, in one worker thread, the UPDATE of batch n runs in MariaDB while the
-drainer claims, builds and produces batch n+1 (PyMySQL waits on the socket without the
-GIL).
+A delivered batch becomes one receipt and its companies' cursors move
+(`bundles.record_delivered`, two statements). Done in line, the database and the drainer
+take turns; done here, in one worker thread, the record of batch n is written while the
+drainer claims and produces batch n+1 (PyMySQL waits on the socket without the GIL).
 
-At most one mark is pending: `submit` first waits for the previous one, so the marks
+At most one record is pending: `submit` first waits for the previous one, so records
 commit in batch order and the drainer never gets more than one batch ahead of its
-bookkeeping. A mark that fails is raised in the drainer's thread, at its next `submit`
-or `wait`; its rows stay Queued under the drainer's lease on their company's first row
-and are delivered again after the lease expires (at least once).
+bookkeeping. A record that fails is raised in the drainer's thread, at its next `submit`
+or `wait`; the cursors did not move, so the batch's bundles are delivered again (at least
+once). A record that MariaDB rolled back as a deadlock's victim is written again first:
+the drainer's claim of the next batch writes the same cursor rows (their leases), in its
+own order, at the same time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
 from erpnext_streaming import outbox
+from erpnext_streaming.delivery import bundles
 from erpnext_streaming.outbox import Published
+
+# MariaDB's ER_LOCK_DEADLOCK: the victim's whole transaction was rolled back
+DEADLOCK = 1213
+RECORD_ATTEMPTS = 3
+
+
+def lost_a_deadlock(error: BaseException) -> bool:
+	"""Was `error` MariaDB rolling the transaction back as a deadlock's victim? PyMySQL's
+	error carries the server's error number first; `frappe.db.sql` raises its own error
+	from it (QueryDeadlockError)."""
+	seen: set[int] = set()
+	current: BaseException | None = error
+	while current is not None and id(current) not in seen:
+		seen.add(id(current))
+		args = getattr(current, "args", ())
+		if args and args[0] == DEADLOCK:
+			return True
+		current = current.__cause__ or current.__context__
+	return False
 
 
 class Marker:
@@ -35,14 +55,14 @@ class Marker:
 		outbox.use_read_committed(self.db)
 		self.db.commit()
 
-	def submit(self, sent: Sequence[Published], now: datetime) -> None:
-		"""Mark `sent` in the thread, after the previous mark."""
+	def submit(self, sent: Sequence[Published], through: Mapping[str, int], now: datetime) -> None:
+		"""Record `sent` and move the cursors to `through` in the thread, after the previous record."""
 		self.wait()
-		if not sent:
+		if not sent and not through:
 			return
 		if self._executor is None:
 			self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="erpnext_streaming-marker")
-		self._pending = self._executor.submit(self._mark, list(sent), now)
+		self._pending = self._executor.submit(self._mark, list(sent), dict(through), now)
 
 	def wait(self) -> None:
 		"""Until the pending mark is committed; raises its error, once."""
@@ -62,10 +82,13 @@ class Marker:
 			if close is not None:
 				close()
 
-	def _mark(self, sent: list[Published], now: datetime) -> None:
-		try:
-			outbox.mark_sent(self.db, sent, now)
-			self.db.commit()
-		except Exception:
-			self.db.rollback()
-			raise
+	def _mark(self, sent: list[Published], through: dict[str, int], now: datetime) -> None:
+		for attempt in range(1, RECORD_ATTEMPTS + 1):
+			try:
+				bundles.record_delivered(self.db, sent, through, now)
+				self.db.commit()
+				return
+			except Exception as e:
+				self.db.rollback()
+				if attempt == RECORD_ATTEMPTS or not lost_a_deadlock(e):
+					raise

@@ -14,14 +14,18 @@ framed, `es_encoding`.
 
 from __future__ import annotations
 
-from datetime import datetime
+import base64
+import binascii
+from datetime import datetime, tzinfo
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from erpnext_streaming.constants import Encoding, topic_slug
-from erpnext_streaming.delivery.framing import DEFAULT_FRAMER, Framer
+from erpnext_streaming.delivery.framing import DEFAULT_FRAMER, Framer, FramingError, single_object
+from erpnext_streaming.delivery.policy import Classified
 from erpnext_streaming.delivery.producer import OutgoingMessage
+from erpnext_streaming.delivery.state import Outcome
 from erpnext_streaming.outbox import decode_payload
 
 CE_SPECVERSION = "1.0"
@@ -115,6 +119,63 @@ def build(row: Any, site: str, time_zone: ZoneInfo, framer: Framer | None = None
 		value=framed.value,
 		headers=headers(row, site, time_zone, framed.content_type),
 	)
+
+
+# -- bundle entries: messages built in the user's transaction --------------------------
+#
+# An entry is the JSON array [event log, topic, key, value, headers, registry]: the value
+# framed and base64-encoded, the headers as an object (the order above), and `registry`
+# null, or [doctype, schema version, fingerprint] for the Confluent encoding, whose
+# schema id only the drainer may ask the registry for (never a user's request). A row
+# that cannot be a message is stored as [event log, null, reason] and goes Dead when the
+# drainer reaches it, as a poison message does.
+
+
+def entry(row: Any, site: str, time_zone: tzinfo) -> list:
+	"""The bundle entry of an Event Log row (`outbox.DELIVERY_COLUMNS`): never raises."""
+	try:
+		if not row["topic"]:
+			raise ValueError("the row has no topic")
+		if not row["event_id"]:
+			raise ValueError("the row has no event id")
+		encoding = row.get("encoding") or Encoding.DEFAULT
+		value, registry = row["payload"] or "", None
+		if encoding == Encoding.SINGLE_OBJECT:
+			framed = single_object(row["schema_fingerprint"], decode_payload(value))
+			value = base64.b64encode(framed).decode("ascii")
+		elif encoding == Encoding.CONFLUENT:
+			registry = [row["reference_doctype"], int(row["schema_version"] or 0), row["schema_fingerprint"]]
+		elif encoding != Encoding.SCHEMALESS:
+			raise FramingError(f"unknown encoding {encoding!r}")
+		content_type = Encoding.CONTENT_TYPE[encoding]
+		header_values = {k: v.decode("utf-8") for k, v in headers(row, site, time_zone, content_type)}
+		return [row["name"], row["topic"], message_key(row).decode("utf-8"), value, header_values, registry]
+	except FramingError as e:
+		return [row["name"], None, e.message]
+	except Exception as e:
+		return [row["name"], None, f"unencodable: {type(e).__name__}: {e}"]
+
+
+def from_entry(item: list, framer: Framer | None = None) -> OutgoingMessage:
+	"""The message of a bundle entry. Raises `framing.FramingError` when the Confluent
+	framing fails (registry unreachable: retriable; schema refused: Dead), and `Unsendable`
+	for an entry stored as one."""
+	if item[1] is None:
+		raise Unsendable(item[2])
+	ref, topic, key, value, header_values, registry = item
+	body = binascii.a2b_base64(value)
+	if registry is not None:
+		doctype, version, fingerprint = registry
+		row = {"reference_doctype": doctype, "schema_version": version, "schema_fingerprint": fingerprint}
+		body = (framer or DEFAULT_FRAMER).confluent({**row, "topic": topic}, body)
+	return OutgoingMessage(ref, topic, key, body, header_values)
+
+
+class Unsendable(Exception):
+	"""A bundle entry that was stored as not a message (see `entry`)."""
+
+	def classified(self) -> Classified:
+		return Classified(Outcome.PERMANENT, False, str(self))
 
 
 def dead_letter(

@@ -31,9 +31,9 @@ POLL_EVERY = 500
 class OutgoingMessage:
 	ref: Any  # the Event Log row name; comes back in the delivery report
 	topic: str
-	key: bytes | None
+	key: bytes | str | None
 	value: bytes | None
-	headers: list[tuple[str, bytes]]
+	headers: list[tuple[str, bytes]] | dict[str, str]  # a bundle entry's headers are a dict
 
 
 @dataclass(slots=True)

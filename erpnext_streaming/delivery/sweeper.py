@@ -1,9 +1,10 @@
 """The sweeper (scheduler, every minute): the safety net under the after-commit wake-up.
 
-It releases expired leases (a drainer died mid-batch) and, when a drainer would have
-something to do (`outbox.has_pending_work`: a claimable row, or a Dead row whose
-dead-letter copy is pending), makes sure a drainer is queued or running. It covers Redis being down at commit time, a drainer that
-died, and a Failed row that became due after the drainer left. Concurrent runs are
+It releases expired leases (a drainer died mid-batch), settles the receipts a dead
+drainer left (`bundles.settle`), and, when a drainer would have something to do (a
+company's next bundle is due, or a Dead row's dead-letter copy is pending), makes sure a
+drainer is queued or running. It covers Redis being down at commit time, a drainer that
+died, and a retry that became due after the drainer left. Concurrent runs are
 harmless: a MariaDB named lock lets one run at a time (the other returns at once), lease
 releases are conditional primary-key updates, and the drainer job is deduplicated.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from erpnext_streaming import outbox
+from erpnext_streaming.delivery import bundles
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,21 @@ def sweep(db: outbox.TransactionalDatabase, now: datetime, ensure_drainer: Calla
 	if not outbox.get_lock(db, lock, 0):
 		return SweepResult(ran=False)
 	try:
-		released = outbox.release_expired_leases(db, now)
+		released = [*bundles.release_expired(db, now), *outbox.release_expired_leases(db, now)]
 		db.commit()
-		pending = outbox.has_pending_work(db, now)
+		# READ COMMITTED, as the drainer: its deletes take no gap lock a user's INSERT waits on
+		with outbox.read_committed(db):
+			while bundles.settle(db, now):
+				db.commit()
+			db.commit()
+		pending = has_pending_work(db, now)
 		db.commit()
 		return SweepResult(True, len(released), pending, ensure_drainer() if pending else "not needed")
 	finally:
 		outbox.release_lock(db, lock)
+
+
+def has_pending_work(db: outbox.Database, now: datetime) -> bool:
+	"""Is there anything a drainer could do now: a company's next bundle due and not leased
+	by a live drainer, or a Dead row whose dead-letter copy is pending and not in flight?"""
+	return bundles.deliverable(db, now) or outbox.dead_letters_pending(db, now)

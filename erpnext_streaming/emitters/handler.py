@@ -85,12 +85,21 @@ def flush():
 		)
 		if not records:
 			return
-		outbox.write(frappe.db, records, now_datetime())
+		outbox.write(frappe.db, records, now_datetime(), context=message_context())
 		from erpnext_streaming.delivery import wake
 
 		frappe.db.after_commit.add(wake.after_commit)
 	except Exception:
 		frappe.log_error(title="erpnext_streaming: events of this transaction were not written to the outbox")
+
+
+def message_context() -> outbox.MessageContext:
+	"""The site and its time zone, for the headers of the messages the outbox builds."""
+	from zoneinfo import ZoneInfo
+
+	from frappe.utils import get_system_timezone
+
+	return outbox.MessageContext(frappe.local.site, ZoneInfo(get_system_timezone() or "UTC"))
 
 
 def _capture_failed(doc, route, method, error):

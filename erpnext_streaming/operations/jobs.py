@@ -291,6 +291,7 @@ def run(
 	secrets: Sequence[str] = (),
 	user: str = outbox.SYSTEM_USER,
 	stop: Callable[[], bool] | None = None,
+	context: outbox.MessageContext = outbox.NO_CONTEXT,
 ) -> RunResult:
 	"""Run (or resume) a job to the end of its scope; see the module doc.
 
@@ -324,7 +325,7 @@ def run(
 			records = build_records(db, rows, route, codec, now)
 			seen = existing_event_ids(db, [r.event_id for r in records])
 			fresh = [r for r in records if r.event_id not in seen]
-			outbox.write(db, fresh, now, user)
+			outbox.write(db, fresh, now, user, context)
 			job.checkpoint = checkpoint
 			job.processed += len(rows)
 			job.emitted += len(fresh)

@@ -99,6 +99,7 @@ def replay(
 	before_commit: Callable[[], None] | None = None,
 	progress: Any = None,
 	user: str = outbox.SYSTEM_USER,
+	context: outbox.MessageContext = outbox.NO_CONTEXT,
 ) -> ReplayResult:
 	conditions, values = _where(start, end, doctype, company, topic)
 	result = ReplayResult(dry_run=dry_run)
@@ -117,7 +118,7 @@ def replay(
 		)
 		if not rows:
 			break
-		outbox.write(db, [as_record(r) for r in rows], now(), user)
+		outbox.write(db, [as_record(r) for r in rows], now(), user, context)
 		if before_commit is not None:
 			before_commit()
 		db.commit()

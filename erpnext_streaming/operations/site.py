@@ -22,6 +22,7 @@ from erpnext_streaming import constants as c
 from erpnext_streaming import outbox
 from erpnext_streaming.catalog import Route, get_catalog
 from erpnext_streaming.cluster import describe_cluster
+from erpnext_streaming.emitters.handler import message_context
 from erpnext_streaming.kafka_config import admin_config
 from erpnext_streaming.operations import backfill as backfill_core
 from erpnext_streaming.operations import jobs, revaluation, schema_export
@@ -183,7 +184,7 @@ def requeue(
 	names = outbox.requeue_candidates(frappe.db, filters, now, since=since)
 	if dry_run or not names:
 		return {"matched": len(names), "requeued": 0, "dry_run": dry_run}
-	requeued = outbox.requeue(frappe.db, names, now, frappe.session.user)
+	requeued = outbox.requeue(frappe.db, names, now, frappe.session.user, message_context())
 	_wake_after_commit()
 	frappe.db.commit()
 	return {"matched": len(names), "requeued": len(requeued), "dry_run": False}
@@ -213,6 +214,7 @@ def replay(
 		topic=topic,
 		chunk_size=chunk_size,
 		dry_run=dry_run,
+		context=message_context(),
 		before_commit=_wake_after_commit,
 		progress=progress,
 		user=frappe.session.user,
@@ -303,6 +305,7 @@ def backfill(
 		now_datetime,
 		chunk_size=chunk_size,
 		progress=progress,
+		context=message_context(),
 		before_commit=_wake_after_commit,
 		secrets=secrets(),
 		user=frappe.session.user,
@@ -423,6 +426,7 @@ def run_pending_revaluations(
 			now_datetime,
 			before_commit=_wake_after_commit,
 			secrets=secrets(),
+			context=message_context(),
 			stop=lambda: clock() >= deadline,
 		)
 		results.append(result)

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from erpnext_streaming.constants import EVENT_LOG_TABLE, Status
+from erpnext_streaming.delivery import bundles
 
 _T = f"`{EVENT_LOG_TABLE}`"
 # how many of the newest Sent rows "last sent" looks at (a requeued old row is sent late)
@@ -67,6 +68,10 @@ def counts(db: Any) -> dict[str, int]:
 
 
 def oldest(db: Any, status: str) -> datetime | None:
+	"""Creation of the oldest row of `status`; for Queued, of the oldest event not delivered
+	yet (a delivered row stays Queued until its receipt is settled, delivery/bundles.py)."""
+	if status == Status.QUEUED:
+		return bundles.oldest_undelivered(db)
 	rows = db.sql(f"SELECT `creation` FROM {_T} WHERE `status` = %s ORDER BY `name` LIMIT 1", (status,))
 	return rows[0][0] if rows else None
 

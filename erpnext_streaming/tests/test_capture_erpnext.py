@@ -7,12 +7,15 @@ reversal GL/SLE rows (is_cancelled = 1) and never fires on_cancel for ledger row
 Tests never commit, so the before_commit flush is called directly.
 """
 
+import json
+from zoneinfo import ZoneInfo
+
 import frappe
 from frappe.tests.utils import FrappeTestCase, change_settings
-from frappe.utils import flt
+from frappe.utils import flt, get_system_timezone
 
 from erpnext_streaming import catalog
-from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, SETTINGS_DOCTYPE
+from erpnext_streaming.constants import BUNDLE_TABLE, EVENT_LOG_DOCTYPE, SETTINGS_DOCTYPE
 from erpnext_streaming.emitters import handler
 from erpnext_streaming.emitters.codec import derive_from_meta
 from erpnext_streaming.outbox import decode_payload
@@ -121,6 +124,32 @@ class TestCaptureOnRealERPNext(FrappeTestCase):
 		self.assertNotIn(
 			"cancelled", {r.event_type for r in cancelled if r.reference_doctype != "Sales Invoice"}
 		)
+
+	def test_the_flush_queues_the_transactions_events_as_one_bundle_of_ready_messages(self):
+		"""The delivery queue gets ONE bundle for the invoice's company, its events in the
+		rows' order as messages built in the site's context (source, time zone)."""
+		from erpnext.accounts.doctype.sales_invoice.test_sales_invoice import create_sales_invoice
+
+		create_sales_invoice(qty=2, rate=150)
+		last = frappe.db.sql(f"SELECT COALESCE(MAX(name), 0) FROM `{BUNDLE_TABLE}`")[0][0]
+		queued = [r for r in flushed_events() if r.status == "Queued"]
+		self.assertTrue(queued)
+		got = frappe.db.sql(
+			f"SELECT company, events, messages FROM `{BUNDLE_TABLE}` WHERE name > %s ORDER BY name",
+			(last,),
+			as_dict=True,
+		)
+		self.assertEqual([(b.company, b.events) for b in got], [("_Test Company", len(queued))])
+		entries = json.loads(got[0].messages)
+		self.assertEqual([e[0] for e in entries], [r.name for r in queued])
+		time_zone = ZoneInfo(get_system_timezone())
+		for (_, topic, key, value, headers, registry), row in zip(entries, queued, strict=True):
+			self.assertEqual((topic, key, value, registry), (row.topic, row.message_key, row.payload, None))
+			self.assertEqual(headers["ce_source"], frappe.local.site)
+			self.assertEqual(headers["ce_subject"], f"{row.reference_doctype}/{row.reference_name}")
+			self.assertEqual(headers["es_company_sequence"], str(row.company_sequence))
+			moment = row.event_time or row.creation
+			self.assertEqual(headers["ce_time"], moment.replace(tzinfo=time_zone).isoformat())
 
 	def test_a_payment_streams_the_invoice_status_change_with_its_outstanding_amount(self):
 		from erpnext.accounts.doctype.payment_entry.test_payment_entry import get_payment_entry

@@ -13,24 +13,32 @@ from frappe.utils import now_datetime, nowdate
 
 from erpnext_streaming import api, catalog, outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, SETTINGS_DOCTYPE, Status
+from erpnext_streaming.delivery import bundles
 from erpnext_streaming.emitters import handler
 from erpnext_streaming.emitters.envelope import event_id
 from erpnext_streaming.operations import jobs, status
 from erpnext_streaming.operations import site as ops
-from erpnext_streaming.outbox import decode_payload
+from erpnext_streaming.outbox import Published, decode_payload
 from erpnext_streaming.schemas import get_event_schema
 from erpnext_streaming.schemas.serializer import decode
-from erpnext_streaming.tests.delivery_records import outbox_record
+from erpnext_streaming.tests.delivery_records import (
+	bundle_of,
+	bundle_rows,
+	clear_delivery_tables,
+	outbox_record,
+)
 from erpnext_streaming.tests.utils import FailingDatabase, commits_as_savepoints, enable_streaming
 
 COMPANY = "_ES Ops Co"
 
 
 def log_rows(now, **states):
-	"""One Event Log row per label in `states` ({label: (status, age)}); returns {label: name}."""
-	outbox.write(frappe.db, [outbox_record(label, COMPANY, prefix="ops-test") for label in states], now)
+	"""One Event Log row per label in `states` ({label: (status, age)}), each committed by
+	its own transaction `age` ago (so its delivery bundle is that old too), in the order
+	given; returns {label: name}."""
 	names = {}
 	for label, (state, age) in states.items():
+		outbox.write(frappe.db, [outbox_record(label, COMPANY, prefix="ops-test")], now - age)
 		name = frappe.db.get_value(EVENT_LOG_DOCTYPE, {"event_id": f"ops-test-{label}"})
 		names[label] = name
 		frappe.db.set_value(
@@ -38,7 +46,6 @@ def log_rows(now, **states):
 			name,
 			{
 				"status": state,
-				"creation": now - age,
 				"sent_at": now - age if state == Status.SENT else None,
 				"last_error": f"error of {label}" if state in Status.REQUEUEABLE else "",
 			},
@@ -47,18 +54,28 @@ def log_rows(now, **states):
 	return names
 
 
+def delivered_through(name, now):
+	"""The drainer delivered COMPANY's bundles up to the one holding Event Log row `name`
+	and settled: its cursor moved past them and they are deleted (no receipt: the rows'
+	states are the fixture's)."""
+	bundles.record_delivered(frappe.db, [], {COMPANY: bundle_of(name)}, now)
+	bundles.settle(frappe.db, now)
+
+
 class TestStatusAndHealth(FrappeTestCase):
 	def setUp(self):
 		enable_streaming()  # health is "disabled" otherwise, whatever the Event Log holds
-		frappe.db.delete(EVENT_LOG_DOCTYPE)
+		clear_delivery_tables()
 		self.now = now_datetime()
 		self.names = log_rows(
 			self.now,
+			dead=(Status.DEAD, timedelta(hours=1)),
 			sent=(Status.SENT, timedelta(minutes=30)),
 			queued=(Status.QUEUED, timedelta(minutes=12)),
 			failed=(Status.FAILED, timedelta(minutes=4)),
-			dead=(Status.DEAD, timedelta(hours=1)),
 		)
+		# the drainer is done with the Dead and Sent events; the Queued and Failed ones wait
+		delivered_through(self.names["sent"], self.now)
 
 	def tearDown(self):
 		frappe.db.rollback()
@@ -74,6 +91,25 @@ class TestStatusAndHealth(FrappeTestCase):
 			report.per_topic, [("erpnext.gl-entry", {"Queued": 1, "Sent": 1, "Failed": 1, "Dead": 1})]
 		)
 		self.assertIn(report.last_error["event_log"], (self.names["failed"], self.names["dead"]))
+
+	def test_oldest_queued_is_the_oldest_event_not_delivered_yet(self):
+		"""A delivered event reads Queued in the Event Log until its receipt is settled, but it
+		no longer waits: the oldest Queued age is that of the oldest undelivered bundle."""
+		queued = self.names["queued"]
+		bundles.record_delivered(
+			frappe.db, [Published(queued, 0, 1)], {COMPANY: bundle_of(queued)}, self.now
+		)  # the drainer's receipt, not settled yet
+		report = status.collect(frappe.db, self.now)
+		self.assertEqual(report.counts[Status.QUEUED], 1)
+		self.assertEqual(report.age(Status.QUEUED), 4 * 60)  # the Failed event's bundle
+		bundles.settle(frappe.db, self.now)
+		report = status.collect(frappe.db, self.now)
+		self.assertEqual((report.counts[Status.QUEUED], report.counts[Status.SENT]), (0, 2))
+		self.assertEqual(report.age(Status.QUEUED), 4 * 60)
+		delivered_through(self.names["failed"], self.now)
+		report = status.collect(frappe.db, self.now)
+		self.assertIsNone(report.age(Status.QUEUED))
+		self.assertEqual(report.lag_seconds, 4 * 60)  # the Failed row itself still waits
 
 	def test_health_api_payload(self):
 		payload = api.health(check_broker=0)
@@ -130,7 +166,7 @@ class TestBackfill(FrappeTestCase):
 		)
 
 	def test_real_invoices_are_backfilled_with_their_live_event_ids_and_a_rerun_adds_none(self):
-		frappe.db.delete(EVENT_LOG_DOCTYPE)
+		clear_delivery_tables()
 		invoices = self.make_invoices(3)
 		with commits_as_savepoints():
 			result, resumed = ops.backfill(
@@ -161,7 +197,7 @@ class TestBackfill(FrappeTestCase):
 		self.assertEqual(len(self.backfilled()), len(rows))
 
 	def test_an_interrupted_backfill_resumes_without_duplicates(self):
-		frappe.db.delete(EVENT_LOG_DOCTYPE)
+		clear_delivery_tables()
 		invoices = self.make_invoices(5)
 		scope = {"company": "_Test Company", "from_date": frappe.utils.getdate(nowdate())}
 		with commits_as_savepoints():
@@ -187,15 +223,16 @@ class TestBackfill(FrappeTestCase):
 
 class TestReplayAndRequeue(FrappeTestCase):
 	def setUp(self):
-		frappe.db.delete(EVENT_LOG_DOCTYPE)
+		clear_delivery_tables()
 		self.now = now_datetime()
 		self.names = log_rows(
 			self.now,
 			sent1=(Status.SENT, timedelta(hours=2)),
 			sent2=(Status.SENT, timedelta(hours=1)),
-			failed=(Status.FAILED, timedelta(minutes=5)),
 			dead=(Status.DEAD, timedelta(minutes=5)),
+			failed=(Status.FAILED, timedelta(minutes=5)),
 		)
+		delivered_through(self.names["dead"], self.now)  # the Failed event's bundle waits
 
 	def tearDown(self):
 		frappe.db.rollback()
@@ -221,6 +258,10 @@ class TestReplayAndRequeue(FrappeTestCase):
 			self.assertEqual(copy.event_id, originals[copy.reference_name].event_id)
 			self.assertEqual(copy.payload, originals[copy.reference_name].payload)
 		self.assertEqual([c.company_sequence for c in copies], [5, 6])
+		# the copies are queued for delivery behind the company's waiting events
+		queued = [[e[0] for e in b["entries"]] for b in bundle_rows()]
+		self.assertEqual(queued, [[self.names["failed"]], [c.name for c in copies]])
+		self.assertEqual(bundle_rows()[-1]["entries"][0][4]["ce_source"], frappe.local.site)
 
 	def test_requeue_with_status_and_since(self):
 		with commits_as_savepoints():
@@ -232,6 +273,9 @@ class TestReplayAndRequeue(FrappeTestCase):
 		statuses = {r.reference_name: r.status for r in self.rows()}
 		self.assertEqual(statuses["dead"], "Queued")
 		self.assertEqual(statuses["failed"], "Failed")
+		# the requeued Dead event is queued again at the end of its company's queue
+		queued = [[e[0] for e in b["entries"]] for b in bundle_rows()]
+		self.assertEqual(queued, [[self.names["failed"]], [self.names["dead"]]])
 
 	def test_a_capture_failure_is_not_requeued(self):
 		import dataclasses

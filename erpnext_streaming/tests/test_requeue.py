@@ -10,7 +10,7 @@ from frappe.utils import now_datetime
 from erpnext_streaming import api, outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, Status
 from erpnext_streaming.delivery import wake
-from erpnext_streaming.tests.delivery_records import outbox_record
+from erpnext_streaming.tests.delivery_records import bundle_rows, clear_delivery_tables, outbox_record
 
 
 def record(ref, company):
@@ -19,7 +19,7 @@ def record(ref, company):
 
 class TestRequeue(FrappeTestCase):
 	def setUp(self):
-		frappe.db.delete(EVENT_LOG_DOCTYPE)
+		clear_delivery_tables()
 		now = now_datetime()
 		labels = {
 			"queued": Status.QUEUED,
@@ -75,6 +75,10 @@ class TestRequeue(FrappeTestCase):
 		self.assertEqual(self.status("failed"), (Status.QUEUED, 0))
 		self.assertEqual(self.status("dead"), (Status.QUEUED, 0))
 		self.assertIn(wake.after_commit, frappe.db.after_commit._functions)
+		# the Dead event is queued again, at the end of its company's queue, for this site
+		newest = bundle_rows()[-1]
+		self.assertEqual([e[0] for e in newest["entries"]], [self.names["dead"]])
+		self.assertEqual(newest["entries"][0][4]["ce_source"], frappe.local.site)
 
 	def test_a_filter_matches_only_failed_or_dead_rows_not_in_flight(self):
 		result = api.requeue(filters={"company": "_ES Requeue Co"})

@@ -10,12 +10,12 @@ from frappe.utils import now_datetime
 
 from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, Status
-from erpnext_streaming.tests.delivery_records import outbox_record
+from erpnext_streaming.tests.delivery_records import clear_delivery_tables, outbox_record
 
 
 class TestWorkspace(FrappeTestCase):
 	def setUp(self):
-		frappe.db.delete(EVENT_LOG_DOCTYPE)
+		clear_delivery_tables()  # "Oldest Pending" reads the delivery queue too
 		now = now_datetime()
 		outbox.write(
 			frappe.db,

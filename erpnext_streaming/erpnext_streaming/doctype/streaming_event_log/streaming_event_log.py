@@ -50,6 +50,6 @@ class StreamingEventLog(Document):
 
 
 def on_doctype_update():
-	"""Composite indexes the drainer's claim and dead-letter queries use (outbox.EVENT_LOG_INDEXES)."""
+	"""Composite indexes the drainer's dead-letter queries use (outbox.EVENT_LOG_INDEXES)."""
 	for index_name, fields in outbox.EVENT_LOG_INDEXES.items():
 		frappe.db.add_index(EVENT_LOG_DOCTYPE, list(fields), index_name)

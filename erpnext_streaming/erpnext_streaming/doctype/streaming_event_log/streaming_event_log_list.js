@@ -9,13 +9,12 @@ const STREAMING_STATUS_COLOURS = {
 };
 
 frappe.listview_settings["Streaming Event Log"] = {
-	add_fields: ["status", "attempts", "last_error", "lease_owner"],
+	add_fields: ["status", "attempts", "last_error"],
 	has_indicator_for_draft: true,
 
 	get_indicator(doc) {
 		let colour = STREAMING_STATUS_COLOURS[doc.status] || "gray";
-		// a Queued row a drainer is publishing right now; a Failed row close to giving up
-		if (doc.status === "Queued" && doc.lease_owner) colour = "orange";
+		// a Failed row close to giving up
 		if (doc.status === "Failed" && cint(doc.attempts) >= 5) colour = "red";
 		return [__(doc.status), colour, "status,=," + doc.status];
 	},

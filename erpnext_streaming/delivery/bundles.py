@@ -1,0 +1,471 @@
+"""The delivery queue: bundles, per-company cursors and receipts.
+
+Why not deliver straight from the Event Log (as this app did up to 0.1): reading one row
+per event through PyMySQL and marking it Sent costs more than everything else the drainer
+does. On the benchmark machine MariaDB spent ≈ 49 µs of CPU per event (the Sent UPDATE
+alone 26-28 µs: a row UPDATE rewrites the row and its secondary indexes) and the drainer's
+Python ≈ 34 µs (benchmarks/RESULTS.md, P3), so one drainer stayed near 0.1 of a bare
+producer. So the outbox writes, beside the transaction's Event Log rows, ONE bundle per
+company: that company's events of the transaction as messages ready to produce
+(`messages.entry`: topic, key, framed value, headers). The drainer then:
+
+- claims bundles, not rows: per company the bundles after its cursor, in name order;
+- keeps one cursor row per company (`tabStreaming Delivery Cursor`): the last bundle
+  delivered (`delivered_through`), the retry state of the next one (attempts, next
+  attempt, last error) and the lease (which drainer delivers the company now);
+- records a delivered batch as ONE receipt row (each event's partition and offset) and
+  moves the cursors, in one transaction of two statements;
+- settles receipts into the Event Log (rows Sent with partition and offset) in bulk, off
+  the delivery path (`settle`): when it has nothing to deliver, before it leaves, and at
+  least every `SETTLE_AFTER_SECONDS` under sustained load; the sweeper settles what a
+  dead drainer left. Settled bundles are deleted.
+
+So a delivered event's Event Log row shows Queued until its receipt is settled (normally
+milliseconds after the drainer goes idle; at most about `SETTLE_AFTER_SECONDS` under
+sustained load); Failed and Dead rows are marked at once, as before.
+
+Ordering: per company, bundle names follow commit order (outbox.write draws them while it
+holds the company's counter row lock), so a cursor walks each company in sequence order.
+A bundle with an undelivered event stops its company (the cursor stays before it, with
+its retry state) until it is retried; events after it in the same batch are sent again
+then (at least once). An event that can never be delivered (too large, refused schema,
+poison) goes Dead on its own and does not hold the company back.
+
+Locking: user transactions only INSERT bundles (under their company's counter lock) and
+never touch cursors or receipts; the drainer updates cursors and receipts only, by
+primary key, and deletes bundles by primary key under READ COMMITTED, so nothing here
+waits on a user transaction or makes one wait. Claimers are serialized by the claim lock
+(`outbox.get_lock`), so a cursor's lease is read and written by one claimer at a time.
+
+Collation: cursors are keyed like the company counters (`outbox.bucket`), under the
+database's collation, so names that differ only in case or trailing spaces share a
+cursor; every query matches companies in SQL, never in Python.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from erpnext_streaming.constants import (
+	BUNDLE_SEQUENCE,
+	BUNDLE_TABLE,
+	CURSOR_TABLE,
+	RECEIPT_SEQUENCE,
+	RECEIPT_TABLE,
+)
+from erpnext_streaming.outbox import (
+	SEQUENCE_TABLE,
+	SYSTEM_USER,
+	Database,
+	MessageContext,
+	Published,
+	bucket,
+	get_lock,
+	lock_name,
+	release_lock,
+	settle_positions,
+	truncate_error,
+)
+
+BUNDLE_INDEXES: dict[str, tuple[str, ...]] = {"company_name_index": ("company", "name")}
+# under sustained load, settle at least this often (a chunk at a time)
+SETTLE_AFTER_SECONDS = 30.0
+# receipts settled per statement batch (each holds one delivered batch's positions)
+SETTLE_RECEIPTS = 20
+
+_B, _C, _R = f"`{BUNDLE_TABLE}`", f"`{CURSOR_TABLE}`", f"`{RECEIPT_TABLE}`"
+_STANDARD = "`creation`, `modified`, `modified_by`, `owner`, `docstatus`, `idx`"
+
+
+def _in(values: Sequence[Any]) -> str:
+	return ", ".join(["%s"] * len(values))
+
+
+# -- writing (in the user's transaction) ----------------------------------------------
+
+
+def write(
+	db: Database,
+	rows: Sequence[Any],
+	now: datetime,
+	context: MessageContext,
+	user: str,
+	keys: Mapping[str, str] | None = None,
+) -> None:
+	"""ONE multi-row INSERT: a bundle per company of `rows` (Event Log rows in name order,
+	the Queued ones of one transaction), its entries in the rows' order. Called by
+	`outbox.write` while it holds the companies' counter rows.
+
+	`keys` ({bucket: bundle company}) puts the buckets the database holds as one name
+	("Acme", "ACME ": one counter row, one cursor) into ONE bundle: as separate bundles
+	their events would be delivered out of sequence order (all of one, then the other)."""
+	from erpnext_streaming.delivery.messages import entry
+
+	keys = keys or {}
+	by_company: dict[str, list] = {}
+	for row in rows:
+		company = bucket(row["company"])
+		by_company.setdefault(keys.get(company, company), []).append(
+			entry(row, context.site, context.time_zone)
+		)
+	if not by_company:
+		return
+	values: list[Any] = []
+	for company, entries in by_company.items():
+		values += [now, now, user, user, company, len(entries), json.dumps(entries, separators=(",", ":"))]
+	db.sql(
+		f"INSERT INTO {_B} (`name`, {_STANDARD}, `company`, `events`, `messages`) VALUES "
+		+ ", ".join([f"(NEXTVAL(`{BUNDLE_SEQUENCE}`), %s, %s, %s, %s, 0, 0, %s, %s, %s)"] * len(by_company)),
+		values,
+	)
+
+
+def queue_rows(
+	db: Database,
+	names: Sequence[int],
+	now: datetime,
+	context: MessageContext,
+	chunk: int = 1000,
+	user: str = SYSTEM_USER,
+) -> int:
+	"""Bundles for existing Event Log rows `names` (in name order): requeued Dead rows, and
+	the rows an earlier version left pending. The caller holds the companies' counter
+	locks (or nothing commits meanwhile), so the bundles follow commit order."""
+	from erpnext_streaming.outbox import delivery_rows
+
+	for start in range(0, len(names), chunk):
+		rows = delivery_rows(db, names[start : start + chunk])
+		write(db, rows, now, context, user, _counter_rows(db, rows))
+	return len(names)
+
+
+def _counter_rows(db: Database, rows: Sequence[Any]) -> dict[str, str]:
+	"""{bucket: the name of its counter row} for the companies of `rows` (see `write`):
+	the database, not Python, says which names are one."""
+	companies = sorted({bucket(r["company"]) for r in rows})
+	if len(companies) < 2:
+		return {}
+	return dict(
+		db.sql(
+			" UNION ALL ".join(
+				[f"SELECT %s, `name` FROM `{SEQUENCE_TABLE}` WHERE `name` = %s"] * len(companies)
+			),
+			[v for company in companies for v in (company, company)],
+		)
+	)
+
+
+def bundled_names(db: Database) -> set[int]:
+	"""The Event Log names in any bundle (the upgrade patch skips them)."""
+	names: set[int] = set()
+	for (messages,) in db.sql(f"SELECT `messages` FROM {_B}"):
+		names.update(item[0] for item in json.loads(messages or "[]"))
+	return names
+
+
+# -- claiming -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Claimed:
+	"""A claimed bundle: `cursor` is its company's cursor name, `attempts` how often the
+	company's next bundle was tried before, `messages` the entries' JSON."""
+
+	name: int
+	cursor: str
+	events: int
+	messages: str
+	attempts: int = 0
+
+
+def _lease_is_mine_or_free(row: Mapping[str, Any], owner: str, now: datetime) -> bool:
+	holder, expires = row["lease_owner"], row["lease_expires_at"]
+	return not holder or holder == owner or expires is None or expires <= now
+
+
+def _due(row: Mapping[str, Any], now: datetime) -> bool:
+	due = row["next_attempt_at"]
+	return due is None or due <= now
+
+
+def companies(db: Database) -> list[dict]:
+	"""Every company with bundles, with its cursor (None fields if it has none yet)."""
+	return db.sql(
+		f"SELECT g.`company`, c.`name` AS `cursor`, c.`delivered_through`, c.`attempts`, c.`next_attempt_at`, "
+		f"c.`lease_owner`, c.`lease_expires_at` FROM (SELECT `company` FROM {_B} GROUP BY `company`) AS g "
+		f"LEFT JOIN {_C} AS c ON c.`name` = g.`company`",
+		as_dict=True,
+	)
+
+
+def claim(
+	db: Database,
+	owner: str,
+	until: datetime,
+	now: datetime,
+	limit: int,
+	after: Mapping[str, int] | None = None,
+) -> list[Claimed]:
+	"""Lease the companies that have bundles to deliver and return up to about `limit`
+	events' worth of their bundles, in name order: per company a prefix of its bundles
+	after its cursor or, for the companies in `after` ({cursor: last bundle}) that this
+	claimer leased all along, after the bundles it claimed before (in flight, or delivered
+	and not recorded yet). A company leased by another drainer, or whose next bundle waits
+	for its retry (`next_attempt_at`), yields nothing. Run it under the claim lock, in a
+	transaction the caller commits."""
+	if limit <= 0:
+		return []
+	after = after or {}
+	open_ = []
+	held: set[str] = set()
+	for row in companies(db):
+		if row["cursor"] is not None and not (_lease_is_mine_or_free(row, owner, now) and _due(row, now)):
+			continue
+		key = row["cursor"] if row["cursor"] is not None else row["company"]
+		start = row["delivered_through"] or 0
+		if row["lease_owner"] == owner:  # held all along: nobody else delivered after its claims
+			start = max(start, after.get(key, 0))
+			expires = row["lease_expires_at"]
+			if expires is not None and expires > now + (until - now) / 2:
+				held.add(key)  # for more than half a lease yet: not written again (see below)
+		open_.append((key, start, row["attempts"] or 0))
+	if not open_:
+		return []
+	per_company = max(-(-limit // len(open_)), min(limit, 100))
+	parts, values = [], []
+	for index, (key, start, _) in enumerate(open_):
+		parts.append(
+			f"(SELECT {index} AS `g`, `name`, `events` FROM {_B} FORCE INDEX (`company_name_index`) "
+			"WHERE `company` = %s AND `name` > %s ORDER BY `name` LIMIT %s)"
+		)
+		values += [key, start, per_company]
+	heads = db.sql(" UNION ALL ".join(parts), values)
+	# per company at most `per_company` events (at least one bundle), and about `limit`
+	# in all; cut in name order, so each company keeps a prefix of its bundles
+	taken: dict[int, int] = {}
+	batch, total, cut = [], 0, set()
+	for group, name, events in sorted(heads, key=lambda r: r[1]):
+		before = taken.get(group, 0)
+		if group in cut or (before and before + events > per_company) or (batch and total + events > limit):
+			cut.add(group)
+			continue
+		taken[group] = before + events
+		batch.append((name, group, events))
+		total += events
+	if not batch:
+		return []
+	# cursors are written in one order everywhere (`_cursor_order`): the marker's record of the
+	# previous batch runs beside this claim, and two orders could deadlock
+	# a lease this claimer holds for long yet is not written again: the marker's record of
+	# the previous batch updates the same cursor rows, and the claim would wait for its commit
+	leased = sorted({open_[group][0] for _, group, _ in batch} - held, key=_cursor_order)
+	if leased:
+		db.sql(
+			f"INSERT INTO {_C} (`name`, {_STANDARD}, `company`, `delivered_through`, `attempts`, `lease_owner`, "
+			"`lease_expires_at`) VALUES "
+			+ ", ".join(["(%s, %s, %s, %s, %s, 0, 0, %s, 0, 0, %s, %s)"] * len(leased))
+			+ " ON DUPLICATE KEY UPDATE `lease_owner` = VALUES(`lease_owner`), "
+			"`lease_expires_at` = VALUES(`lease_expires_at`)",
+			[v for key in leased for v in (key, now, now, SYSTEM_USER, SYSTEM_USER, key, owner, until)],
+		)
+	names = [name for name, _, _ in batch]
+	stored = dict(db.sql(f"SELECT `name`, `messages` FROM {_B} WHERE `name` IN ({_in(names)})", names))
+	# the first of a company's claimed bundles carries its retry state; those after it are new
+	claimed, seen = [], set()
+	for name, group, events in batch:
+		key, _, attempts = open_[group]
+		claimed.append(Claimed(name, key, events, stored[name], attempts if group not in seen else 0))
+		seen.add(group)
+	return claimed
+
+
+# -- leases ---------------------------------------------------------------------------
+
+
+def still_leased(db: Database, owner: str, cursors: Iterable[str]) -> set[str]:
+	"""The cursors among `cursors` that `owner` still leases (another drainer may have taken
+	a company whose lease expired: its rows are that drainer's to mark)."""
+	names = list(dict.fromkeys(cursors))
+	if not names:
+		return set()
+	# the names come from this table (or created it, `claim`), so they match exactly
+	return {
+		r[0]
+		for r in db.sql(
+			f"SELECT `name` FROM {_C} WHERE `name` IN ({_in(names)}) AND `lease_owner` = %s", [*names, owner]
+		)
+	}
+
+
+def renew(db: Database, owner: str, cursors: Iterable[str], until: datetime) -> set[str]:
+	"""Extend `owner`'s leases on `cursors` to `until`; the cursors it still held."""
+	names = list(dict.fromkeys(cursors))
+	held = still_leased(db, owner, names)
+	if held:
+		db.sql(
+			f"UPDATE {_C} SET `lease_expires_at` = %s WHERE `name` IN ({_in(list(held))}) AND `lease_owner` = %s",
+			[until, *held, owner],
+		)
+	return held
+
+
+def release(db: Database, owner: str, cursors: Iterable[str] | None = None) -> None:
+	"""Give up `owner`'s leases (on `cursors`, or all of them)."""
+	names = list(dict.fromkeys(cursors)) if cursors is not None else None
+	if names == []:
+		return
+	condition = f" AND `name` IN ({_in(names)})" if names else ""
+	db.sql(
+		f"UPDATE {_C} SET `lease_owner` = NULL, `lease_expires_at` = NULL WHERE `lease_owner` = %s{condition}",
+		[owner, *(names or [])],
+	)
+
+
+def release_expired(db: Database, now: datetime) -> list[str]:
+	"""Clear leases that expired (their drainer died); the cursors released. Idempotent."""
+	names = [r[0] for r in db.sql(f"SELECT `name` FROM {_C} WHERE `lease_expires_at` <= %s", (now,))]
+	if names:
+		db.sql(
+			f"UPDATE {_C} SET `lease_owner` = NULL, `lease_expires_at` = NULL "
+			f"WHERE `name` IN ({_in(names)}) AND `lease_expires_at` <= %s",
+			[*names, now],
+		)
+	return names
+
+
+# -- outcomes -------------------------------------------------------------------------
+
+
+def record_delivered(
+	db: Database, sent: Sequence[Published], through: Mapping[str, int], now: datetime
+) -> None:
+	"""A delivered batch: ONE receipt with each event's partition and offset, and the
+	cursors moved past the delivered bundles (`through`: {cursor: last bundle}) with their
+	retry state cleared. Never moves a cursor back (a late drainer's mark)."""
+	if sent:
+		positions = json.dumps([[int(p.name), p.partition, p.offset] for p in sent], separators=(",", ":"))
+		db.sql(
+			f"INSERT INTO {_R} (`name`, {_STANDARD}, `events`, `positions`) "
+			f"VALUES (NEXTVAL(`{RECEIPT_SEQUENCE}`), %s, %s, %s, %s, 0, 0, %s, %s)",
+			(now, now, SYSTEM_USER, SYSTEM_USER, len(sent), positions),
+		)
+	if through:
+		# columns are assigned left to right: the retry state first, while `delivered_through`
+		# still holds the old value
+		forward = "VALUES(`delivered_through`) > `delivered_through`"
+		db.sql(
+			f"INSERT INTO {_C} (`name`, {_STANDARD}, `company`, `delivered_through`, `attempts`) VALUES "
+			+ ", ".join(["(%s, %s, %s, %s, %s, 0, 0, %s, %s, 0)"] * len(through))
+			+ f" ON DUPLICATE KEY UPDATE `attempts` = IF({forward}, 0, `attempts`), "
+			f"`next_attempt_at` = IF({forward}, NULL, `next_attempt_at`), "
+			f"`last_error` = IF({forward}, '', `last_error`), `modified` = VALUES(`modified`), "
+			"`delivered_through` = GREATEST(`delivered_through`, VALUES(`delivered_through`))",
+			[
+				v
+				for key, last in sorted(through.items(), key=lambda kv: _cursor_order(kv[0]))
+				for v in (key, now, now, SYSTEM_USER, SYSTEM_USER, key, last)
+			],
+		)
+
+
+def _cursor_order(name: str) -> str:
+	"""The order in which a statement writes several cursor rows: near the database's own
+	(its collation ignores case and trailing spaces), which `UPDATE ... WHERE name IN`
+	follows, so no two statements lock cursors in opposite orders."""
+	return name.casefold().rstrip()
+
+
+def record_retry(
+	db: Database, owner: str, cursor: str, attempts: int, next_attempt_at: datetime, error: str, now: datetime
+) -> None:
+	"""The company's next bundle failed: its attempts and when to try again (only while
+	`owner` leases it)."""
+	db.sql(
+		f"UPDATE {_C} SET `attempts` = %s, `next_attempt_at` = %s, `last_error` = %s, `modified` = %s "
+		"WHERE `name` = %s AND `lease_owner` = %s",
+		(attempts, next_attempt_at, truncate_error(error), now, cursor, owner),
+	)
+
+
+def retry_now(db: Database, companies: Iterable[str], now: datetime) -> None:
+	"""Requeued Failed events: their companies' next bundles are due now, with a fresh
+	attempt count."""
+	names = list(dict.fromkeys(bucket(c) for c in companies))
+	if names:
+		db.sql(
+			f"UPDATE {_C} SET `attempts` = 0, `next_attempt_at` = NULL, `modified` = %s "
+			f"WHERE `name` IN ({_in(names)})",
+			[now, *names],
+		)
+
+
+# -- settling -------------------------------------------------------------------------
+
+
+def settle(db: Database, now: datetime, receipts: int = SETTLE_RECEIPTS) -> int:
+	"""Apply up to `receipts` receipts to the Event Log (their rows Sent with partition and
+	offset, `sent_at` the receipt's time), delete them, and delete the bundles every cursor
+	has passed. Returns the events settled. Runs in the caller's transaction; one settler at
+	a time (a named lock: the drainer and the sweeper would only redo each other's work),
+	another returns 0 at once."""
+	lock = lock_name(db, "settle")
+	if not get_lock(db, lock, 0):
+		return 0
+	try:
+		found = db.sql(
+			f"SELECT `name`, `creation`, `positions`, `events` FROM {_R} ORDER BY `name` LIMIT %s",
+			(receipts,),
+		)
+		for _, created, positions, _ in found:
+			settle_positions(db, positions, created, now)
+		if found:
+			names = [r[0] for r in found]
+			db.sql(f"DELETE FROM {_R} WHERE `name` IN ({_in(names)})", names)
+		# per company through its index, so the delete locks only that company's passed bundles
+		for cursor, through in db.sql(
+			f"SELECT `name`, `delivered_through` FROM {_C} WHERE `delivered_through` > 0"
+		):
+			db.sql(f"DELETE FROM {_B} WHERE `company` = %s AND `name` <= %s", (cursor, through))
+		return sum(r[3] or 0 for r in found)
+	finally:
+		release_lock(db, lock)
+
+
+def oldest_undelivered(db: Database) -> datetime | None:
+	"""When the oldest bundle not delivered yet was written (its company's cursor is before it)."""
+	return db.sql(
+		f"SELECT MIN(b.`creation`) FROM {_B} AS b LEFT JOIN {_C} AS c ON c.`name` = b.`company` "
+		"WHERE b.`name` > COALESCE(c.`delivered_through`, 0)"
+	)[0][0]
+
+
+def unsettled(db: Database) -> int:
+	"""Events delivered whose Event Log rows are not marked Sent yet."""
+	return int(db.sql(f"SELECT COALESCE(SUM(`events`), 0) FROM {_R}")[0][0] or 0)
+
+
+# -- what is left to do ---------------------------------------------------------------
+
+
+def deliverable(db: Database, now: datetime) -> bool:
+	"""Does any company have a bundle after its cursor that is due and not leased by a
+	live drainer?"""
+	for row in companies(db):
+		if row["cursor"] is not None and not (_lease_is_mine_or_free(row, "", now) and _due(row, now)):
+			continue
+		key = row["cursor"] if row["cursor"] is not None else row["company"]
+		if db.sql(
+			f"SELECT 1 FROM {_B} WHERE `company` = %s AND `name` > %s LIMIT 1",
+			(key, row["delivered_through"] or 0),
+		):
+			return True
+	return False
+
+
+def next_attempt_due(db: Database) -> datetime | None:
+	"""The earliest retry of a company's next bundle."""
+	return db.sql(f"SELECT MIN(`next_attempt_at`) FROM {_C}")[0][0]

@@ -1,0 +1,98 @@
+"""The upgrade from the row-by-row drainer: rows an earlier version left Queued or Failed
+get delivery bundles, in name order, so none is left undelivered (patches/v1_0)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import frappe
+import pytest
+
+from erpnext_streaming import outbox
+from erpnext_streaming.constants import BUNDLE_TABLE, EVENT_LOG_TABLE, Status
+from erpnext_streaming.delivery import bundles
+from erpnext_streaming.patches.v1_0.queue_pending_events import queue_pending
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 12, 4, 10, 0)
+
+
+def record(name: str, company: str) -> outbox.OutboxRecord:
+	return outbox.OutboxRecord(
+		event_id=f"id-{name}", event_type="posted", reference_doctype="GL Entry", reference_name=name,
+		company=company, event_time=NOW, topic="erpnext.gl-entry", message_key=company,
+		schema_name="io.erpnext.streaming.GLEntry", schema_version=1, schema_fingerprint="ab",
+		payload=bytes([0, 1, 2]),
+	)  # fmt: skip
+
+
+def rows_as_an_earlier_version_left_them() -> dict[str, int]:
+	"""Rows written, some delivered (Sent), one Failed and one Dead, and no bundle at all."""
+	outbox.write(frappe.db, [record(f"{c}{i}", c) for i in range(1, 4) for c in ("A", "B")], NOW)
+	frappe.db.sql(f"DELETE FROM `{BUNDLE_TABLE}`")
+	names = {r[1]: r[0] for r in frappe.db.sql(f"SELECT name, reference_name FROM `{EVENT_LOG_TABLE}`")}
+	for ref, status in (("A1", Status.SENT), ("B1", Status.SENT), ("A2", Status.FAILED), ("B3", Status.DEAD)):
+		frappe.db.sql(f"UPDATE `{EVENT_LOG_TABLE}` SET status = %s WHERE name = %s", (status, names[ref]))
+	frappe.db.commit()
+	return names
+
+
+def test_pending_rows_of_an_earlier_version_get_bundles_in_name_order_and_are_claimed(site):
+	names = rows_as_an_earlier_version_left_them()
+
+	queued = queue_pending(frappe.db, NOW, outbox.MessageContext("site.test"), chunk=2)
+	frappe.db.commit()
+
+	assert queued == 3  # A2 (Failed), A3 and B2 (Queued); not the Sent rows, nor the Dead one
+	per_company: dict[str, list[int]] = {}
+	for company, messages in frappe.db.sql(f"SELECT company, messages FROM `{BUNDLE_TABLE}` ORDER BY name"):
+		per_company.setdefault(company, []).extend(e[0] for e in json.loads(messages))
+	assert per_company == {"A": [names["A2"], names["A3"]], "B": [names["B2"]]}
+
+	claimed = bundles.claim(frappe.db, "drainer-1", NOW + timedelta(minutes=5), NOW, limit=100)
+	frappe.db.commit()
+	got = [e[0] for b in claimed for e in json.loads(b.messages)]
+	assert sorted(got) == sorted([names["A2"], names["A3"], names["B2"]])
+	assert [b.name for b in claimed] == sorted(b.name for b in claimed)
+
+
+def test_the_patch_finds_nothing_to_queue_on_a_site_without_pending_rows(site):
+	outbox.write(frappe.db, [record("A1", "A")], NOW)
+	frappe.db.sql(f"UPDATE `{EVENT_LOG_TABLE}` SET status = %s", (Status.SENT,))
+	frappe.db.sql(f"DELETE FROM `{BUNDLE_TABLE}`")
+	frappe.db.commit()
+	assert queue_pending(frappe.db, NOW, outbox.MessageContext("site.test")) == 0
+	assert not frappe.db.sql(f"SELECT 1 FROM `{BUNDLE_TABLE}`")
+
+
+def test_rows_already_in_a_bundle_are_not_queued_twice(site):
+	"""A commit of the new code before the patch ran has its bundle: the patch skips it."""
+	outbox.write(frappe.db, [record("A1", "A")], NOW)  # an earlier version's row: no bundle
+	frappe.db.sql(f"DELETE FROM `{BUNDLE_TABLE}`")
+	outbox.write(frappe.db, [record("A2", "A")], NOW)  # the new code's row, with its bundle
+	frappe.db.commit()
+
+	assert queue_pending(frappe.db, NOW, outbox.MessageContext("site.test")) == 1
+	frappe.db.commit()
+	refs = [e[0] for (m,) in frappe.db.sql(f"SELECT messages FROM `{BUNDLE_TABLE}`") for e in json.loads(m)]
+	names = [r[0] for r in frappe.db.sql(f"SELECT name FROM `{EVENT_LOG_TABLE}` ORDER BY name")]
+	assert sorted(refs) == names  # each event in exactly one bundle
+
+
+def test_a_commit_before_the_migrate_keeps_its_rows_for_the_patch(site):
+	"""New code on a site whose tables are not migrated yet (no bundle table): the commit
+	keeps its Event Log rows instead of losing them, and the patch gives them bundles."""
+	frappe.db.sql(f"RENAME TABLE `{BUNDLE_TABLE}` TO `{BUNDLE_TABLE} (not yet)`")
+	try:
+		outbox.write(frappe.db, [record("A1", "A"), record("B1", "B")], NOW)
+		frappe.db.commit()
+	finally:
+		frappe.db.sql(f"RENAME TABLE `{BUNDLE_TABLE} (not yet)` TO `{BUNDLE_TABLE}`")
+	assert [r[0] for r in frappe.db.sql(f"SELECT reference_name FROM `{EVENT_LOG_TABLE}` ORDER BY name")] == [
+		"A1",
+		"B1",
+	]
+	assert not frappe.db.sql(f"SELECT 1 FROM `{BUNDLE_TABLE}`")
+	assert queue_pending(frappe.db, NOW, outbox.MessageContext("site.test")) == 2
