@@ -71,7 +71,9 @@ from erpnext_streaming.outbox import (
 	truncate_error,
 )
 
-BUNDLE_INDEXES: dict[str, tuple[str, ...]] = {"company_name_index": ("company", "name")}
+# each company's bundles in name order, with their sizes: the claim chooses its batch from
+# this index alone (the rows, with their messages, are read only for the bundles taken)
+BUNDLE_INDEXES: dict[str, tuple[str, ...]] = {"company_name_index": ("company", "name", "events")}
 # under sustained load, settle at least this often (a chunk at a time)
 SETTLE_AFTER_SECONDS = 30.0
 # receipts settled per statement batch (each holds one delivered batch's positions)
