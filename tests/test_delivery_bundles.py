@@ -5,6 +5,10 @@ beside them (outbox.py: Failed / Dead rows, dead-letter copies).
 
 Includes the proof that claiming, recording and settling never block the user's INSERTs
 (issue "Delivery", point 4), with a control showing a naive locking read does block.
+
+Commits: every test has a database of its own; a `frappe.db.commit()` here ends a user's
+or the drainer's transaction, as they do, so the next statement sees a fresh snapshot and
+other connections see the rows.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The upgrade from the row-by-row drainer: rows an earlier version left Queued or Failed
-get delivery bundles, in name order, so none is left undelivered (patches/v1_0)."""
+get delivery bundles, in name order, so none is left undelivered (patches/v1_0).
+
+Commits: every test has a database of its own; a commit ends the earlier version's (or
+the migrate's) transaction, as `bench migrate` does."""
 
 from __future__ import annotations
 
