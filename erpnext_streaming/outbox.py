@@ -157,11 +157,23 @@ def allocate_sequences(
 	return {name: numbers[stored[name][0]] for name in companies}
 
 
-def _no_such_table(error: Exception) -> bool:
-	return bool(getattr(error, "args", None)) and error.args[0] == _ER_NO_SUCH_TABLE
+ER_NO_SUCH_TABLE = 1146  # Table '...' doesn't exist
+ER_LOCK_DEADLOCK = 1213  # the victim's whole transaction was rolled back
 
 
-_ER_NO_SUCH_TABLE = 1146  # MariaDB: Table '...' doesn't exist
+def is_mariadb_error(error: BaseException, number: int) -> bool:
+	"""Is `error` (or what it was raised from) MariaDB's error `number`? PyMySQL's error
+	carries the server's number first; `frappe.db.sql` raises some of its own from it
+	(QueryDeadlockError)."""
+	seen: set[int] = set()
+	current: BaseException | None = error
+	while current is not None and id(current) not in seen:
+		seen.add(id(current))
+		args = getattr(current, "args", ())
+		if args and args[0] == number:
+			return True
+		current = current.__cause__ or current.__context__
+	return False
 
 
 def draw_names(db: Database, count: int) -> list[int]:
@@ -253,7 +265,7 @@ def write(
 		try:
 			bundles.write(db, queued, now, context, user, keys)
 		except Exception as e:
-			if not _no_such_table(e):
+			if not is_mariadb_error(e, ER_NO_SUCH_TABLE):
 				raise
 			# the code is newer than the site's tables (bench migrate has not run yet): keep the
 			# rows, the upgrade patch gives them their bundles (patches/v1_0/queue_pending_events)

@@ -24,24 +24,12 @@ from erpnext_streaming import outbox
 from erpnext_streaming.delivery import bundles
 from erpnext_streaming.outbox import Published
 
-# MariaDB's ER_LOCK_DEADLOCK: the victim's whole transaction was rolled back
-DEADLOCK = 1213
 RECORD_ATTEMPTS = 3
 
 
 def lost_a_deadlock(error: BaseException) -> bool:
-	"""Was `error` MariaDB rolling the transaction back as a deadlock's victim? PyMySQL's
-	error carries the server's error number first; `frappe.db.sql` raises its own error
-	from it (QueryDeadlockError)."""
-	seen: set[int] = set()
-	current: BaseException | None = error
-	while current is not None and id(current) not in seen:
-		seen.add(id(current))
-		args = getattr(current, "args", ())
-		if args and args[0] == DEADLOCK:
-			return True
-		current = current.__cause__ or current.__context__
-	return False
+	"""Was `error` MariaDB rolling the transaction back as a deadlock's victim?"""
+	return outbox.is_mariadb_error(error, outbox.ER_LOCK_DEADLOCK)
 
 
 class Marker:
