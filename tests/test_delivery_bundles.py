@@ -25,7 +25,8 @@ from frappe.standin import StandinDatabase
 from erpnext_streaming import outbox
 from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, EVENT_LOG_TABLE, RECEIPT_TABLE, Status
 from erpnext_streaming.delivery import bundles, sweeper
-from erpnext_streaming.delivery.messages import from_entry
+from erpnext_streaming.delivery.messages import read
+from erpnext_streaming.delivery.messages import refs as refs_in
 from erpnext_streaming.outbox import Lease, Published, Unsent
 
 pytestmark = pytest.mark.integration
@@ -73,14 +74,14 @@ def bundle_of(ref: str) -> int:
 	"""The bundle holding the event `ref`."""
 	(name,) = names_of(ref)
 	for bundle, messages in frappe.db.sql(f"SELECT name, messages FROM `{BUNDLE_TABLE}` ORDER BY name"):
-		if name in [entry[0] for entry in json.loads(messages)]:
+		if name in refs_in(messages):
 			return bundle
 	raise AssertionError(f"no bundle holds {ref}")
 
 
 def refs(claimed: list[bundles.Claimed]) -> list[str]:
 	"""The claimed events' references, bundle after bundle, in each bundle's order."""
-	names = [entry[0] for bundle in claimed for entry in json.loads(bundle.messages)]
+	names = [n for bundle in claimed for n in refs_in(bundle.messages)]
 	if not names:
 		return []
 	by_name = dict(
@@ -148,7 +149,7 @@ def table(name: str) -> list:
 
 def deliver(claimed: list[bundles.Claimed], now: datetime = NOW, partition: int = 0) -> list[Published]:
 	"""Record every claimed event as delivered (offsets 0, 1, ...), as the marker does."""
-	names = [entry[0] for bundle in claimed for entry in json.loads(bundle.messages)]
+	names = [n for bundle in claimed for n in refs_in(bundle.messages)]
 	sent = [Published(n, partition, offset) for offset, n in enumerate(names)]
 	bundles.record_delivered(frappe.db, sent, through(claimed), now)
 	frappe.db.commit()
@@ -187,7 +188,8 @@ def test_a_claimed_bundle_carries_its_events_as_ready_messages(site):
 	commit(("a1", "A"), ("a2", "A"))
 	(bundle,) = claim("d1")
 	a1, a2 = names_of("a1", "a2")
-	messages = [from_entry(entry) for entry in json.loads(bundle.messages)]
+	messages: list = []
+	assert read(bundle.messages, None, messages, {}) == [a1, a2]
 	assert [m.ref for m in messages] == [a1, a2] and bundle.events == 2
 	assert [CODEC.reference(m.value) for m in messages] == ["a1", "a2"]
 	assert {(m.topic, m.key) for m in messages} == {("erpnext.gl-entry", "A")}
@@ -505,7 +507,7 @@ def test_dead_rows_from_capture_have_no_bundle_and_wait_for_their_dead_letter_co
 	ok, broken = names_of("ok", "broken")
 	assert sweeper.has_pending_work(frappe.db, NOW)
 	got = claim("d1")
-	entries = [entry[0] for b in got for entry in json.loads(b.messages)]
+	entries = [n for b in got for n in refs_in(b.messages)]
 	assert entries == [ok]  # a Dead row has no entry, and blocks nothing
 	copies = outbox.claim_dead_letters(frappe.db, Lease("d1", UNTIL), NOW, 10)
 	frappe.db.commit()
@@ -688,7 +690,7 @@ def test_claiming_recording_and_settling_never_block_the_users_inserts(site, mar
 		assert _user_transaction_commits(user, ("a2", "A"))
 		assert _user_transaction_commits(user, ("c1", "C"), ("b2", "B"))
 		# recording and settling (still uncommitted, still holding the claim lock) do not block either
-		names = [entry[0] for bundle in got for entry in json.loads(bundle.messages)]
+		names = [n for bundle in got for n in refs_in(bundle.messages)]
 		bundles.record_delivered(
 			drainer, [Published(n, 0, i) for i, n in enumerate(names)], through(got), NOW
 		)
@@ -730,7 +732,7 @@ def test_the_sweepers_settle_never_blocks_the_users_inserts(site, mariadb):
 	its settle runs READ COMMITTED, so its deletes take no gap lock a user's INSERT waits on."""
 	each_in_its_own_transaction(("a1", "A"), ("a2", "A"))
 	got = claim("d1")
-	names = [entry[0] for bundle in got for entry in json.loads(bundle.messages)]
+	names = [n for bundle in got for n in refs_in(bundle.messages)]
 	bundles.record_delivered(frappe.db, [Published(n, 0, i) for i, n in enumerate(names)], through(got), NOW)
 	bundles.release(frappe.db, "d1")
 	frappe.db.commit()

@@ -37,6 +37,7 @@ from erpnext_streaming.delivery import drainer as drainer_module
 from erpnext_streaming.delivery.connection import Connection
 from erpnext_streaming.delivery.drainer import Drainer, DrainerConfig, SystemClock
 from erpnext_streaming.delivery.marker import Marker
+from erpnext_streaming.delivery.messages import refs as refs_in
 from erpnext_streaming.delivery.policy import RetryPolicy, classify
 from erpnext_streaming.delivery.producer import Delivery, KafkaProducer, OutgoingMessage
 from erpnext_streaming.delivery.state import Outcome
@@ -416,7 +417,7 @@ def test_the_next_claim_continues_after_the_bundles_started_while_their_receipt_
 				{
 					"committed": committed,
 					"bundles": [(b.cursor, b.name) for b in got],
-					"events": [ref_of[item[0]] for b in got for item in json.loads(b.messages)],
+					"events": [ref_of[n] for b in got for n in refs_in(b.messages)],
 				}
 			)
 			claimed.notify_all()
@@ -538,7 +539,7 @@ def test_a_claim_rolled_back_as_a_deadlock_victim_is_claimed_again(
 
 	def losing_claim(db, owner, until, now, limit, after=None):
 		got = claim(db, owner, until, now, limit, after)
-		calls.append([ref_of[item[0]] for b in got for item in json.loads(b.messages)])
+		calls.append([ref_of[n] for b in got for n in refs_in(b.messages)])
 		if len(calls) == 2:  # the second claim lost (its leases were written: rolled back)
 			error = pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")
 			raise QueryDeadlockError(error) from error

@@ -29,6 +29,7 @@ from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, RECEIPT_TABL
 from erpnext_streaming.delivery import bundles
 from erpnext_streaming.delivery.connection import Connection
 from erpnext_streaming.delivery.marker import Marker
+from erpnext_streaming.delivery.messages import refs as refs_in
 from erpnext_streaming.delivery.producer import KafkaProducer
 from erpnext_streaming.outbox import Published
 
@@ -48,7 +49,7 @@ def claimed(limit: int = 100, after: dict | None = None) -> list[bundles.Claimed
 
 def events_of(batch: list[bundles.Claimed]) -> list[int]:
 	"""The Event Log names in the bundles, in order."""
-	return [item[0] for b in batch for item in json.loads(b.messages)]
+	return [n for b in batch for n in refs_in(b.messages)]
 
 
 def through_of(batch: list[bundles.Claimed]) -> dict[str, int]:

@@ -16,6 +16,7 @@ from harness.schema import DOCTYPE_DIR
 from erpnext_streaming import api, outbox
 from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, EVENT_LOG_TABLE, Status
 from erpnext_streaming.delivery import bundles, wake
+from erpnext_streaming.delivery.messages import refs as refs_in
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 23, 10, 0)
@@ -72,7 +73,7 @@ def log(site):
 def bundle_entries() -> list[list[int]]:
 	"""Each bundle's Event Log names, in name order."""
 	return [
-		[entry[0] for entry in json.loads(messages)]
+		refs_in(messages)
 		for (messages,) in frappe.db.sql(f"SELECT messages FROM `{BUNDLE_TABLE}` ORDER BY name")
 	]
 
@@ -140,7 +141,7 @@ def test_only_failed_and_dead_rows_are_requeued_all_or_nothing(log):
 	assert bundle_entries() == [*before_bundles, [log["dead"]]]
 	claimed = bundles.claim(frappe.db, "d", now + timedelta(minutes=1), now, 10)
 	assert [b.cursor for b in claimed] == ["Acme Corp", "Acme Corp"] and claimed[0].attempts == 0
-	claimed_names = [entry[0] for b in claimed for entry in json.loads(b.messages)]
+	claimed_names = [n for b in claimed for n in refs_in(b.messages)]
 	assert log["failed"] in claimed_names and claimed_names[-1] == log["dead"]
 
 

@@ -15,6 +15,7 @@ import pytest
 from erpnext_streaming import outbox
 from erpnext_streaming.constants import BUNDLE_TABLE, EVENT_LOG_TABLE, Status
 from erpnext_streaming.delivery import bundles
+from erpnext_streaming.delivery.messages import refs as refs_in
 from erpnext_streaming.patches.v1_0.queue_pending_events import queue_pending
 
 pytestmark = pytest.mark.integration
@@ -51,12 +52,12 @@ def test_pending_rows_of_an_earlier_version_get_bundles_in_name_order_and_are_cl
 	assert queued == 3  # A2 (Failed), A3 and B2 (Queued); not the Sent rows, nor the Dead one
 	per_company: dict[str, list[int]] = {}
 	for company, messages in frappe.db.sql(f"SELECT company, messages FROM `{BUNDLE_TABLE}` ORDER BY name"):
-		per_company.setdefault(company, []).extend(e[0] for e in json.loads(messages))
+		per_company.setdefault(company, []).extend(refs_in(messages))
 	assert per_company == {"A": [names["A2"], names["A3"]], "B": [names["B2"]]}
 
 	claimed = bundles.claim(frappe.db, "drainer-1", NOW + timedelta(minutes=5), NOW, limit=100)
 	frappe.db.commit()
-	got = [e[0] for b in claimed for e in json.loads(b.messages)]
+	got = [n for b in claimed for n in refs_in(b.messages)]
 	assert sorted(got) == sorted([names["A2"], names["A3"], names["B2"]])
 	assert [b.name for b in claimed] == sorted(b.name for b in claimed)
 
@@ -79,7 +80,7 @@ def test_rows_already_in_a_bundle_are_not_queued_twice(site):
 
 	assert queue_pending(frappe.db, NOW, outbox.MessageContext("site.test")) == 1
 	frappe.db.commit()
-	refs = [e[0] for (m,) in frappe.db.sql(f"SELECT messages FROM `{BUNDLE_TABLE}`") for e in json.loads(m)]
+	refs = [n for (m,) in frappe.db.sql(f"SELECT messages FROM `{BUNDLE_TABLE}`") for n in refs_in(m)]
 	names = [r[0] for r in frappe.db.sql(f"SELECT name FROM `{EVENT_LOG_TABLE}` ORDER BY name")]
 	assert sorted(refs) == names  # each event in exactly one bundle
 

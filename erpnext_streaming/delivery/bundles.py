@@ -48,6 +48,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from erpnext_streaming.constants import (
@@ -105,20 +106,26 @@ def write(
 	`keys` ({bucket: bundle company}) puts the buckets the database holds as one name
 	("Acme", "ACME ": one counter row, one cursor) into ONE bundle: as separate bundles
 	their events would be delivered out of sequence order (all of one, then the other)."""
-	from erpnext_streaming.delivery.messages import entry
+	from erpnext_streaming.delivery.messages import bundle
 
 	keys = keys or {}
 	by_company: dict[str, list] = {}
 	for row in rows:
 		company = bucket(row["company"])
-		by_company.setdefault(keys.get(company, company), []).append(
-			entry(row, context.site, context.time_zone)
-		)
+		by_company.setdefault(keys.get(company, company), []).append(row)
 	if not by_company:
 		return
 	values: list[Any] = []
-	for company, entries in by_company.items():
-		values += [now, now, user, user, company, len(entries), json.dumps(entries, separators=(",", ":"))]
+	for company, of_company in by_company.items():
+		values += [
+			now,
+			now,
+			user,
+			user,
+			company,
+			len(of_company),
+			bundle(of_company, context.site, context.time_zone),
+		]
 	db.sql(
 		f"INSERT INTO {_B} (`name`, {_STANDARD}, `company`, `events`, `messages`) VALUES "
 		+ ", ".join([f"(NEXTVAL(`{BUNDLE_SEQUENCE}`), %s, %s, %s, %s, 0, 0, %s, %s, %s)"] * len(by_company)),
@@ -163,9 +170,11 @@ def _counter_rows(db: Database, rows: Sequence[Any]) -> dict[str, str]:
 
 def bundled_names(db: Database) -> set[int]:
 	"""The Event Log names in any bundle (the upgrade patch skips them)."""
+	from erpnext_streaming.delivery.messages import refs
+
 	names: set[int] = set()
 	for (messages,) in db.sql(f"SELECT `messages` FROM {_B}"):
-		names.update(item[0] for item in json.loads(messages or "[]"))
+		names.update(refs(messages or "[]"))
 	return names
 
 
@@ -238,33 +247,15 @@ def claim(
 	if not open_:
 		return []
 	per_company = max(-(-limit // len(open_)), min(limit, 100))
-	parts, values = [], []
-	for index, (key, start, _) in enumerate(open_):
-		parts.append(
-			f"(SELECT {index} AS `g`, `name`, `events` FROM {_B} FORCE INDEX (`company_name_index`) "
-			"WHERE `company` = %s AND `name` > %s ORDER BY `name` LIMIT %s)"
-		)
-		values += [key, start, per_company]
-	heads = db.sql(" UNION ALL ".join(parts), values)
-	# per company at most `per_company` events (at least one bundle), and about `limit`
-	# in all; cut in name order, so each company keeps a prefix of its bundles
-	taken: dict[int, int] = {}
-	batch, total, cut = [], 0, set()
-	for group, name, events in sorted(heads, key=lambda r: r[1]):
-		before = taken.get(group, 0)
-		if group in cut or (before and before + events > per_company) or (batch and total + events > limit):
-			cut.add(group)
-			continue
-		taken[group] = before + events
-		batch.append((name, group, events))
-		total += events
+	values = [v for key, start, _ in open_ for v in (key, start, per_company)]
+	batch = db.sql(_choose(len(open_)), [*values, per_company, limit])
 	if not batch:
 		return []
 	# cursors are written in one order everywhere (`_cursor_order`): the marker's record of the
 	# previous batch runs beside this claim, and two orders could deadlock
 	# a lease this claimer holds for long yet is not written again: the marker's record of
 	# the previous batch updates the same cursor rows, and the claim would wait for its commit
-	leased = sorted({open_[group][0] for _, group, _ in batch} - held, key=_cursor_order)
+	leased = sorted({open_[row[0]][0] for row in batch} - held, key=_cursor_order)
 	if leased:
 		db.sql(
 			f"INSERT INTO {_C} (`name`, {_STANDARD}, `company`, `delivered_through`, `attempts`, `lease_owner`, "
@@ -274,15 +265,40 @@ def claim(
 			"`lease_expires_at` = VALUES(`lease_expires_at`)",
 			[v for key in leased for v in (key, now, now, SYSTEM_USER, SYSTEM_USER, key, owner, until)],
 		)
-	names = [name for name, _, _ in batch]
-	stored = dict(db.sql(f"SELECT `name`, `messages` FROM {_B} WHERE `name` IN ({_in(names)})", names))
 	# the first of a company's claimed bundles carries its retry state; those after it are new
 	claimed, seen = [], set()
-	for name, group, events in batch:
+	for group, name, events, messages in batch:
 		key, _, attempts = open_[group]
-		claimed.append(Claimed(name, key, events, stored[name], attempts if group not in seen else 0))
+		claimed.append(Claimed(name, key, events, messages, attempts if group not in seen else 0))
 		seen.add(group)
 	return claimed
+
+
+@lru_cache(maxsize=64)
+def _choose(companies: int) -> str:
+	"""The claim's one statement: per company (`g`, in the order of the values) its
+	bundles after its start, in name order, a prefix of at most `per_company` events (at
+	least one bundle), and of those, in name order, about `limit` events in all (at least
+	one bundle); with their messages, read only for the bundles taken. Values: (company,
+	start, per_company) per company, then per_company and limit.
+
+	Chosen from the index (company, name, events) alone, by running sums (window
+	functions): each company's scan stops after `per_company` bundles, and only the taken
+	bundles' rows are read (a bundle holds its events' messages: most of what the claim
+	reads)."""
+	heads = " UNION ALL ".join(
+		f"(SELECT {g} AS `g`, `name`, `events` FROM {_B} FORCE INDEX (`company_name_index`) "
+		"WHERE `company` = %s AND `name` > %s ORDER BY `name` LIMIT %s)"
+		for g in range(companies)
+	)
+	return (
+		"SELECT t.`g`, t.`name`, t.`events`, b.`messages` FROM ("
+		"SELECT `g`, `name`, `events`, SUM(`events`) OVER (ORDER BY `name`) AS `total` FROM ("
+		"SELECT `g`, `name`, `events`, SUM(`events`) OVER (PARTITION BY `g` ORDER BY `name`) AS `upto` "
+		f"FROM ({heads}) AS u) AS h WHERE h.`upto` = h.`events` OR h.`upto` <= %s) AS t "
+		f"JOIN {_B} AS b ON b.`name` = t.`name` WHERE t.`total` = t.`events` OR t.`total` <= %s "
+		"ORDER BY t.`name`"
+	)
 
 
 # -- leases ---------------------------------------------------------------------------

@@ -464,21 +464,15 @@ class Drainer:
 		outgoing: list[OutgoingMessage] = []
 		events: list[list[int]] = []
 		for bundle in claimed:
+			ready: list[OutgoingMessage] = []
+			unsendable: dict[Any, Classified] = {}
 			try:
-				items = json.loads(bundle.messages)
+				refs = messages.read(bundle.messages, framer, ready, unsendable)
 			except Exception as e:  # not written by this app: nothing of it can be sent
 				self.log.warning("erpnext_streaming: bundle %s is unreadable and skipped: %s", bundle.name, e)
-				items = []
-			refs = []
-			for item in items:
-				ref = item[0]
-				refs.append(ref)
-				try:
-					outgoing.append(messages.from_entry(item, framer))
-				except (FramingError, messages.Unsendable) as e:  # never produced
-					outcome[ref] = e.classified()
-				except Exception as e:
-					outcome[ref] = unencodable(e)
+				refs, ready, unsendable = [], [], {}
+			outgoing += ready
+			outcome.update(unsendable)
 			events.append(refs)
 		for bundle in claimed:  # in name order
 			self._claimed_through[bundle.cursor] = bundle.name

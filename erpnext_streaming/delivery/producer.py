@@ -33,7 +33,7 @@ class OutgoingMessage:
 	topic: str
 	key: bytes | str | None
 	value: bytes | None
-	headers: list[tuple[str, bytes]] | dict[str, str]  # a bundle entry's headers are a dict
+	headers: list[tuple[str, bytes]] | list[tuple[str, str]] | dict[str, str]  # str: from a bundle
 
 
 @dataclass(slots=True)
