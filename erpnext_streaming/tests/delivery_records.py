@@ -1,7 +1,7 @@
 """Outbox records and delivery-queue helpers for the delivery FrappeTestCase tests."""
 
-import json
 from datetime import datetime
+from typing import Any
 
 import frappe
 
@@ -15,6 +15,8 @@ from erpnext_streaming.constants import (
 	RECEIPT_DOCTYPE,
 	Status,
 )
+from erpnext_streaming.delivery import messages
+from erpnext_streaming.delivery.framing import FramingError
 
 
 def outbox_record(
@@ -50,20 +52,45 @@ def clear_delivery_tables() -> None:
 		frappe.db.delete(doctype)
 
 
+class NoRegistry:
+	"""A framer for reading bundles back in tests: no Schema Registry here. It records the
+	rows it is asked to frame (only a Confluent route asks) and refuses them, so such an
+	event is read as failed, never framed by a network call."""
+
+	def __init__(self):
+		self.asked: list[dict] = []
+
+	def confluent(self, row: Any, body: bytes) -> bytes:
+		self.asked.append(dict(row))
+		raise FramingError("no Schema Registry in these tests")
+
+
+def read_bundle(text: str, framer: Any = None) -> tuple[list, dict]:
+	"""The messages of a bundle as the drainer reads them (`messages.read`): the ready
+	`OutgoingMessage`s in order (value: the framed bytes; headers: a dict in header order)
+	and the events that cannot be sent ({event log: Classified})."""
+	ready: list = []
+	failed: dict = {}
+	messages.read(text, framer or NoRegistry(), ready, failed)
+	return ready, failed
+
+
 def bundle_rows() -> list[dict]:
-	"""Every bundle in name order, its messages parsed."""
+	"""Every bundle in name order, with its events' Event Log names in order (`refs`) and
+	the messages it holds read back (`ready`, `failed`: see `read_bundle`)."""
 	rows = frappe.db.sql(
 		f"SELECT `name`, `creation`, `company`, `events`, `messages` FROM `{BUNDLE_TABLE}` ORDER BY `name`",
 		as_dict=True,
 	)
 	for row in rows:
-		row["entries"] = json.loads(row["messages"])
+		row["refs"] = messages.refs(row["messages"])
+		row["ready"], row["failed"] = read_bundle(row["messages"])
 	return rows
 
 
 def bundle_of(event_log: int) -> int:
 	"""The name of the bundle holding Event Log row `event_log`."""
-	return next(b["name"] for b in bundle_rows() if event_log in [e[0] for e in b["entries"]])
+	return next(b["name"] for b in bundle_rows() if event_log in b["refs"])
 
 
 def cursor_rows() -> dict[str, dict]:

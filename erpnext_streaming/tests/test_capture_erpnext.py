@@ -7,7 +7,6 @@ reversal GL/SLE rows (is_cancelled = 1) and never fires on_cancel for ledger row
 Tests never commit, so the before_commit flush is called directly.
 """
 
-import json
 from zoneinfo import ZoneInfo
 
 import frappe
@@ -16,11 +15,13 @@ from frappe.utils import flt, get_system_timezone
 
 from erpnext_streaming import catalog
 from erpnext_streaming.constants import BUNDLE_TABLE, EVENT_LOG_DOCTYPE, SETTINGS_DOCTYPE
+from erpnext_streaming.delivery import messages
 from erpnext_streaming.emitters import handler
 from erpnext_streaming.emitters.codec import derive_from_meta
 from erpnext_streaming.outbox import decode_payload
 from erpnext_streaming.schemas import get_event_schema, shipped_doctypes
 from erpnext_streaming.schemas.serializer import decode
+from erpnext_streaming.tests.delivery_records import NoRegistry, read_bundle
 from erpnext_streaming.tests.utils import enable_streaming
 
 
@@ -140,11 +141,18 @@ class TestCaptureOnRealERPNext(FrappeTestCase):
 			as_dict=True,
 		)
 		self.assertEqual([(b.company, b.events) for b in got], [("_Test Company", len(queued))])
-		entries = json.loads(got[0].messages)
-		self.assertEqual([e[0] for e in entries], [r.name for r in queued])
+		self.assertEqual(messages.refs(got[0].messages), [r.name for r in queued])
+		framer = NoRegistry()
+		ready, failed = read_bundle(got[0].messages, framer)
+		self.assertEqual(failed, {})
+		self.assertEqual(framer.asked, [])  # schemaless: nothing left for a registry to frame
 		time_zone = ZoneInfo(get_system_timezone())
-		for (_, topic, key, value, headers, registry), row in zip(entries, queued, strict=True):
-			self.assertEqual((topic, key, value, registry), (row.topic, row.message_key, row.payload, None))
+		for message, row in zip(ready, queued, strict=True):
+			self.assertEqual(
+				(message.ref, message.topic, message.key, message.value),
+				(row.name, row.topic, row.message_key, decode_payload(row.payload)),
+			)
+			headers = message.headers
 			self.assertEqual(headers["ce_source"], frappe.local.site)
 			self.assertEqual(headers["ce_subject"], f"{row.reference_doctype}/{row.reference_name}")
 			self.assertEqual(headers["es_company_sequence"], str(row.company_sequence))

@@ -8,7 +8,6 @@ the delivery queue are emptied inside that transaction, so claims see only this 
 bundles.
 """
 
-import json
 from datetime import timedelta
 
 import frappe
@@ -17,7 +16,7 @@ from frappe.utils import now_datetime
 
 from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, RECEIPT_DOCTYPE, Status
-from erpnext_streaming.delivery import bundles, sweeper
+from erpnext_streaming.delivery import bundles, messages, sweeper
 from erpnext_streaming.emitters import handler
 from erpnext_streaming.outbox import Lease, Published, Unsent
 from erpnext_streaming.tests.delivery_records import (
@@ -62,7 +61,7 @@ class TestDeliveryBundles(FrappeTestCase):
 	def refs(self, claimed):
 		"""The claimed bundles' events as reference names, bundle by bundle."""
 		ref_of = {name: ref for ref, name in self.names.items()}
-		return [[ref_of[e[0]] for e in json.loads(b.messages)] for b in claimed]
+		return [[ref_of[name] for name in messages.refs(b.messages)] for b in claimed]
 
 	def row(self, ref, *fields):
 		return frappe.db.get_value(EVENT_LOG_DOCTYPE, self.names[ref], list(fields), as_dict=True)
@@ -73,9 +72,9 @@ class TestDeliveryBundles(FrappeTestCase):
 		sent, through = [], {}
 		for bundle in claimed:
 			through[bundle.cursor] = bundle.name
-			for entry in json.loads(bundle.messages):
-				partition, offset = (positions or {}).get(entry[0], (0, entry[0]))
-				sent.append(Published(entry[0], partition, offset))
+			for name in messages.refs(bundle.messages):
+				partition, offset = (positions or {}).get(name, (0, name))
+				sent.append(Published(name, partition, offset))
 		bundles.record_delivered(frappe.db, sent, through, now or self.now)
 		return sent
 
@@ -170,9 +169,7 @@ class TestDeliveryBundles(FrappeTestCase):
 		claimed = self.claim("d1")
 		self.deliver(claimed[:1])  # A's first bundle only
 		bundles.settle(frappe.db, self.now)
-		self.assertEqual(
-			[[e[0] for e in b["entries"]] for b in bundle_rows()], [[self.names["a2"]], [self.names["b1"]]]
-		)
+		self.assertEqual([b["refs"] for b in bundle_rows()], [[self.names["a2"]], [self.names["b1"]]])
 		self.assertEqual(self.row("a1", "status").status, Status.SENT)
 		self.assertEqual(self.row("a2", "status").status, Status.QUEUED)
 

@@ -16,9 +16,14 @@ from frappe.utils import get_system_timezone, now_datetime
 
 from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, Status
-from erpnext_streaming.delivery import messages
 from erpnext_streaming.emitters import handler
-from erpnext_streaming.tests.delivery_records import bundle_rows, clear_delivery_tables, outbox_record
+from erpnext_streaming.tests.delivery_records import (
+	NoRegistry,
+	bundle_rows,
+	clear_delivery_tables,
+	outbox_record,
+	read_bundle,
+)
 
 A, B = "_ES Test A", "_ES Test B"
 EVENT_TIME = datetime(2026, 11, 23, 9, 30)
@@ -69,7 +74,7 @@ class TestOutboxWrite(FrappeTestCase):
 		self.write(record("a1", A), record("b1", B), record("x1", A, Status.DEAD), record("a2", A))
 		self.write(record("a3", A), record("n1", ""))
 		name = {r.reference_name: r.name for r in self.rows()}
-		got = [(b["company"], b["events"], [e[0] for e in b["entries"]]) for b in bundle_rows()]
+		got = [(b["company"], b["events"], b["refs"]) for b in bundle_rows()]
 		self.assertEqual(
 			got,
 			[
@@ -80,40 +85,47 @@ class TestOutboxWrite(FrappeTestCase):
 			],
 		)
 
-	def test_a_bundle_entry_is_the_message_ready_to_produce_with_the_sites_source_and_time_zone(self):
+	def test_a_bundle_holds_the_message_ready_to_produce_with_the_sites_source_and_time_zone(self):
 		self.write(record("a1", A))
 		(row,) = self.rows()
-		((ref, topic, key, value, headers, registry),) = bundle_rows()[0]["entries"]
+		framer = NoRegistry()
+		((message,), failed) = read_bundle(bundle_rows()[0]["messages"], framer)
+		self.assertEqual(failed, {})
 		self.assertEqual(
-			(ref, topic, key, value, registry), (row.name, "erpnext.gl-entry", A, row.payload, None)
+			(message.ref, message.topic, message.key, message.value),
+			(row.name, "erpnext.gl-entry", A, outbox.decode_payload(row.payload)),
 		)
+		self.assertEqual(message.value, b"\x01")
+		self.assertEqual(framer.asked, [])  # schemaless: no registry framing left to the drainer
+		headers = message.headers
 		offset = ZoneInfo(get_system_timezone()).utcoffset(EVENT_TIME)
 		self.assertEqual(
-			headers,
-			{
-				"ce_id": "delivery-test-a1",
-				"ce_type": "io.erpnext.streaming.gl-entry.posted",
-				"ce_source": frappe.local.site,
-				"ce_subject": "GL Entry/a1",
-				"ce_time": datetime(2026, 11, 23, 9, 30, tzinfo=ZoneInfo(get_system_timezone())).isoformat(),
-				"ce_specversion": "1.0",
-				"content-type": "application/avro",
-				"schema_name": "io.erpnext.streaming.GLEntryEvent",
-				"schema_version": "1",
-				"schema_fingerprint": "00",
-				"es_company_sequence": "1",
-			},
+			list(headers.items()),  # in the order of messages.headers
+			[
+				("ce_id", "delivery-test-a1"),
+				("ce_type", "io.erpnext.streaming.gl-entry.posted"),
+				("ce_source", frappe.local.site),
+				("ce_subject", "GL Entry/a1"),
+				(
+					"ce_time",
+					datetime(2026, 11, 23, 9, 30, tzinfo=ZoneInfo(get_system_timezone())).isoformat(),
+				),
+				("ce_specversion", "1.0"),
+				("content-type", "application/avro"),
+				("schema_name", "io.erpnext.streaming.GLEntryEvent"),
+				("schema_version", "1"),
+				("schema_fingerprint", "00"),
+				("es_company_sequence", "1"),
+			],
 		)
 		self.assertTrue(headers["ce_time"].startswith("2026-11-23T09:30:00"))
 		self.assertEqual(datetime.fromisoformat(headers["ce_time"]).utcoffset(), offset)
-		message = messages.from_entry(bundle_rows()[0]["entries"][0])
-		self.assertEqual((message.ref, message.key, message.value), (row.name, A, b"\x01"))
 
 	def test_an_event_without_event_time_is_stamped_with_its_creation_in_the_sites_time_zone(self):
 		outbox.write(frappe.db, [outbox_record("a1", A)], self.now, context=handler.message_context())
-		((*_, headers, _),) = bundle_rows()[0]["entries"]
+		((message,), _) = read_bundle(bundle_rows()[0]["messages"])
 		self.assertEqual(
-			headers["ce_time"], self.now.replace(tzinfo=ZoneInfo(get_system_timezone())).isoformat()
+			message.headers["ce_time"], self.now.replace(tzinfo=ZoneInfo(get_system_timezone())).isoformat()
 		)
 
 	def test_a_failed_insert_gives_its_sequence_numbers_back_and_leaves_no_bundle(self):
@@ -125,7 +137,7 @@ class TestOutboxWrite(FrappeTestCase):
 		self.write(record("a3", A))  # the same transaction goes on
 		rows = self.rows()
 		self.assertEqual([(r.reference_name, r.company_sequence) for r in rows], [("a1", 1), ("a3", 2)])
-		self.assertEqual([[e[0] for e in b["entries"]] for b in bundle_rows()], [[r.name] for r in rows])
+		self.assertEqual([b["refs"] for b in bundle_rows()], [[r.name] for r in rows])
 
 	def test_companies_the_database_holds_as_one_name_share_one_gapless_sequence(self):
 		self.write(record("a1", A), record("a2", "_es test a "), record("a3", A))

@@ -259,9 +259,9 @@ class TestReplayAndRequeue(FrappeTestCase):
 			self.assertEqual(copy.payload, originals[copy.reference_name].payload)
 		self.assertEqual([c.company_sequence for c in copies], [5, 6])
 		# the copies are queued for delivery behind the company's waiting events
-		queued = [[e[0] for e in b["entries"]] for b in bundle_rows()]
+		queued = [b["refs"] for b in bundle_rows()]
 		self.assertEqual(queued, [[self.names["failed"]], [c.name for c in copies]])
-		self.assertEqual(bundle_rows()[-1]["entries"][0][4]["ce_source"], frappe.local.site)
+		self.assertEqual(bundle_rows()[-1]["ready"][0].headers["ce_source"], frappe.local.site)
 
 	def test_requeue_with_status_and_since(self):
 		with commits_as_savepoints():
@@ -274,7 +274,7 @@ class TestReplayAndRequeue(FrappeTestCase):
 		self.assertEqual(statuses["dead"], "Queued")
 		self.assertEqual(statuses["failed"], "Failed")
 		# the requeued Dead event is queued again at the end of its company's queue
-		queued = [[e[0] for e in b["entries"]] for b in bundle_rows()]
+		queued = [b["refs"] for b in bundle_rows()]
 		self.assertEqual(queued, [[self.names["failed"]], [self.names["dead"]]])
 
 	def test_a_capture_failure_is_not_requeued(self):

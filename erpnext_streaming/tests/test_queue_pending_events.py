@@ -17,7 +17,12 @@ from erpnext_streaming.constants import BUNDLE_DOCTYPE, CURSOR_DOCTYPE, EVENT_LO
 from erpnext_streaming.delivery import bundles, messages
 from erpnext_streaming.emitters import handler
 from erpnext_streaming.patches.v1_0 import queue_pending_events
-from erpnext_streaming.tests.delivery_records import bundle_rows, clear_delivery_tables, outbox_record
+from erpnext_streaming.tests.delivery_records import (
+	bundle_rows,
+	clear_delivery_tables,
+	outbox_record,
+	read_bundle,
+)
 
 A, A_SPELLED_OTHERWISE, B = "_ES Upgrade A", "_es upgrade a ", "_ES Upgrade B"
 LEASE = timedelta(seconds=120)
@@ -59,9 +64,10 @@ class TestQueuePendingEvents(FrappeTestCase):
 	def set(self, ref, **values):
 		frappe.db.set_value(EVENT_LOG_DOCTYPE, self.names[ref], values, update_modified=False)
 
-	def queued_refs(self, bundle_list, messages_of=lambda b: b["entries"]):
+	def queued_refs(self, bundle_list, messages_of=lambda b: b["messages"]):
+		"""The bundles' events as reference names, bundle by bundle."""
 		ref_of = {name: ref for ref, name in self.names.items()}
-		return [[ref_of[e[0]] for e in messages_of(b)] for b in bundle_list]
+		return [[ref_of[name] for name in messages.refs(messages_of(b))] for b in bundle_list]
 
 	def test_rows_left_pending_get_bundles_per_company_in_name_order(self):
 		self.assertEqual(bundle_rows(), [])
@@ -76,10 +82,11 @@ class TestQueuePendingEvents(FrappeTestCase):
 			frappe.db.sql(f"SELECT name, company_sequence FROM `tab{EVENT_LOG_DOCTYPE}` ORDER BY name")
 		)
 		for bundle in got:
-			for entry in bundle["entries"]:
-				headers = entry[4]
-				self.assertEqual(headers["ce_source"], frappe.local.site)
-				self.assertEqual(headers["es_company_sequence"], str(sequence[entry[0]]))
+			self.assertEqual(bundle["failed"], {})
+			self.assertEqual([m.ref for m in bundle["ready"]], bundle["refs"])
+			for message in bundle["ready"]:
+				self.assertEqual(message.headers["ce_source"], frappe.local.site)
+				self.assertEqual(message.headers["es_company_sequence"], str(sequence[message.ref]))
 		# the rows themselves are not touched
 		self.assertEqual(
 			frappe.db.get_value(EVENT_LOG_DOCTYPE, self.names["f1"], ["status", "attempts"]),
@@ -100,11 +107,11 @@ class TestQueuePendingEvents(FrappeTestCase):
 		by_cursor = {}
 		for bundle in claimed:
 			by_cursor.setdefault(bundle.cursor, []).extend(
-				self.queued_refs([bundle], lambda b: frappe.parse_json(b.messages))[0]
+				self.queued_refs([bundle], lambda b: b.messages)[0]
 			)
 		self.assertEqual(by_cursor, {A: ["a1", "a2", "a3", "f1", "a4"], B: ["b1", "b2", "b3"]})
 		# ready to produce as they are: the stored payload, keyed by company
-		first = messages.from_entry(frappe.parse_json(claimed[0].messages)[0])
+		first = read_bundle(claimed[0].messages)[0][0]
 		self.assertEqual((first.ref, first.key, first.value), (self.names["a1"], A, b"\x01"))
 		# the old retry schedule of f1 is not carried over: its company is due at once
 		self.assertEqual(frappe.db.count(CURSOR_DOCTYPE, {"attempts": ("!=", 0)}), 0)
@@ -114,6 +121,6 @@ class TestQueuePendingEvents(FrappeTestCase):
 		outbox.write(frappe.db, [record("a5", A)], self.now, context=handler.message_context())
 		queued = queue_pending_events.queue_pending(frappe.db, self.now, handler.message_context())
 		self.assertEqual(queued, 6)  # not a5
-		refs = [e[0] for b in bundle_rows() for e in b["entries"]]
+		refs = [name for b in bundle_rows() for name in b["refs"]]
 		self.assertEqual(sorted(refs), sorted(set(refs)))  # every event in one bundle only
 		self.assertEqual(refs.count(frappe.db.get_value(EVENT_LOG_DOCTYPE, {"reference_name": "a5"})), 1)

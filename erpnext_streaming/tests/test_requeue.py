@@ -77,8 +77,8 @@ class TestRequeue(FrappeTestCase):
 		self.assertIn(wake.after_commit, frappe.db.after_commit._functions)
 		# the Dead event is queued again, at the end of its company's queue, for this site
 		newest = bundle_rows()[-1]
-		self.assertEqual([e[0] for e in newest["entries"]], [self.names["dead"]])
-		self.assertEqual(newest["entries"][0][4]["ce_source"], frappe.local.site)
+		self.assertEqual(newest["refs"], [self.names["dead"]])
+		self.assertEqual(newest["ready"][0].headers["ce_source"], frappe.local.site)
 
 	def test_a_filter_matches_only_failed_or_dead_rows_not_in_flight(self):
 		result = api.requeue(filters={"company": "_ES Requeue Co"})
