@@ -7,7 +7,7 @@ alone 26-28 µs: a row UPDATE rewrites the row and its secondary indexes) and th
 Python ≈ 34 µs (benchmarks/RESULTS.md, P3), so one drainer stayed near 0.1 of a bare
 producer. So the outbox writes, beside the transaction's Event Log rows, ONE bundle per
 company: that company's events of the transaction as messages ready to produce
-(`messages.entry`: topic, key, framed value, headers). The drainer then:
+(`messages.bundle`: topic, key, framed value, headers). The drainer then:
 
 - claims bundles, not rows: per company the bundles after its cursor, in name order;
 - keeps one cursor row per company (`tabStreaming Delivery Cursor`): the last bundle
@@ -100,7 +100,7 @@ def write(
 	keys: Mapping[str, str] | None = None,
 ) -> None:
 	"""ONE multi-row INSERT: a bundle per company of `rows` (Event Log rows in name order,
-	the Queued ones of one transaction), its entries in the rows' order. Called by
+	the Queued ones of one transaction), its events in the rows' order. Called by
 	`outbox.write` while it holds the companies' counter rows.
 
 	`keys` ({bucket: bundle company}) puts the buckets the database holds as one name
@@ -184,7 +184,7 @@ def bundled_names(db: Database) -> set[int]:
 @dataclass(slots=True)
 class Claimed:
 	"""A claimed bundle: `cursor` is its company's cursor name, `attempts` how often the
-	company's next bundle was tried before, `messages` the entries' JSON."""
+	company's next bundle was tried before, `messages` its JSON (`messages.bundle`)."""
 
 	name: int
 	cursor: str

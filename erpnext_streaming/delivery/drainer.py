@@ -458,7 +458,7 @@ class Drainer:
 	# -- publishing -------------------------------------------------------------------
 
 	def start(self, claimed: Sequence[Claimed]) -> InFlight:
-		"""Turn the bundles' entries into messages and hand them to the producer (no waiting)."""
+		"""Read the bundles' messages and hand them to the producer (no waiting)."""
 		framer = self.framer
 		outcome: dict[Any, Classified] = {}
 		outgoing: list[OutgoingMessage] = []

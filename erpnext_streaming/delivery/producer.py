@@ -101,10 +101,26 @@ class KafkaProducer:
 	def start(self, messages: Sequence[OutgoingMessage], timeout: float) -> Sending:
 		deliveries: dict[Any, Delivery] = {}
 		deadline = time.monotonic() + timeout
+		produce, poll, report = self._producer.produce, self._producer.poll, self._on_delivery
 		for count, message in enumerate(messages, 1):
-			self._produce(message, deliveries, deadline)
+			# the common case in line (once per event: the drainer's hot path); a message the
+			# client refused (full queue, invalid argument, fatal error) was not enqueued, and
+			# `_produce` hands it over again (serving reports while the queue is full) or
+			# records why it cannot be
+			try:
+				if self.fatal is not None:
+					raise KafkaException(self.fatal)
+				produce(
+					message.topic,
+					message.value,
+					message.key,
+					headers=message.headers,
+					on_delivery=partial(report, deliveries, message.ref),
+				)
+			except (BufferError, KafkaException, TypeError, ValueError):
+				self._produce(message, deliveries, deadline)
 			if count % POLL_EVERY == 0:
-				self._producer.poll(0)  # serve reports (and the error callback) as we go
+				poll(0)  # serve reports (and the error callback) as we go
 		return Sending(messages, deliveries, deadline, timeout)
 
 	def finish(self, sending: Sending) -> BatchResult:
