@@ -514,6 +514,10 @@ class Drainer:
 			transition = next_state(Status.QUEUED, Outcome.RETRIABLE, bundle.attempts, max_attempts)
 			if retriable and transition.status == Status.FAILED:
 				due = self.policy.next_attempt_at(transition.attempts, now, self.rand)
+				if transition.attempts == 1 and all(verdict.fatal for _, verdict, _ in retriable):
+					# lost with its producer (e.g. fenced when the broker came back): the next
+					# batch has a new one, so the first retry is at once; later ones back off
+					due = now
 				reason = self.redact(retriable[0][1].reason)
 				waiting[bundle.cursor] = (transition.attempts, due, reason)
 				self._claimed_through.pop(bundle.cursor, None)  # claimed again from its cursor

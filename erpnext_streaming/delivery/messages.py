@@ -129,20 +129,22 @@ def build(row: Any, site: str, time_zone: ZoneInfo, framer: Framer | None = None
 # ready to produce, as JSON (format 2):
 #
 #     {"v": 2, "routes": [route, ...], "events": [event, ...]}
-#     route = [topic, key, before, after, registry]
+#     route = [topic, key, headers, registry]
 #     event = [event log, route index, value, ce_id, ce_subject, ce_time, es_company_sequence]
 #
-# The headers a route's events share are stored once: `before` ([[name, value], ...]: ce_type,
-# ce_source) goes between ce_id and ce_subject, `after` (ce_specversion, content-type and the
-# schema) between ce_time and es_company_sequence, so a message's headers keep the order of
-# `headers`. The value is framed and base64-encoded; `registry` is null, or [doctype, schema
-# version, fingerprint] for the Confluent encoding, whose schema id only the drainer may ask
-# the registry for (never a user's request). An event that cannot be a message is stored as
-# [event log, null, reason] and goes Dead when the drainer reaches it, as a poison message
-# does. Sharing the headers halves what the drainer reads per event (≈ 1,300 bytes in
-# format 1, a JSON array of full entries, still read for bundles written by 0.2.0).
+# A route's `headers` are stored once per bundle: every header of `headers()`, in its order,
+# with the values its events share (ce_type, ce_source, ce_specversion, content-type, the
+# schema) and the four of each event's own (`OWN_HEADERS`) empty; the drainer copies them
+# per message and sets those four, so a message's headers keep their order. The value is
+# framed and base64-encoded; `registry` is null, or [doctype, schema version, fingerprint]
+# for the Confluent encoding, whose schema id only the drainer may ask the registry for
+# (never a user's request). An event that cannot be a message is stored as [event log,
+# null, reason] and goes Dead when the drainer reaches it, as a poison message does.
+# Sharing the headers halves what the drainer reads per event (≈ 1,300 bytes in format 1,
+# a JSON array of full entries, still read for bundles written by 0.2.0).
 
 BUNDLE_FORMAT = 2
+OWN_HEADERS = ("ce_id", "ce_subject", "ce_time", "es_company_sequence")
 
 
 def bundle(rows: Iterable[Any], site: str, time_zone: tzinfo) -> str:
@@ -168,16 +170,16 @@ def bundle(rows: Iterable[Any], site: str, time_zone: tzinfo) -> str:
 				]
 			elif encoding != Encoding.SCHEMALESS:
 				raise FramingError(f"unknown encoding {encoding!r}")
-			named = [
-				(k, v.decode("utf-8"))
+			named = {
+				k: v.decode("utf-8")
 				for k, v in headers(row, site, time_zone, Encoding.CONTENT_TYPE[encoding])
-			]
+			}
+			own = [named[k] for k in OWN_HEADERS]
+			named.update(dict.fromkeys(OWN_HEADERS, ""))
 			route = json.dumps(
-				[row["topic"], message_key(row).decode("utf-8"), named[1:3], named[5:10], registry],
-				separators=(",", ":"),
+				[row["topic"], message_key(row).decode("utf-8"), named, registry], separators=(",", ":")
 			)
-			index = routes.setdefault(route, len(routes))
-			events.append([row["name"], index, value, named[0][1], named[3][1], named[4][1], named[10][1]])
+			events.append([row["name"], routes.setdefault(route, len(routes)), value, *own])
 		except FramingError as e:
 			events.append([row["name"], None, e.message])
 		except Exception as e:
@@ -196,13 +198,13 @@ def read(
 ) -> list[Any]:
 	"""The messages of a bundle appended to `outgoing` in order, and the events that cannot
 	be sent put in `failed` ({event log: Classified}); returns the bundle's Event Log names,
-	in order. Runs once per event on the drainer's hot path: each route's shared headers
-	and framing are prepared once per bundle."""
+	in order. Runs once per event on the drainer's hot path: a message's headers are a copy
+	of its route's with four values set."""
 	stored = json.loads(text)
 	if isinstance(stored, list):  # format 1
 		return [_read_entry(item, framer, outgoing, failed) for item in stored]
 	names = []
-	prepared = [_Route(*route, framer) for route in stored["routes"]]
+	routes = stored["routes"]
 	append, a2b = outgoing.append, binascii.a2b_base64
 	for event in stored["events"]:
 		ref, index = event[0], event[1]
@@ -210,47 +212,29 @@ def read(
 		if index is None:
 			failed[ref] = Unsendable(event[2]).classified()
 			continue
-		route = prepared[index]
+		topic, key, shared, registry = routes[index]
 		try:
 			body = a2b(event[2])
-			if route.registry is not None:
-				body = route.frame(body)
+			if registry is not None:
+				body = _confluent(framer, topic, registry, body)
 		except FramingError as e:
 			failed[ref] = e.classified()
 			continue
 		except Exception as e:
 			failed[ref] = unencodable(e)
 			continue
-		headers = route.headers.copy()  # in order: the template's keys keep their places
+		headers = shared.copy()  # in order: the shared keys keep their places
 		headers["ce_id"], headers["ce_subject"], headers["ce_time"] = event[3], event[4], event[5]
 		headers["es_company_sequence"] = event[6]
-		append(OutgoingMessage(ref, route.topic, route.key, body, headers))
+		append(OutgoingMessage(ref, topic, key, body, headers))
 	return names
 
 
-class _Route:
-	"""A bundle's route, prepared for its events: its headers in order, the framing row."""
-
-	__slots__ = ("framer", "headers", "key", "registry", "row", "topic")
-
-	def __init__(
-		self, topic: str, key: str, before: list, after: list, registry: list | None, framer: Framer | None
-	):
-		self.topic, self.key, self.registry, self.framer = topic, key, registry, framer
-		# the headers of `headers()` in their order; the per-event ones are set per message
-		self.headers = {"ce_id": "", **dict(before), "ce_subject": "", "ce_time": "", **dict(after)}
-		self.headers["es_company_sequence"] = ""
-		if registry is not None:
-			doctype, version, fingerprint = registry
-			self.row = {
-				"reference_doctype": doctype,
-				"schema_version": version,
-				"schema_fingerprint": fingerprint,
-				"topic": topic,
-			}
-
-	def frame(self, body: bytes) -> bytes:
-		return (self.framer or DEFAULT_FRAMER).confluent(self.row, body)
+def _confluent(framer: Framer | None, topic: str, registry: list, body: bytes) -> bytes:
+	"""The Confluent framing of `body` (registry: [doctype, schema version, fingerprint])."""
+	doctype, version, fingerprint = registry
+	row = {"reference_doctype": doctype, "schema_version": version, "schema_fingerprint": fingerprint}
+	return (framer or DEFAULT_FRAMER).confluent({**row, "topic": topic}, body)
 
 
 def _read_entry(
@@ -275,9 +259,7 @@ def from_entry(item: list, framer: Framer | None = None) -> OutgoingMessage:
 	ref, topic, key, value, header_values, registry = item
 	body = binascii.a2b_base64(value)
 	if registry is not None:
-		doctype, version, fingerprint = registry
-		row = {"reference_doctype": doctype, "schema_version": version, "schema_fingerprint": fingerprint}
-		body = (framer or DEFAULT_FRAMER).confluent({**row, "topic": topic}, body)
+		body = _confluent(framer, topic, registry, body)
 	return OutgoingMessage(ref, topic, key, body, header_values)
 
 
