@@ -31,7 +31,7 @@ _IPV6 = re.compile(r"^\[[0-9a-fA-F:.]+\]$")
 MASK_MODES = ("Keyed hash", "Drop")
 
 LIMITS = {
-	"batch_size": ("Batch Size", 1, 10_000),
+	"batch_size": ("Batch Size", 1, 50_000),
 	"max_attempts": ("Max Attempts", 1, 100),
 	"backoff_base_seconds": ("Backoff Base (seconds)", 1, 86_400),
 	"backoff_cap_seconds": ("Backoff Cap (seconds)", 1, 7 * 86_400),

@@ -121,7 +121,7 @@ def test_delivery_limits_in_range_pass():
 
 @pytest.mark.parametrize(
 	"field, value",
-	[("batch_size", 0), ("batch_size", 10_001), ("max_attempts", 0), ("max_attempts", 101),
+	[("batch_size", 0), ("batch_size", 50_001), ("max_attempts", 0), ("max_attempts", 101),
 	 ("backoff_base_seconds", 0), ("backoff_cap_seconds", 0), ("batch_size", None)],
 )  # fmt: skip
 def test_delivery_limits_out_of_range_name_the_field(field, value):
