@@ -17,7 +17,8 @@ It holds ONE producer for its whole run (issue "Delivery", point 2), and repeats
 4. start the claimed batch: produce its messages in name order (= per-company sequence
    order) without waiting, so its acknowledgements arrive while the next round claims;
 5. settle receipts into the Event Log (rows Sent) when a round had nothing to deliver,
-   and at least every `bundles.SETTLE_AFTER_SECONDS`;
+   and under sustained load `bundles.SETTLE_AFTER_SECONDS` after the first receipt left
+   unsettled;
 6. when there is nothing to do, wait on the wake-up list (or until the next retry is
    due), and leave after `idle_exit_seconds` without work or before `max_runtime_seconds`
    (well inside the long queue's 1500 s job timeout) so a fresh drainer takes over.
@@ -225,7 +226,8 @@ class Drainer:
 		self._claimed_through: dict[str, int] = {}
 		self._lock: str | None = None
 		self._dead_letters_retry_at = 0.0
-		self._settle_at = 0.0
+		# when to settle under sustained load: armed by the first receipt after a settle
+		self._settle_at: float | None = None
 
 	# -- the loop ---------------------------------------------------------------------
 
@@ -345,16 +347,19 @@ class Drainer:
 			raise
 		if not did:
 			return self.settle()
-		if self.clock.monotonic() >= self._settle_at:
+		if self._settle_at is not None and self.clock.monotonic() >= self._settle_at:
 			self.settle()
 		return did
 
 	def settle(self) -> bool:
-		"""Settle a chunk of receipts into the Event Log (`bundles.settle`); True if any."""
+		"""Settle a chunk of receipts into the Event Log (`bundles.settle`); True if any.
+		Under sustained load the next chunk is due `bundles.SETTLE_AFTER_SECONDS` later;
+		once nothing is left, the next receipt starts that clock again (so a backlog drained
+		after a pause, an outage, is not held up by a settle at its first batch)."""
 		self._marks_done()
 		with self._transaction():
 			settled = bundles.settle(self.db, self.clock.now())
-		self._settle_at = self.clock.monotonic() + bundles.SETTLE_AFTER_SECONDS
+		self._settle_at = self.clock.monotonic() + bundles.SETTLE_AFTER_SECONDS if settled else None
 		return settled > 0
 
 	def _claim(
@@ -550,6 +555,8 @@ class Drainer:
 		]
 
 		now = self.clock.now()
+		if sent and self._settle_at is None:
+			self._settle_at = self.clock.monotonic() + bundles.SETTLE_AFTER_SECONDS
 		if self.marker is not None and not unsent and not waiting:
 			self.marker.submit(sent, through, now)  # recorded while the next batch is claimed and produced
 		else:
