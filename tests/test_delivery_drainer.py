@@ -3,7 +3,6 @@ producer errors, bounded flush, heartbeat and exit rules."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading

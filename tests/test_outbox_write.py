@@ -4,7 +4,6 @@ order, all or nothing."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import frappe

@@ -6,7 +6,6 @@ the migrate's) transaction, as `bench migrate` does."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 
 import frappe

@@ -31,7 +31,6 @@ job (delivery/jobs.py) and in a test.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import random
@@ -51,9 +50,9 @@ from erpnext_streaming import outbox
 from erpnext_streaming.constants import Status
 from erpnext_streaming.delivery import bundles, messages
 from erpnext_streaming.delivery.bundles import Claimed
-from erpnext_streaming.delivery.framing import Framer, FramingError
+from erpnext_streaming.delivery.framing import Framer
 from erpnext_streaming.delivery.marker import Marker, lost_a_deadlock
-from erpnext_streaming.delivery.policy import Classified, RetryPolicy, classify, describe, unencodable
+from erpnext_streaming.delivery.policy import Classified, RetryPolicy, classify, describe
 from erpnext_streaming.delivery.producer import (
 	BatchResult,
 	Delivery,
