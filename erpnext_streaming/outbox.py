@@ -33,7 +33,7 @@ import contextlib
 import itertools
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Protocol
@@ -254,7 +254,7 @@ def write(
 						"schema_version": record.schema_version,
 						"schema_fingerprint": record.schema_fingerprint,
 						"encoding": record.encoding,
-						"payload": payload,
+						"payload": record.payload,  # the bytes: the bundle stores them as they are
 					}
 				)
 		db.sql(_INSERT_HEAD + ", ".join([_ROW] * len(records)), values)

@@ -48,11 +48,24 @@ def test_a_bundle_reads_back_each_rows_message_with_its_headers_in_order():
 def test_the_headers_a_routes_events_share_are_stored_once_per_bundle():
 	rows = [row(n, f"gle-{n}") for n in range(1, 21)]
 	text = messages.bundle(rows, SITE, TZ)
-	stored = json.loads(text)
-	assert stored["v"] == messages.BUNDLE_FORMAT and len(stored["routes"]) == 1
+	head, routes, events, values = text.split("\n", 3)
+	assert head == str(messages.BUNDLE_FORMAT) and len(json.loads(routes)) == 1
 	assert text.count("io.erpnext.streaming.gl-entry.posted") == 1
 	assert text.count("io.erpnext.streaming.GL Entry") == 1
+	assert [e[2] for e in json.loads(events)] == [4] * 20 and len(values) == 80
 	assert messages.refs(text) == list(range(1, 21))
+
+
+def test_values_are_stored_byte_for_character_and_read_back_exactly_whatever_their_bytes():
+	"""Every byte value, newlines and NULs included, in the values line (one character per
+	byte): the lines before it still split at their newlines, each value comes back whole."""
+	every = bytes(range(256))
+	rows = [row(1, "gle-1", payload=every), row(2, "gle-2", payload=b"\n\n3\n[]"), row(3, "gle-3")]
+	text = messages.bundle(rows, SITE, TZ)
+	assert text.endswith(every.decode("latin-1") + "\n\n3\n[]" + "\x03\x01\x02\xff")
+	refs, ready, failed = read(text)
+	assert refs == [1, 2, 3] and failed == {}
+	assert [m.value for m in ready] == [every, b"\n\n3\n[]", bytes([3, 1, 2, 255])]
 
 
 def test_a_row_that_cannot_be_a_message_is_kept_with_its_reason_and_read_as_unsendable():
@@ -103,3 +116,20 @@ def test_a_bundle_written_by_0_2_0_as_full_entries_is_still_read():
 	assert refs == [7, 8] and messages.refs(text) == [7, 8]
 	assert (ready[0].value, ready[0].headers) == (bytes([7, 1, 2, 255]), headers)
 	assert failed[8].reason == "poison"
+
+
+def test_a_bundle_written_before_format_3_with_base64_values_is_still_read():
+	"""Format 2 (main after 0.2.0): one JSON object, each value base64 in its event."""
+	source = row(7, "gle-7")
+	shared = {k: v.decode() for k, v in messages.headers(source, SITE, TZ)}
+	own = [shared[k] for k in messages.OWN_HEADERS]
+	shared.update(dict.fromkeys(messages.OWN_HEADERS, ""))
+	text = json.dumps({
+		"v": 2, "routes": [["erpnext.gl-entry", "Acme", shared, None]],
+		"events": [[7, 0, source["payload"], *own], [8, None, "poison"], [9, 0, "not base64!", *own]],
+	})  # fmt: skip
+	refs, ready, failed = read(text)
+	assert refs == [7, 8, 9] and messages.refs(text) == [7, 8, 9]
+	assert (ready[0].value, ready[0].headers) == (
+		bytes([7, 1, 2, 255]), {k: v.decode() for k, v in messages.headers(source, SITE, TZ)})  # fmt: skip
+	assert failed[8].reason == "poison" and failed[9].reason.startswith("unencodable: ")

@@ -194,3 +194,18 @@ def test_a_transaction_writes_one_bundle_per_company_with_its_events_in_sequence
 	assert list(headers) == [
 		"ce_id", "ce_type", "ce_source", "ce_subject", "ce_time", "ce_specversion", "content-type",
 		"schema_name", "schema_version", "schema_fingerprint", "es_company_sequence"]  # fmt: skip
+
+
+def test_a_bundles_values_come_back_from_mariadb_byte_for_byte_whatever_their_bytes(site):
+	"""The values line stores one character per byte in a Long Text (utf8mb4) column:
+	every byte value, NUL, newlines, quotes and backslashes included, survives the INSERT
+	and the read back."""
+	every = record("a1", "A")
+	every.payload = bytes(range(256)) + b"'\"\\\n\x00"
+	outbox.write(frappe.db, [every, record("a2", "A")], datetime(2026, 11, 23, 10, 0),
+		context=outbox.MessageContext("site.test"))  # fmt: skip
+	frappe.db.commit()
+	(stored,) = bundles()
+	ready: list = []
+	assert len(messages.read(stored.messages, None, ready, {})) == 2
+	assert [m.value for m in ready] == [every.payload, bytes([0, 1, 2, 255])]

@@ -14,7 +14,6 @@ framed, `es_encoding`.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import Iterable
@@ -126,31 +125,48 @@ def build(row: Any, site: str, time_zone: ZoneInfo, framer: Framer | None = None
 # -- bundles: messages built in the user's transaction ---------------------------------
 #
 # A bundle (`bundles.py`) holds the messages of one transaction's events of one company,
-# ready to produce, as JSON (format 2):
+# ready to produce, as text (format 3): four lines, the last one running to the end,
 #
-#     {"v": 2, "routes": [route, ...], "events": [event, ...]}
+#     3
+#     [route, ...]
+#     [event, ...]
+#     values
+#
 #     route = [topic, key, headers, registry]
-#     event = [event log, route index, value, ce_id, ce_subject, ce_time, es_company_sequence]
+#     event = [event log, route index, value length, ce_id, ce_subject, ce_time, es_company_sequence]
 #
 # A route's `headers` are stored once per bundle: every header of `headers()`, in its order,
 # with the values its events share (ce_type, ce_source, ce_specversion, content-type, the
 # schema) and the four of each event's own (`OWN_HEADERS`) empty; the drainer copies them
-# per message and sets those four, so a message's headers keep their order. The value is
-# framed and base64-encoded; `registry` is null, or [doctype, schema version, fingerprint]
-# for the Confluent encoding, whose schema id only the drainer may ask the registry for
-# (never a user's request). An event that cannot be a message is stored as [event log,
-# null, reason] and goes Dead when the drainer reaches it, as a poison message does.
-# Sharing the headers halves what the drainer reads per event (≈ 1,300 bytes in format 1,
-# a JSON array of full entries, still read for bundles written by 0.2.0).
+# per message and sets those four, so a message's headers keep their order. A bundle's routes
+# repeat from bundle to bundle, so the drainer parses each distinct routes line once
+# (`_routes`). `registry` is null, or [doctype, schema version, fingerprint] for the
+# Confluent encoding, whose schema id only the drainer may ask the registry for (never a
+# user's request). An event that cannot be a message is stored as [event log, null, reason]
+# and goes Dead when the drainer reaches it, as a poison message does.
+#
+# `values` holds the events' framed values one after another, each byte as the character of
+# the same code point (Latin-1). A Long Text column holds text and Frappe has no binary field
+# type; in CPython a string of such characters turns into bytes and back by a copy (PEP 393
+# one-byte strings), where base64 inside the JSON cost the drainer ≈ 3.5 µs of its ≈ 14 µs
+# per event (decoding ≈ 2 ns per character, scanning the JSON string as much; P3 in
+# benchmarks/RESULTS.md), and takes 4/3 of the bytes. The JSON lines are compact and
+# ASCII-only, so they hold no raw newline and the first three newlines split the text.
+#
+# Still read: format 2 (main after 0.2.0, never released; one JSON object with base64
+# values) and format 1 (0.2.0: a JSON array of full entries).
 
-BUNDLE_FORMAT = 2
+BUNDLE_FORMAT = 3
+_HEAD = f"{BUNDLE_FORMAT}\n"
 OWN_HEADERS = ("ce_id", "ce_subject", "ce_time", "es_company_sequence")
 
 
 def bundle(rows: Iterable[Any], site: str, time_zone: tzinfo) -> str:
-	"""The JSON of a bundle of Event Log rows (`outbox.DELIVERY_COLUMNS`): never raises."""
+	"""The text of a bundle of Event Log rows (`outbox.DELIVERY_COLUMNS`; a row's `payload` is
+	the stored base64 text, or the bytes themselves, as `outbox.write` has them): never raises."""
 	routes: dict[str, int] = {}
 	events: list[list] = []
+	values: list[str] = []
 	for row in rows:
 		try:
 			if not row["topic"]:
@@ -158,10 +174,11 @@ def bundle(rows: Iterable[Any], site: str, time_zone: tzinfo) -> str:
 			if not row["event_id"]:
 				raise ValueError("the row has no event id")
 			encoding = row.get("encoding") or Encoding.DEFAULT
-			value, registry = row["payload"] or "", None
+			value, registry = row["payload"] or b"", None
+			if not isinstance(value, bytes):
+				value = decode_payload(value)
 			if encoding == Encoding.SINGLE_OBJECT:
-				framed = single_object(row["schema_fingerprint"], decode_payload(value))
-				value = base64.b64encode(framed).decode("ascii")
+				value = single_object(row["schema_fingerprint"], value)
 			elif encoding == Encoding.CONFLUENT:
 				registry = [
 					row["reference_doctype"],
@@ -179,16 +196,21 @@ def bundle(rows: Iterable[Any], site: str, time_zone: tzinfo) -> str:
 			route = json.dumps(
 				[row["topic"], message_key(row).decode("utf-8"), named, registry], separators=(",", ":")
 			)
-			events.append([row["name"], routes.setdefault(route, len(routes)), value, *own])
+			events.append([row["name"], routes.setdefault(route, len(routes)), len(value), *own])
+			values.append(value.decode("latin-1"))
 		except FramingError as e:
 			events.append([row["name"], None, e.message])
 		except Exception as e:
 			events.append([row["name"], None, f"unencodable: {type(e).__name__}: {e}"])
-	return f'{{"v":{BUNDLE_FORMAT},"routes":[{",".join(routes)}],"events":{json.dumps(events, separators=(",", ":"))}}}'
+	return "".join(
+		[_HEAD, "[", ",".join(routes), "]\n", json.dumps(events, separators=(",", ":")), "\n", *values]
+	)
 
 
 def refs(text: str) -> list[Any]:
-	"""The Event Log names of a bundle's events, in order (either format)."""
+	"""The Event Log names of a bundle's events, in order (any format)."""
+	if text.startswith(_HEAD):
+		return [event[0] for event in json.loads(text.split("\n", 3)[2])]
 	stored = json.loads(text)
 	return [item[0] for item in (stored if isinstance(stored, list) else stored["events"])]
 
@@ -198,31 +220,65 @@ def read(
 ) -> list[Any]:
 	"""The messages of a bundle appended to `outgoing` in order, and the events that cannot
 	be sent put in `failed` ({event log: Classified}); returns the bundle's Event Log names,
-	in order. Runs once per event on the drainer's hot path: a message's headers are a copy
-	of its route's with four values set."""
+	in order. Runs once per event on the drainer's hot path: a message's value is a slice of
+	the bundle's values, its headers a copy of its route's with four values set."""
+	if text.startswith(_HEAD):
+		_, routes, events, values = text.split("\n", 3)
+		return _read(_routes(routes), json.loads(events), values.encode("latin-1"), framer, outgoing, failed)
 	stored = json.loads(text)
 	if isinstance(stored, list):  # format 1
 		return [_read_entry(item, framer, outgoing, failed) for item in stored]
-	names = []
-	routes = stored["routes"]
-	append, a2b = outgoing.append, binascii.a2b_base64
+	# format 2: the same routes and events, each value base64 in its event
+	events, values = [], []
 	for event in stored["events"]:
+		if event[1] is None:
+			events.append(event)
+			continue
+		try:
+			value = binascii.a2b_base64(event[2])
+		except Exception as e:
+			events.append([event[0], None, unencodable(e).reason])
+			continue
+		events.append([event[0], event[1], len(value), *event[3:]])
+		values.append(value)
+	return _read(stored["routes"], events, b"".join(values), framer, outgoing, failed)
+
+
+@lru_cache(maxsize=512)
+def _routes(line: str) -> list:
+	"""A routes line, parsed once per process: bundles of the same kinds of documents of a
+	company repeat it. Read only (`_read` copies a route's headers)."""
+	return json.loads(line)
+
+
+def _read(
+	routes: list,
+	events: list,
+	values: bytes,
+	framer: Framer | None,
+	outgoing: list[OutgoingMessage],
+	failed: dict[Any, Any],
+) -> list[Any]:
+	names = []
+	append, start = outgoing.append, 0
+	for event in events:
 		ref, index = event[0], event[1]
 		names.append(ref)
 		if index is None:
 			failed[ref] = Unsendable(event[2]).classified()
 			continue
+		end = start + event[2]
+		body, start = values[start:end], end
 		topic, key, shared, registry = routes[index]
-		try:
-			body = a2b(event[2])
-			if registry is not None:
+		if registry is not None:
+			try:
 				body = _confluent(framer, topic, registry, body)
-		except FramingError as e:
-			failed[ref] = e.classified()
-			continue
-		except Exception as e:
-			failed[ref] = unencodable(e)
-			continue
+			except FramingError as e:
+				failed[ref] = e.classified()
+				continue
+			except Exception as e:
+				failed[ref] = unencodable(e)
+				continue
 		headers = shared.copy()  # in order: the shared keys keep their places
 		headers["ce_id"], headers["ce_subject"], headers["ce_time"] = event[3], event[4], event[5]
 		headers["es_company_sequence"] = event[6]

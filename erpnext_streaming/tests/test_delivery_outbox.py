@@ -121,6 +121,18 @@ class TestOutboxWrite(FrappeTestCase):
 		self.assertTrue(headers["ce_time"].startswith("2026-11-23T09:30:00"))
 		self.assertEqual(datetime.fromisoformat(headers["ce_time"]).utcoffset(), offset)
 
+	def test_a_bundles_values_come_back_from_the_database_byte_for_byte_whatever_their_bytes(self):
+		"""The values line stores one character per byte in the Long Text column (utf8mb4):
+		every byte value, NUL, newlines, quotes and backslashes included, survives the
+		INSERT through frappe.db and the read back."""
+		every = record("a1", A)
+		every.payload = bytes(range(256)) + b"'\"\\\n\x00"
+		self.write(every, record("a2", A))
+		(stored,) = bundle_rows()
+		ready, failed = read_bundle(stored["messages"])
+		self.assertEqual(failed, {})
+		self.assertEqual([m.value for m in ready], [every.payload, b"\x01"])
+
 	def test_an_event_without_event_time_is_stamped_with_its_creation_in_the_sites_time_zone(self):
 		outbox.write(frappe.db, [outbox_record("a1", A)], self.now, context=handler.message_context())
 		((message,), _) = read_bundle(bundle_rows()[0]["messages"])
