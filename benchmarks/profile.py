@@ -24,7 +24,7 @@ WAITING = "waiting for work (wake-up)"
 DRAINER_STEPS: Sequence[tuple[str, Sequence[tuple[str, str]]]] = (
 	("claim: companies, their bundles after the cursors, cursor leases", (("delivery/bundles.py", "claim"),)),
 	("claim: named lock, dead-letter scan, claim COMMIT", (("outbox.py", "get_lock"), ("outbox.py", "release_lock"), ("outbox.py", "claim_dead_letters"))),
-	("messages from the bundles (JSON parse, base64, headers, framing)", (("delivery/messages.py", "read"),)),
+	("messages from the bundles (JSON parse, values, headers, framing)", (("delivery/messages.py", "read"),)),
 	("produce (hand the batch to librdkafka)", (("delivery/producer.py", "start"),)),
 	("acks: bounded flush + delivery reports (after the next claim)", (("delivery/producer.py", "finish"),)),
 	("record in line (a batch with a failed event)", (("delivery/bundles.py", "record_delivered"), ("delivery/bundles.py", "record_retry"), ("outbox.py", "mark_unsent"))),
