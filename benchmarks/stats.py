@@ -107,7 +107,9 @@ class Scale:
 	p1_rounds: int
 	p1_transactions: int  # per round and document shape
 	p1b_rounds: int
-	p3_events: int
+	p3_events: (
+		int  # several times the drainer's Batch Size: the sustained window starts after the first batch
+	)
 	p3_rounds: int
 	p4_jobs: int
 	p5_seconds: float
@@ -117,6 +119,6 @@ class Scale:
 
 SCALES = {
 	"tiny": Scale("tiny", 1, 3, 2, 300, 1, 2, 2, 2, 0),
-	"quick": Scale("quick", 5, 40, 15, 10_000, 3, 12, 10, 10, 0),
+	"quick": Scale("quick", 5, 40, 15, 30_000, 3, 12, 10, 10, 0),
 	"full": Scale("full", 11, 200, 60, 50_000, 5, 40, 60, 60, 1_000_000),
 }
