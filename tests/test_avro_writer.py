@@ -217,6 +217,13 @@ def test_numbers_follow_the_avro_specification_examples():
 		b"\x00", b"\x01", b"\x02", b"\x03", b"\x04", b"\x7f", b"\x80\x01"
 	]  # fmt: skip
 	assert long_bytes(2**63 - 1) == b"\xfe" + b"\xff" * 8 + b"\x01"
+	# around each 7-bit group boundary, as fastavro writes them
+	boundaries = {
+		sign * (2**bits + delta) for bits in range(6, 63, 7) for delta in (-1, 0, 1) for sign in (1, -1)
+	}
+	assert [long_bytes(n) for n in sorted(boundaries)] == [
+		fastavro_bytes("long", n) for n in sorted(boundaries)
+	]
 	# decimal: two's complement big-endian of the unscaled value, with its length
 	assert decimal_bytes(Decimal("1.00"), 5, 2) == b"\x02" + (100).to_bytes(1, "big")
 	assert decimal_bytes(Decimal("-1.28"), 5, 2) == b"\x04\xff\x80"  # fastavro's length rule: 2 bytes

@@ -60,12 +60,23 @@ def _varint(zigzag: int) -> bytes:
 
 # the varints of the zig-zag values below 2**14 (lengths, counts, small numbers, union indexes)
 _SMALL = tuple(_varint(z) for z in range(1 << 14))
+# 14 bits as the two bytes of a longer varint (both with the continuation bit): a timestamp
+# (≈ 2**51 microseconds) is three of them and a `_SMALL`, not eight turns of `_varint`'s
+# loop (≈ 0.24 µs instead of ≈ 0.7; a Job Card event writes about ten; P1 in RESULTS.md)
+_PAIRS = tuple(bytes(((c & 0x7F) | 0x80, (c >> 7) | 0x80)) for c in range(1 << 14))
 
 
 def long_bytes(value: int) -> bytes:
-	"""A long as Avro writes it: zig-zag, then a varint."""
+	"""A long as Avro writes it: zig-zag, then a varint (7 bits a byte, low bits first)."""
 	zigzag = (value << 1) ^ (value >> 63)
-	return _SMALL[zigzag] if zigzag < 16384 else _varint(zigzag)
+	if zigzag < 16384:
+		return _SMALL[zigzag]
+	parts = []
+	while zigzag >= 16384:
+		parts.append(_PAIRS[zigzag & 0x3FFF])
+		zigzag >>= 14
+	parts.append(_SMALL[zigzag])
+	return b"".join(parts)
 
 
 def decimal_bytes(value: Decimal, precision: int, scale: int) -> bytes:
