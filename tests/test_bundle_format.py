@@ -8,6 +8,8 @@ import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from erpnext_streaming.constants import Encoding
 from erpnext_streaming.delivery import messages
 from erpnext_streaming.delivery.framing import FramingError
@@ -66,6 +68,14 @@ def test_values_are_stored_byte_for_character_and_read_back_exactly_whatever_the
 	refs, ready, failed = read(text)
 	assert refs == [1, 2, 3] and failed == {}
 	assert [m.value for m in ready] == [every, b"\n\n3\n[]", bytes([3, 1, 2, 255])]
+
+
+def test_a_bundle_whose_values_do_not_match_their_lengths_is_refused_whole():
+	text = messages.bundle([row(1, "gle-1"), row(2, "gle-2")], SITE, TZ)
+	for damaged in (text[:-1], text + "x"):
+		ready: list = []
+		with pytest.raises(ValueError, match="values hold"):
+			messages.read(damaged, None, ready, {})
 
 
 def test_a_row_that_cannot_be_a_message_is_kept_with_its_reason_and_read_as_unsendable():

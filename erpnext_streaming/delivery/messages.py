@@ -259,6 +259,8 @@ def _read(
 	outgoing: list[OutgoingMessage],
 	failed: dict[Any, Any],
 ) -> list[Any]:
+	"""`read` of parsed routes and events (value lengths) and the values they share. Raises
+	when the lengths do not add up to the values (a damaged bundle is not sent in part)."""
 	names = []
 	append, start = outgoing.append, 0
 	for event in events:
@@ -283,6 +285,8 @@ def _read(
 		headers["ce_id"], headers["ce_subject"], headers["ce_time"] = event[3], event[4], event[5]
 		headers["es_company_sequence"] = event[6]
 		append(OutgoingMessage(ref, topic, key, body, headers))
+	if start != len(values):
+		raise ValueError(f"the bundle's values hold {len(values)} bytes, its events {start}")
 	return names
 
 
