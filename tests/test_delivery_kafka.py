@@ -174,3 +174,33 @@ def test_a_poison_record_goes_dead_with_a_dead_letter_copy_and_the_batch_is_deli
 	(capture_copy,) = copies[broken.event_id]
 	assert capture_copy.headers["es_error"] == "capture: KeyError 'items'"
 	assert CODEC.reference(capture_copy.value) == "capture-failed"
+
+
+def test_a_damaged_bundle_sends_nothing_and_its_events_go_dead_with_copies_from_the_event_log(
+	site, kafka_bootstrap, workers
+):
+	"""A bundle whose values no longer match its events (damaged by hand) is not sent in
+	part: its events go Dead with the reason, and their dead-letter copies carry the payloads
+	of their Event Log rows; the other company's bundle is delivered."""
+	topic, dead_letters = new_topic(kafka_bootstrap), new_topic(kafka_bootstrap, 1)
+	configure(kafka_bootstrap, dead_letters)
+	damaged = [event(f"damaged-{i}", "Acme Corp", topic) for i in range(2)]
+	good = event("ok", "Globex Ltd", topic)
+	commit_transaction([*damaged, good])
+	frappe.db.sql(
+		"UPDATE `tabStreaming Delivery Bundle` SET `messages` = LEFT(`messages`, CHAR_LENGTH(`messages`) - 1) "
+		"WHERE `company` = 'Acme Corp'"
+	)
+	frappe.db.commit()
+	workers.start(1)
+	wait_for(all_delivered, 60, "delivered or dead-lettered")
+
+	log = {r.event_id: r for r in rows()}
+	assert log[good.event_id].status == Status.SENT
+	for record in damaged:
+		row = log[record.event_id]
+		assert row.status == Status.DEAD and row.dead_lettered_at is not None
+		assert row.last_error.startswith("unreadable bundle ") and "values hold" in row.last_error
+	assert list(by_event_id(consume(kafka_bootstrap, topic, expect=1))) == [good.event_id]
+	copies = by_event_id(consume(kafka_bootstrap, dead_letters, expect=2))
+	assert {e: [c.value for c in copies[e]] for e in copies} == {r.event_id: [r.payload] for r in damaged}

@@ -52,7 +52,7 @@ from erpnext_streaming.delivery import bundles, messages
 from erpnext_streaming.delivery.bundles import Claimed
 from erpnext_streaming.delivery.framing import Framer
 from erpnext_streaming.delivery.marker import Marker, lost_a_deadlock
-from erpnext_streaming.delivery.policy import Classified, RetryPolicy, classify, describe
+from erpnext_streaming.delivery.policy import Classified, RetryPolicy, classify, describe, unreadable
 from erpnext_streaming.delivery.producer import (
 	BatchResult,
 	Delivery,
@@ -472,9 +472,9 @@ class Drainer:
 			unsendable: dict[Any, Classified] = {}
 			try:
 				refs = messages.read(bundle.messages, framer, ready, unsendable)
-			except Exception as e:  # not written by this app: nothing of it can be sent
-				self.log.warning("erpnext_streaming: bundle %s is unreadable and skipped: %s", bundle.name, e)
-				refs, ready, unsendable = [], [], {}
+			except Exception as e:  # damaged, or not written by this app: nothing of it is sent
+				refs, ready = self._unreadable(bundle, e), []
+				unsendable = dict.fromkeys(refs, unreadable(bundle.name, e))
 			outgoing += ready
 			outcome.update(unsendable)
 			events.append(refs)
@@ -482,6 +482,22 @@ class Drainer:
 			self._claimed_through[bundle.cursor] = bundle.name
 		sending = self._start(outgoing) if outgoing else None
 		return InFlight(claimed, events, outcome, sending)
+
+	def _unreadable(self, bundle: Claimed, error: Exception) -> list[Any]:
+		"""The events of a bundle that cannot be read, if its events line still says which:
+		they go Dead with the reason, their dead-letter copies and a requeue built from their
+		Event Log rows, which hold the payloads (a bundle is only the delivery queue)."""
+		try:
+			refs = messages.refs(bundle.messages)
+		except Exception:
+			refs = []
+		self.log.warning(
+			"erpnext_streaming: bundle %s is unreadable; its %d events go Dead: %s",
+			bundle.name,
+			len(refs),
+			error,
+		)
+		return refs
 
 	def finish(self, in_flight: InFlight) -> set[str]:
 		"""Wait for the batch's delivery reports and record its outcome: a receipt for the

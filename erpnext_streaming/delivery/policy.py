@@ -158,6 +158,14 @@ def classify(error: KafkaError) -> Classified:
 	return Classified(Outcome.RETRIABLE, False, f"unclassified, retried: {reason}")
 
 
+def unreadable(bundle: object, error: Exception) -> Classified:
+	"""An event of a delivery bundle that cannot be read (damaged): it cannot be sent from
+	there; its Event Log row still holds it (dead-letter copy, requeue)."""
+	return Classified(
+		Outcome.PERMANENT, False, f"unreadable bundle {bundle}: {type(error).__name__}: {error}"
+	)
+
+
 def unencodable(error: Exception) -> Classified:
 	"""A row that cannot become a Kafka message (bad payload, headers): poison."""
 	return Classified(Outcome.PERMANENT, False, f"unencodable: {type(error).__name__}: {error}")
