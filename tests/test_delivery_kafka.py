@@ -191,7 +191,7 @@ def test_a_damaged_bundle_sends_nothing_and_its_events_go_dead_with_copies_from_
 		"UPDATE `tabStreaming Delivery Bundle` SET `messages` = LEFT(`messages`, CHAR_LENGTH(`messages`) - 1) "
 		"WHERE `company` = 'Acme Corp'"
 	)
-	frappe.db.commit()
+	frappe.db.commit()  # the drainer, in a worker process, reads only what is committed
 	workers.start(1)
 	wait_for(all_delivered, 60, "delivered or dead-lettered")
 
