@@ -184,7 +184,7 @@ def bundled_names(db: Database) -> set[int]:
 @dataclass(slots=True)
 class Claimed:
 	"""A claimed bundle: `cursor` is its company's cursor name, `attempts` how often the
-	company's next bundle was tried before, `messages` its JSON (`messages.bundle`)."""
+	company's next bundle was tried before, `messages` its text (`messages.bundle`, format 3)."""
 
 	name: int
 	cursor: str
