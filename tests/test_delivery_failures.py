@@ -1,7 +1,7 @@
 """Nothing is lost when the broker goes away under load or a drainer is killed mid-batch.
 
-Each test runs its own Tansu broker (SIGSTOP/SIGCONT simulates the outage without losing
-the in-memory topics) and real forking rq workers. The sweeper runs as the scheduler
+Each test runs its own Apache Kafka node (SIGSTOP/SIGCONT simulates the outage: the
+broker stops answering without closing its connections) and real forking rq workers. The sweeper runs as the scheduler
 would run it. Duplicates (same event id twice) are at-least-once's price: they are
 counted, printed, and must stay within one batch per failed batch (a bundle with an
 undelivered event is sent again whole, with its company's bundles after it in the batch)
@@ -34,7 +34,7 @@ from delivery_support import (
 	statuses,
 	wait_for,
 )
-from harness.services import start_tansu
+from harness.kafka import start_kafka
 
 from erpnext_streaming.constants import BUNDLE_TABLE, Status
 from erpnext_streaming.delivery import jobs
@@ -45,12 +45,11 @@ BATCH = 10
 
 @pytest.fixture
 def own_broker():
-	bootstrap, broker = start_tansu()
+	cluster = start_kafka(1)
 	try:
-		yield bootstrap, broker.process.pid
+		yield cluster.bootstrap, cluster.nodes[0].pid
 	finally:
-		os.kill(broker.process.pid, signal.SIGCONT)
-		broker.stop()
+		cluster.stop()
 
 
 def transactions(topic: str, start: int, count: int) -> list:

@@ -17,6 +17,15 @@ from rq import Queue
 pytestmark = pytest.mark.integration
 
 
+def test_the_tests_redis_is_their_own_unless_redis_url_names_one(redis_url):
+	"""The run's keys live in a redis-server the harness started and stops, never in the
+	developer's Redis on 6379, so nothing the run wrote is left behind."""
+	if os.environ.get("REDIS_URL"):
+		assert redis_url == os.environ["REDIS_URL"]
+	else:
+		assert redis.Redis.from_url(redis_url).connection_pool.connection_kwargs["port"] != 6379
+
+
 def test_broker_creates_topic_with_partitions_and_round_trips_a_message(kafka_bootstrap):
 	topic = f"harness-{uuid.uuid4().hex[:8]}"
 	admin = AdminClient({"bootstrap.servers": kafka_bootstrap})

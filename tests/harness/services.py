@@ -145,15 +145,15 @@ def kafka_metadata(bootstrap: str, timeout: float = 2.0):
 
 @contextlib.contextmanager
 def kafka_broker() -> Iterator[str]:
+	"""KAFKA_BOOTSTRAP_SERVERS if set, else one Apache Kafka node of our own (harness/kafka.py)."""
 	if bootstrap := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
 		wait_until(lambda: kafka_metadata(bootstrap) is not None, 30, f"Kafka at {bootstrap}")
 		yield bootstrap
 		return
-	bootstrap, proc = start_tansu()
-	try:
-		yield bootstrap
-	finally:
-		proc.stop()
+	from harness.kafka import kafka_cluster
+
+	with kafka_cluster(1) as cluster:
+		yield cluster.bootstrap
 
 
 # -- Redis ------------------------------------------------------------------------------
@@ -183,13 +183,16 @@ def start_redis(port: int | None = None) -> tuple[str, ManagedProcess]:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[str]:
+def redis_server(reuse_local: bool = False) -> Iterator[str]:
+	"""REDIS_URL if set, else a redis-server of our own, stopped at the end, so a run never
+	leaves a key in the developer's Redis. `reuse_local` (the sandbox) takes 127.0.0.1:6379
+	when it answers."""
 	if url := os.environ.get("REDIS_URL"):
 		wait_until(lambda: redis_answers(url), 10, f"Redis at {url}")
 		yield url
 		return
 	local = "redis://127.0.0.1:6379/0"
-	if redis_answers(local):
+	if reuse_local and redis_answers(local):
 		yield local
 		return
 	url, proc = start_redis()

