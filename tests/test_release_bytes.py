@@ -36,8 +36,7 @@ from fixtures.erpnext import (
 from erpnext_streaming.emitters.builders import generic_to_dict, get_builder
 from erpnext_streaming.emitters.envelope import build_envelope, uuid5
 from erpnext_streaming.schemas import get_event_schema, shipped_doctypes, versions
-from erpnext_streaming.schemas.canonical import canonical_form
-from erpnext_streaming.schemas.derive import derive_schema, derived_version
+from erpnext_streaming.schemas.derive import derive_schema, derived_version, logical_canonical_form
 from erpnext_streaming.schemas.registry import EventSchema
 from erpnext_streaming.schemas.serializer import AvroEventSerializer
 
@@ -220,7 +219,7 @@ def test_the_canonical_forms_fingerprint_and_version_are_the_release_ones(key):
 	schema, expected = SCHEMAS[key], release()["schemas"][key]
 	assert schema.canonical == expected["canonical"]
 	assert schema.fingerprint == expected["fingerprint"]
-	assert canonical_form(schema.schema, logical=True) == expected["canonical_with_logical_types"]
+	assert logical_canonical_form(schema.schema) == expected["canonical_with_logical_types"]
 	assert derived_version(schema.schema) == expected["derived_version"]
 	assert schema.version == expected["version"]
 
