@@ -7,15 +7,13 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
-from fixtures.avro import fastavro_bytes
+from fastavro.schema import fingerprint, to_parsing_canonical_form
 from fixtures.erpnext import FakeDoc
 
 from erpnext_streaming.emitters.builders import generic_to_dict, maskable_fields_of
 from erpnext_streaming.emitters.envelope import build_envelope
-from erpnext_streaming.schemas import canonical_form, fingerprint
 from erpnext_streaming.schemas.derive import DERIVED_VERSION_BASE, child_doctypes, derive_schema
 from erpnext_streaming.schemas.serializer import AvroEventSerializer, decode
-from erpnext_streaming.schemas.writer import compile_writer
 
 # `frappe.get_meta("Equipment Handover").fields`, as DocField-like objects
 META = [
@@ -129,8 +127,6 @@ def test_a_derived_record_round_trips():
 	payload = AvroEventSerializer(schema)(record)
 	decoded = decode(payload, schema)
 	assert decoded == record
-	write = compile_writer(schema.parsed)  # a derived schema gets the generated writer too
-	assert write is not None and write(record) == payload == fastavro_bytes(schema.parsed, record)
 	body = decoded["document"]
 	assert body["equipment_value"] == Decimal("1234.567891234")
 	assert (body["handover_date"], body["handover_time"]) == (date(2024, 3, 5), time(11, 58))
@@ -155,7 +151,7 @@ def test_the_version_is_derived_from_the_fingerprint_and_stable():
 	other = derive_schema("Equipment Handover", retyped, {"Handover Check": CHILD})
 	assert other.fingerprint == schema.fingerprint  # the Parsing Canonical Form ignores logical types
 	assert other.version != schema.version  # the derived version does not
-	assert schema.fingerprint == fingerprint(canonical_form(schema.schema))
+	assert schema.fingerprint == fingerprint(to_parsing_canonical_form(schema.schema), "CRC-64-AVRO")
 
 
 def test_a_table_without_child_meta_is_left_out():

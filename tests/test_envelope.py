@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timezone
+from decimal import Decimal
+from io import BytesIO
 
 import pytest
+from fastavro import schemaless_writer
 from fixtures.erpnext import COMPANY, FakeDoc, gl_entry, job_card, stock_ledger_entry, submitted_sales_invoice
 
 from erpnext_streaming.emitters.envelope import (
@@ -17,7 +20,7 @@ from erpnext_streaming.emitters.envelope import (
 	uuid5,
 )
 from erpnext_streaming.schemas import BuildError, EncodeError, get_event_schema
-from erpnext_streaming.schemas.registry import PACKAGE_DIR
+from erpnext_streaming.schemas.registry import PACKAGE_DIR, EventSchema
 from erpnext_streaming.schemas.serializer import AvroEventSerializer, headers
 
 UTC = timezone.utc
@@ -137,5 +140,38 @@ def test_serializer_refuses_an_invalid_record_with_encode_error():
 	schema = get_event_schema("GL Entry")
 	record = envelope(gl_entry("g1", "Debtors - WP", 1.0, 0.0))
 	record["document"] = {"name": "g1", "docstatus": "one"}
-	with pytest.raises(EncodeError, match=r"^GLEntryEvent v1 refuses the record: "):
+	with pytest.raises(EncodeError, match=r"^GLEntryEvent v1 refuses the record: ") as refused:
 		AvroEventSerializer(schema)(record, None)
+	with pytest.raises(Exception) as fastavros:
+		schemaless_writer(BytesIO(), schema.parsed, record)
+	assert str(refused.value).endswith(str(fastavros.value))  # fastavro's reason, as it gives it
+	assert refused.value.__cause__.__class__ is fastavros.value.__class__
+
+
+def test_serializer_writes_the_avro_specification_binary_encoding():
+	"""Avro 1.11 specification, "Binary Encoding": longs as zig-zag varints; a decimal on bytes
+	as the length, then the unscaled value in two's complement, big-endian."""
+	schema = EventSchema.build(
+		{
+			"type": "record",
+			"name": "N",
+			"fields": [
+				{"name": "n", "type": "long"},
+				{
+					"name": "d",
+					"type": {"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 2},
+				},
+			],
+		},
+		"N",
+		1,
+		"test",
+	)
+	encode = AvroEventSerializer(schema)
+	longs = {0: b"\x00", -1: b"\x01", 1: b"\x02", -2: b"\x03", 2: b"\x04", -64: b"\x7f", 64: b"\x80\x01"}
+	longs[2**63 - 1] = b"\xfe" + b"\xff" * 8 + b"\x01"
+	for n, expected in longs.items():
+		assert encode({"n": n, "d": Decimal("1.00")}) == expected + b"\x02\x64"
+	assert encode({"n": 0, "d": Decimal("-1.28")}) == b"\x00\x04\xff\x80"
+	with pytest.raises(EncodeError):
+		encode({"n": 2**63, "d": Decimal("1.00")})

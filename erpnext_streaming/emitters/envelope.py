@@ -15,7 +15,6 @@ they are read as UTC.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone, tzinfo
@@ -36,10 +35,6 @@ from erpnext_streaming.schemas.registry import EventSchema
 EVENT_ID_NAMESPACE = uuid.UUID("1267ae89-6de4-5619-9e24-c73dcfce39c0")
 LEDGER_FIELDS = ("voucher_type", "voucher_no", "voucher_detail_no")
 UTC = timezone.utc
-
-
-_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
-_sha1 = hashlib.sha1
 
 
 def _modified(value: Any) -> datetime:
@@ -64,12 +59,8 @@ def normalise_modified(modified: Any) -> str:
 
 
 def uuid5(text: str) -> str:
-	"""`str(uuid.uuid5(EVENT_ID_NAMESPACE, text))` without building UUID objects (hot path)."""
-	digest = bytearray(_sha1(_NAMESPACE_BYTES + text.encode("utf-8")).digest()[:16])
-	digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-	digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-	h = digest.hex()
-	return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+	"""The event id of `text`: the UUIDv5 (RFC 4122, SHA-1 name-based) under `EVENT_ID_NAMESPACE`."""
+	return str(uuid.uuid5(EVENT_ID_NAMESPACE, text))
 
 
 def event_id(doctype: str, name: str, event_type: str, modified: Any) -> str:

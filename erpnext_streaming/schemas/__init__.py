@@ -12,7 +12,6 @@ Public API (framework-free):
   errors `EventDataError` > `BuildError`, `EncodeError`
 """
 
-from erpnext_streaming.schemas.canonical import canonical_form, fingerprint
 from erpnext_streaming.schemas.errors import (
 	BuildError,
 	EncodeError,

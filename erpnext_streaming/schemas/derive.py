@@ -19,19 +19,21 @@ canonical form with logical types kept) & 0x3FFFFFFF`: a positive 32-bit int at 
 above 2**30, so never one of the small hand-numbered shipped versions; the same fields
 always give the same version, on any site, and any change of a field's name, type or
 order gives another one (labels and descriptions do not count). The logical types are
-kept because the specification's canonical form would let a Date field turned Int keep
-its version. `EventSchema.fingerprint` stays the standard CRC-64-AVRO of the Parsing
-Canonical Form.
+kept because the specification's canonical form ("Parsing Canonical Form for Schemas",
+[STRIP]) drops them, and would let a Date field turned Int keep its version.
+`EventSchema.fingerprint` stays the standard CRC-64-AVRO of the Parsing Canonical Form.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
 from erpnext_streaming.schemas import types
-from erpnext_streaming.schemas.canonical import canonical_form, fingerprint
 from erpnext_streaming.schemas.registry import DOCTYPE_ATTR, EventSchema, default_registry, expand
 
 DERIVED_VERSION_BASE = 1 << 30
@@ -62,9 +64,43 @@ def child_doctypes(fields: Iterable[Any]) -> list[str]:
 	)
 
 
+_PRIMITIVES = frozenset(("null", "boolean", "int", "long", "float", "double", "bytes", "string"))
+_LOGICAL_KEYS = ("type", "logicalType", "precision", "scale")
+_PLACEHOLDER = "erpnext_streaming_logical.T{}"
+
+
+def logical_canonical_form(schema: dict) -> str:
+	"""The Parsing Canonical Form, but each primitive with a logical type written whole:
+	`{"type":"int","logicalType":"date"}`, `{"type":"bytes","logicalType":"decimal",
+	"precision":21,"scale":9}` (keys in that order, as [ORDER] puts `type` first).
+
+	fastavro writes the specification's form; a logical type is handed to it as a named
+	`fixed` placeholder (kept by [STRIP], written once where defined), swapped back after.
+	Derived schemas put logical types on primitives only (`schemas.types`).
+	"""
+	kept: dict[str, str] = {}
+
+	def mark(node: Any) -> Any:
+		if isinstance(node, list):
+			return [mark(n) for n in node]
+		if not isinstance(node, dict):
+			return node
+		if "logicalType" in node and node.get("type") in _PRIMITIVES:
+			logical = {key: node[key] for key in _LOGICAL_KEYS if key in node}
+			name = _PLACEHOLDER.format(len(kept))
+			kept[name] = json.dumps(logical, ensure_ascii=False, separators=(",", ":"))
+			return {"type": "fixed", "name": name, "size": 0}
+		return {k: mark(v) if k in ("type", "fields", "items", "values") else v for k, v in node.items()}
+
+	text = to_parsing_canonical_form(mark(schema))
+	for name, logical in kept.items():
+		text = text.replace(f'{{"name":"{name}","type":"fixed","size":0}}', logical)
+	return text
+
+
 def derived_version(schema: dict) -> int:
 	"""The content-derived version of a schema (see the module doc)."""
-	digest = bytes.fromhex(fingerprint(canonical_form(schema, logical=True)))
+	digest = bytes.fromhex(fingerprint(logical_canonical_form(schema), "CRC-64-AVRO"))
 	return DERIVED_VERSION_BASE | (int.from_bytes(digest[:4], "little") & (DERIVED_VERSION_BASE - 1))
 
 

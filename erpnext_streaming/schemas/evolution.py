@@ -28,7 +28,6 @@ from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 
-from erpnext_streaming.schemas.canonical import NAMED, PRIMITIVES, fullname
 from erpnext_streaming.schemas.errors import IncompatibleSchemaError
 from erpnext_streaming.schemas.registry import EventSchema, SchemaRegistry, default_registry
 
@@ -36,6 +35,9 @@ BACKWARD_TRANSITIVE = "BACKWARD_TRANSITIVE"
 FORWARD_TRANSITIVE = "FORWARD_TRANSITIVE"
 FULL_TRANSITIVE = "FULL_TRANSITIVE"
 MODES = (BACKWARD_TRANSITIVE, FORWARD_TRANSITIVE, FULL_TRANSITIVE)
+
+PRIMITIVES = frozenset(("null", "boolean", "int", "long", "float", "double", "bytes", "string"))
+NAMED = frozenset(("record", "error", "enum", "fixed"))
 
 # writer type -> reader types that can read it (Avro specification, "Schema Resolution")
 _PROMOTIONS = {
@@ -48,6 +50,11 @@ _PROMOTIONS = {
 
 
 # -- structural check -----------------------------------------------------------------------
+
+
+def fullname(name: str, namespace: str | None) -> str:
+	"""A type's full name (specification, "Names"): a dotted name is full, else the namespace prefixes it."""
+	return name if "." in name or not namespace else f"{namespace}.{name}"
 
 
 def _named_types(schema: Any, namespace: str | None = None, out: dict | None = None) -> dict[str, dict]:

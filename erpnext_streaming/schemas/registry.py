@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from erpnext_streaming.schemas.canonical import canonical_form, fingerprint, fullname
 from erpnext_streaming.schemas.errors import SchemaError, UnknownSchemaError
 
 PACKAGE_DIR = Path(__file__).resolve().parent / "avro"
@@ -53,8 +53,11 @@ class EventSchema:
 	- `name`: full record name, e.g. `io.erpnext.streaming.SalesInvoiceEvent`
 	- `schema`: the self-contained schema as a dict (envelope spliced in); treat as read-only
 	- `parsed`: `fastavro.parse_schema(schema)`, for `schemaless_writer` / `schemaless_reader`
-	- `canonical`: the Parsing Canonical Form string
-	- `fingerprint`: CRC-64-AVRO of `canonical`, 16 lowercase hex digits (little-endian bytes)
+	- `canonical`: the Parsing Canonical Form string (Avro 1.11 specification, "Parsing
+	  Canonical Form for Schemas"; `fastavro.schema.to_parsing_canonical_form`)
+	- `fingerprint`: CRC-64-AVRO of `canonical` (specification, "Schema Fingerprints";
+	  `fastavro.schema.fingerprint`): 16 lowercase hex digits of the 8 bytes little-endian,
+	  the byte order of single-object encoding and of Java's `SchemaNormalization`
 	- `source`: the file it came from, or `derived:<doctype>`
 	"""
 
@@ -87,15 +90,15 @@ class EventSchema:
 			parsed = fastavro.parse_schema(schema, named_schemas={})
 		except Exception as e:  # fastavro raises SchemaParseException, ValueError, KeyError, ...
 			raise SchemaError(f"{source}: not a valid Avro schema: {e}") from e
-		canonical = canonical_form(schema)
+		canonical = to_parsing_canonical_form(schema)
 		return cls(
 			doctype=doctype,
 			version=version,
-			name=fullname(schema["name"], schema.get("namespace")),
+			name=parsed["name"],  # fastavro's parsed schema names records in full
 			schema=schema,
 			parsed=parsed,
 			canonical=canonical,
-			fingerprint=fingerprint(canonical),
+			fingerprint=fingerprint(canonical, "CRC-64-AVRO"),
 			source=source,
 		)
 

@@ -1,11 +1,10 @@
 """Avro binary encoding of event records (schemaless: the schema travels in the headers).
 
 `AvroEventSerializer(schema)` has confluent-kafka's serializer shape, `(record, ctx) ->
-bytes`. It encodes with the schema's generated writer (`writer.py`: fastavro's bytes,
-several times faster) and hands any record that writer does not take to
-`fastavro.schemaless_writer`, with the schema parsed once at load.
-`decode(payload, schema)` reads it back (optionally into a newer reader schema).
-`headers(schema)` gives the schema headers every message carries.
+bytes`: `fastavro.schemaless_writer` with the schema parsed once at load (Avro 1.11
+specification, "Binary Encoding"). `decode(payload, schema)` reads it back (optionally
+into a newer reader schema). `headers(schema)` gives the schema headers every message
+carries.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from fastavro import schemaless_reader, schemaless_writer
 
 from erpnext_streaming.schemas.errors import EncodeError
 from erpnext_streaming.schemas.registry import EventSchema
-from erpnext_streaming.schemas.writer import compile_writer
 
 
 def headers(schema: EventSchema) -> list[tuple[str, bytes]]:
@@ -36,20 +34,14 @@ class AvroEventSerializer:
 	safe: each call writes to its own buffer.
 	"""
 
-	__slots__ = ("_parsed", "_write", "headers", "schema")
+	__slots__ = ("_parsed", "headers", "schema")
 
 	def __init__(self, schema: EventSchema):
 		self.schema = schema
 		self._parsed = schema.parsed
-		self._write = compile_writer(self._parsed)
 		self.headers = headers(schema)
 
 	def __call__(self, record: dict, ctx: Any = None) -> bytes:
-		if self._write is not None:
-			try:
-				return self._write(record)
-			except Exception:
-				pass  # a value the generated writer does not take: fastavro encodes or refuses it
 		buffer = BytesIO()
 		try:
 			schemaless_writer(buffer, self._parsed, record)
