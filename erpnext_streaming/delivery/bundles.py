@@ -174,7 +174,8 @@ def bundled_names(db: Database) -> set[int]:
 
 	names: set[int] = set()
 	for (messages,) in db.sql(f"SELECT `messages` FROM {_B}"):
-		names.update(refs(messages or "[]"))
+		if messages:
+			names.update(refs(messages))
 	return names
 
 
