@@ -1,4 +1,4 @@
-"""Delivery: from Queued rows in the outbox to messages in Kafka (issue "Delivery without loss").
+"""Delivery: from Queued rows in the outbox to messages in Kafka.
 
 Framework-free core: `state` (the Event Log state machine), `policy` (retry policy and
 error classification), `producer` (adapter over confluent_kafka.Producer), `messages`

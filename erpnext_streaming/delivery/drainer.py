@@ -1,8 +1,8 @@
 """The drainer: one long-running loop per site that publishes the delivery queue in order.
 
 It holds ONE producer for its whole run (`publisher.Publisher`: a new idempotent producer
-needs about half a second before its first delivery; docs/architecture.md, "Design"),
-and repeats:
+is slow to deliver its first message; docs/architecture.md, "Design: one long-running
+drainer per site"), and repeats:
 1. claim a batch of bundles under the claim lock (`bundles.claim`: per company the
    bundles after its cursor, the company leased on its cursor; a company whose next
    bundle waits for its retry yields nothing), with the Dead rows whose dead-letter copy

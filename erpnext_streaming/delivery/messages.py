@@ -1,4 +1,4 @@
-"""An Event Log row as a Kafka message: key, value and headers (issue "Delivery", point 3).
+"""An Event Log row as a Kafka message: key, value and headers.
 
 Key: the company, UTF-8 (with `partitioner=murmur2_random` a company always lands on the
 partition a Java client would pick). Value: the stored Avro bytes, framed per the row's
