@@ -114,32 +114,9 @@ def test_a_confluent_route_is_framed_by_the_drainer_with_the_rows_schema_identit
 	assert ready == [] and failed[1].outcome is Outcome.RETRIABLE
 
 
-def test_a_bundle_written_by_0_2_0_as_full_entries_is_still_read():
-	"""Format 1 (a JSON array of [event log, topic, key, value, headers, registry] or
-	[event log, null, reason]): bundles queued before an upgrade are delivered as written."""
-	source = row(7, "gle-7")
-	headers = {k: v.decode() for k, v in messages.headers(source, SITE, TZ)}
-	text = json.dumps(
-		[[7, "erpnext.gl-entry", "Acme", source["payload"], headers, None], [8, None, "poison"]]
-	)
-	refs, ready, failed = read(text)
-	assert refs == [7, 8] and messages.refs(text) == [7, 8]
-	assert (ready[0].value, ready[0].headers) == (bytes([7, 1, 2, 255]), headers)
-	assert failed[8].reason == "poison"
-
-
-def test_a_bundle_written_before_format_3_with_base64_values_is_still_read():
-	"""Format 2 (main after 0.2.0): one JSON object, each value base64 in its event."""
-	source = row(7, "gle-7")
-	shared = {k: v.decode() for k, v in messages.headers(source, SITE, TZ)}
-	own = [shared[k] for k in messages.OWN_HEADERS]
-	shared.update(dict.fromkeys(messages.OWN_HEADERS, ""))
-	text = json.dumps({
-		"v": 2, "routes": [["erpnext.gl-entry", "Acme", shared, None]],
-		"events": [[7, 0, source["payload"], *own], [8, None, "poison"], [9, 0, "not base64!", *own]],
-	})  # fmt: skip
-	refs, ready, failed = read(text)
-	assert refs == [7, 8, 9] and messages.refs(text) == [7, 8, 9]
-	assert (ready[0].value, ready[0].headers) == (
-		bytes([7, 1, 2, 255]), {k: v.decode() for k, v in messages.headers(source, SITE, TZ)})  # fmt: skip
-	assert failed[8].reason == "poison" and failed[9].reason.startswith("unencodable: ")
+def test_text_that_is_not_a_format_3_bundle_is_refused():
+	for other in ("[]", '{"v": 2, "routes": [], "events": []}', "2\n[]\n[]\n"):
+		with pytest.raises(ValueError, match="not a bundle of format 3"):
+			messages.read(other, None, [], {})
+		with pytest.raises(ValueError, match="not a bundle of format 3"):
+			messages.refs(other)

@@ -34,7 +34,8 @@ from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, Status
 from erpnext_streaming.delivery import bundles, signals
 from erpnext_streaming.delivery import drainer as drainer_module
 from erpnext_streaming.delivery.connection import Connection
-from erpnext_streaming.delivery.drainer import Drainer, DrainerConfig, SystemClock
+from erpnext_streaming.delivery.drainer import Drainer
+from erpnext_streaming.delivery.environment import DrainerConfig, SystemClock
 from erpnext_streaming.delivery.marker import Marker
 from erpnext_streaming.delivery.messages import refs as refs_in
 from erpnext_streaming.delivery.policy import RetryPolicy, classify

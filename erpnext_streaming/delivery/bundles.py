@@ -1,13 +1,10 @@
 """The delivery queue: bundles, per-company cursors and receipts.
 
-Why not deliver straight from the Event Log (as this app did up to 0.1): reading one row
-per event through PyMySQL and marking it Sent costs more than everything else the drainer
-does. On the benchmark machine MariaDB spent ≈ 49 µs of CPU per event (the Sent UPDATE
-alone 26-28 µs: a row UPDATE rewrites the row and its secondary indexes) and the drainer's
-Python ≈ 34 µs (benchmarks/RESULTS.md, P3), so one drainer stayed near 0.1 of a bare
-producer. So the outbox writes, beside the transaction's Event Log rows, ONE bundle per
-company: that company's events of the transaction as messages ready to produce
-(`messages.bundle`: topic, key, framed value, headers). The drainer then:
+Why a queue of its own: reading one Event Log row per event and marking it Sent costs
+the database more than everything else the drainer does (docs/architecture.md, "The
+delivery queue"). So the outbox writes, beside the transaction's Event Log rows, ONE
+bundle per company: that company's events of the transaction as messages ready to produce
+(`messages.bundle`; format in docs/architecture.md, "Bundle format"). The drainer then:
 
 - claims bundles, not rows: per company the bundles after its cursor, in name order;
 - keeps one cursor row per company (`tabStreaming Delivery Cursor`): the last bundle
@@ -22,7 +19,7 @@ company: that company's events of the transaction as messages ready to produce
 
 So a delivered event's Event Log row shows Queued until its receipt is settled (normally
 milliseconds after the drainer goes idle; at most about `SETTLE_AFTER_SECONDS` under
-sustained load); Failed and Dead rows are marked at once, as before.
+sustained load); Failed and Dead rows are marked at once.
 
 Ordering: per company, bundle names follow commit order (outbox.write draws them while it
 holds the company's counter row lock), so a cursor walks each company in sequence order.
@@ -174,7 +171,8 @@ def bundled_names(db: Database) -> set[int]:
 
 	names: set[int] = set()
 	for (messages,) in db.sql(f"SELECT `messages` FROM {_B}"):
-		names.update(refs(messages or "[]"))
+		if messages:
+			names.update(refs(messages))
 	return names
 
 
@@ -251,10 +249,10 @@ def claim(
 	batch = db.sql(_choose(len(open_)), [*values, per_company, limit])
 	if not batch:
 		return []
-	# cursors are written in one order everywhere (`_cursor_order`): the marker's record of the
-	# previous batch runs beside this claim, and two orders could deadlock
-	# a lease this claimer holds for long yet is not written again: the marker's record of
-	# the previous batch updates the same cursor rows, and the claim would wait for its commit
+	# the marker's record of the previous batch updates the same cursor rows beside this claim:
+	# a lease this claimer holds for long yet is not written again (the claim would wait for
+	# that commit), and the others are written in one order everywhere (`_cursor_order`), as
+	# two orders could deadlock
 	leased = sorted({open_[row[0]][0] for row in batch} - held, key=_cursor_order)
 	if leased:
 		db.sql(

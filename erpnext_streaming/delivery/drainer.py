@@ -1,12 +1,14 @@
 """The drainer: one long-running loop per site that publishes the delivery queue in order.
 
-It holds ONE producer for its whole run (issue "Delivery", point 2), and repeats:
+It holds ONE producer for its whole run (`publisher.Publisher`: a new idempotent producer
+is slow to deliver its first message; docs/architecture.md, "Design: one long-running
+drainer per site"), and repeats:
 1. claim a batch of bundles under the claim lock (`bundles.claim`: per company the
    bundles after its cursor, the company leased on its cursor; a company whose next
    bundle waits for its retry yields nothing), with the Dead rows whose dead-letter copy
    is still pending (`outbox.claim_dead_letters`), and commit;
 2. finish the batch started in the previous round: wait, bounded, for every delivery
-   report, decide each bundle's outcome (`state.next_state`, `policy.classify`), copy
+   report, decide each bundle's outcome (`outcomes.decide`), copy
    new Dead events to the dead-letter topic, and record the outcome: a batch delivered in
    full becomes ONE receipt and the cursors move (`bundles.record_delivered`), by the
    `marker` (a second connection, in a thread) while this loop goes on; a batch with a
@@ -24,47 +26,40 @@ It holds ONE producer for its whole run (issue "Delivery", point 2), and repeats
    (well inside the long queue's 1500 s job timeout) so a fresh drainer takes over.
 
 Everything it touches comes in through the constructor (database, producer factory, wake
-source, heartbeat, clock, configuration, retry policy), so it runs the same in an RQ
-job (delivery/jobs.py) and in a test.
+source, heartbeat, clock, configuration, retry policy; `environment`), so it runs the same
+in an RQ job (delivery/jobs.py), in the sandbox and in a test.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
-import socket
-import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from confluent_kafka import KafkaError
-
-from erpnext_streaming import constants as c
 from erpnext_streaming import outbox
-from erpnext_streaming.constants import Status
 from erpnext_streaming.delivery import bundles, messages
 from erpnext_streaming.delivery.bundles import Claimed
+from erpnext_streaming.delivery.environment import (
+	Clock,
+	DrainerConfig,
+	DrainStats,
+	Heartbeat,
+	NoHeartbeat,
+	WakeSource,
+	new_owner,
+)
 from erpnext_streaming.delivery.framing import Framer
 from erpnext_streaming.delivery.marker import Marker, lost_a_deadlock
-from erpnext_streaming.delivery.policy import Classified, RetryPolicy, classify, describe, unreadable
-from erpnext_streaming.delivery.producer import (
-	BatchResult,
-	Delivery,
-	OutgoingMessage,
-	Producer,
-	ProducerFactory,
-	Sending,
-)
-from erpnext_streaming.delivery.state import Outcome, next_state
+from erpnext_streaming.delivery.outcomes import BatchOutcome, Dying, InFlight, decide, failed_reason
+from erpnext_streaming.delivery.policy import Classified, RetryPolicy, unreadable
+from erpnext_streaming.delivery.producer import OutgoingMessage, ProducerFactory
+from erpnext_streaming.delivery.publisher import DeadLetter, Publisher
 from erpnext_streaming.outbox import Lease, Published, Unsent
 
-SIZE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 # a claimed batch whose start waited longer than this (the previous batch's outage) is
 # leased again for a full lease before it is produced
 RENEW_AFTER_SECONDS = 5.0
@@ -72,118 +67,6 @@ RENEW_AFTER_SECONDS = 5.0
 CLAIM_ATTEMPTS = 3
 # at most this many settle rounds (`bundles.SETTLE_RECEIPTS` receipts each) before leaving
 LEAVE_SETTLE_ROUNDS = 50
-
-
-class Clock(Protocol):
-	def now(self) -> datetime:
-		"""Naive local time, like frappe.utils.now_datetime (the Event Log's datetimes)."""
-		...
-
-	def monotonic(self) -> float: ...
-
-
-class SystemClock:
-	def __init__(self, now: Callable[[], datetime] = datetime.now):
-		self._now = now
-
-	def now(self) -> datetime:
-		return self._now()
-
-	def monotonic(self) -> float:
-		return time.monotonic()
-
-
-class WakeSource(Protocol):
-	def wait(self, timeout: float) -> bool: ...
-
-	def pending(self) -> bool: ...
-
-	def clear(self) -> None: ...
-
-
-class Heartbeat(Protocol):
-	def acquire(self, ttl: float) -> bool: ...
-
-	def beat(self, ttl: float) -> None: ...
-
-	def release(self) -> None: ...
-
-
-class NoHeartbeat:
-	def acquire(self, ttl: float) -> bool:
-		return True
-
-	def beat(self, ttl: float) -> None:
-		pass
-
-	def release(self) -> None:
-		pass
-
-
-@dataclass(frozen=True)
-class DrainerConfig:
-	site: str
-	dead_letter_topic: str = c.DEFAULT_DEAD_LETTER_TOPIC
-	batch_size: int = c.DEFAULT_BATCH_SIZE
-	lease_seconds: float = c.DEFAULT_LEASE_SECONDS
-	max_runtime_seconds: float = c.DEFAULT_DRAINER_MAX_RUNTIME_SECONDS
-	idle_exit_seconds: float = 60.0
-	poll_seconds: float = 5.0
-	# bounded flush: librdkafka fails every message within message.timeout.ms, so a
-	# little more than that is enough (kafka_config: message.timeout.ms 30000)
-	flush_timeout_seconds: float = 31.0
-	claim_lock_timeout_seconds: float = 10.0
-	time_zone: str = "UTC"
-
-	@property
-	def lease(self) -> float:
-		"""A lease outlives its batch's life from the claim (or its renewal, see
-		`Drainer._renew`) to the mark: produce (bounded by the flush deadline), the next
-		round's claim (lock wait), the bounded flush, up to two dead-letter sends, the mark;
-		so it only expires when its drainer is gone or stuck."""
-		return max(
-			self.lease_seconds,
-			3 * self.flush_timeout_seconds + self.claim_lock_timeout_seconds + self.poll_seconds + 5,
-		)
-
-	@property
-	def cycle_budget(self) -> float:
-		return 2 * self.flush_timeout_seconds + self.claim_lock_timeout_seconds + 5
-
-
-@dataclass
-class DrainStats:
-	producers: int = 0
-	batches: int = 0
-	sent: int = 0
-	failed: int = 0
-	dead: int = 0
-	dead_lettered: int = 0
-	failed_batches: int = 0
-	exit_reason: str = ""
-
-	def as_dict(self) -> dict[str, Any]:
-		return asdict(self)
-
-
-@dataclass(frozen=True)
-class InFlight:
-	"""A started batch: its bundles, each bundle's events (Event Log names, in order), the
-	events that failed before producing (`outcome`), and the producer's handle (or the
-	result when no producer could be made)."""
-
-	bundles: Sequence[Claimed]
-	events: Sequence[Sequence[int]]
-	outcome: dict[Any, Classified]
-	sending: tuple[Producer, Sending] | BatchResult | None
-
-
-def failed_reason(outcome: dict[Any, Classified]) -> str:
-	return next(v.reason for v in outcome.values() if v.fatal)
-
-
-def new_owner() -> str:
-	return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class Drainer:
@@ -204,13 +87,11 @@ class Drainer:
 		marker: Marker | None = None,
 	):
 		self.db = db
-		self.producer_factory = producer_factory
 		self.wake = wake
 		self.clock = clock
 		self.config = config
 		self.policy = policy
 		self.heartbeat = heartbeat or NoHeartbeat()
-		self.secrets = tuple(s for s in secrets if s and len(s) >= 3)
 		self.log = log or logging.getLogger("erpnext_streaming.drainer")
 		self.owner = owner or new_owner()
 		self.rand = rand
@@ -218,7 +99,7 @@ class Drainer:
 		self.marker = marker  # None: every batch is marked in line, on `db`
 		self.time_zone = ZoneInfo(config.time_zone or "UTC")
 		self.stats = DrainStats()
-		self._producer: Producer | None = None
+		self.publisher = Publisher(producer_factory, self.stats, self.log, secrets)
 		self._in_flight: InFlight | None = None
 		# per cursor, the last bundle this drainer started: the next claim continues there
 		# (the cursor itself moves only when the batch is recorded, maybe in the marker)
@@ -480,7 +361,7 @@ class Drainer:
 			events.append(refs)
 		for bundle in claimed:  # in name order
 			self._claimed_through[bundle.cursor] = bundle.name
-		sending = self._start(outgoing) if outgoing else None
+		sending = self.publisher.start(outgoing, self.config.flush_timeout_seconds) if outgoing else None
 		return InFlight(claimed, events, outcome, sending)
 
 	def _unreadable(self, bundle: Claimed, error: Exception) -> list[Any]:
@@ -500,115 +381,77 @@ class Drainer:
 		return refs
 
 	def finish(self, in_flight: InFlight) -> set[str]:
-		"""Wait for the batch's delivery reports and record its outcome: a receipt for the
-		delivered events and the cursors moved past the bundles done; a company whose bundle
-		has an undelivered event (retriable) keeps its cursor before that bundle with the
-		retry state, its undelivered events marked Failed; events that can never be
-		delivered, or whose bundle ran out of attempts, go Dead with a dead-letter copy.
-		Returns the cursors left waiting for a retry."""
-		outcome = in_flight.outcome
-		deliveries = self._finish(in_flight.sending).deliveries if in_flight.sending is not None else {}
-		now = self.clock.now()
-		max_attempts = self.policy.max_attempts
-		sent: list[Published] = []
-		through: dict[str, int] = {}
-		waiting: dict[str, tuple[int, datetime, str]] = {}  # cursor: (attempts, due, reason)
-		failed: list[Unsent] = []
-		dying: list[tuple[Any, int, str, bool]] = []  # (name, attempts, reason, too large)
-		for bundle, refs in zip(in_flight.bundles, in_flight.events, strict=True):
-			if bundle.cursor in waiting:
-				continue  # after its company's failed bundle: sent again with it
-			done: list[Published] = []
-			undelivered: list[tuple[Any, Classified, bool]] = []
-			for ref in refs:
-				too_large = False
-				if ref not in outcome:
-					delivery = deliveries[ref]
-					if delivery.error is None:
-						done.append(Published(ref, delivery.partition, delivery.offset))
-						continue
-					outcome[ref] = classify(delivery.error)
-					too_large = delivery.error.code() in SIZE_ERRORS
-				undelivered.append((ref, outcome[ref], too_large))
-			retriable = [u for u in undelivered if u[1].outcome is Outcome.RETRIABLE]
-			transition = next_state(Status.QUEUED, Outcome.RETRIABLE, bundle.attempts, max_attempts)
-			if retriable and transition.status == Status.FAILED:
-				due = self.policy.next_attempt_at(transition.attempts, now, self.rand)
-				if transition.attempts == 1 and all(verdict.fatal for _, verdict, _ in retriable):
-					# lost with its producer (e.g. fenced when the broker came back): the next
-					# batch has a new one, so the first retry is at once; later ones back off
-					due = now
-				reason = self.redact(retriable[0][1].reason)
-				waiting[bundle.cursor] = (transition.attempts, due, reason)
-				self._claimed_through.pop(bundle.cursor, None)  # claimed again from its cursor
-				for ref, verdict, _ in undelivered:
-					failed.append(
-						Unsent(
-							ref,
-							Status.FAILED,
-							transition.attempts,
-							self.redact(verdict.reason),
-							next_attempt_at=due,
-						)
-					)
-				continue
-			sent += done
-			through[bundle.cursor] = bundle.name
-			for ref, verdict, too_large in undelivered:
-				attempts = next_state(Status.QUEUED, verdict.outcome, bundle.attempts, max_attempts).attempts
-				reason = self.redact(verdict.reason)
-				if verdict.outcome is Outcome.RETRIABLE:
-					reason = f"gave up after {attempts} attempts: {reason}"
-				dying.append((ref, attempts, reason, too_large))
-		if any(v.fatal for v in outcome.values()) and self._producer is not None:
-			self.log.warning("erpnext_streaming: the producer is replaced after: %s", failed_reason(outcome))
+		"""Wait for the batch's delivery reports and record its outcome (`outcomes.decide`): a
+		receipt for the delivered events and the cursors moved past the bundles done; a
+		company whose bundle has an undelivered event (retriable) keeps its cursor before
+		that bundle with the retry state, its undelivered events marked Failed; events that
+		can never be delivered, or whose bundle ran out of attempts, go Dead with a
+		dead-letter copy. Returns the cursors left waiting for a retry."""
+		deliveries = (
+			self.publisher.finish(in_flight.sending).deliveries if in_flight.sending is not None else {}
+		)
+		batch = decide(in_flight, deliveries, self.clock.now(), self.policy, self.rand, self.publisher.redact)
+		for cursor in batch.waiting:
+			self._claimed_through.pop(cursor, None)  # claimed again from its cursor
+		if any(v.fatal for v in in_flight.outcome.values()) and self.publisher.has_producer:
+			self.log.warning(
+				"erpnext_streaming: the producer is replaced after: %s", failed_reason(in_flight.outcome)
+			)
 			self._close_producer(timeout=0)
-		copies = self._send_dead_letters(self._dying_rows(dying)) if dying else {}
-		unsent = failed + [
-			Unsent(name, Status.DEAD, attempts, reason, dead_letter=copies.get(name))
-			for name, attempts, reason, _ in dying
-		]
+		copies = self._send_dead_letters(self._dying_rows(batch.dying)) if batch.dying else {}
+		self._record(in_flight, batch, batch.unsent(copies))
+		self._count(in_flight, batch, len(copies))
+		return set(batch.waiting)
 
+	def _record(self, in_flight: InFlight, batch: BatchOutcome, unsent: list[Unsent]) -> None:
+		"""A batch delivered in full is recorded by the marker, while the next batch is claimed
+		and produced; any other in line, here."""
 		now = self.clock.now()
-		if sent and self._settle_at is None:
+		if batch.sent and self._settle_at is None:
 			self._settle_at = self.clock.monotonic() + bundles.SETTLE_AFTER_SECONDS
-		if self.marker is not None and not unsent and not waiting:
-			self.marker.submit(sent, through, now)  # recorded while the next batch is claimed and produced
-		else:
-			self._marks_done()
-			with self._transaction():
-				bundles.record_delivered(self.db, sent, through, now)
-				if unsent or waiting:  # only where this drainer still leases the company (a late
-					# drainer never overwrites the outcome of a newer owner's delivery)
-					held = bundles.still_leased(self.db, self.owner, {b.cursor for b in in_flight.bundles})
-					cursor_of = {
-						ref: b.cursor
-						for b, refs in zip(in_flight.bundles, in_flight.events, strict=True)
-						for ref in refs
-					}
-					outbox.mark_unsent(self.db, [u for u in unsent if cursor_of[u.name] in held], now)
-					for cursor, (attempts, due, reason) in waiting.items():
-						bundles.record_retry(self.db, self.owner, cursor, attempts, due, reason, now)
+		if self.marker is not None and not unsent and not batch.waiting:
+			self.marker.submit(batch.sent, batch.through, now)
+			return
+		self._marks_done()
+		with self._transaction():
+			bundles.record_delivered(self.db, batch.sent, batch.through, now)
+			if unsent or batch.waiting:
+				self._record_undelivered(in_flight, batch, unsent, now)
+
+	def _record_undelivered(
+		self, in_flight: InFlight, batch: BatchOutcome, unsent: list[Unsent], now: datetime
+	) -> None:
+		"""Failed and Dead events and the retry state, only where this drainer still leases the
+		company: a late drainer never overwrites the outcome of a newer owner's delivery."""
+		held = bundles.still_leased(self.db, self.owner, {b.cursor for b in in_flight.bundles})
+		cursor_of = {
+			ref: b.cursor for b, refs in zip(in_flight.bundles, in_flight.events, strict=True) for ref in refs
+		}
+		outbox.mark_unsent(self.db, [u for u in unsent if cursor_of[u.name] in held], now)
+		for cursor, (attempts, due, reason) in batch.waiting.items():
+			bundles.record_retry(self.db, self.owner, cursor, attempts, due, reason, now)
+
+	def _count(self, in_flight: InFlight, batch: BatchOutcome, dead_lettered: int) -> None:
+		"""The batch in the statistics and the log."""
 		stats = self.stats
 		stats.batches += 1
-		stats.sent += len(sent)
-		stats.failed += len(failed)
-		stats.dead += len(dying)
-		stats.dead_lettered += len(copies)
-		if failed:
+		stats.sent += len(batch.sent)
+		stats.failed += len(batch.failed)
+		stats.dead += len(batch.dying)
+		stats.dead_lettered += dead_lettered
+		if batch.failed:
 			stats.failed_batches += 1
 			self.log.warning(
 				"erpnext_streaming: %d of %d events not delivered, retried from %s: %s",
-				len(failed),
+				len(batch.failed),
 				sum(len(refs) for refs in in_flight.events),
-				min(due for _, due, _ in waiting.values()).isoformat(sep=" ", timespec="seconds"),
-				failed[0].last_error,
+				min(due for _, due, _ in batch.waiting.values()).isoformat(sep=" ", timespec="seconds"),
+				batch.failed[0].last_error,
 			)
-		for name, _, reason, _ in dying:
+		for name, _, reason, _ in batch.dying:
 			self.log.warning("erpnext_streaming: Event Log %s is Dead: %s", name, reason)
-		return set(waiting)
 
-	def _dying_rows(self, dying: Sequence[tuple[Any, int, str, bool]]) -> list[tuple[Any, int, str, bool]]:
+	def _dying_rows(self, dying: Sequence[Dying]) -> list[DeadLetter]:
 		"""The Event Log rows of dying events (a dead-letter copy is built from the row)."""
 		rows = {r["name"]: r for r in outbox.delivery_rows(self.db, [name for name, *_ in dying])}
 		self.db.commit()
@@ -630,80 +473,13 @@ class Drainer:
 		self.stats.dead_lettered += len(copies)
 		return bool(copies)
 
-	def _send_dead_letters(self, dying: Sequence[tuple[Any, int, str, bool]]) -> dict[Any, Published]:
-		"""Copy rows to the dead-letter topic; the copies that arrived, by row name. A copy
-		refused for its size is sent again without the value (it stays in the Event Log)."""
-		topic = self.config.dead_letter_topic
-		if not dying or not topic:
-			return {}
-		site, tz = self.config.site, self.time_zone
-		copies: dict[Any, Published] = {}
-		attempt = [(row, attempts, reason, omit) for row, attempts, reason, omit in dying]
-		for _ in range(2):
-			result = self._send(
-				[
-					messages.dead_letter(row, site, tz, topic, reason, attempts, omit)
-					for row, attempts, reason, omit in attempt
-				]
-			)
-			retry = []
-			for row, attempts, reason, omit in attempt:
-				delivery = result.deliveries[row["name"]]
-				if delivery.error is None:
-					copies[row["name"]] = Published(row["name"], delivery.partition, delivery.offset)
-				elif delivery.error.code() in SIZE_ERRORS and not omit:
-					retry.append((row, attempts, reason, True))
-				else:
-					self._dead_letters_retry_at = self.clock.monotonic() + self.policy.delay(1, self.rand)
-					self.log.warning(
-						"erpnext_streaming: dead-letter copy of Event Log %s failed, will retry: %s",
-						row["name"],
-						self.redact(describe(delivery.error)),
-					)
-			if not retry:
-				break
-			attempt = retry
+	def _send_dead_letters(self, dying: Sequence[DeadLetter]) -> dict[Any, Published]:
+		"""Copy rows to the dead-letter topic (`Publisher.send_dead_letters`); the copies that
+		arrived, by row name. After a copy that did not, pending copies wait for a backoff."""
+		copies, missed = self.publisher.send_dead_letters(dying, self.config, self.time_zone)
+		if missed:
+			self._dead_letters_retry_at = self.clock.monotonic() + self.policy.delay(1, self.rand)
 		return copies
 
-	def _send(self, outgoing: Sequence[OutgoingMessage]) -> BatchResult:
-		return self._finish(self._start(outgoing))
-
-	def _start(self, outgoing: Sequence[OutgoingMessage]) -> tuple[Producer, Sending] | BatchResult:
-		if self._producer is None:
-			try:
-				self._producer = self.producer_factory()
-			except Exception as e:
-				# e.g. an unreadable certificate: the rows fail (backoff, then Dead with this
-				# reason, visible in the Event Log) instead of crashing every drainer
-				error = KafkaError(KafkaError._FAIL, f"cannot create the producer: {type(e).__name__}: {e}")
-				self.log.warning("erpnext_streaming: %s", self.redact(describe(error)))
-				return BatchResult({m.ref: Delivery(m.ref, error) for m in outgoing})
-			self.stats.producers += 1
-		return self._producer, self._producer.start(outgoing, self.config.flush_timeout_seconds)
-
-	def _finish(self, started: tuple[Producer, Sending] | BatchResult) -> BatchResult:
-		if isinstance(started, BatchResult):
-			return started
-		producer, sending = started
-		result = producer.finish(sending)
-		if result.discard and producer is self._producer:
-			if result.fatal is not None:
-				self.log.warning(
-					"erpnext_streaming: fatal producer error, the producer is replaced: %s",
-					self.redact(describe(result.fatal)),
-				)
-			self._close_producer(timeout=0)
-		return result
-
 	def _close_producer(self, timeout: float | None = None) -> None:
-		producer, self._producer = self._producer, None
-		if producer is not None:
-			try:
-				producer.close(self.config.flush_timeout_seconds if timeout is None else timeout)
-			except Exception:
-				self.log.exception("erpnext_streaming: closing the producer failed")
-
-	def redact(self, text: str) -> str:
-		for secret in self.secrets:
-			text = text.replace(secret, "***")
-		return text
+		self.publisher.close(self.config.flush_timeout_seconds if timeout is None else timeout)

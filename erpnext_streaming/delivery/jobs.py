@@ -21,7 +21,8 @@ from erpnext_streaming import constants as c
 from erpnext_streaming import kafka_config
 from erpnext_streaming.delivery import framing, signals, sweeper
 from erpnext_streaming.delivery.connection import Connection
-from erpnext_streaming.delivery.drainer import Drainer, DrainerConfig, SystemClock, new_owner
+from erpnext_streaming.delivery.drainer import Drainer
+from erpnext_streaming.delivery.environment import DrainerConfig, SystemClock, new_owner
 from erpnext_streaming.delivery.marker import Marker
 from erpnext_streaming.delivery.policy import RetryPolicy
 from erpnext_streaming.delivery.producer import KafkaProducer

@@ -1,4 +1,4 @@
-"""An Event Log row as a Kafka message: key, value and headers (issue "Delivery", point 3).
+"""An Event Log row as a Kafka message: key, value and headers.
 
 Key: the company, UTF-8 (with `partitioner=murmur2_random` a company always lands on the
 partition a Java client would pick). Value: the stored Avro bytes, framed per the row's
@@ -14,7 +14,6 @@ framed, `es_encoding`.
 
 from __future__ import annotations
 
-import binascii
 import json
 from collections.abc import Iterable
 from datetime import datetime, tzinfo
@@ -124,37 +123,8 @@ def build(row: Any, site: str, time_zone: ZoneInfo, framer: Framer | None = None
 
 # -- bundles: messages built in the user's transaction ---------------------------------
 #
-# A bundle (`bundles.py`) holds the messages of one transaction's events of one company,
-# ready to produce, as text (format 3): four lines, the last one running to the end,
-#
-#     3
-#     [route, ...]
-#     [event, ...]
-#     values
-#
-#     route = [topic, key, headers, registry]
-#     event = [event log, route index, value length, ce_id, ce_subject, ce_time, es_company_sequence]
-#
-# A route's `headers` are stored once per bundle: every header of `headers()`, in its order,
-# with the values its events share (ce_type, ce_source, ce_specversion, content-type, the
-# schema) and the four of each event's own (`OWN_HEADERS`) empty; the drainer copies them
-# per message and sets those four, so a message's headers keep their order. A bundle's routes
-# repeat from bundle to bundle, so the drainer parses each distinct routes line once
-# (`_routes`). `registry` is null, or [doctype, schema version, fingerprint] for the
-# Confluent encoding, whose schema id only the drainer may ask the registry for (never a
-# user's request). An event that cannot be a message is stored as [event log, null, reason]
-# and goes Dead when the drainer reaches it, as a poison message does.
-#
-# `values` holds the events' framed values one after another, each byte as the character of
-# the same code point (Latin-1). A Long Text column holds text and Frappe has no binary field
-# type; in CPython a string of such characters turns into bytes and back by a copy (PEP 393
-# one-byte strings), where base64 inside the JSON cost the drainer ≈ 3.5 µs of its ≈ 14 µs
-# per event (decoding ≈ 2 ns per character, scanning the JSON string as much; P3 in
-# benchmarks/RESULTS.md), and takes 4/3 of the bytes. The JSON lines are compact and
-# ASCII-only, so they hold no raw newline and the first three newlines split the text.
-#
-# Still read: format 2 (main after 0.2.0, never released; one JSON object with base64
-# values) and format 1 (0.2.0: a JSON array of full entries).
+# `bundle` writes, `read` and `refs` read the bundle format (format 3), specified once in
+# docs/architecture.md, "Bundle format".
 
 BUNDLE_FORMAT = 3
 _HEAD = f"{BUNDLE_FORMAT}\n"
@@ -208,11 +178,8 @@ def bundle(rows: Iterable[Any], site: str, time_zone: tzinfo) -> str:
 
 
 def refs(text: str) -> list[Any]:
-	"""The Event Log names of a bundle's events, in order (any format)."""
-	if text.startswith(_HEAD):
-		return [event[0] for event in json.loads(text.split("\n", 3)[2])]
-	stored = json.loads(text)
-	return [item[0] for item in (stored if isinstance(stored, list) else stored["events"])]
+	"""The Event Log names of a bundle's events, in order."""
+	return [event[0] for event in json.loads(_lines(text)[2])]
 
 
 def read(
@@ -222,26 +189,15 @@ def read(
 	be sent put in `failed` ({event log: Classified}); returns the bundle's Event Log names,
 	in order. Runs once per event on the drainer's hot path: a message's value is a slice of
 	the bundle's values, its headers a copy of its route's with four values set."""
-	if text.startswith(_HEAD):
-		_, routes, events, values = text.split("\n", 3)
-		return _read(_routes(routes), json.loads(events), values.encode("latin-1"), framer, outgoing, failed)
-	stored = json.loads(text)
-	if isinstance(stored, list):  # format 1
-		return [_read_entry(item, framer, outgoing, failed) for item in stored]
-	# format 2: the same routes and events, each value base64 in its event
-	events, values = [], []
-	for event in stored["events"]:
-		if event[1] is None:
-			events.append(event)
-			continue
-		try:
-			value = binascii.a2b_base64(event[2])
-		except Exception as e:
-			events.append([event[0], None, unencodable(e).reason])
-			continue
-		events.append([event[0], event[1], len(value), *event[3:]])
-		values.append(value)
-	return _read(stored["routes"], events, b"".join(values), framer, outgoing, failed)
+	_, routes, events, values = _lines(text)
+	return _read(_routes(routes), json.loads(events), values.encode("latin-1"), framer, outgoing, failed)
+
+
+def _lines(text: str) -> list[str]:
+	"""The four lines of a bundle: format, routes, events, values. Raises on any other text."""
+	if not text.startswith(_HEAD):
+		raise ValueError(f"not a bundle of format {BUNDLE_FORMAT}")
+	return text.split("\n", 3)
 
 
 @lru_cache(maxsize=512)
@@ -267,7 +223,7 @@ def _read(
 		ref, index = event[0], event[1]
 		names.append(ref)
 		if index is None:
-			failed[ref] = Unsendable(event[2]).classified()
+			failed[ref] = Classified(Outcome.PERMANENT, False, str(event[2]))
 			continue
 		end = start + event[2]
 		body, start = values[start:end], end
@@ -295,39 +251,6 @@ def _confluent(framer: Framer | None, topic: str, registry: list, body: bytes) -
 	doctype, version, fingerprint = registry
 	row = {"reference_doctype": doctype, "schema_version": version, "schema_fingerprint": fingerprint}
 	return (framer or DEFAULT_FRAMER).confluent({**row, "topic": topic}, body)
-
-
-def _read_entry(
-	item: list, framer: Framer | None, outgoing: list[OutgoingMessage], failed: dict[Any, Any]
-) -> Any:
-	"""A format-1 entry: [event log, topic, key, value, headers, registry] or [event log, null, reason]."""
-	try:
-		outgoing.append(from_entry(item, framer))
-	except (FramingError, Unsendable) as e:
-		failed[item[0]] = e.classified()
-	except Exception as e:
-		failed[item[0]] = unencodable(e)
-	return item[0]
-
-
-def from_entry(item: list, framer: Framer | None = None) -> OutgoingMessage:
-	"""The message of a format-1 bundle entry. Raises `framing.FramingError` when the
-	Confluent framing fails (registry unreachable: retriable; schema refused: Dead), and
-	`Unsendable` for an entry stored as one."""
-	if item[1] is None:
-		raise Unsendable(item[2])
-	ref, topic, key, value, header_values, registry = item
-	body = binascii.a2b_base64(value)
-	if registry is not None:
-		body = _confluent(framer, topic, registry, body)
-	return OutgoingMessage(ref, topic, key, body, header_values)
-
-
-class Unsendable(Exception):
-	"""A bundle entry that was stored as not a message (see `entry`)."""
-
-	def classified(self) -> Classified:
-		return Classified(Outcome.PERMANENT, False, str(self))
 
 
 def dead_letter(

@@ -1,0 +1,117 @@
+"""What a drainer is given and what it reports: its configuration, the clock, wake source
+and heartbeat it runs with (protocols, so a test or the sandbox passes its own), its owner
+name and its statistics.
+
+The RQ job (`jobs.drain`) wires Redis (`signals.RedisWake`, `signals.RedisHeartbeat`) and
+`SystemClock`; see docs/architecture.md, "Delivery".
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from erpnext_streaming import constants as c
+
+
+class Clock(Protocol):
+	def now(self) -> datetime:
+		"""Naive local time, like frappe.utils.now_datetime (the Event Log's datetimes)."""
+		...
+
+	def monotonic(self) -> float: ...
+
+
+class SystemClock:
+	def __init__(self, now: Callable[[], datetime] = datetime.now):
+		self._now = now
+
+	def now(self) -> datetime:
+		return self._now()
+
+	def monotonic(self) -> float:
+		return time.monotonic()
+
+
+class WakeSource(Protocol):
+	def wait(self, timeout: float) -> bool: ...
+
+	def pending(self) -> bool: ...
+
+	def clear(self) -> None: ...
+
+
+class Heartbeat(Protocol):
+	def acquire(self, ttl: float) -> bool: ...
+
+	def beat(self, ttl: float) -> None: ...
+
+	def release(self) -> None: ...
+
+
+class NoHeartbeat:
+	def acquire(self, ttl: float) -> bool:
+		return True
+
+	def beat(self, ttl: float) -> None:
+		pass
+
+	def release(self) -> None:
+		pass
+
+
+@dataclass(frozen=True)
+class DrainerConfig:
+	site: str
+	dead_letter_topic: str = c.DEFAULT_DEAD_LETTER_TOPIC
+	batch_size: int = c.DEFAULT_BATCH_SIZE
+	lease_seconds: float = c.DEFAULT_LEASE_SECONDS
+	max_runtime_seconds: float = c.DEFAULT_DRAINER_MAX_RUNTIME_SECONDS
+	idle_exit_seconds: float = 60.0
+	poll_seconds: float = 5.0
+	# bounded flush: librdkafka fails every message within message.timeout.ms, so a
+	# little more than that is enough (kafka_config: message.timeout.ms 30000)
+	flush_timeout_seconds: float = 31.0
+	claim_lock_timeout_seconds: float = 10.0
+	time_zone: str = "UTC"
+
+	@property
+	def lease(self) -> float:
+		"""A lease outlives its batch's life from the claim (or its renewal, see
+		`Drainer._renew`) to the mark: produce (bounded by the flush deadline), the next
+		round's claim (lock wait), the bounded flush, up to two dead-letter sends, the mark;
+		so it only expires when its drainer is gone or stuck."""
+		return max(
+			self.lease_seconds,
+			3 * self.flush_timeout_seconds + self.claim_lock_timeout_seconds + self.poll_seconds + 5,
+		)
+
+	@property
+	def cycle_budget(self) -> float:
+		return 2 * self.flush_timeout_seconds + self.claim_lock_timeout_seconds + 5
+
+
+@dataclass
+class DrainStats:
+	producers: int = 0
+	batches: int = 0
+	sent: int = 0
+	failed: int = 0
+	dead: int = 0
+	dead_lettered: int = 0
+	failed_batches: int = 0
+	exit_reason: str = ""
+
+	def as_dict(self) -> dict[str, Any]:
+		return asdict(self)
+
+
+def new_owner() -> str:
+	"""A drainer's name on the leases it takes: host, process and a random part."""
+	return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
