@@ -196,5 +196,77 @@ DEFAULT_PRODUCER_PROPERTIES: dict[str, str] = {
 	"message.timeout.ms": "30000",
 }
 
+# The delivery guarantees (docs/architecture.md) rest on these producer settings, so an
+# extra property row may change them only within what keeps the guarantee. librdkafka
+# CONFIGURATION.md: the idempotent producer needs acks=all and at most 5 requests in flight
+# per connection to keep order across retries; murmur2 and murmur2_random put a key where
+# Java clients do; message.timeout.ms 0 means "never time out" (a batch would wait forever
+# on a broker that is gone) and a very short one turns every leader election into a failed
+# batch sent again.
+MIN_MESSAGE_TIMEOUT_MS = 5000
+MAX_IN_FLIGHT = 5
+
+
+def _integer(value: str) -> int | None:
+	try:
+		return int(value)
+	except ValueError:
+		return None
+
+
+def _at_most_in_flight(value: str) -> bool:
+	number = _integer(value)
+	return number is not None and 1 <= number <= MAX_IN_FLIGHT
+
+
+def _long_enough(value: str) -> bool:
+	number = _integer(value)
+	return number is not None and number >= MIN_MESSAGE_TIMEOUT_MS
+
+
+GUARANTEES: dict[str, tuple[object, str]] = {
+	"enable.idempotence": (
+		lambda v: v.lower() == "true",
+		"must stay true: without the idempotent producer a retry can write an event twice or out of order",
+	),
+	"acks": (
+		lambda v: v.lower() in ("all", "-1"),
+		"must stay all (-1): events must be on every in-sync replica",
+	),
+	"request.required.acks": (
+		lambda v: v.lower() in ("all", "-1"),
+		"must stay all (-1): events must be on every in-sync replica",
+	),
+	"partitioner": (
+		lambda v: v in ("murmur2", "murmur2_random"),
+		"must be murmur2_random or murmur2: a company's events go to the partition Java clients compute",
+	),
+	"max.in.flight.requests.per.connection": (
+		_at_most_in_flight,
+		f"must be 1 to {MAX_IN_FLIGHT}: the idempotent producer keeps order only up to {MAX_IN_FLIGHT}",
+	),
+	"max.in.flight": (
+		_at_most_in_flight,
+		f"must be 1 to {MAX_IN_FLIGHT}: the idempotent producer keeps order only up to {MAX_IN_FLIGHT}",
+	),
+	"message.timeout.ms": (
+		_long_enough,
+		f"must be at least {MIN_MESSAGE_TIMEOUT_MS} (0 never times out; shorter fails every leader election)",
+	),
+	"delivery.timeout.ms": (
+		_long_enough,
+		f"must be at least {MIN_MESSAGE_TIMEOUT_MS} (0 never times out; shorter fails every leader election)",
+	),
+}
+
+
+def guarantee_problem(key: str, value: str) -> str | None:
+	"""Why this producer property value would break a delivery guarantee, or None."""
+	rule = GUARANTEES.get(key)
+	if rule is None or rule[0](value.strip()):
+		return None
+	return rule[1]
+
+
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")

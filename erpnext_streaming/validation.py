@@ -199,6 +199,8 @@ def validate_producer_properties(
 			raise InvalidSetting("producer_properties", f"{where}: '{key}' is already set in row {seen[key]}")
 		if value == "":
 			raise InvalidSetting("producer_properties", f"{where}: '{key}' needs a value")
+		if problem := kp.guarantee_problem(key, value):
+			raise InvalidSetting("producer_properties", f"{where}: '{key}' = '{value}' {problem}")
 		seen[key] = number
 		props[key] = value
 	if props and librdkafka_check and (error := librdkafka_check(props)):

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +31,7 @@ from rq import Queue
 
 from erpnext_streaming import outbox
 from erpnext_streaming.constants import CURSOR_TABLE, EVENT_LOG_TABLE, SETTINGS_DOCTYPE, Status
-from erpnext_streaming.delivery import bundles, signals, sweeper, wake
+from erpnext_streaming.delivery import bundles, jobs, signals, sweeper, wake
 from erpnext_streaming.emitters.handler import message_context
 
 
@@ -141,16 +142,16 @@ def configure(bootstrap: str, dead_letter_topic: str, **overrides) -> None:
 	assert not overrides, overrides
 
 
-def create_topics(bootstrap: str, *topics: tuple[str, int]) -> None:
+def create_topics(bootstrap: str, *topics: tuple[str, int], replication: int = 1) -> None:
 	admin = AdminClient({"bootstrap.servers": bootstrap})
-	futures = admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=1) for t, n in topics])
-	for future in futures.values():
+	new = [NewTopic(t, num_partitions=n, replication_factor=replication) for t, n in topics]
+	for future in admin.create_topics(new).values():
 		future.result(15)
 
 
-def new_topic(bootstrap: str, partitions: int = PARTITIONS) -> str:
+def new_topic(bootstrap: str, partitions: int = PARTITIONS, replication: int = 1) -> str:
 	topic = f"erpnext.test-{uuid.uuid4().hex[:8]}"
-	create_topics(bootstrap, (topic, partitions))
+	create_topics(bootstrap, (topic, partitions), replication=replication)
 	return topic
 
 
@@ -353,3 +354,54 @@ def murmur2(data: bytes) -> int:
 def java_partition(key: bytes, partitions: int) -> int:
 	"""`Utils.toPositive(Utils.murmur2(keyBytes)) % numPartitions` (Kafka's default partitioner)."""
 	return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+# -- load, outcomes and order (the broker-failure tests) ------------------------------------
+
+
+def transactions(topic: str, start: int, count: int) -> list:
+	written = []
+	for i in range(start, start + count):
+		batch = [event(f"T{i}-{company[:4]}", company, topic) for company in COMPANIES[: 1 + i % 3]]
+		commit_transaction(batch)
+		written += batch
+	return written
+
+
+def sweeping(predicate, results: list | None = None):
+	"""The scheduler's cron: run the sweeper, then check."""
+
+	def check():
+		outcome = jobs.sweep()
+		if results is not None:
+			results.append(outcome["drainer"])
+		return predicate()
+
+	return check
+
+
+def report_duplicates(got, log) -> dict[str, int]:
+	copies = by_event_id(got)
+	duplicates = {event_id: len(c) - 1 for event_id, c in copies.items() if len(c) > 1}
+	print(f"\n{len(got)} messages for {len(copies)} events; {sum(duplicates.values())} duplicates")
+	for event_id, extra in sorted(duplicates.items(), key=lambda kv: log[kv[0]].name):
+		row = log[event_id]
+		print(
+			f"  duplicate: Event Log {row.name} {row.company} #{row.company_sequence} x{extra + 1} ({event_id})"
+		)
+	return duplicates
+
+
+def assert_company_order(got) -> None:
+	"""Per company, first copies appear in sequence order, in one partition."""
+	seen: dict[str, set] = defaultdict(set)
+	order: dict[str, list[int]] = defaultdict(list)
+	for message in sorted(got, key=lambda m: (m.partition, m.offset)):
+		company = message.key.decode()
+		seen[company].add(message.partition)
+		if message.headers["ce_id"] not in {m for m in order.get(company + "#ids", [])}:
+			order[company + "#ids"].append(message.headers["ce_id"])
+			order[company].append(int(message.headers["es_company_sequence"]))
+	for company in COMPANIES:
+		assert len(seen[company]) == 1, company
+		assert order[company] == sorted(order[company]) == list(range(1, len(order[company]) + 1)), company

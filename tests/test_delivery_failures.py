@@ -20,6 +20,7 @@ import pytest
 from delivery_support import (
 	COMPANIES,
 	all_delivered,
+	assert_company_order,
 	by_event_id,
 	commit_transaction,
 	configure,
@@ -30,8 +31,11 @@ from delivery_support import (
 	drainer_stats,
 	event,
 	new_topic,
+	report_duplicates,
 	rows,
 	statuses,
+	sweeping,
+	transactions,
 	wait_for,
 )
 from harness.kafka import start_kafka
@@ -50,54 +54,6 @@ def own_broker():
 		yield cluster.bootstrap, cluster.nodes[0].pid
 	finally:
 		cluster.stop()
-
-
-def transactions(topic: str, start: int, count: int) -> list:
-	written = []
-	for i in range(start, start + count):
-		batch = [event(f"T{i}-{company[:4]}", company, topic) for company in COMPANIES[: 1 + i % 3]]
-		commit_transaction(batch)
-		written += batch
-	return written
-
-
-def sweeping(predicate, results: list | None = None):
-	"""The scheduler's cron: run the sweeper, then check."""
-
-	def check():
-		outcome = jobs.sweep()
-		if results is not None:
-			results.append(outcome["drainer"])
-		return predicate()
-
-	return check
-
-
-def report_duplicates(got, log) -> dict[str, int]:
-	copies = by_event_id(got)
-	duplicates = {event_id: len(c) - 1 for event_id, c in copies.items() if len(c) > 1}
-	print(f"\n{len(got)} messages for {len(copies)} events; {sum(duplicates.values())} duplicates")
-	for event_id, extra in sorted(duplicates.items(), key=lambda kv: log[kv[0]].name):
-		row = log[event_id]
-		print(
-			f"  duplicate: Event Log {row.name} {row.company} #{row.company_sequence} x{extra + 1} ({event_id})"
-		)
-	return duplicates
-
-
-def assert_company_order(got) -> None:
-	"""Per company, first copies appear in sequence order, in one partition."""
-	seen: dict[str, set] = defaultdict(set)
-	order: dict[str, list[int]] = defaultdict(list)
-	for message in sorted(got, key=lambda m: (m.partition, m.offset)):
-		company = message.key.decode()
-		seen[company].add(message.partition)
-		if message.headers["ce_id"] not in {m for m in order.get(company + "#ids", [])}:
-			order[company + "#ids"].append(message.headers["ce_id"])
-			order[company].append(int(message.headers["es_company_sequence"]))
-	for company in COMPANIES:
-		assert len(seen[company]) == 1, company
-		assert order[company] == sorted(order[company]) == list(range(1, len(order[company]) + 1)), company
 
 
 def test_a_broker_outage_under_load_loses_nothing(site, own_broker, workers):

@@ -168,6 +168,48 @@ def test_producer_property_rejections_name_the_row(rows, says):
 	assert message.startswith("Producer Properties")
 
 
+@pytest.mark.parametrize(
+	"key, value, says",
+	[
+		("enable.idempotence", "false", "must stay true"),
+		("acks", "1", "must stay all"),
+		("acks", "0", "must stay all"),
+		("request.required.acks", "1", "must stay all"),
+		("partitioner", "consistent_random", "must be murmur2_random or murmur2"),
+		("partitioner", "fnv1a", "must be murmur2_random or murmur2"),
+		("max.in.flight.requests.per.connection", "6", "must be 1 to 5"),
+		("max.in.flight", "1000000", "must be 1 to 5"),
+		("message.timeout.ms", "0", "must be at least 5000"),
+		("message.timeout.ms", "100", "must be at least 5000"),
+		("delivery.timeout.ms", "10", "must be at least 5000"),
+	],
+)
+def test_a_property_that_would_break_a_delivery_guarantee_is_refused_naming_it(key, value, says):
+	message = rejects(
+		v.validate_producer_properties,
+		[(key, value)],
+		librdkafka_check,
+		field="producer_properties",
+		says=says,
+	)
+	assert f"'{key}' = '{value}'" in message
+
+
+@pytest.mark.parametrize(
+	"key, value",
+	[
+		("acks", "all"),
+		("acks", "-1"),
+		("partitioner", "murmur2"),
+		("max.in.flight.requests.per.connection", "1"),
+		("max.in.flight", "5"),
+		("message.timeout.ms", "120000"),
+	],
+)
+def test_a_property_that_keeps_the_guarantees_is_accepted(key, value):
+	v.validate_producer_properties([(key, value)], librdkafka_check)
+
+
 def test_producer_property_values_are_checked_by_librdkafka():
 	message = rejects(v.validate_producer_properties, [("compression.type", "brotli")], librdkafka_check,
 		field="producer_properties", says="Invalid value")  # fmt: skip

@@ -63,6 +63,20 @@ class TestStreamingSettingsValidation(FrappeTestCase):
 			doc.save()
 		self.assertIn("Bootstrap Servers field", str(caught.exception))
 
+	def test_producer_properties_that_would_break_a_guarantee_are_refused_naming_them(self):
+		for key, value, says in (
+			("enable.idempotence", "false", "must stay true"),
+			("acks", "1", "must stay all"),
+			("partitioner", "consistent_random", "must be murmur2_random or murmur2"),
+			("max.in.flight.requests.per.connection", "10", "must be 1 to 5"),
+			("message.timeout.ms", "0", "must be at least 5000"),
+		):
+			doc = fresh_settings()
+			doc.set("producer_properties", [{"property": key, "value": value}])
+			with self.assertRaises(frappe.ValidationError) as caught:
+				doc.save()
+			self.assertIn(f"'{key}' = '{value}' {says}", str(caught.exception))
+
 	def test_secret_producer_properties_are_refused(self):
 		doc = fresh_settings()
 		doc.set("producer_properties", [{"property": "ssl.key.password", "value": "hunter2"}])
