@@ -129,6 +129,7 @@ def configure(bootstrap: str, dead_letter_topic: str, **overrides) -> None:
 			"backoff_base_seconds": overrides.pop("backoff_base_seconds", 1),
 			"backoff_cap_seconds": overrides.pop("backoff_cap_seconds", 2),
 			"producer_properties": [{"property": k, "value": v} for k, v in properties.items()],
+			**overrides.pop("settings", {}),
 		},
 	)
 	frappe.local.conf.update(
@@ -166,12 +167,23 @@ class Consumed:
 
 
 def consume(
-	bootstrap: str, topic: str, expect: int, timeout: float = 30, settle: float = 1.0
+	bootstrap: str,
+	topic: str,
+	expect: int,
+	timeout: float = 30,
+	settle: float = 1.0,
+	config: dict | None = None,
 ) -> list[Consumed]:
 	"""Every message of `topic` from the beginning: waits for at least `expect`, then
-	`settle` seconds more so extra copies (duplicates) are counted too."""
+	`settle` seconds more so extra copies (duplicates) are counted too. `config`: more
+	client properties (security)."""
 	consumer = Consumer(
-		{"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}", "enable.auto.commit": False}
+		{
+			"bootstrap.servers": bootstrap,
+			"group.id": f"test-{uuid.uuid4().hex}",
+			"enable.auto.commit": False,
+			**(config or {}),
+		}
 	)
 	try:
 		partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions

@@ -10,11 +10,13 @@ Kafka, per-company order and sequences are gapless, no event is Dead, the Event 
 settled; and prints the figures (committed, delivered, duplicates, Dead, the time from
 recovery until everything was delivered).
 
-Duplicates: the idempotent producer's own retries add none. A batch that fails outright
-(its messages time out while no quorum can acknowledge them) is sent again by the drainer
-with a new producer, and a message that did reach the log before the timeout is then in
-Kafka twice; that is at-least-once's price, bounded by one batch per failed batch, and
-only the quorum loss may cost it.
+Duplicates: the idempotent producer's own retries add none; a lost leader, a rolling
+restart and a stalled broker all end with every event exactly once. Only the quorum loss
+can cost copies: its messages time out (message.timeout.ms) while no quorum can
+acknowledge them, the drainer sends them again with a new producer, and one that did reach
+the surviving leader's log before the timeout is then in Kafka twice. That is
+at-least-once's price, bounded by the events committed during the outage, each at most
+one extra copy.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def finish_scenario(cluster, load: Load, name: str, recovered_at: float, max_dup
 	assert set(delivered) == {e.event_id for e in load.written}, "nothing lost"
 	assert dead == 0 and {r.status for r in log.values()} == {Status.SENT}
 	assert_company_order(got)
-	assert sum(duplicates.values()) <= max_duplicates, duplicates
+	assert sum(duplicates.values()) <= max_duplicates and all(n == 1 for n in duplicates.values()), duplicates
 
 
 def test_the_leader_of_a_companys_partition_is_killed_and_comes_back(site, cluster, workers):
@@ -176,16 +178,17 @@ def test_one_broker_stops_answering_for_a_minute(site, cluster, workers):
 def test_two_brokers_down_for_a_minute_then_back(site, cluster, workers):
 	load = start_scenario(cluster, workers)
 	down = [n.node_id for n in cluster.nodes[1:]]
+	before = len(load.written)
 	for node_id in down:
 		cluster.kill(node_id)  # no quorum: the controller and min.insync.replicas=2 both lost
 	load.during(FAULT_SECONDS)
+	in_doubt = len(load.written) - before
 	during = {r.status for r in rows()}
 	assert Status.DEAD not in during, "no quorum is retriable, never Dead"
 	for node_id in down:
 		cluster.start(node_id)
 	recovered = time.monotonic()
 	load.during(120, until=fully_replicated(cluster, load.topic))
-	failed_batches = int(drainer_stats().get("failed_batches", 0))
-	finish_scenario(
-		cluster, load, f"quorum lost {FAULT_SECONDS} s", recovered, max_duplicates=BATCH * failed_batches
-	)
+	# an event written during the outage may have reached the surviving leader's log, its
+	# acknowledgement never coming; the drainer sends it again after its message timeout
+	finish_scenario(cluster, load, f"quorum lost {FAULT_SECONDS} s", recovered, max_duplicates=in_doubt)

@@ -66,9 +66,10 @@ def test_nonsense_policies_are_refused(kwargs):
 # -- state machine --------------------------------------------------------------------
 
 Q, S, F, D = Status.QUEUED, Status.SENT, Status.FAILED, Status.DEAD
-DELIVERED, RETRIABLE, PERMANENT, REQUEUE = (
+DELIVERED, RETRIABLE, HELD, PERMANENT, REQUEUE = (
 	Outcome.DELIVERED,
 	Outcome.RETRIABLE,
+	Outcome.HELD,
 	Outcome.PERMANENT,
 	Outcome.REQUEUE,
 )
@@ -82,6 +83,9 @@ TABLE = [
 	(F, RETRIABLE, 8, 10, F, 9),
 	(F, RETRIABLE, 9, 10, D, 10),  # the last allowed attempt failed
 	(Q, RETRIABLE, 0, 1, D, 1),  # max_attempts 1: no retry at all
+	(Q, HELD, 0, 10, F, 1),
+	(F, HELD, 9, 10, F, 10),  # held: an admin fixes the cause; never Dead, however long
+	(F, HELD, 500, 10, F, 501),
 	(Q, PERMANENT, 0, 10, D, 1),
 	(F, PERMANENT, 4, 10, D, 5),
 	(F, REQUEUE, 7, 10, Q, 0),
@@ -126,8 +130,11 @@ CASES = [
 	(KafkaError.MSG_SIZE_TOO_LARGE, False, False, PERMANENT, False),
 	(KafkaError.RECORD_LIST_TOO_LARGE, False, False, PERMANENT, False),
 	(KafkaError.TOPIC_EXCEPTION, False, False, PERMANENT, False),
-	(KafkaError.TOPIC_AUTHORIZATION_FAILED, False, False, PERMANENT, False),
-	(KafkaError.CLUSTER_AUTHORIZATION_FAILED, False, False, PERMANENT, False),
+	# fixed on the cluster by an admin (an ACL, a topic to create): held, never Dead
+	(KafkaError.TOPIC_AUTHORIZATION_FAILED, False, False, HELD, False),
+	(KafkaError.CLUSTER_AUTHORIZATION_FAILED, False, False, HELD, False),
+	(KafkaError.UNKNOWN_TOPIC_OR_PART, False, False, HELD, False),
+	(KafkaError._UNKNOWN_TOPIC, False, False, HELD, False),
 	(KafkaError._VALUE_SERIALIZATION, False, False, PERMANENT, False),
 	(KafkaError._INVALID_ARG, False, False, PERMANENT, False),
 	# fatal: the batch is retried with a new producer, whatever the code

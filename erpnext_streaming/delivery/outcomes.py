@@ -81,8 +81,10 @@ def decide(
 		if bundle.cursor in batch.waiting:
 			continue  # after its company's failed bundle: sent again with it
 		done, undelivered = _reports(refs, in_flight.outcome, deliveries)
-		retriable = [u for u in undelivered if u[1].outcome is Outcome.RETRIABLE]
-		transition = next_state(Status.QUEUED, Outcome.RETRIABLE, bundle.attempts, policy.max_attempts)
+		retriable = [u for u in undelivered if u[1].outcome in (Outcome.RETRIABLE, Outcome.HELD)]
+		held = any(u[1].outcome is Outcome.HELD for u in undelivered)
+		kind = Outcome.HELD if held else Outcome.RETRIABLE
+		transition = next_state(Status.QUEUED, kind, bundle.attempts, policy.max_attempts)
 		if retriable and transition.status == Status.FAILED:
 			retry = _retry(retriable, transition.attempts, now, policy, rand, redact)
 			batch.waiting[bundle.cursor] = retry

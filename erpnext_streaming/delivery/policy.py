@@ -8,7 +8,11 @@ Classification (issue "Delivery", point 5):
   them fatal: measured on Tansu, after message timeouts during a broker outage the same
   producer got PRODUCER_FENCED for every later message, while a new one delivered.
 - poison, never worth a retry (PERMANENT -> Dead at once): the message is too large, the
-  topic name is invalid, authorization is denied, the record cannot be encoded.
+  topic name is invalid, the record cannot be encoded.
+- held (HELD -> Failed with backoff, never Dead): the cluster refuses until one of its
+  admins acts: authorization denied (a missing ACL), the topic does not exist (with
+  `auto.create.topics.enable=false`). Killing the events would skip them past their
+  company's later events; holding the company keeps the order, and health says why.
 - retriable (RETRIABLE -> Failed with backoff, Dead when attempts run out): broker
   unavailable, timeouts, leader changes, and anything librdkafka flags `retriable()`.
 - anything else is also RETRIABLE: a wrongly retried error costs a few delayed attempts
@@ -71,8 +75,6 @@ PERMANENT_CODES = frozenset(
 		KafkaError.INVALID_MSG_SIZE,
 		KafkaError.INVALID_RECORD,
 		KafkaError.TOPIC_EXCEPTION,  # invalid topic name
-		KafkaError.TOPIC_AUTHORIZATION_FAILED,
-		KafkaError.CLUSTER_AUTHORIZATION_FAILED,
 		KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 		KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
 		KafkaError.POLICY_VIOLATION,
@@ -93,7 +95,6 @@ RETRIABLE_CODES = frozenset(
 		KafkaError._QUEUE_FULL,
 		KafkaError._RESOLVE,
 		KafkaError._FAIL,
-		KafkaError._UNKNOWN_TOPIC,
 		KafkaError._UNKNOWN_PARTITION,
 		KafkaError._PURGE_QUEUE,
 		KafkaError._PURGE_INFLIGHT,
@@ -106,12 +107,21 @@ RETRIABLE_CODES = frozenset(
 		KafkaError.NOT_LEADER_FOR_PARTITION,
 		KafkaError.NOT_ENOUGH_REPLICAS,
 		KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-		KafkaError.UNKNOWN_TOPIC_OR_PART,
 		KafkaError.KAFKA_STORAGE_ERROR,
 		KafkaError.THROTTLING_QUOTA_EXCEEDED,
 		KafkaError.SASL_AUTHENTICATION_FAILED,
 	}
 )
+# Fixed on the cluster by an admin: the company is held (retried with backoff, never Dead).
+HELD_CODES = frozenset(
+	{
+		KafkaError.TOPIC_AUTHORIZATION_FAILED,
+		KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+		KafkaError.UNKNOWN_TOPIC_OR_PART,
+		KafkaError._UNKNOWN_TOPIC,
+	}
+)
+HELD_PREFIX = "held until fixed on the cluster: "
 # The producer instance's idempotence state is broken: retry with a new producer.
 PRODUCER_STATE_CODES = frozenset(
 	{
@@ -151,6 +161,8 @@ def classify(error: KafkaError) -> Classified:
 		return Classified(
 			Outcome.RETRIABLE, True, f"producer state lost, retried with a new producer: {reason}"
 		)
+	if error.code() in HELD_CODES:
+		return Classified(Outcome.HELD, False, f"{HELD_PREFIX}{reason}")
 	if error.code() in PERMANENT_CODES:
 		return Classified(Outcome.PERMANENT, False, reason)
 	if error.retriable() or error.code() in RETRIABLE_CODES:

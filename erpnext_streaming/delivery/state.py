@@ -3,15 +3,19 @@
     Queued --delivered--> Sent
     Queued --retriable--> Failed (attempts + 1, next attempt after backoff), or Dead
                           when that was the last allowed attempt
+    Queued --held-------> Failed (attempts + 1, next attempt after backoff), never Dead
     Queued --permanent--> Dead
     Failed --delivered--> Sent
     Failed --retriable--> Failed (attempts + 1) or Dead, as above
+    Failed --held-------> Failed (attempts + 1), never Dead
     Failed --permanent--> Dead
     Failed --requeue----> Queued (attempts 0)        requeue: System Manager only
     Dead   --requeue----> Queued (attempts 0)
 
 `attempts` counts failed attempts. Sent is final; Dead is final until a requeue. A Dead
-row also gets a copy on the dead-letter topic (`dead_lettered_at` says when).
+row also gets a copy on the dead-letter topic (`dead_lettered_at` says when). Held is what
+only an admin of the cluster can fix (a missing ACL, a topic to create): the company waits,
+retried with backoff, and health says why; its events go on in order once it is fixed.
 """
 
 from __future__ import annotations
@@ -28,13 +32,15 @@ class Outcome(enum.Enum):
 
 	DELIVERED = "delivered"
 	RETRIABLE = "retriable"  # broker unavailable, timeouts, KafkaError.retriable(), fatal producer
-	PERMANENT = "permanent"  # poison: too large, invalid topic, authorization, unencodable
+	HELD = "held"  # the cluster refuses until an admin acts: authorization, a missing topic
+	PERMANENT = "permanent"  # poison: too large, invalid topic name, unencodable
 	REQUEUE = "requeue"
 
 
 class Target(enum.Enum):
 	SENT = "sent"
 	RETRY = "retry"  # Failed while attempts are left, else Dead
+	HOLD = "hold"  # Failed, whatever the attempts
 	DEAD = "dead"
 	QUEUED = "queued"
 
@@ -46,6 +52,8 @@ TRANSITIONS = MappingProxyType(
 		(Status.FAILED, Outcome.DELIVERED): Target.SENT,
 		(Status.QUEUED, Outcome.RETRIABLE): Target.RETRY,
 		(Status.FAILED, Outcome.RETRIABLE): Target.RETRY,
+		(Status.QUEUED, Outcome.HELD): Target.HOLD,
+		(Status.FAILED, Outcome.HELD): Target.HOLD,
 		(Status.QUEUED, Outcome.PERMANENT): Target.DEAD,
 		(Status.FAILED, Outcome.PERMANENT): Target.DEAD,
 		(Status.FAILED, Outcome.REQUEUE): Target.QUEUED,
@@ -74,6 +82,8 @@ def next_state(status: str, outcome: Outcome, attempts: int, max_attempts: int) 
 	if target is Target.QUEUED:
 		return Transition(Status.QUEUED, 0)
 	attempts += 1
+	if target is Target.HOLD:
+		return Transition(Status.FAILED, attempts)
 	if target is Target.DEAD or attempts >= max_attempts:
 		return Transition(Status.DEAD, attempts)
 	return Transition(Status.FAILED, attempts)

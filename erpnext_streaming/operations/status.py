@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from erpnext_streaming.constants import EVENT_LOG_TABLE, Status
+from erpnext_streaming.constants import CURSOR_TABLE, EVENT_LOG_TABLE, Status
 from erpnext_streaming.delivery import bundles
+from erpnext_streaming.delivery.policy import HELD_PREFIX
 
 _T = f"`{EVENT_LOG_TABLE}`"
 # how many of the newest Sent rows "last sent" looks at (a requeued old row is sent late)
@@ -46,6 +47,7 @@ class StatusReport:
 	broker: dict[str, Any] | None = None  # {"reachable", "brokers", "cluster_id", "error"}
 	drainer: dict[str, Any] | None = None  # {"running": bool}
 	jobs: list[dict[str, Any]] = field(default_factory=list)  # unfinished backfills/revaluations
+	held: dict[str, str] = field(default_factory=dict)  # company -> why the cluster refuses it
 
 	def age(self, status: str) -> float | None:
 		oldest = self.oldest.get(status)
@@ -117,6 +119,16 @@ def per_topic(db: Any) -> list[tuple[str, dict[str, int]]]:
 	return sorted(table.items())
 
 
+def held(db: Any) -> dict[str, str]:
+	"""Companies whose delivery waits for an admin of the cluster (a missing ACL or topic):
+	their cursor's error is a held one (`policy.HELD_CODES`); a delivery clears it."""
+	rows = db.sql(
+		f"SELECT `company`, `last_error` FROM `{CURSOR_TABLE}` WHERE `last_error` LIKE %s ORDER BY `company`",
+		(f"{HELD_PREFIX}%",),
+	)
+	return {company: error.removeprefix(HELD_PREFIX) for company, error in rows}
+
+
 def collect(db: Any, now: datetime, per_topic_totals: bool = True) -> StatusReport:
 	return StatusReport(
 		now=now,
@@ -125,6 +137,7 @@ def collect(db: Any, now: datetime, per_topic_totals: bool = True) -> StatusRepo
 		last_sent_at=last_sent_at(db),
 		last_error=last_error(db),
 		per_topic=per_topic(db) if per_topic_totals else [],
+		held=held(db),
 	)
 
 
@@ -142,6 +155,8 @@ def assess(report: StatusReport, max_lag_seconds: float = DEFAULT_MAX_LAG_SECOND
 	lag = report.lag_seconds
 	if lag is not None and lag > max_lag_seconds:
 		reasons.append(f"the oldest undelivered event waits {lag:.0f} s (limit {max_lag_seconds:.0f} s)")
+	for company, error in report.held.items():
+		reasons.append(f"delivery for {company} is held until fixed on the cluster: {error}")
 	dead = report.counts.get(Status.DEAD, 0)
 	if dead:
 		reasons.append(f"{dead} dead letter(s) need attention")
