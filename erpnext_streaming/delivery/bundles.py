@@ -1,13 +1,10 @@
 """The delivery queue: bundles, per-company cursors and receipts.
 
-Why not deliver straight from the Event Log (as this app did up to 0.1): reading one row
-per event through PyMySQL and marking it Sent costs more than everything else the drainer
-does. On the benchmark machine MariaDB spent ≈ 49 µs of CPU per event (the Sent UPDATE
-alone 26-28 µs: a row UPDATE rewrites the row and its secondary indexes) and the drainer's
-Python ≈ 34 µs (benchmarks/RESULTS.md, P3), so one drainer stayed near 0.1 of a bare
-producer. So the outbox writes, beside the transaction's Event Log rows, ONE bundle per
-company: that company's events of the transaction as messages ready to produce
-(`messages.bundle`: topic, key, framed value, headers). The drainer then:
+Reading and marking one Event Log row per event costs more than everything else the
+drainer does (measured in docs/architecture.md, "The delivery queue"), so the outbox
+writes, beside the transaction's Event Log rows, ONE bundle per company: that company's
+events of the transaction as messages ready to produce (`messages.bundle`: topic, key,
+framed value, headers). The drainer then:
 
 - claims bundles, not rows: per company the bundles after its cursor, in name order;
 - keeps one cursor row per company (`tabStreaming Delivery Cursor`): the last bundle
@@ -22,9 +19,9 @@ company: that company's events of the transaction as messages ready to produce
 
 So a delivered event's Event Log row shows Queued until its receipt is settled (normally
 milliseconds after the drainer goes idle; at most about `SETTLE_AFTER_SECONDS` under
-sustained load); Failed and Dead rows are marked at once, as before.
+sustained load); Failed and Dead rows are marked at once.
 
-Ordering: per company, bundle names follow commit order (outbox.write draws them while it
+Ordering: per company, bundle names follow commit order (`outbox.write` draws them while it
 holds the company's counter row lock), so a cursor walks each company in sequence order.
 A bundle with an undelivered event stops its company (the cursor stays before it, with
 its retry state) until it is retried; events after it in the same batch are sent again
@@ -35,9 +32,9 @@ Locking: user transactions only INSERT bundles (under their company's counter lo
 never touch cursors or receipts; the drainer updates cursors and receipts only, by
 primary key, and deletes bundles by primary key under READ COMMITTED, so nothing here
 waits on a user transaction or makes one wait. Claimers are serialized by the claim lock
-(`outbox.get_lock`), so a cursor's lease is read and written by one claimer at a time.
+(`outbox.mariadb.get_lock`), so a cursor's lease is read and written by one claimer at a time.
 
-Collation: cursors are keyed like the company counters (`outbox.bucket`), under the
+Collation: cursors are keyed like the company counters (`outbox.records.bucket`), under the
 database's collation, so names that differ only in case or trailing spaces share a
 cursor; every query matches companies in SQL, never in Python.
 """
@@ -58,17 +55,14 @@ from erpnext_streaming.constants import (
 	RECEIPT_SEQUENCE,
 	RECEIPT_TABLE,
 )
-from erpnext_streaming.outbox import (
+from erpnext_streaming.outbox.mariadb import Database, get_lock, lock_name, release_lock
+from erpnext_streaming.outbox.outcomes import delivery_rows, settle_positions
+from erpnext_streaming.outbox.records import (
 	SEQUENCE_TABLE,
 	SYSTEM_USER,
-	Database,
 	MessageContext,
 	Published,
 	bucket,
-	get_lock,
-	lock_name,
-	release_lock,
-	settle_positions,
 	truncate_error,
 )
 
@@ -142,10 +136,8 @@ def queue_rows(
 	user: str = SYSTEM_USER,
 ) -> int:
 	"""Bundles for existing Event Log rows `names` (in name order): requeued Dead rows, and
-	the rows an earlier version left pending. The caller holds the companies' counter
+	the pending rows the upgrade patch finds without a bundle. The caller holds the companies' counter
 	locks (or nothing commits meanwhile), so the bundles follow commit order."""
-	from erpnext_streaming.outbox import delivery_rows
-
 	for start in range(0, len(names), chunk):
 		rows = delivery_rows(db, names[start : start + chunk])
 		write(db, rows, now, context, user, _counter_rows(db, rows))

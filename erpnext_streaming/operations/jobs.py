@@ -30,11 +30,19 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from erpnext_streaming import outbox
 from erpnext_streaming.catalog import Route
 from erpnext_streaming.constants import EVENT_LOG_TABLE
 from erpnext_streaming.emitters import capture
 from erpnext_streaming.operations.secrets import redact
+from erpnext_streaming.outbox.mariadb import get_lock, lock_name, release_lock
+from erpnext_streaming.outbox.records import (
+	NO_CONTEXT,
+	SYSTEM_USER,
+	MessageContext,
+	OutboxRecord,
+	truncate_error,
+)
+from erpnext_streaming.outbox.write import write
 
 JOB_DOCTYPE = "Streaming Backfill"
 JOB_TABLE = f"tab{JOB_DOCTYPE}"
@@ -129,7 +137,7 @@ def _job(row: Any) -> Job:
 	return Job(**values)
 
 
-def create(db: Any, kind: str, now: datetime, user: str = outbox.SYSTEM_USER, **fields: Any) -> Job:
+def create(db: Any, kind: str, now: datetime, user: str = SYSTEM_USER, **fields: Any) -> Job:
 	"""Insert a Queued job (its name is drawn from Frappe's autoincrement sequence)."""
 	values = {
 		"kind": kind,
@@ -208,7 +216,7 @@ def save(db: Any, job: Job, now: datetime) -> None:
 			job.processed,
 			job.emitted,
 			job.skipped,
-			outbox.truncate_error(job.last_error),
+			truncate_error(job.last_error),
 			job.started_at,
 			job.finished_at,
 			now,
@@ -266,7 +274,7 @@ def existing_event_ids(db: Any, event_ids: Sequence[str]) -> set[str]:
 
 def build_records(
 	db: Any, rows: Sequence[Any], route: Route, codec: Any, now: datetime
-) -> list[outbox.OutboxRecord]:
+) -> list[OutboxRecord]:
 	"""The outbox records of rows, exactly as the live capture would build them at commit."""
 	buffer = capture.Buffer()
 	for row in rows:
@@ -289,9 +297,9 @@ def run(
 	progress: ProgressSink | None = None,
 	before_commit: Callable[[], None] | None = None,
 	secrets: Sequence[str] = (),
-	user: str = outbox.SYSTEM_USER,
+	user: str = SYSTEM_USER,
 	stop: Callable[[], bool] | None = None,
-	context: outbox.MessageContext = outbox.NO_CONTEXT,
+	context: MessageContext = NO_CONTEXT,
 ) -> RunResult:
 	"""Run (or resume) a job to the end of its scope; see the module doc.
 
@@ -301,8 +309,8 @@ def run(
 	the chunk is rolled back, the job is marked Failed (or Interrupted for
 	KeyboardInterrupt) with the reason, and the result says so.
 	"""
-	lock = outbox.lock_name(db, f"job:{job.name}")
-	if not outbox.get_lock(db, lock, 0):
+	lock = lock_name(db, f"job:{job.name}")
+	if not get_lock(db, lock, 0):
 		db.commit()
 		return RunResult(job, Outcome.BUSY, f"{JOB_DOCTYPE} {job.name} is being run by another process")
 	result = RunResult(job, Outcome.COMPLETED)
@@ -325,7 +333,7 @@ def run(
 			records = build_records(db, rows, route, codec, now)
 			seen = existing_event_ids(db, [r.event_id for r in records])
 			fresh = [r for r in records if r.event_id not in seen]
-			outbox.write(db, fresh, now, user, context)
+			write(db, fresh, now, user, context)
 			job.checkpoint = checkpoint
 			job.processed += len(rows)
 			job.emitted += len(fresh)
@@ -365,5 +373,5 @@ def run(
 		result.outcome = Outcome.INTERRUPTED if interrupted else Outcome.FAILED
 		result.error = reason
 	finally:
-		outbox.release_lock(db, lock)
+		release_lock(db, lock)
 	return result
