@@ -10,7 +10,7 @@ its progress counters and a JSON checkpoint. `run` repeats, chunk by chunk:
    built becomes a Dead outbox row with the reason, like a live capture failure);
 3. `capture.flush` (reconcile + encode) and drop records whose event id is already in
    the Event Log (a re-run, or an event the live hooks already wrote for the same state);
-4. `outbox.write` and the job's new checkpoint and counters, then COMMIT: the events of
+4. `outbox.write.write` and the job's new checkpoint and counters, then COMMIT: the events of
    a chunk and the checkpoint after it are committed together, so a run stopped
    anywhere (an exception, Ctrl-C, a killed process) resumes exactly after the last
    committed chunk and writes no event twice.
@@ -315,33 +315,14 @@ def run(
 		return RunResult(job, Outcome.BUSY, f"{JOB_DOCTYPE} {job.name} is being run by another process")
 	result = RunResult(job, Outcome.COMPLETED)
 	try:
-		job = result.job = load(db, job.name)  # the committed state is the truth
-		now = clock()
-		if job.checkpoint is None:  # a fresh start (a resumed run keeps its total)
-			job.total, job.processed, job.emitted, job.skipped = source.count(db), 0, 0, 0
-		job.status, job.last_error, job.finished_at = JobStatus.RUNNING, "", None
-		job.started_at = job.started_at or now
-		save(db, job, now)
-		db.commit()
-		if progress is not None and hasattr(progress, "total"):
-			progress.total = job.total
+		job = result.job = _start(db, job.name, source, clock, progress)
 		while True:
 			rows, checkpoint = source.fetch(db, job.checkpoint, chunk_size)
 			if not rows:
 				break
-			now = clock()
-			records = build_records(db, rows, route, codec, now)
-			seen = existing_event_ids(db, [r.event_id for r in records])
-			fresh = [r for r in records if r.event_id not in seen]
-			write(db, fresh, now, user, context)
-			job.checkpoint = checkpoint
-			job.processed += len(rows)
-			job.emitted += len(fresh)
-			job.skipped += len(rows) - len(fresh)
-			save(db, job, now)
-			if before_commit is not None:
-				before_commit()
-			db.commit()
+			fresh = _write_chunk(
+				db, job, rows, checkpoint, route, codec, clock(), user, context, before_commit
+			)
 			result.chunks += 1
 			result.written += [r.event_id for r in fresh]
 			if progress is not None:
@@ -356,22 +337,82 @@ def run(
 		save(db, job, job.finished_at)
 		db.commit()
 	except BaseException as e:
-		interrupted = isinstance(e, KeyboardInterrupt)
 		if not isinstance(e, Exception | KeyboardInterrupt):
 			raise  # SystemExit and friends: leave as they came
-		db.rollback()
-		reason = "interrupted" if interrupted else redact(capture.describe_error(e), secrets)
-		try:
-			committed = load(db, job.name)
-			committed.status = JobStatus.INTERRUPTED if interrupted else JobStatus.FAILED
-			committed.last_error = reason
-			save(db, committed, clock())
-			db.commit()
-			result.job = committed
-		except Exception:
-			db.rollback()
-		result.outcome = Outcome.INTERRUPTED if interrupted else Outcome.FAILED
-		result.error = reason
+		_record_failure(db, job.name, e, clock, secrets, result)
 	finally:
 		release_lock(db, lock)
 	return result
+
+
+def _start(
+	db: Any, name: int, source: Source, clock: Callable[[], datetime], progress: ProgressSink | None
+) -> Job:
+	"""The job as committed (the truth), marked Running and committed; a fresh start (no
+	checkpoint) counts its scope, a resumed run keeps its total."""
+	job = load(db, name)
+	now = clock()
+	if job.checkpoint is None:
+		job.total, job.processed, job.emitted, job.skipped = source.count(db), 0, 0, 0
+	job.status, job.last_error, job.finished_at = JobStatus.RUNNING, "", None
+	job.started_at = job.started_at or now
+	save(db, job, now)
+	db.commit()
+	if progress is not None and hasattr(progress, "total"):
+		progress.total = job.total
+	return job
+
+
+def _write_chunk(
+	db: Any,
+	job: Job,
+	rows: Sequence[Any],
+	checkpoint: Any,
+	route: Route,
+	codec: Any,
+	now: datetime,
+	user: str,
+	context: MessageContext,
+	before_commit: Callable[[], None] | None,
+) -> list[OutboxRecord]:
+	"""Steps 2-4 of the module doc for one chunk: its new events and the checkpoint after
+	it in ONE commit. Returns the records written."""
+	records = build_records(db, rows, route, codec, now)
+	seen = existing_event_ids(db, [r.event_id for r in records])
+	fresh = [r for r in records if r.event_id not in seen]
+	write(db, fresh, now, user, context)
+	job.checkpoint = checkpoint
+	job.processed += len(rows)
+	job.emitted += len(fresh)
+	job.skipped += len(rows) - len(fresh)
+	save(db, job, now)
+	if before_commit is not None:
+		before_commit()
+	db.commit()
+	return fresh
+
+
+def _record_failure(
+	db: Any,
+	name: int,
+	error: BaseException,
+	clock: Callable[[], datetime],
+	secrets: Sequence[str],
+	result: RunResult,
+) -> None:
+	"""Roll the failed chunk back, then mark the job Failed (Interrupted for
+	KeyboardInterrupt) with the reason, secrets redacted, in a transaction of its own."""
+	interrupted = isinstance(error, KeyboardInterrupt)
+	db.rollback()
+	reason = "interrupted" if interrupted else redact(capture.describe_error(error), secrets)
+	try:
+		committed = load(db, name)
+		committed.status = JobStatus.INTERRUPTED if interrupted else JobStatus.FAILED
+		committed.last_error = reason
+		save(db, committed, clock())
+		db.commit()
+		result.job = committed
+	except Exception:
+		db.rollback()
+	result.outcome = Outcome.INTERRUPTED if interrupted else Outcome.FAILED
+	result.error = reason
