@@ -36,10 +36,11 @@ class TestQueuePendingEvents(FrappeTestCase):
 	def setUp(self):
 		clear_delivery_tables()
 		self.now = now_datetime()
-		write = write_outbox
-		write(frappe.db, [record("a1", A), record("b1", B), record("a2", A)], self.now)
-		write(frappe.db, [record("a3", A_SPELLED_OTHERWISE), record("b2", B), record("s1", A)], self.now)
-		write(frappe.db, [record("f1", A), record("x1", A, Status.DEAD), record("d1", B)], self.now)
+		write_outbox(frappe.db, [record("a1", A), record("b1", B), record("a2", A)], self.now)
+		write_outbox(
+			frappe.db, [record("a3", A_SPELLED_OTHERWISE), record("b2", B), record("s1", A)], self.now
+		)
+		write_outbox(frappe.db, [record("f1", A), record("x1", A, Status.DEAD), record("d1", B)], self.now)
 		# what an earlier version left: no delivery queue at all, rows Sent, Failed (with
 		# their row-by-row retry state and lease) and Dead
 		frappe.db.delete(BUNDLE_DOCTYPE)
