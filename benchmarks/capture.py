@@ -29,10 +29,11 @@ from frappe import standin
 from benchmarks.profile import capture_breakdown
 from benchmarks.stats import Gate, Scale, Scenario, interleave, summary
 from benchmarks.workload import Documents, Transaction, mix
-from erpnext_streaming import catalog, outbox
+from erpnext_streaming import catalog
 from erpnext_streaming.constants import BUILTIN_BY_DOCTYPE, SETTINGS_DOCTYPE
 from erpnext_streaming.emitters import capture, handler
 from erpnext_streaming.emitters.codec import get_codec
+from erpnext_streaming.outbox.write import write
 from sandbox.pipeline import records_without_database, write_rows
 
 GENERIC_METHODS = ("on_submit", "on_cancel", "on_update_after_submit")  # hooks.py "*"
@@ -178,9 +179,9 @@ def p1b(db_params: dict, redis_url: str, run_id: str, scale: Scale) -> Scenario:
 		now = datetime.now()
 		if only_write:
 			records = capture.flush(buffer, db, get_codec())
-			took = _timed(lambda: outbox.write(db, records, now))
+			took = _timed(lambda: write(db, records, now))
 		else:
-			took = _timed(lambda: outbox.write(db, capture.flush(buffer, db, get_codec()), now))
+			took = _timed(lambda: write(db, capture.flush(buffer, db, get_codec()), now))
 		db.sql("COMMIT")
 		db.begin()
 		return took

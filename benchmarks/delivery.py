@@ -38,7 +38,7 @@ from benchmarks.env import Services, child_pids
 from benchmarks.profile import drainer_breakdown
 from benchmarks.stats import Gate, Scale, Scenario, interleave, percentile, summary
 from benchmarks.workload import Documents, mix
-from erpnext_streaming import kafka_config, outbox
+from erpnext_streaming import kafka_config
 from erpnext_streaming.constants import (
 	BUNDLE_TABLE,
 	CURSOR_TABLE,
@@ -51,6 +51,8 @@ from erpnext_streaming.consumer import default_topics
 from erpnext_streaming.delivery import messages
 from erpnext_streaming.emitters import capture
 from erpnext_streaming.emitters.codec import AvroCodec
+from erpnext_streaming.outbox.records import MessageContext, OutboxRecord
+from erpnext_streaming.outbox.write import write
 from erpnext_streaming.settings import StreamingConfig
 from sandbox import delivery as sandbox_delivery
 from sandbox import pipeline
@@ -108,13 +110,13 @@ def site(services: Services, name: str) -> Iterator[Site]:
 		yield found
 
 
-def realistic_records(prefix: str, transactions: int, db_params: dict) -> list[list[outbox.OutboxRecord]]:
+def realistic_records(prefix: str, transactions: int, db_params: dict) -> list[list[OutboxRecord]]:
 	"""Outbox records of a transaction mix, per transaction, built and encoded by the
 	capture core (and flushed against MariaDB so the stock ledger valuation is completed)."""
 	routes = pipeline.catalog(topic_prefix=prefix)
 	codec = AvroCodec("bench.local")
 	db = sandbox_delivery.Database(**db_params)
-	records: list[list[outbox.OutboxRecord]] = []
+	records: list[list[OutboxRecord]] = []
 	try:
 		for tx in mix(Documents(), transactions):
 			buffer = pipeline.capture_transaction(tx, routes, codec, datetime.now())
@@ -128,9 +130,9 @@ def realistic_records(prefix: str, transactions: int, db_params: dict) -> list[l
 
 def fill(
 	db: sandbox_delivery.Database,
-	pool: list[list[outbox.OutboxRecord]],
+	pool: list[list[OutboxRecord]],
 	count: int,
-	context: outbox.MessageContext,
+	context: MessageContext,
 	per_commit: int = 50,
 ) -> int:
 	"""At least `count` events in the outbox, written as the transactions of `pool` wrote
@@ -141,9 +143,7 @@ def fill(
 	now = datetime.now()
 	while written < count:
 		source = pool[transactions % len(pool)]
-		outbox.write(
-			db, [dataclasses.replace(r, event_id=str(uuid.uuid4())) for r in source], now, context=context
-		)
+		write(db, [dataclasses.replace(r, event_id=str(uuid.uuid4())) for r in source], now, context=context)
 		written += len(source)
 		transactions += 1
 		if transactions % per_commit == 0:
@@ -259,7 +259,7 @@ def p3_p4(services: Services, scale: Scale) -> tuple[Scenario, Scenario, float]:
 	with site(services, "p3") as s, services.worker(s.queue_name):
 		pool = realistic_records(s.prefix, 300, s.db_params)
 		sizes = [len(r.payload) for tx in pool for r in tx]
-		context = outbox.MessageContext(s.spec["site"])
+		context = MessageContext(s.spec["site"])
 		batches: dict[int, list] = {}
 		results: dict[int, dict] = {}
 
@@ -339,7 +339,7 @@ class Load:
 	def __init__(self, s: Site, rate: float):
 		self.s, self.rate = s, rate
 		self.spec = dict(s.spec, idle_exit_seconds=30)  # stays up between transactions
-		self.context = outbox.MessageContext(s.spec["site"])
+		self.context = MessageContext(s.spec["site"])
 		self.db = s.db()
 		self.client = s.redis()
 		self.queue = s.queue()
@@ -554,7 +554,7 @@ def p7(services: Services, scale: Scale) -> Scenario:
 	scenario = Scenario("P7", f"worker RSS growth over a {events:,}-event soak")
 	with site(services, "p7") as s, services.worker(s.queue_name) as worker:
 		pool = realistic_records(s.prefix, 300, s.db_params)
-		context = outbox.MessageContext(s.spec["site"])
+		context = MessageContext(s.spec["site"])
 		db = s.db()
 		client, queue = s.redis(), s.queue()
 		spec = dict(s.spec, idle_exit_seconds=30)

@@ -13,18 +13,18 @@ CAPTURE_PARTS: Sequence[tuple[str, Sequence[str]]] = (
 	("payload build (compiled builders, masking)", ("emitters/builders/",)),
 	("envelope (ids, times, schema identity)", ("emitters/envelope.py", "uuid", "schemas/registry.py")),
 	("hook entry + catalog lookup (flags, cache)", ("emitters/handler.py", "catalog.py", "standin/frappe")),
-	("capture buffer, coalescing, outbox record", ("emitters/capture.py", "emitters/codec.py", "outbox.py")),
+	("capture buffer, coalescing, outbox record", ("emitters/capture.py", "emitters/codec.py", "outbox/")),
 )
 
 WAITING = "waiting for work (wake-up)"
 # P3: cumulative time of the drainer's steps (disjoint: none calls another)
 DRAINER_STEPS: Sequence[tuple[str, Sequence[tuple[str, str]]]] = (
 	("claim: companies, their bundles after the cursors, cursor leases", (("delivery/bundles.py", "claim"),)),
-	("claim: named lock, dead-letter scan, claim COMMIT", (("outbox.py", "get_lock"), ("outbox.py", "release_lock"), ("outbox.py", "claim_dead_letters"))),
+	("claim: named lock, dead-letter scan, claim COMMIT", (("outbox/mariadb.py", "get_lock"), ("outbox/mariadb.py", "release_lock"), ("outbox/outcomes.py", "claim_dead_letters"))),
 	("messages from the bundles (JSON parse, values, headers, framing)", (("delivery/messages.py", "read"),)),
 	("produce (hand the batch to librdkafka)", (("delivery/producer.py", "start"),)),
 	("acks: bounded flush + delivery reports (after the next claim)", (("delivery/producer.py", "finish"),)),
-	("record in line (a batch with a failed event)", (("delivery/bundles.py", "record_delivered"), ("delivery/bundles.py", "record_retry"), ("outbox.py", "mark_unsent"))),
+	("record in line (a batch with a failed event)", (("delivery/bundles.py", "record_delivered"), ("delivery/bundles.py", "record_retry"), ("outbox/outcomes.py", "mark_unsent"))),
 	("waiting for the previous batch's receipt (the marker thread, not profiled itself)", (("delivery/marker.py", "wait"),)),
 	("settle: receipts into the Event Log (rows Sent), after the drain", (("delivery/bundles.py", "settle"),)),
 	("COMMITs", (("sandbox/delivery.py", "commit"),)),

@@ -15,9 +15,10 @@ import frappe
 from frappe import _
 from frappe.utils import cint, now_datetime
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE
 from erpnext_streaming.emitters.handler import message_context
+from erpnext_streaming.outbox.requeue import RequeueRefused, requeue_candidates
+from erpnext_streaming.outbox.requeue import requeue as requeue_rows
 
 REQUEUE_LIMIT = 100000
 
@@ -43,9 +44,9 @@ def requeue(names: list | str | None = None, filters: dict | str | None = None) 
 	try:
 		wanted = list(names)
 		if filters:
-			wanted += outbox.requeue_candidates(frappe.db, dict(filters), now, limit=REQUEUE_LIMIT)
-		requeued = outbox.requeue(frappe.db, wanted, now, frappe.session.user, message_context())
-	except outbox.RequeueRefused as e:
+			wanted += requeue_candidates(frappe.db, dict(filters), now, limit=REQUEUE_LIMIT)
+		requeued = requeue_rows(frappe.db, wanted, now, frappe.session.user, message_context())
+	except RequeueRefused as e:
 		details = "".join(f"<br>{name}: {_(reason)}" for name, reason in e.rows[:20])
 		frappe.throw(_(e.message) + details, title=_("Not requeued"))
 	if requeued:

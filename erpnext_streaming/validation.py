@@ -284,6 +284,27 @@ def validate_encodings(
 	encoding; its URL must then be http(s). Nothing here contacts the registry: the drainer
 	does, at publish time.
 	"""
+	needs_registry = _validate_encoding_choices(message_encoding, rows)
+	if subject_name_strategy not in c.SUBJECT_NAME_STRATEGIES:
+		raise InvalidSetting(
+			"subject_name_strategy",
+			f"Subject Name Strategy must be one of {', '.join(c.SUBJECT_NAME_STRATEGIES)}",
+		)
+	_validate_registry_urls(registry_url, needs_registry)
+	_validate_registry_credentials(username, has_password)
+	_validate_registry_ca(ca_pem, registry_url)
+	if needs_registry and (missing := registry_client_missing()):
+		raise InvalidSetting(
+			"message_encoding",
+			f"The {c.Encoding.CONFLUENT} encoding needs confluent_kafka.schema_registry, which cannot "
+			f'be imported here ({missing}): run `bench pip install "erpnext_streaming[schema-registry]"` '
+			"and restart the workers",
+		)
+
+
+def _validate_encoding_choices(message_encoding: str, rows: Iterable[CatalogRow]) -> bool:
+	"""The default and every row's override are known encodings; does the default or an
+	enabled row use the Confluent encoding (so a registry is needed)?"""
 	encodings = c.Encoding.ALL
 	if message_encoding not in encodings:
 		raise InvalidSetting(
@@ -299,11 +320,11 @@ def validate_encodings(
 				f"{', '.join(encodings)}, not '{row.encoding}'",
 			)
 		needs_registry = needs_registry or (row.enabled and row.encoding == c.Encoding.CONFLUENT)
-	if subject_name_strategy not in c.SUBJECT_NAME_STRATEGIES:
-		raise InvalidSetting(
-			"subject_name_strategy",
-			f"Subject Name Strategy must be one of {', '.join(c.SUBJECT_NAME_STRATEGIES)}",
-		)
+	return needs_registry
+
+
+def _validate_registry_urls(registry_url: str, needs_registry: bool) -> None:
+	"""A URL when the registry is needed; each of the comma-separated URLs http(s)."""
 	if needs_registry and not registry_url:
 		raise InvalidSetting(
 			"schema_registry_url",
@@ -316,6 +337,10 @@ def validate_encodings(
 			raise InvalidSetting(
 				"schema_registry_url", f"Schema Registry URL: '{url}' is not an http:// or https:// URL"
 			)
+
+
+def _validate_registry_credentials(username: str, has_password: bool) -> None:
+	"""Basic auth needs both halves."""
 	if has_password and not username:
 		raise InvalidSetting(
 			"schema_registry_username", "Registry Username / API Key is required with a registry password"
@@ -324,22 +349,20 @@ def validate_encodings(
 		raise InvalidSetting(
 			"schema_registry_password", "Registry Password / API Secret is required with a registry username"
 		)
-	if ca_pem:
-		if "-----BEGIN CERTIFICATE-----" not in ca_pem:
-			raise InvalidSetting(
-				"schema_registry_ca_certificate",
-				"Registry CA Certificate: paste a PEM certificate (-----BEGIN CERTIFICATE-----...)",
-			)
-		if not registry_url.strip().startswith("https://"):
-			raise InvalidSetting(
-				"schema_registry_ca_certificate", "Registry CA Certificate is only used with an https:// URL"
-			)
-	if needs_registry and (missing := registry_client_missing()):
+
+
+def _validate_registry_ca(ca_pem: str, registry_url: str) -> None:
+	"""A CA certificate is PEM, and only meaningful for an https:// registry."""
+	if not ca_pem:
+		return
+	if "-----BEGIN CERTIFICATE-----" not in ca_pem:
 		raise InvalidSetting(
-			"message_encoding",
-			f"The {c.Encoding.CONFLUENT} encoding needs confluent_kafka.schema_registry, which cannot "
-			f'be imported here ({missing}): run `bench pip install "erpnext_streaming[schema-registry]"` '
-			"and restart the workers",
+			"schema_registry_ca_certificate",
+			"Registry CA Certificate: paste a PEM certificate (-----BEGIN CERTIFICATE-----...)",
+		)
+	if not registry_url.strip().startswith("https://"):
+		raise InvalidSetting(
+			"schema_registry_ca_certificate", "Registry CA Certificate is only used with an https:// URL"
 		)
 
 

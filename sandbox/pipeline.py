@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from erpnext_streaming import outbox
 from erpnext_streaming.catalog import Catalog, default_catalog_rows
 from erpnext_streaming.constants import Encoding
 from erpnext_streaming.emitters import capture
 from erpnext_streaming.emitters.codec import AvroCodec
+from erpnext_streaming.outbox.records import NO_CONTEXT, MessageContext, OutboxRecord
+from erpnext_streaming.outbox.write import write
 from erpnext_streaming.settings import StreamingConfig
 from sandbox.workload import Transaction
 
@@ -55,7 +56,7 @@ def capture_transaction(tx: Transaction, routes: Catalog, codec: AvroCodec, now:
 	return buffer
 
 
-def records_without_database(buffer: capture.Buffer, codec: AvroCodec) -> list[outbox.OutboxRecord]:
+def records_without_database(buffer: capture.Buffer, codec: AvroCodec) -> list[OutboxRecord]:
 	"""The flush minus its database step (for tests that need no MariaDB): the documents
 	already carry their final values, so nothing needs reconciling or completing."""
 	records = []
@@ -88,14 +89,14 @@ def commit_transaction(
 	codec: AvroCodec,
 	now: datetime,
 	after_commit: Iterable[Callable[[], None]] = (),
-	context: outbox.MessageContext = outbox.NO_CONTEXT,
-) -> list[outbox.OutboxRecord]:
+	context: MessageContext = NO_CONTEXT,
+) -> list[OutboxRecord]:
 	"""Capture, write the ERPNext rows, flush into the outbox, COMMIT, then `after_commit`."""
 	buffer = capture_transaction(tx, routes, codec, now)
 	try:
 		write_rows(db, tx)
 		records = capture.flush(buffer, db, codec)
-		outbox.write(db, records, now, context=context)
+		write(db, records, now, context=context)
 		db.commit()
 	except Exception:
 		db.rollback()

@@ -43,9 +43,9 @@ from harness.erpnext_tables import ERPNEXT_TABLES
 from harness.schema import create_app_tables
 from harness.worker import kill_tree
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_TABLE, Encoding
 from erpnext_streaming.emitters.codec import AvroCodec
+from erpnext_streaming.outbox.records import MessageContext
 from sandbox import delivery, pipeline
 from sandbox.view import LiveState, render
 from sandbox.workload import COMPANIES, Workload
@@ -295,7 +295,7 @@ class Sandbox:
 					records = pipeline.commit_transaction(
 						db, workload.next(), routes, codec, utcnow(),
 						after_commit=[lambda: delivery.wake(client, queue, spec)],
-						context=outbox.MessageContext(spec["site"]),
+						context=MessageContext(spec["site"]),
 					)  # fmt: skip
 					self.transactions += 1
 					self.events_written += len(records)

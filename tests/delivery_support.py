@@ -29,10 +29,11 @@ from frappe.utils.background_jobs import generate_qname, get_redis_conn
 from harness.worker import kill_tree, start_worker
 from rq import Queue
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import CURSOR_TABLE, EVENT_LOG_TABLE, SETTINGS_DOCTYPE, Status
 from erpnext_streaming.delivery import bundles, jobs, signals, sweeper, wake
 from erpnext_streaming.emitters.handler import message_context
+from erpnext_streaming.outbox.records import OutboxRecord
+from erpnext_streaming.outbox.write import write as write_outbox
 
 
 class _AvroCodec:
@@ -95,7 +96,7 @@ def event(
 ):
 	event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"test/{topic}/{ref}"))
 	payload = CODEC.encode(event_id, company, ref, filler)
-	return outbox.OutboxRecord(
+	return OutboxRecord(
 		event_id=event_id, event_type="posted", reference_doctype="GL Entry", reference_name=ref,
 		company=company, event_time=datetime(2026, 11, 23, 9, 30, 15, 250000), topic=topic,
 		message_key=company, schema_name=CODEC.name, schema_version=CODEC.version,
@@ -103,12 +104,12 @@ def event(
 	)  # fmt: skip
 
 
-def commit_transaction(records: list[outbox.OutboxRecord]) -> None:
+def commit_transaction(records: list[OutboxRecord]) -> None:
 	"""A user's transaction as the capture flush runs it: the outbox write in before_commit,
 	the wake-up in after_commit (emitters/handler.py `flush`)."""
 
 	def flush():
-		outbox.write(frappe.db, records, datetime.now(), context=message_context())
+		write_outbox(frappe.db, records, datetime.now(), context=message_context())
 		frappe.db.after_commit.add(wake.after_commit)
 
 	frappe.db.before_commit.add(flush)

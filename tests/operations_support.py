@@ -9,9 +9,11 @@ from datetime import date, datetime, timedelta
 import frappe
 from frappe import standin
 
-from erpnext_streaming import catalog, outbox
+from erpnext_streaming import catalog
 from erpnext_streaming.constants import BUNDLE_TABLE, EVENT_LOG_TABLE, SETTINGS_DOCTYPE, Status
 from erpnext_streaming.emitters import codec as codec_module
+from erpnext_streaming.outbox.records import OutboxRecord
+from erpnext_streaming.outbox.write import write
 from erpnext_streaming.tests.utils import FailingDatabase
 
 COMPANY = "Wind Power LLC"
@@ -34,13 +36,13 @@ def log_row(
 	payload: bytes | None = None,
 ) -> int:
 	"""Write one Event Log row through the outbox, then put it in `status` as of `created`."""
-	record = outbox.OutboxRecord(
+	record = OutboxRecord(
 		event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"ops-test/{ref}")), event_type="posted",
 		reference_doctype=doctype, reference_name=ref, company=company, event_time=created, topic=topic,
 		message_key=company, schema_name="io.erpnext.streaming.GLEntryEvent", schema_version=1,
 		schema_fingerprint="00", payload=f"payload of {ref}".encode() if payload is None else payload,
 	)  # fmt: skip
-	outbox.write(frappe.db, [record], created)
+	write(frappe.db, [record], created)
 	name = frappe.db.sql(f"SELECT MAX(name) FROM `{EVENT_LOG_TABLE}`")[0][0]
 	frappe.db.sql(
 		f"UPDATE `{EVENT_LOG_TABLE}` SET status = %s, creation = %s, modified = %s, sent_at = %s, "

@@ -16,7 +16,7 @@ import pytest
 from erpnext_streaming import catalog
 from erpnext_streaming.constants import Status
 from erpnext_streaming.emitters import capture
-from erpnext_streaming.outbox import OutboxRecord
+from erpnext_streaming.outbox.records import OutboxRecord
 from erpnext_streaming.settings import StreamingConfig
 
 T0 = datetime(2026, 11, 23, 9, 0, 0, 123456)

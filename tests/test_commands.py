@@ -211,14 +211,14 @@ def test_backfill_refusals_exit_2_and_a_busy_job_exits_1(bench, mariadb):
 
 	from frappe.standin import StandinDatabase
 
-	from erpnext_streaming import outbox
+	from erpnext_streaming.outbox.mariadb import get_lock, lock_name
 
 	insert_invoices(3)
 	job = jobs.create(frappe.db, jobs.Kind.BACKFILL, datetime.now(), reference_doctype="Sales Invoice")
 	frappe.db.commit()
 	other = StandinDatabase(**{k: v for k, v in mariadb.items() if k != "tables"})
 	try:
-		assert outbox.get_lock(other, outbox.lock_name(other, f"job:{job.name}"), 0)
+		assert get_lock(other, lock_name(other, f"job:{job.name}"), 0)
 		result = bench("backfill", "--doctype", "Sales Invoice")
 		assert result.exit_code == 1 and "is being run by another process" in result.stderr
 	finally:

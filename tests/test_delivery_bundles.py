@@ -1,7 +1,7 @@
 """The delivery queue on real MariaDB (delivery/bundles.py): bundles claimed per company
 after its cursor, one lease per company on its cursor, receipts and cursors recorded,
 receipts settled into the Event Log; and the Event Log outcomes the drainer records
-beside them (outbox.py: Failed / Dead rows, dead-letter copies).
+beside them (outbox/outcomes.py: Failed / Dead rows, dead-letter copies).
 
 Includes the proof that claiming, recording and settling never block the user's INSERTs
 (issue "Delivery", point 4), with a control showing a naive locking read does block.
@@ -22,12 +22,31 @@ import pytest
 from delivery_support import CODEC, event
 from frappe.standin import StandinDatabase
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, EVENT_LOG_TABLE, RECEIPT_TABLE, Status
 from erpnext_streaming.delivery import bundles, sweeper
 from erpnext_streaming.delivery.messages import read
 from erpnext_streaming.delivery.messages import refs as refs_in
-from erpnext_streaming.outbox import Lease, Published, Unsent
+from erpnext_streaming.outbox.mariadb import get_lock, lock_name, release_lock, use_read_committed
+from erpnext_streaming.outbox.outcomes import (
+	EVENT_LOG_INDEXES,
+	OLD_PENDING_INDEX,
+	claim_dead_letters,
+	dead_letters_pending,
+	mark_dead_lettered,
+	mark_unsent,
+	release_expired_leases,
+)
+from erpnext_streaming.outbox.records import (
+	LAST_ERROR_LIMIT,
+	NO_COMPANY_BUCKET,
+	NO_CONTEXT,
+	Lease,
+	OutboxRecord,
+	Published,
+	Unsent,
+)
+from erpnext_streaming.outbox.requeue import requeue
+from erpnext_streaming.outbox.write import write
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +56,7 @@ UNTIL = NOW + LEASE
 LATER = NOW + timedelta(minutes=3)
 
 
-def record(ref: str, company: str, status: str = Status.QUEUED) -> outbox.OutboxRecord:
+def record(ref: str, company: str, status: str = Status.QUEUED) -> OutboxRecord:
 	return event(
 		ref,
 		company,
@@ -50,7 +69,7 @@ def record(ref: str, company: str, status: str = Status.QUEUED) -> outbox.Outbox
 def commit(*refs: tuple[str, str], db=None) -> None:
 	"""ONE user transaction writing the events `refs` ((reference, company), ...)."""
 	db = db or frappe.db
-	outbox.write(db, [record(ref, company) for ref, company in refs], NOW)
+	write(db, [record(ref, company) for ref, company in refs], NOW)
 	db.commit()
 
 
@@ -175,7 +194,7 @@ def test_claim_takes_each_companys_bundles_in_name_order_under_one_lease_on_its_
 	got = claim("d1")
 	assert refs(got) == ["a1", "b1", "a2", "x1", "a3"]
 	assert [b.name for b in got] == sorted(b.name for b in got)
-	assert [b.cursor for b in got] == ["A", "B", "A", outbox.NO_COMPANY_BUCKET, "A"]
+	assert [b.cursor for b in got] == ["A", "B", "A", NO_COMPANY_BUCKET, "A"]
 	assert [b.events for b in got] == [1] * 5 and [b.attempts for b in got] == [0] * 5
 	leases = {name: (c.lease_owner, c.lease_expires_at, c.delivered_through) for name, c in cursors().items()}
 	assert leases == {"A": ("d1", UNTIL, 0), "B": ("d1", UNTIL, 0), "-": ("d1", UNTIL, 0)}
@@ -436,7 +455,7 @@ def test_settle_marks_queued_and_failed_rows_sent_and_never_a_dead_or_sent_row(s
 	(bundle,) = claim("d1")
 	bundles.record_delivered(frappe.db, [Published(sent, 1, 1)], {}, NOW)
 	bundles.settle(frappe.db, NOW)
-	outbox.mark_unsent(
+	mark_unsent(
 		frappe.db,
 		[
 			Unsent(failed, Status.FAILED, 1, "timeout", next_attempt_at=LATER),
@@ -446,7 +465,7 @@ def test_settle_marks_queued_and_failed_rows_sent_and_never_a_dead_or_sent_row(s
 		NOW,
 	)
 	frappe.db.commit()
-	outbox.requeue(frappe.db, [requeued], NOW)
+	requeue(frappe.db, [requeued], NOW)
 	frappe.db.commit()
 	late = [
 		Published(failed, 2, 20),
@@ -468,7 +487,7 @@ def test_undelivered_events_are_recorded_failed_or_dead_in_one_statement(site):
 	claim("d1")
 	due = NOW + timedelta(seconds=9)
 	counting = CountingDb(frappe.db)
-	outbox.mark_unsent(
+	mark_unsent(
 		counting,
 		[
 			Unsent(a1, Status.FAILED, 1, "_MSG_TIMED_OUT: Local: Message timed out", next_attempt_at=due),
@@ -484,8 +503,8 @@ def test_undelivered_events_are_recorded_failed_or_dead_in_one_statement(site):
 		Status.FAILED, 1, due, "_MSG_TIMED_OUT")  # fmt: skip
 	assert (s2.status, s2.dead_lettered_at, s2.kafka_partition, s2.kafka_offset) == (Status.DEAD, NOW, 0, 4)
 	assert s3.status == Status.DEAD and s3.dead_lettered_at is None  # its copy is still to be sent
-	assert len(s3.last_error) == outbox.LAST_ERROR_LIMIT  # truncated
-	assert outbox.dead_letters_pending(frappe.db, NOW)
+	assert len(s3.last_error) == LAST_ERROR_LIMIT  # truncated
+	assert dead_letters_pending(frappe.db, NOW)
 
 
 def test_a_sent_row_is_never_turned_back_by_a_late_failure(site):
@@ -493,7 +512,7 @@ def test_a_sent_row_is_never_turned_back_by_a_late_failure(site):
 	(a1,) = names_of("a1")
 	deliver(claim("d1"))
 	bundles.settle(frappe.db, NOW)
-	outbox.mark_unsent(frappe.db, [Unsent(a1, Status.FAILED, 2, "late report", next_attempt_at=LATER)], NOW)
+	mark_unsent(frappe.db, [Unsent(a1, Status.FAILED, 2, "late report", next_attempt_at=LATER)], NOW)
 	frappe.db.commit()
 	assert (state(a1).status, state(a1).attempts) == (Status.SENT, 0)
 
@@ -502,42 +521,40 @@ def test_a_sent_row_is_never_turned_back_by_a_late_failure(site):
 
 
 def test_dead_rows_from_capture_have_no_bundle_and_wait_for_their_dead_letter_copy(site):
-	outbox.write(frappe.db, [record("ok", "A"), record("broken", "A", Status.DEAD)], NOW)
+	write(frappe.db, [record("ok", "A"), record("broken", "A", Status.DEAD)], NOW)
 	frappe.db.commit()
 	ok, broken = names_of("ok", "broken")
 	assert sweeper.has_pending_work(frappe.db, NOW)
 	got = claim("d1")
 	entries = [n for b in got for n in refs_in(b.messages)]
 	assert entries == [ok]  # a Dead row has no entry, and blocks nothing
-	copies = outbox.claim_dead_letters(frappe.db, Lease("d1", UNTIL), NOW, 10)
+	copies = claim_dead_letters(frappe.db, Lease("d1", UNTIL), NOW, 10)
 	frappe.db.commit()
 	assert [r["name"] for r in copies] == [broken] and copies[0]["last_error"] == "capture failed"
 	assert (state(broken).lease_owner, state(broken).lease_expires_at) == ("d1", UNTIL)
-	assert outbox.claim_dead_letters(frappe.db, Lease("d2", UNTIL), NOW, 10) == []  # leased
+	assert claim_dead_letters(frappe.db, Lease("d2", UNTIL), NOW, 10) == []  # leased
 	assert not sweeper.has_pending_work(frappe.db, NOW)  # both in flight
 
-	outbox.mark_dead_lettered(frappe.db, [Published(broken, 2, 40)], NOW)
+	mark_dead_lettered(frappe.db, [Published(broken, 2, 40)], NOW)
 	deliver(got)
 	frappe.db.commit()
 	s = state(broken)
 	assert (s.status, s.dead_lettered_at, s.kafka_partition, s.kafka_offset, s.lease_owner) == (
 		Status.DEAD, NOW, 2, 40, None)  # fmt: skip
-	assert outbox.claim_dead_letters(frappe.db, Lease("d2", UNTIL), NOW, 10) == []
+	assert claim_dead_letters(frappe.db, Lease("d2", UNTIL), NOW, 10) == []
 	assert not sweeper.has_pending_work(frappe.db, NOW)
 
 
 def test_a_dead_letter_copy_leased_by_a_drainer_that_died_is_released_and_taken_again(site):
-	outbox.write(frappe.db, [record("broken", "A", Status.DEAD)], NOW)
+	write(frappe.db, [record("broken", "A", Status.DEAD)], NOW)
 	frappe.db.commit()
 	(broken,) = names_of("broken")
-	outbox.claim_dead_letters(frappe.db, Lease("dead-drainer", UNTIL), NOW, 10)
+	claim_dead_letters(frappe.db, Lease("dead-drainer", UNTIL), NOW, 10)
 	frappe.db.commit()
-	assert outbox.release_expired_leases(frappe.db, UNTIL) == [broken]
+	assert release_expired_leases(frappe.db, UNTIL) == [broken]
 	frappe.db.commit()
-	assert outbox.release_expired_leases(frappe.db, UNTIL) == []  # idempotent
-	assert [r["name"] for r in outbox.claim_dead_letters(frappe.db, Lease("d2", LATER), UNTIL, 10)] == [
-		broken
-	]
+	assert release_expired_leases(frappe.db, UNTIL) == []  # idempotent
+	assert [r["name"] for r in claim_dead_letters(frappe.db, Lease("d2", LATER), UNTIL, 10)] == [broken]
 
 
 def test_pending_work_and_the_next_due_attempt(site):
@@ -564,8 +581,8 @@ def test_pending_work_and_the_next_due_attempt(site):
 
 def test_the_oldest_undelivered_bundle_is_the_first_after_its_cursor(site):
 	assert bundles.oldest_undelivered(frappe.db) is None
-	outbox.write(frappe.db, [record("a1", "A")], NOW)
-	outbox.write(frappe.db, [record("b1", "B")], LATER)
+	write(frappe.db, [record("a1", "A")], NOW)
+	write(frappe.db, [record("b1", "B")], LATER)
 	frappe.db.commit()
 	assert bundles.oldest_undelivered(frappe.db) == NOW
 	deliver([b for b in claim("d1") if b.cursor == "A"])
@@ -593,15 +610,13 @@ def test_requeued_dead_rows_go_into_a_new_bundle_at_the_end_of_their_companys_qu
 	each_in_its_own_transaction(("a1", "A"), ("a2", "A"))
 	a1, a2 = names_of("a1", "a2")
 	got = claim("d1")
-	outbox.mark_unsent(
-		frappe.db, [Unsent(a1, Status.DEAD, 1, "refused", dead_letter=Published(a1, 0, 1))], NOW
-	)
+	mark_unsent(frappe.db, [Unsent(a1, Status.DEAD, 1, "refused", dead_letter=Published(a1, 0, 1))], NOW)
 	bundles.record_delivered(frappe.db, [Published(a2, 0, 7)], through(got), NOW)  # Dead holds nothing back
 	bundles.release(frappe.db, "d1")
 	frappe.db.commit()
 	commit(("a3", "A"))
 
-	assert outbox.requeue(frappe.db, [a1], LATER) == [a1]
+	assert requeue(frappe.db, [a1], LATER) == [a1]
 	frappe.db.commit()
 	assert (state(a1).status, state(a1).dead_lettered_at) == (Status.QUEUED, None)
 	claimed = claim("d2")
@@ -614,7 +629,7 @@ def test_queue_rows_writes_bundles_for_existing_rows_in_name_order(site):
 	a1, b1, a2 = names_of("a1", "b1", "a2")
 	frappe.db.sql(f"DELETE FROM `{BUNDLE_TABLE}`")  # rows an earlier version left pending
 	frappe.db.commit()
-	assert bundles.queue_rows(frappe.db, [a1, b1, a2], NOW, outbox.NO_CONTEXT, chunk=2) == 3
+	assert bundles.queue_rows(frappe.db, [a1, b1, a2], NOW, NO_CONTEXT, chunk=2) == 3
 	frappe.db.commit()
 	assert [(b.company, b.events) for b in table(BUNDLE_TABLE)] == [("A", 1), ("B", 1), ("A", 1)]
 	assert refs(claim("d1")) == ["a1", "b1", "a2"]
@@ -650,7 +665,7 @@ def test_requeued_rows_of_companies_the_database_holds_as_one_name_stay_in_name_
 	names = names_of("a1", "a2", "a3")
 	frappe.db.sql(f"DELETE FROM `{BUNDLE_TABLE}`")
 	frappe.db.commit()
-	bundles.queue_rows(frappe.db, names, NOW, outbox.NO_CONTEXT)
+	bundles.queue_rows(frappe.db, names, NOW, NO_CONTEXT)
 	frappe.db.commit()
 	assert refs(claim("d1")) == ["a1", "a2", "a3"]
 
@@ -662,7 +677,7 @@ def _connection(mariadb, read_committed: bool) -> StandinDatabase:
 	db = StandinDatabase(**{k: v for k, v in mariadb.items() if k != "tables"})
 	db.sql("SET SESSION innodb_lock_wait_timeout = 1")
 	if read_committed:
-		outbox.use_read_committed(db)
+		use_read_committed(db)
 	db.commit()
 	return db
 
@@ -682,8 +697,8 @@ def test_claiming_recording_and_settling_never_block_the_users_inserts(site, mar
 	each_in_its_own_transaction(("a1", "A"), ("b1", "B"))
 	drainer, user = _connection(mariadb, True), _connection(mariadb, False)
 	try:
-		lock = outbox.lock_name(drainer, "claim")
-		assert outbox.get_lock(drainer, lock, 1)
+		lock = lock_name(drainer, "claim")
+		assert get_lock(drainer, lock, 1)
 		got = bundles.claim(drainer, "d1", UNTIL, NOW, 100)  # transaction open: cursor rows locked
 		assert [b.cursor for b in got] == ["A", "B"]
 		# same companies, a new company, and both at once: none of them waits
@@ -697,7 +712,7 @@ def test_claiming_recording_and_settling_never_block_the_users_inserts(site, mar
 		assert bundles.settle(drainer, NOW) == 2
 		assert _user_transaction_commits(user, ("a3", "A"), ("b3", "B"))
 		drainer.commit()
-		outbox.release_lock(drainer, lock)
+		release_lock(drainer, lock)
 	finally:
 		drainer.close()
 		user.close()
@@ -772,7 +787,7 @@ def test_a_requeue_of_dead_rows_takes_the_company_counter_lock(site, mariadb):
 	frappe.db.commit()
 	user = _connection(mariadb, False)
 	try:
-		outbox.requeue(frappe.db, [a1], NOW)  # its transaction still open
+		requeue(frappe.db, [a1], NOW)  # its transaction still open
 		assert not _user_transaction_commits(user, ("a2", "A"))
 		assert _user_transaction_commits(user, ("b1", "B"))  # other companies go on
 		frappe.db.commit()
@@ -784,13 +799,13 @@ def test_a_requeue_of_dead_rows_takes_the_company_counter_lock(site, mariadb):
 def test_claimers_are_serialized_by_the_named_lock(site, mariadb):
 	first, second = _connection(mariadb, True), _connection(mariadb, True)
 	try:
-		lock = outbox.lock_name(first, "claim")
-		assert lock == outbox.lock_name(second, "claim") and mariadb["database"] in lock
-		assert outbox.get_lock(first, lock, 1)
-		assert not outbox.get_lock(second, lock, 0.2)
-		outbox.release_lock(first, lock)
-		assert outbox.get_lock(second, lock, 0.2)
-		outbox.release_lock(second, lock)
+		lock = lock_name(first, "claim")
+		assert lock == lock_name(second, "claim") and mariadb["database"] in lock
+		assert get_lock(first, lock, 1)
+		assert not get_lock(second, lock, 0.2)
+		release_lock(first, lock)
+		assert get_lock(second, lock, 0.2)
+		release_lock(second, lock)
 	finally:
 		first.close()
 		second.close()
@@ -811,10 +826,10 @@ def _indexes(mariadb, table_name: str) -> dict[str, list[str]]:
 
 def test_the_tables_have_the_composite_indexes_the_queue_reads(mariadb):
 	log = _indexes(mariadb, EVENT_LOG_TABLE)
-	for index_name, columns in outbox.EVENT_LOG_INDEXES.items():
+	for index_name, columns in EVENT_LOG_INDEXES.items():
 		assert log[index_name] == list(columns)
 	assert log["lease_expires_at"] == ["lease_expires_at"]
-	assert outbox.OLD_PENDING_INDEX not in log
+	assert OLD_PENDING_INDEX not in log
 	queue = _indexes(mariadb, BUNDLE_TABLE)
 	for index_name, columns in bundles.BUNDLE_INDEXES.items():
 		assert queue[index_name] == list(columns)

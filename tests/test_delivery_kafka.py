@@ -30,9 +30,9 @@ from delivery_support import (
 	wait_for,
 )
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import Status
 from erpnext_streaming.delivery import messages
+from erpnext_streaming.outbox.write import write
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +122,7 @@ def test_a_rolled_back_transaction_leaves_no_rows_and_no_messages(site, kafka_bo
 
 	# written inside the transaction while the drainer runs (polling every 0.5 s) ...
 	doomed = [event("doomed-1", "Acme Corp", topic), event("doomed-2", "Globex Ltd", topic)]
-	outbox.write(frappe.db, doomed, first[0].event_time)
+	write(frappe.db, doomed, first[0].event_time)
 	time.sleep(1.5)  # several drainer cycles see nothing: the rows are not committed
 	frappe.db.rollback()
 	after = [event("after", "Acme Corp", topic)]

@@ -24,14 +24,14 @@ from delivery_support import (
 )
 from test_delivery_drainer import make_drainer, producer_conf
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, RECEIPT_TABLE, Status
 from erpnext_streaming.delivery import bundles
 from erpnext_streaming.delivery.connection import Connection
 from erpnext_streaming.delivery.marker import Marker
 from erpnext_streaming.delivery.messages import refs as refs_in
 from erpnext_streaming.delivery.producer import KafkaProducer
-from erpnext_streaming.outbox import Published
+from erpnext_streaming.outbox.mariadb import use_read_committed
+from erpnext_streaming.outbox.records import Published
 
 NOW = datetime(2026, 11, 23, 10, 0, 0)
 
@@ -124,7 +124,7 @@ def test_a_record_runs_while_the_drainers_connection_claims_the_next_batch(site)
 		marker.db.hold = True
 		marker.submit([Published(n, 0, i) for i, n in enumerate(events_of(first))], through_of(first), NOW)
 		assert entered.wait(10)
-		outbox.use_read_committed(frappe.db)
+		use_read_committed(frappe.db)
 		frappe.db.commit()  # the isolation level applies from the next transaction (as `Drainer.prepare`)
 		second = claimed(after=through_of(first))  # the drainer continues after what it started
 		assert [b.cursor for b in second] == [COMPANIES[1]]

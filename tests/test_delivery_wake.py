@@ -29,9 +29,9 @@ from frappe import standin
 from frappe.utils.background_jobs import get_job
 from harness.services import start_redis
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import Status
 from erpnext_streaming.delivery import jobs, signals, wake
+from erpnext_streaming.outbox.write import write
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +131,7 @@ def _sweep_in_thread(site_name, params, redis_url, conf, singles, results):
 def test_the_sweeper_releases_expired_leases_and_is_idempotent_when_run_concurrently(site, mariadb, workers):
 	configure("127.0.0.1:9", "dead-letters")
 	now = datetime.now()
-	outbox.write(frappe.db, [event(f"s{i}", "Acme Corp", "t") for i in range(3)], now)
+	write(frappe.db, [event(f"s{i}", "Acme Corp", "t") for i in range(3)], now)
 	frappe.db.commit()  # no wake-up: as if Redis had been down at commit time
 	names = [r.name for r in rows()]
 	frappe.db.sql(

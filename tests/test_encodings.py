@@ -30,7 +30,7 @@ from test_schema_files import crc64_avro_bitwise  # the specification's algorith
 from erpnext_streaming.constants import Encoding, Status
 from erpnext_streaming.delivery import framing, messages
 from erpnext_streaming.delivery.producer import KafkaProducer
-from erpnext_streaming.outbox import OutboxRecord
+from erpnext_streaming.outbox.records import OutboxRecord
 from erpnext_streaming.schemas import SchemaRegistry, get_event_schema
 from erpnext_streaming.schemas.registry import PACKAGE_DIR
 

@@ -7,14 +7,16 @@ from datetime import datetime, timedelta
 import frappe
 import pytest
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import Status
+from erpnext_streaming.outbox.outcomes import clear_old_logs
+from erpnext_streaming.outbox.records import OutboxRecord
+from erpnext_streaming.outbox.write import write
 
 pytestmark = pytest.mark.integration
 
 
-def record(name: str, company: str = "ACME") -> outbox.OutboxRecord:
-	return outbox.OutboxRecord(
+def record(name: str, company: str = "ACME") -> OutboxRecord:
+	return OutboxRecord(
 		event_id=f"id-{name}", event_type="submitted", reference_doctype="Sales Invoice", reference_name=name,
 		company=company, event_time=None, topic="erpnext.sales-invoice", message_key=company,
 		schema_name="io.erpnext.streaming.SalesInvoice", schema_version=1, schema_fingerprint="00",
@@ -25,7 +27,7 @@ def record(name: str, company: str = "ACME") -> outbox.OutboxRecord:
 def test_clear_old_logs_deletes_only_sent_rows_older_than_the_retention(site):
 	now = datetime(2026, 11, 23, 12, 0, 0)
 	old, recent = now - timedelta(days=31), now - timedelta(days=29)
-	outbox.write(frappe.db, [record(f"SINV-{i}") for i in range(8)], now)
+	write(frappe.db, [record(f"SINV-{i}") for i in range(8)], now)
 	names = [r[0] for r in frappe.db.sql("SELECT name FROM `tabStreaming Event Log` ORDER BY name")]
 	states = [
 		(Status.SENT, old),
@@ -43,7 +45,7 @@ def test_clear_old_logs_deletes_only_sent_rows_older_than_the_retention(site):
 			(status, modified, name),
 		)
 
-	outbox.clear_old_logs(frappe.db, days=30, now=now)
+	clear_old_logs(frappe.db, days=30, now=now)
 
 	left = frappe.db.sql("SELECT name, status FROM `tabStreaming Event Log` ORDER BY name")
 	kept = [(n, s) for (n, (s, _)) in zip(names, states, strict=True) if not (s == Status.SENT and _ == old)]

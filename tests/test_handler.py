@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from erpnext_streaming import catalog, constants
 from erpnext_streaming.constants import EVENT_LOG_TABLE, SETTINGS_DOCTYPE, Status
 from erpnext_streaming.emitters import handler
-from erpnext_streaming.outbox import decode_payload
+from erpnext_streaming.outbox.records import decode_payload
 from erpnext_streaming.schemas import get_event_schema
 from erpnext_streaming.schemas.serializer import decode
 

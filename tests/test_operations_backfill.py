@@ -18,7 +18,7 @@ from erpnext_streaming.emitters.envelope import event_id
 from erpnext_streaming.operations import backfill, jobs
 from erpnext_streaming.operations import site as ops
 from erpnext_streaming.operations.progress import Progress
-from erpnext_streaming.outbox import decode_payload
+from erpnext_streaming.outbox.records import decode_payload
 from erpnext_streaming.schemas import get_event_schema
 from erpnext_streaming.schemas.serializer import decode
 
@@ -177,7 +177,7 @@ def test_refusals_change_nothing(site):
 def test_a_job_another_process_runs_is_left_alone(site, mariadb):
 	from frappe.standin import StandinDatabase
 
-	from erpnext_streaming import outbox
+	from erpnext_streaming.outbox.mariadb import get_lock, lock_name
 
 	configure()
 	insert_invoices(5)
@@ -185,7 +185,7 @@ def test_a_job_another_process_runs_is_left_alone(site, mariadb):
 	frappe.db.commit()
 	other = StandinDatabase(**{k: v for k, v in mariadb.items() if k != "tables"})
 	try:
-		assert outbox.get_lock(other, outbox.lock_name(other, f"job:{job.name}"), 0)
+		assert get_lock(other, lock_name(other, f"job:{job.name}"), 0)
 		result, resumed = ops.backfill(SI)
 		assert (result.outcome, resumed) == (jobs.Outcome.BUSY, True)
 		assert event_log() == []

@@ -157,7 +157,8 @@ def test_requeue_filters_by_status_since_doctype_and_company(failures):
 
 
 def test_a_capture_failure_is_never_requeued_it_has_nothing_to_publish(site):
-	from erpnext_streaming import api, outbox
+	from erpnext_streaming import api
+	from erpnext_streaming.outbox.requeue import NO_PAYLOAD_REASON, RequeueRefused, requeue
 
 	now = datetime.now()
 	broken = log_row("broken", Status.DEAD, now, error="BuildError: envelope.modified: ...", payload=b"")
@@ -165,9 +166,9 @@ def test_a_capture_failure_is_never_requeued_it_has_nothing_to_publish(site):
 	frappe.db.commit()
 	assert ops.requeue() == {"matched": 1, "requeued": 1, "dry_run": False}
 	assert statuses() == {"broken": (Status.DEAD, 0), "fine": (Status.QUEUED, 0)}
-	with pytest.raises(outbox.RequeueRefused) as refused:
-		outbox.requeue(frappe.db, [broken], now)
-	assert refused.value.rows == [(broken, outbox.NO_PAYLOAD_REASON)]
+	with pytest.raises(RequeueRefused) as refused:
+		requeue(frappe.db, [broken], now)
+	assert refused.value.rows == [(broken, NO_PAYLOAD_REASON)]
 	with pytest.raises(frappe.ValidationError, match="has no encoded event"):
 		api.requeue(names=[broken])
 

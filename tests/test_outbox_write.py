@@ -11,15 +11,16 @@ import pymysql
 import pytest
 from frappe.standin import StandinDatabase
 
-from erpnext_streaming import outbox
 from erpnext_streaming.delivery import messages
 from erpnext_streaming.delivery.messages import refs as refs_in
+from erpnext_streaming.outbox.records import MessageContext, OutboxRecord, decode_payload
+from erpnext_streaming.outbox.write import write
 
 pytestmark = pytest.mark.integration
 
 
-def record(name: str, company: str) -> outbox.OutboxRecord:
-	return outbox.OutboxRecord(
+def record(name: str, company: str) -> OutboxRecord:
+	return OutboxRecord(
 		event_id=f"id-{name}", event_type="posted", reference_doctype="GL Entry", reference_name=name,
 		company=company, event_time=datetime(2026, 11, 23, 9, 30), topic="erpnext.gl-entry",
 		message_key=company, schema_name="io.erpnext.streaming.GLEntry", schema_version=1,
@@ -36,9 +37,9 @@ def rows():
 
 def test_a_transaction_writes_its_events_in_buffer_order_with_per_company_sequences(site):
 	now = datetime(2026, 11, 23, 10, 0)
-	outbox.write(frappe.db, [record("a1", "A"), record("b1", "B"), record("a2", "A"), record("x1", "")], now)
+	write(frappe.db, [record("a1", "A"), record("b1", "B"), record("a2", "A"), record("x1", "")], now)
 	frappe.db.commit()
-	outbox.write(frappe.db, [record("a3", "A"), record("b2", "B")], now)
+	write(frappe.db, [record("a3", "A"), record("b2", "B")], now)
 	frappe.db.commit()
 
 	got = rows()
@@ -47,14 +48,14 @@ def test_a_transaction_writes_its_events_in_buffer_order_with_per_company_sequen
 	assert [(r.company, r.company_sequence) for r in got] == [
 		("A", 1), ("B", 1), ("A", 2), ("", 1), ("A", 3), ("B", 2)]  # fmt: skip
 	assert all(r.status == "Queued" for r in got)
-	assert outbox.decode_payload(got[0].payload) == bytes([0, 1, 2, 255])
+	assert decode_payload(got[0].payload) == bytes([0, 1, 2, 255])
 
 
 def test_rollback_leaves_no_rows_and_no_sequence_numbers_used(site):
 	now = datetime(2026, 11, 23, 10, 0)
-	outbox.write(frappe.db, [record("a1", "A")], now)
+	write(frappe.db, [record("a1", "A")], now)
 	frappe.db.rollback()
-	outbox.write(frappe.db, [record("a2", "A")], now)
+	write(frappe.db, [record("a2", "A")], now)
 	frappe.db.commit()
 	assert [(r.reference_name, r.company_sequence) for r in rows()] == [("a2", 1)]
 
@@ -72,13 +73,13 @@ def test_a_second_transaction_of_the_same_company_waits_for_the_first_to_commit(
 	now = datetime(2026, 11, 23, 10, 0)
 	t1, t2 = _two_connections(mariadb)
 	try:
-		outbox.write(t1, [record("t1", "A")], now)  # holds company A's counter row
+		write(t1, [record("t1", "A")], now)  # holds company A's counter row
 		with pytest.raises(pymysql.err.OperationalError) as blocked:
-			outbox.write(t2, [record("t2", "A")], now)
+			write(t2, [record("t2", "A")], now)
 		assert blocked.value.args[0] == 1205  # lock wait timeout: T2 had to wait for T1
 		t2.rollback()
 		t1.commit()
-		outbox.write(t2, [record("t2", "A")], now)
+		write(t2, [record("t2", "A")], now)
 		t2.commit()
 	finally:
 		t1.close()
@@ -93,8 +94,8 @@ def test_transactions_of_other_companies_do_not_wait(site, mariadb):
 	now = datetime(2026, 11, 23, 10, 0)
 	t1, t2 = _two_connections(mariadb)
 	try:
-		outbox.write(t1, [record("a", "A")], now)
-		outbox.write(t2, [record("b", "B")], now)  # would raise 1205 if it had to wait
+		write(t1, [record("a", "A")], now)
+		write(t2, [record("b", "B")], now)  # would raise 1205 if it had to wait
 		t2.commit()
 		t1.commit()
 	finally:
@@ -113,13 +114,13 @@ def bundles():
 
 def test_a_failed_insert_gives_its_sequence_numbers_back_and_leaves_no_bundle(site):
 	now = datetime(2026, 11, 23, 10, 0)
-	outbox.write(frappe.db, [record("a1", "A")], now)
+	write(frappe.db, [record("a1", "A")], now)
 	frappe.db.commit()
 	broken = record("a2", "A")
 	broken.event_type = "x" * 200  # longer than varchar(140): MariaDB refuses the row (strict mode)
 	with pytest.raises(pymysql.err.DataError):
-		outbox.write(frappe.db, [broken], now)
-	outbox.write(frappe.db, [record("a3", "A")], now)  # the same transaction goes on
+		write(frappe.db, [broken], now)
+	write(frappe.db, [record("a3", "A")], now)  # the same transaction goes on
 	frappe.db.commit()
 	assert [(r.reference_name, r.company_sequence) for r in rows()] == [("a1", 1), ("a3", 2)]
 	assert [refs_in(b.messages) for b in bundles()] == [[r.name] for r in rows()]
@@ -143,7 +144,7 @@ def test_a_transaction_costs_six_statements_whatever_its_size(site, events):
 	the transaction."""
 	db = CountingDatabase(frappe.db)
 	companies = ("A", "B", "C")
-	outbox.write(db, [record(f"r{i}", companies[i % 3]) for i in range(events)], datetime(2026, 11, 23, 10))
+	write(db, [record(f"r{i}", companies[i % 3]) for i in range(events)], datetime(2026, 11, 23, 10))
 	frappe.db.commit()  # the user's transaction ends (nothing more is sent for the outbox)
 	assert db.statements == ["SAVEPOINT", "INSERT", "SELECT", "SELECT", "INSERT", "INSERT"]
 	assert len(rows()) == events
@@ -154,9 +155,9 @@ def test_companies_the_database_holds_as_one_name_share_one_gapless_sequence(sit
 	"""MariaDB's collation holds "Acme", "ACME" and "Acme " as one counter row (case and
 	trailing spaces do not count): their events share its numbers, none is lost or repeated."""
 	now = datetime(2026, 11, 23, 10, 0)
-	outbox.write(frappe.db, [record("a1", "Acme"), record("a2", "ACME "), record("a3", "Acme")], now)
+	write(frappe.db, [record("a1", "Acme"), record("a2", "ACME "), record("a3", "Acme")], now)
 	frappe.db.commit()  # the user's transaction commits
-	outbox.write(frappe.db, [record("a4", "acme")], now)
+	write(frappe.db, [record("a4", "acme")], now)
 	frappe.db.commit()  # the user's transaction commits
 	got = rows()
 	assert [(r.reference_name, r.company, r.company_sequence) for r in got] == [
@@ -170,11 +171,11 @@ def test_a_transaction_writes_one_bundle_per_company_with_its_events_in_sequence
 	now = datetime(2026, 11, 23, 10, 0)
 	dead = record("x1", "A")
 	dead.status, dead.payload, dead.last_error = "Dead", b"", "capture failed"
-	outbox.write(
+	write(
 		frappe.db,
 		[record("a1", "A"), record("b1", "B"), dead, record("a2", "A")],
 		now,
-		context=outbox.MessageContext("site.test"),
+		context=MessageContext("site.test"),
 	)
 	frappe.db.commit()
 	by_ref = {r.reference_name: r for r in rows()}
@@ -187,7 +188,7 @@ def test_a_transaction_writes_one_bundle_per_company_with_its_events_in_sequence
 	assert [m.ref for m in got["A"]] == [by_ref["a1"].name, by_ref["a2"].name]
 	first = got["A"][0]
 	assert (first.topic, first.key, first.value) == (
-		"erpnext.gl-entry", "A", outbox.decode_payload(by_ref["a1"].payload))  # fmt: skip
+		"erpnext.gl-entry", "A", decode_payload(by_ref["a1"].payload))  # fmt: skip
 	headers = dict(first.headers)
 	assert headers["ce_source"] == "site.test"
 	assert headers["es_company_sequence"] == "1"
@@ -202,8 +203,8 @@ def test_a_bundles_values_come_back_from_mariadb_byte_for_byte_whatever_their_by
 	and the read back."""
 	every = record("a1", "A")
 	every.payload = bytes(range(256)) + b"'\"\\\n\x00"
-	outbox.write(frappe.db, [every, record("a2", "A")], datetime(2026, 11, 23, 10, 0),
-		context=outbox.MessageContext("site.test"))  # fmt: skip
+	write(frappe.db, [every, record("a2", "A")], datetime(2026, 11, 23, 10, 0),
+		context=MessageContext("site.test"))  # fmt: skip
 	(stored,) = bundles()
 	ready: list = []
 	assert len(messages.read(stored.messages, None, ready, {})) == 2

@@ -13,10 +13,11 @@ import pytest
 from delivery_support import event
 from harness.schema import DOCTYPE_DIR
 
-from erpnext_streaming import api, outbox
+from erpnext_streaming import api
 from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, EVENT_LOG_TABLE, Status
 from erpnext_streaming.delivery import bundles, wake
 from erpnext_streaming.delivery.messages import refs as refs_in
+from erpnext_streaming.outbox.write import write
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 23, 10, 0)
@@ -34,7 +35,7 @@ def log(site):
 		"dead_globex": (Status.DEAD, "Globex Ltd"),
 		"in_flight": (Status.DEAD, "Globex Ltd"),
 	}
-	outbox.write(
+	write(
 		frappe.db,
 		[event(label, company, "erpnext.sales-invoice") for label, (_, company) in states.items()],
 		NOW,

@@ -15,7 +15,7 @@ from erpnext_streaming import catalog
 from erpnext_streaming.emitters.envelope import event_id
 from erpnext_streaming.operations import jobs, revaluation
 from erpnext_streaming.operations import site as ops
-from erpnext_streaming.outbox import decode_payload
+from erpnext_streaming.outbox.records import decode_payload
 from erpnext_streaming.schemas import get_event_schema
 from erpnext_streaming.schemas.serializer import decode
 

@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 import frappe
 import pytest
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import BUNDLE_TABLE, EVENT_LOG_TABLE, Status
 from erpnext_streaming.delivery import bundles
 from erpnext_streaming.delivery.messages import refs as refs_in
+from erpnext_streaming.outbox.records import MessageContext, OutboxRecord
+from erpnext_streaming.outbox.write import write
 from erpnext_streaming.patches.v1_0.queue_pending_events import queue_pending
 
 pytestmark = pytest.mark.integration
@@ -22,8 +23,8 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2026, 12, 4, 10, 0)
 
 
-def record(name: str, company: str) -> outbox.OutboxRecord:
-	return outbox.OutboxRecord(
+def record(name: str, company: str) -> OutboxRecord:
+	return OutboxRecord(
 		event_id=f"id-{name}", event_type="posted", reference_doctype="GL Entry", reference_name=name,
 		company=company, event_time=NOW, topic="erpnext.gl-entry", message_key=company,
 		schema_name="io.erpnext.streaming.GLEntry", schema_version=1, schema_fingerprint="ab",
@@ -33,7 +34,7 @@ def record(name: str, company: str) -> outbox.OutboxRecord:
 
 def rows_as_an_earlier_version_left_them() -> dict[str, int]:
 	"""Rows written, some delivered (Sent), one Failed and one Dead, and no bundle at all."""
-	outbox.write(frappe.db, [record(f"{c}{i}", c) for i in range(1, 4) for c in ("A", "B")], NOW)
+	write(frappe.db, [record(f"{c}{i}", c) for i in range(1, 4) for c in ("A", "B")], NOW)
 	frappe.db.sql(f"DELETE FROM `{BUNDLE_TABLE}`")
 	names = {r[1]: r[0] for r in frappe.db.sql(f"SELECT name, reference_name FROM `{EVENT_LOG_TABLE}`")}
 	for ref, status in (("A1", Status.SENT), ("B1", Status.SENT), ("A2", Status.FAILED), ("B3", Status.DEAD)):
@@ -45,7 +46,7 @@ def rows_as_an_earlier_version_left_them() -> dict[str, int]:
 def test_pending_rows_of_an_earlier_version_get_bundles_in_name_order_and_are_claimed(site):
 	names = rows_as_an_earlier_version_left_them()
 
-	queued = queue_pending(frappe.db, NOW, outbox.MessageContext("site.test"), chunk=2)
+	queued = queue_pending(frappe.db, NOW, MessageContext("site.test"), chunk=2)
 	frappe.db.commit()
 
 	assert queued == 3  # A2 (Failed), A3 and B2 (Queued); not the Sent rows, nor the Dead one
@@ -62,22 +63,22 @@ def test_pending_rows_of_an_earlier_version_get_bundles_in_name_order_and_are_cl
 
 
 def test_the_patch_finds_nothing_to_queue_on_a_site_without_pending_rows(site):
-	outbox.write(frappe.db, [record("A1", "A")], NOW)
+	write(frappe.db, [record("A1", "A")], NOW)
 	frappe.db.sql(f"UPDATE `{EVENT_LOG_TABLE}` SET status = %s", (Status.SENT,))
 	frappe.db.sql(f"DELETE FROM `{BUNDLE_TABLE}`")
 	frappe.db.commit()
-	assert queue_pending(frappe.db, NOW, outbox.MessageContext("site.test")) == 0
+	assert queue_pending(frappe.db, NOW, MessageContext("site.test")) == 0
 	assert not frappe.db.sql(f"SELECT 1 FROM `{BUNDLE_TABLE}`")
 
 
 def test_rows_already_in_a_bundle_are_not_queued_twice(site):
 	"""A commit of the new code before the patch ran has its bundle: the patch skips it."""
-	outbox.write(frappe.db, [record("A1", "A")], NOW)  # an earlier version's row: no bundle
+	write(frappe.db, [record("A1", "A")], NOW)  # an earlier version's row: no bundle
 	frappe.db.sql(f"DELETE FROM `{BUNDLE_TABLE}`")
-	outbox.write(frappe.db, [record("A2", "A")], NOW)  # the new code's row, with its bundle
+	write(frappe.db, [record("A2", "A")], NOW)  # the new code's row, with its bundle
 	frappe.db.commit()
 
-	assert queue_pending(frappe.db, NOW, outbox.MessageContext("site.test")) == 1
+	assert queue_pending(frappe.db, NOW, MessageContext("site.test")) == 1
 	frappe.db.commit()
 	refs = [n for (m,) in frappe.db.sql(f"SELECT messages FROM `{BUNDLE_TABLE}`") for n in refs_in(m)]
 	names = [r[0] for r in frappe.db.sql(f"SELECT name FROM `{EVENT_LOG_TABLE}` ORDER BY name")]
@@ -89,7 +90,7 @@ def test_a_commit_before_the_migrate_keeps_its_rows_for_the_patch(site):
 	keeps its Event Log rows instead of losing them, and the patch gives them bundles."""
 	frappe.db.sql(f"RENAME TABLE `{BUNDLE_TABLE}` TO `{BUNDLE_TABLE} (not yet)`")
 	try:
-		outbox.write(frappe.db, [record("A1", "A"), record("B1", "B")], NOW)
+		write(frappe.db, [record("A1", "A"), record("B1", "B")], NOW)
 		frappe.db.commit()
 	finally:
 		frappe.db.sql(f"RENAME TABLE `{BUNDLE_TABLE} (not yet)` TO `{BUNDLE_TABLE}`")
@@ -98,4 +99,4 @@ def test_a_commit_before_the_migrate_keeps_its_rows_for_the_patch(site):
 		"B1",
 	]
 	assert not frappe.db.sql(f"SELECT 1 FROM `{BUNDLE_TABLE}`")
-	assert queue_pending(frappe.db, NOW, outbox.MessageContext("site.test")) == 2
+	assert queue_pending(frappe.db, NOW, MessageContext("site.test")) == 2

@@ -259,7 +259,6 @@ def backfill(
 	The same options resume an interrupted run from its checkpoint; event ids are those
 	of live events, and ids already in the Event Log are skipped."""
 	from erpnext_streaming.operations.backfill import BackfillRefused
-	from erpnext_streaming.operations.jobs import Outcome
 
 	scope = {
 		"company": company or "",
@@ -295,6 +294,13 @@ def backfill(
 	if dry_run:
 		click.echo(f"{count:,} submitted {doctype} document(s) in scope; nothing was written")
 		ctx.exit(EXIT_OK)
+	_exit_with_backfill_result(ctx, result)
+
+
+def _exit_with_backfill_result(ctx, result) -> None:
+	"""Say how the run ended (how to resume, when it can) and exit with its status."""
+	from erpnext_streaming.operations.jobs import Outcome
+
 	job = result.job
 	summary = (
 		f"{job.processed:,} of {job.total:,} document(s), {job.emitted:,} event(s) written, "

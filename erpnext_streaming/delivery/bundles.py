@@ -32,9 +32,9 @@ Locking: user transactions only INSERT bundles (under their company's counter lo
 never touch cursors or receipts; the drainer updates cursors and receipts only, by
 primary key, and deletes bundles by primary key under READ COMMITTED, so nothing here
 waits on a user transaction or makes one wait. Claimers are serialized by the claim lock
-(`outbox.get_lock`), so a cursor's lease is read and written by one claimer at a time.
+(`outbox.mariadb.get_lock`), so a cursor's lease is read and written by one claimer at a time.
 
-Collation: cursors are keyed like the company counters (`outbox.bucket`), under the
+Collation: cursors are keyed like the company counters (`outbox.records.bucket`), under the
 database's collation, so names that differ only in case or trailing spaces share a
 cursor; every query matches companies in SQL, never in Python.
 """
@@ -55,17 +55,14 @@ from erpnext_streaming.constants import (
 	RECEIPT_SEQUENCE,
 	RECEIPT_TABLE,
 )
-from erpnext_streaming.outbox import (
+from erpnext_streaming.outbox.mariadb import Database, get_lock, lock_name, release_lock
+from erpnext_streaming.outbox.outcomes import delivery_rows, settle_positions
+from erpnext_streaming.outbox.records import (
 	SEQUENCE_TABLE,
 	SYSTEM_USER,
-	Database,
 	MessageContext,
 	Published,
 	bucket,
-	get_lock,
-	lock_name,
-	release_lock,
-	settle_positions,
 	truncate_error,
 )
 
@@ -139,10 +136,8 @@ def queue_rows(
 	user: str = SYSTEM_USER,
 ) -> int:
 	"""Bundles for existing Event Log rows `names` (in name order): requeued Dead rows, and
-	the rows an earlier version left pending. The caller holds the companies' counter
+	the pending rows the upgrade patch finds without a bundle. The caller holds the companies' counter
 	locks (or nothing commits meanwhile), so the bundles follow commit order."""
-	from erpnext_streaming.outbox import delivery_rows
-
 	for start in range(0, len(names), chunk):
 		rows = delivery_rows(db, names[start : start + chunk])
 		write(db, rows, now, context, user, _counter_rows(db, rows))

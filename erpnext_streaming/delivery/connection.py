@@ -1,4 +1,4 @@
-"""`outbox.TransactionalDatabase` on a PyMySQL connection of its own.
+"""`outbox.mariadb.TransactionalDatabase` on a PyMySQL connection of its own.
 
 The drainer marks delivered batches on a second connection, in a thread (`marker.py`),
 while its own connection (`frappe.db` in a bench) claims the next batch. A Frappe

@@ -6,7 +6,7 @@ drainer per site"), and repeats:
 1. claim a batch of bundles under the claim lock (`bundles.claim`: per company the
    bundles after its cursor, the company leased on its cursor; a company whose next
    bundle waits for its retry yields nothing), with the Dead rows whose dead-letter copy
-   is still pending (`outbox.claim_dead_letters`), and commit;
+   is still pending (`outbox.outcomes.claim_dead_letters`), and commit;
 2. finish the batch started in the previous round: wait, bounded, for every delivery
    report, decide each bundle's outcome (`outcomes.decide`), copy
    new Dead events to the dead-letter topic, and record the outcome: a batch delivered in
@@ -40,7 +40,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from erpnext_streaming import outbox
 from erpnext_streaming.delivery import bundles, messages
 from erpnext_streaming.delivery.bundles import Claimed
 from erpnext_streaming.delivery.environment import (
@@ -58,7 +57,15 @@ from erpnext_streaming.delivery.outcomes import BatchOutcome, Dying, InFlight, d
 from erpnext_streaming.delivery.policy import Classified, RetryPolicy, unreadable
 from erpnext_streaming.delivery.producer import OutgoingMessage, ProducerFactory
 from erpnext_streaming.delivery.publisher import DeadLetter, Publisher
-from erpnext_streaming.outbox import Lease, Published, Unsent
+from erpnext_streaming.outbox import mariadb
+from erpnext_streaming.outbox.outcomes import (
+	claim_dead_letters,
+	delivery_rows,
+	mark_dead_lettered,
+	mark_unsent,
+	release_leases,
+)
+from erpnext_streaming.outbox.records import Lease, Published, Unsent
 
 # a claimed batch whose start waited longer than this (the previous batch's outage) is
 # leased again for a full lease before it is produced
@@ -72,7 +79,7 @@ LEAVE_SETTLE_ROUNDS = 50
 class Drainer:
 	def __init__(
 		self,
-		db: outbox.TransactionalDatabase,
+		db: mariadb.TransactionalDatabase,
 		producer_factory: ProducerFactory,
 		wake: WakeSource,
 		clock: Clock,
@@ -152,11 +159,11 @@ class Drainer:
 
 	def prepare(self) -> None:
 		"""READ COMMITTED for this connection (no gap locks; see outbox), and the lock name."""
-		outbox.use_read_committed(self.db)
+		mariadb.use_read_committed(self.db)
 		self.db.commit()
 		if self.marker is not None:
 			self.marker.prepare()
-		self._lock = outbox.lock_name(self.db, "claim")
+		self._lock = mariadb.lock_name(self.db, "claim")
 
 	def _last_look(self) -> bool:
 		"""Before leaving: give up the heartbeat first (a commit from now on enqueues a new
@@ -250,7 +257,7 @@ class Drainer:
 		victim is run again: the marker's record of the previous batch writes the same
 		cursor rows, in its own order, at the same time."""
 		db = self.db
-		if not outbox.get_lock(db, self._lock, self.config.claim_lock_timeout_seconds):
+		if not mariadb.get_lock(db, self._lock, self.config.claim_lock_timeout_seconds):
 			db.commit()
 			return [], []
 		try:
@@ -262,7 +269,7 @@ class Drainer:
 						raise
 			return self._claim_once(dead_letters, after)
 		finally:
-			outbox.release_lock(db, self._lock)
+			mariadb.release_lock(db, self._lock)
 
 	def _claim_once(
 		self, dead_letters: bool, after: dict[str, int] | None
@@ -273,7 +280,7 @@ class Drainer:
 			until = now + timedelta(seconds=self.config.lease)
 			claimed = bundles.claim(db, self.owner, until, now, self.config.batch_size, after=after)
 			dead = (
-				outbox.claim_dead_letters(db, Lease(self.owner, until), now, self.config.batch_size)
+				claim_dead_letters(db, Lease(self.owner, until), now, self.config.batch_size)
 				if dead_letters
 				else []
 			)
@@ -427,7 +434,7 @@ class Drainer:
 		cursor_of = {
 			ref: b.cursor for b, refs in zip(in_flight.bundles, in_flight.events, strict=True) for ref in refs
 		}
-		outbox.mark_unsent(self.db, [u for u in unsent if cursor_of[u.name] in held], now)
+		mark_unsent(self.db, [u for u in unsent if cursor_of[u.name] in held], now)
 		for cursor, (attempts, due, reason) in batch.waiting.items():
 			bundles.record_retry(self.db, self.owner, cursor, attempts, due, reason, now)
 
@@ -453,7 +460,7 @@ class Drainer:
 
 	def _dying_rows(self, dying: Sequence[Dying]) -> list[DeadLetter]:
 		"""The Event Log rows of dying events (a dead-letter copy is built from the row)."""
-		rows = {r["name"]: r for r in outbox.delivery_rows(self.db, [name for name, *_ in dying])}
+		rows = {r["name"]: r for r in delivery_rows(self.db, [name for name, *_ in dying])}
 		self.db.commit()
 		missing = {"topic": "", "payload": "", "company": "", "message_key": "", "event_id": ""}
 		return [
@@ -468,8 +475,8 @@ class Drainer:
 		)
 		now = self.clock.now()
 		with self._transaction():
-			outbox.mark_dead_lettered(self.db, list(copies.values()), now)
-			outbox.release_leases(self.db, self.owner, [r["name"] for r in rows if r["name"] not in copies])
+			mark_dead_lettered(self.db, list(copies.values()), now)
+			release_leases(self.db, self.owner, [r["name"] for r in rows if r["name"] not in copies])
 		self.stats.dead_lettered += len(copies)
 		return bool(copies)
 

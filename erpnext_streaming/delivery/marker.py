@@ -20,27 +20,32 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
-from erpnext_streaming import outbox
 from erpnext_streaming.delivery import bundles
-from erpnext_streaming.outbox import Published
+from erpnext_streaming.outbox.mariadb import (
+	ER_LOCK_DEADLOCK,
+	TransactionalDatabase,
+	is_mariadb_error,
+	use_read_committed,
+)
+from erpnext_streaming.outbox.records import Published
 
 RECORD_ATTEMPTS = 3
 
 
 def lost_a_deadlock(error: BaseException) -> bool:
 	"""Was `error` MariaDB rolling the transaction back as a deadlock's victim?"""
-	return outbox.is_mariadb_error(error, outbox.ER_LOCK_DEADLOCK)
+	return is_mariadb_error(error, ER_LOCK_DEADLOCK)
 
 
 class Marker:
-	def __init__(self, db: outbox.TransactionalDatabase):
+	def __init__(self, db: TransactionalDatabase):
 		self.db = db
 		self._executor: ThreadPoolExecutor | None = None
 		self._pending: Future | None = None
 
 	def prepare(self) -> None:
 		"""READ COMMITTED, like the drainer's own connection (outbox: no gap locks)."""
-		outbox.use_read_committed(self.db)
+		use_read_committed(self.db)
 		self.db.commit()
 
 	def submit(self, sent: Sequence[Published], through: Mapping[str, int], now: datetime) -> None:

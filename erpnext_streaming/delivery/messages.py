@@ -26,7 +26,7 @@ from erpnext_streaming.delivery.framing import DEFAULT_FRAMER, Framer, FramingEr
 from erpnext_streaming.delivery.policy import Classified, unencodable
 from erpnext_streaming.delivery.producer import OutgoingMessage
 from erpnext_streaming.delivery.state import Outcome
-from erpnext_streaming.outbox import decode_payload
+from erpnext_streaming.outbox.records import decode_payload
 
 CE_SPECVERSION = "1.0"
 CE_TYPE_PREFIX = "io.erpnext.streaming"
@@ -132,7 +132,7 @@ OWN_HEADERS = ("ce_id", "ce_subject", "ce_time", "es_company_sequence")
 
 
 def bundle(rows: Iterable[Any], site: str, time_zone: tzinfo) -> str:
-	"""The text of a bundle of Event Log rows (`outbox.DELIVERY_COLUMNS`; a row's `payload` is
+	"""The text of a bundle of Event Log rows (`outbox.records.DELIVERY_COLUMNS`; a row's `payload` is
 	the stored base64 text, or the bytes themselves, as `outbox.write` has them): never raises."""
 	routes: dict[str, int] = {}
 	events: list[list] = []

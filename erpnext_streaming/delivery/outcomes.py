@@ -22,7 +22,7 @@ from erpnext_streaming.delivery.policy import Classified, RetryPolicy, classify
 from erpnext_streaming.delivery.producer import Delivery
 from erpnext_streaming.delivery.publisher import SIZE_ERRORS, Started
 from erpnext_streaming.delivery.state import Outcome, next_state
-from erpnext_streaming.outbox import Published, Unsent
+from erpnext_streaming.outbox.records import Published, Unsent
 
 # an event not delivered: (Event Log name, its verdict, refused for its size)
 Undelivered = tuple[Any, Classified, bool]

@@ -29,7 +29,7 @@ from erpnext_streaming.delivery.producer import (
 	ProducerFactory,
 	Sending,
 )
-from erpnext_streaming.outbox import Published
+from erpnext_streaming.outbox.records import Published
 
 # the broker refused a message (or a batch of them) for its size: never worth a retry as is
 SIZE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})

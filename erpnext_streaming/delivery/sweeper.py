@@ -15,8 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from erpnext_streaming import outbox
 from erpnext_streaming.delivery import bundles
+from erpnext_streaming.outbox.mariadb import (
+	Database,
+	TransactionalDatabase,
+	get_lock,
+	lock_name,
+	read_committed,
+	release_lock,
+)
+from erpnext_streaming.outbox.outcomes import dead_letters_pending, release_expired_leases
 
 
 @dataclass(frozen=True)
@@ -27,15 +35,15 @@ class SweepResult:
 	drainer: str = ""
 
 
-def sweep(db: outbox.TransactionalDatabase, now: datetime, ensure_drainer: Callable[[], str]) -> SweepResult:
-	lock = outbox.lock_name(db, "sweep")
-	if not outbox.get_lock(db, lock, 0):
+def sweep(db: TransactionalDatabase, now: datetime, ensure_drainer: Callable[[], str]) -> SweepResult:
+	lock = lock_name(db, "sweep")
+	if not get_lock(db, lock, 0):
 		return SweepResult(ran=False)
 	try:
-		released = [*bundles.release_expired(db, now), *outbox.release_expired_leases(db, now)]
+		released = [*bundles.release_expired(db, now), *release_expired_leases(db, now)]
 		db.commit()
 		# READ COMMITTED, as the drainer: its deletes take no gap lock a user's INSERT waits on
-		with outbox.read_committed(db):
+		with read_committed(db):
 			while bundles.settle(db, now):
 				db.commit()
 			db.commit()
@@ -43,10 +51,10 @@ def sweep(db: outbox.TransactionalDatabase, now: datetime, ensure_drainer: Calla
 		db.commit()
 		return SweepResult(True, len(released), pending, ensure_drainer() if pending else "not needed")
 	finally:
-		outbox.release_lock(db, lock)
+		release_lock(db, lock)
 
 
-def has_pending_work(db: outbox.Database, now: datetime) -> bool:
+def has_pending_work(db: Database, now: datetime) -> bool:
 	"""Is there anything a drainer could do now: a company's next bundle due and not leased
 	by a live drainer, or a Dead row whose dead-letter copy is pending and not in flight?"""
-	return bundles.deliverable(db, now) or outbox.dead_letters_pending(db, now)
+	return bundles.deliverable(db, now) or dead_letters_pending(db, now)

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 from erpnext_streaming import constants as c
 from erpnext_streaming.catalog import Route
-from erpnext_streaming.outbox import Database, OutboxRecord
+from erpnext_streaming.outbox.mariadb import Database
+from erpnext_streaming.outbox.records import OutboxRecord
 
 SLE = "Stock Ledger Entry"
 # written after on_submit by update_entries_after (erpnext/stock/stock_ledger.py)

@@ -23,7 +23,7 @@ from typing import Any
 from erpnext_streaming.constants import Encoding, Status
 from erpnext_streaming.emitters.builders import document_builder, mask
 from erpnext_streaming.emitters.envelope import UTC, build_envelope, uuid5
-from erpnext_streaming.outbox import OutboxRecord
+from erpnext_streaming.outbox.records import OutboxRecord
 from erpnext_streaming.schemas import EventSchema, SchemaError, default_registry, get_event_schema
 from erpnext_streaming.schemas.serializer import AvroEventSerializer
 

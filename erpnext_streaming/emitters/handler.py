@@ -18,11 +18,12 @@ from __future__ import annotations
 import frappe
 from frappe.utils import now_datetime
 
-from erpnext_streaming import outbox
 from erpnext_streaming.catalog import get_catalog
 from erpnext_streaming.constants import BUILTIN_BY_DOCTYPE
 from erpnext_streaming.emitters import capture
 from erpnext_streaming.emitters.codec import get_codec
+from erpnext_streaming.outbox.records import MessageContext
+from erpnext_streaming.outbox.write import write
 
 BUFFER_ATTR = "_erpnext_streaming_buffer"
 LOGGER = "erpnext_streaming"
@@ -85,7 +86,7 @@ def flush():
 		)
 		if not records:
 			return
-		outbox.write(frappe.db, records, now_datetime(), context=message_context())
+		write(frappe.db, records, now_datetime(), context=message_context())
 		from erpnext_streaming.delivery import wake
 
 		frappe.db.after_commit.add(wake.after_commit)
@@ -93,13 +94,13 @@ def flush():
 		frappe.log_error(title="erpnext_streaming: events of this transaction were not written to the outbox")
 
 
-def message_context() -> outbox.MessageContext:
+def message_context() -> MessageContext:
 	"""The site and its time zone, for the headers of the messages the outbox builds."""
 	from zoneinfo import ZoneInfo
 
 	from frappe.utils import get_system_timezone
 
-	return outbox.MessageContext(frappe.local.site, ZoneInfo(get_system_timezone() or "UTC"))
+	return MessageContext(frappe.local.site, ZoneInfo(get_system_timezone() or "UTC"))
 
 
 def _capture_failed(doc, route, method, error):

@@ -10,7 +10,7 @@ its progress counters and a JSON checkpoint. `run` repeats, chunk by chunk:
    built becomes a Dead outbox row with the reason, like a live capture failure);
 3. `capture.flush` (reconcile + encode) and drop records whose event id is already in
    the Event Log (a re-run, or an event the live hooks already wrote for the same state);
-4. `outbox.write` and the job's new checkpoint and counters, then COMMIT: the events of
+4. `outbox.write.write` and the job's new checkpoint and counters, then COMMIT: the events of
    a chunk and the checkpoint after it are committed together, so a run stopped
    anywhere (an exception, Ctrl-C, a killed process) resumes exactly after the last
    committed chunk and writes no event twice.
@@ -30,11 +30,19 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from erpnext_streaming import outbox
 from erpnext_streaming.catalog import Route
 from erpnext_streaming.constants import EVENT_LOG_TABLE
 from erpnext_streaming.emitters import capture
 from erpnext_streaming.operations.secrets import redact
+from erpnext_streaming.outbox.mariadb import get_lock, lock_name, release_lock
+from erpnext_streaming.outbox.records import (
+	NO_CONTEXT,
+	SYSTEM_USER,
+	MessageContext,
+	OutboxRecord,
+	truncate_error,
+)
+from erpnext_streaming.outbox.write import write
 
 JOB_DOCTYPE = "Streaming Backfill"
 JOB_TABLE = f"tab{JOB_DOCTYPE}"
@@ -129,7 +137,7 @@ def _job(row: Any) -> Job:
 	return Job(**values)
 
 
-def create(db: Any, kind: str, now: datetime, user: str = outbox.SYSTEM_USER, **fields: Any) -> Job:
+def create(db: Any, kind: str, now: datetime, user: str = SYSTEM_USER, **fields: Any) -> Job:
 	"""Insert a Queued job (its name is drawn from Frappe's autoincrement sequence)."""
 	values = {
 		"kind": kind,
@@ -208,7 +216,7 @@ def save(db: Any, job: Job, now: datetime) -> None:
 			job.processed,
 			job.emitted,
 			job.skipped,
-			outbox.truncate_error(job.last_error),
+			truncate_error(job.last_error),
 			job.started_at,
 			job.finished_at,
 			now,
@@ -266,7 +274,7 @@ def existing_event_ids(db: Any, event_ids: Sequence[str]) -> set[str]:
 
 def build_records(
 	db: Any, rows: Sequence[Any], route: Route, codec: Any, now: datetime
-) -> list[outbox.OutboxRecord]:
+) -> list[OutboxRecord]:
 	"""The outbox records of rows, exactly as the live capture would build them at commit."""
 	buffer = capture.Buffer()
 	for row in rows:
@@ -289,9 +297,9 @@ def run(
 	progress: ProgressSink | None = None,
 	before_commit: Callable[[], None] | None = None,
 	secrets: Sequence[str] = (),
-	user: str = outbox.SYSTEM_USER,
+	user: str = SYSTEM_USER,
 	stop: Callable[[], bool] | None = None,
-	context: outbox.MessageContext = outbox.NO_CONTEXT,
+	context: MessageContext = NO_CONTEXT,
 ) -> RunResult:
 	"""Run (or resume) a job to the end of its scope; see the module doc.
 
@@ -301,39 +309,20 @@ def run(
 	the chunk is rolled back, the job is marked Failed (or Interrupted for
 	KeyboardInterrupt) with the reason, and the result says so.
 	"""
-	lock = outbox.lock_name(db, f"job:{job.name}")
-	if not outbox.get_lock(db, lock, 0):
+	lock = lock_name(db, f"job:{job.name}")
+	if not get_lock(db, lock, 0):
 		db.commit()
 		return RunResult(job, Outcome.BUSY, f"{JOB_DOCTYPE} {job.name} is being run by another process")
 	result = RunResult(job, Outcome.COMPLETED)
 	try:
-		job = result.job = load(db, job.name)  # the committed state is the truth
-		now = clock()
-		if job.checkpoint is None:  # a fresh start (a resumed run keeps its total)
-			job.total, job.processed, job.emitted, job.skipped = source.count(db), 0, 0, 0
-		job.status, job.last_error, job.finished_at = JobStatus.RUNNING, "", None
-		job.started_at = job.started_at or now
-		save(db, job, now)
-		db.commit()
-		if progress is not None and hasattr(progress, "total"):
-			progress.total = job.total
+		job = result.job = _start(db, job.name, source, clock, progress)
 		while True:
 			rows, checkpoint = source.fetch(db, job.checkpoint, chunk_size)
 			if not rows:
 				break
-			now = clock()
-			records = build_records(db, rows, route, codec, now)
-			seen = existing_event_ids(db, [r.event_id for r in records])
-			fresh = [r for r in records if r.event_id not in seen]
-			outbox.write(db, fresh, now, user, context)
-			job.checkpoint = checkpoint
-			job.processed += len(rows)
-			job.emitted += len(fresh)
-			job.skipped += len(rows) - len(fresh)
-			save(db, job, now)
-			if before_commit is not None:
-				before_commit()
-			db.commit()
+			fresh = _write_chunk(
+				db, job, rows, checkpoint, route, codec, clock(), user, context, before_commit
+			)
 			result.chunks += 1
 			result.written += [r.event_id for r in fresh]
 			if progress is not None:
@@ -348,22 +337,82 @@ def run(
 		save(db, job, job.finished_at)
 		db.commit()
 	except BaseException as e:
-		interrupted = isinstance(e, KeyboardInterrupt)
 		if not isinstance(e, Exception | KeyboardInterrupt):
 			raise  # SystemExit and friends: leave as they came
-		db.rollback()
-		reason = "interrupted" if interrupted else redact(capture.describe_error(e), secrets)
-		try:
-			committed = load(db, job.name)
-			committed.status = JobStatus.INTERRUPTED if interrupted else JobStatus.FAILED
-			committed.last_error = reason
-			save(db, committed, clock())
-			db.commit()
-			result.job = committed
-		except Exception:
-			db.rollback()
-		result.outcome = Outcome.INTERRUPTED if interrupted else Outcome.FAILED
-		result.error = reason
+		_record_failure(db, job.name, e, clock, secrets, result)
 	finally:
-		outbox.release_lock(db, lock)
+		release_lock(db, lock)
 	return result
+
+
+def _start(
+	db: Any, name: int, source: Source, clock: Callable[[], datetime], progress: ProgressSink | None
+) -> Job:
+	"""The job as committed (the truth), marked Running and committed; a fresh start (no
+	checkpoint) counts its scope, a resumed run keeps its total."""
+	job = load(db, name)
+	now = clock()
+	if job.checkpoint is None:
+		job.total, job.processed, job.emitted, job.skipped = source.count(db), 0, 0, 0
+	job.status, job.last_error, job.finished_at = JobStatus.RUNNING, "", None
+	job.started_at = job.started_at or now
+	save(db, job, now)
+	db.commit()
+	if progress is not None and hasattr(progress, "total"):
+		progress.total = job.total
+	return job
+
+
+def _write_chunk(
+	db: Any,
+	job: Job,
+	rows: Sequence[Any],
+	checkpoint: Any,
+	route: Route,
+	codec: Any,
+	now: datetime,
+	user: str,
+	context: MessageContext,
+	before_commit: Callable[[], None] | None,
+) -> list[OutboxRecord]:
+	"""Steps 2-4 of the module doc for one chunk: its new events and the checkpoint after
+	it in ONE commit. Returns the records written."""
+	records = build_records(db, rows, route, codec, now)
+	seen = existing_event_ids(db, [r.event_id for r in records])
+	fresh = [r for r in records if r.event_id not in seen]
+	write(db, fresh, now, user, context)
+	job.checkpoint = checkpoint
+	job.processed += len(rows)
+	job.emitted += len(fresh)
+	job.skipped += len(rows) - len(fresh)
+	save(db, job, now)
+	if before_commit is not None:
+		before_commit()
+	db.commit()
+	return fresh
+
+
+def _record_failure(
+	db: Any,
+	name: int,
+	error: BaseException,
+	clock: Callable[[], datetime],
+	secrets: Sequence[str],
+	result: RunResult,
+) -> None:
+	"""Roll the failed chunk back, then mark the job Failed (Interrupted for
+	KeyboardInterrupt) with the reason, secrets redacted, in a transaction of its own."""
+	interrupted = isinstance(error, KeyboardInterrupt)
+	db.rollback()
+	reason = "interrupted" if interrupted else redact(capture.describe_error(error), secrets)
+	try:
+		committed = load(db, name)
+		committed.status = JobStatus.INTERRUPTED if interrupted else JobStatus.FAILED
+		committed.last_error = reason
+		save(db, committed, clock())
+		db.commit()
+		result.job = committed
+	except Exception:
+		db.rollback()
+	result.outcome = Outcome.INTERRUPTED if interrupted else Outcome.FAILED
+	result.error = reason

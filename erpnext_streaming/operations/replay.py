@@ -22,15 +22,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_TABLE, Status
+from erpnext_streaming.outbox.records import (
+	NO_CONTEXT,
+	SYSTEM_USER,
+	MessageContext,
+	OutboxRecord,
+	decode_payload,
+)
+from erpnext_streaming.outbox.write import write
 
 _T = f"`{EVENT_LOG_TABLE}`"
 DEFAULT_CHUNK_SIZE = 500
 # every field of an outbox record is copied (a field added to OutboxRecord, such as how the
 # drainer frames the value, travels with the copy); the copy starts Queued without error
 _FRESH = ("status", "last_error")
-_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(outbox.OutboxRecord) if f.name not in _FRESH)
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(OutboxRecord) if f.name not in _FRESH)
 _COPIED = ("name", *_RECORD_FIELDS)
 
 
@@ -73,16 +80,16 @@ def count(
 	return int(db.sql(f"SELECT COUNT(*) FROM {_T} WHERE {' AND '.join(conditions)}", values)[0][0])
 
 
-def as_record(row: Any) -> outbox.OutboxRecord:
+def as_record(row: Any) -> OutboxRecord:
 	"""The outbox record of a copy: the row's own values, the payload decoded back to bytes."""
 	values = {field: row[field] for field in _RECORD_FIELDS}
-	values["payload"] = outbox.decode_payload(row["payload"] or "")
+	values["payload"] = decode_payload(row["payload"] or "")
 	for field in ("company", "schema_name", "schema_fingerprint"):
 		values[field] = values[field] or ""
 	if values["message_key"] is None:
 		values["message_key"] = values["company"]
 	values["schema_version"] = values["schema_version"] or 0
-	return outbox.OutboxRecord(**values)
+	return OutboxRecord(**values)
 
 
 def replay(
@@ -98,8 +105,8 @@ def replay(
 	dry_run: bool = False,
 	before_commit: Callable[[], None] | None = None,
 	progress: Any = None,
-	user: str = outbox.SYSTEM_USER,
-	context: outbox.MessageContext = outbox.NO_CONTEXT,
+	user: str = SYSTEM_USER,
+	context: MessageContext = NO_CONTEXT,
 ) -> ReplayResult:
 	conditions, values = _where(start, end, doctype, company, topic)
 	result = ReplayResult(dry_run=dry_run)
@@ -118,7 +125,7 @@ def replay(
 		)
 		if not rows:
 			break
-		outbox.write(db, [as_record(r) for r in rows], now(), user, context)
+		write(db, [as_record(r) for r in rows], now(), user, context)
 		if before_commit is not None:
 			before_commit()
 		db.commit()

@@ -19,7 +19,6 @@ import frappe
 from frappe.utils import now_datetime
 
 from erpnext_streaming import constants as c
-from erpnext_streaming import outbox
 from erpnext_streaming.catalog import Route, get_catalog
 from erpnext_streaming.cluster import describe_cluster
 from erpnext_streaming.emitters.handler import message_context
@@ -30,6 +29,8 @@ from erpnext_streaming.operations import replay as replay_core
 from erpnext_streaming.operations import status as status_core
 from erpnext_streaming.operations.progress import Progress
 from erpnext_streaming.operations.secrets import redact
+from erpnext_streaming.outbox.requeue import requeue as requeue_rows
+from erpnext_streaming.outbox.requeue import requeue_candidates
 from erpnext_streaming.settings import StreamingConfig
 
 LOGGER = "erpnext_streaming"
@@ -181,10 +182,10 @@ def requeue(
 		filters["reference_doctype"] = doctype
 	if company:
 		filters["company"] = company
-	names = outbox.requeue_candidates(frappe.db, filters, now, since=since)
+	names = requeue_candidates(frappe.db, filters, now, since=since)
 	if dry_run or not names:
 		return {"matched": len(names), "requeued": 0, "dry_run": dry_run}
-	requeued = outbox.requeue(frappe.db, names, now, frappe.session.user, message_context())
+	requeued = requeue_rows(frappe.db, names, now, frappe.session.user, message_context())
 	_wake_after_commit()
 	frappe.db.commit()
 	return {"matched": len(names), "requeued": len(requeued), "dry_run": False}

@@ -5,7 +5,6 @@ from typing import Any
 
 import frappe
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import (
 	BUNDLE_DOCTYPE,
 	BUNDLE_TABLE,
@@ -17,6 +16,7 @@ from erpnext_streaming.constants import (
 )
 from erpnext_streaming.delivery import messages
 from erpnext_streaming.delivery.framing import FramingError
+from erpnext_streaming.outbox.records import OutboxRecord
 
 
 def outbox_record(
@@ -27,7 +27,7 @@ def outbox_record(
 	event_time: datetime | None = None,
 ):
 	"""A GL Entry event with a tiny payload; Dead records carry a capture error."""
-	return outbox.OutboxRecord(
+	return OutboxRecord(
 		event_id=f"{prefix}-{ref}",
 		event_type="posted",
 		reference_doctype="GL Entry",

@@ -18,7 +18,7 @@ from erpnext_streaming.constants import BUNDLE_TABLE, EVENT_LOG_DOCTYPE, SETTING
 from erpnext_streaming.delivery import messages
 from erpnext_streaming.emitters import handler
 from erpnext_streaming.emitters.codec import derive_from_meta
-from erpnext_streaming.outbox import decode_payload
+from erpnext_streaming.outbox.records import decode_payload
 from erpnext_streaming.schemas import get_event_schema, shipped_doctypes
 from erpnext_streaming.schemas.serializer import decode
 from erpnext_streaming.tests.delivery_records import NoRegistry, read_bundle

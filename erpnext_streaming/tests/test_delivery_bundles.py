@@ -14,11 +14,13 @@ import frappe
 from frappe.tests.utils import FrappeTestCase
 from frappe.utils import now_datetime
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, RECEIPT_DOCTYPE, Status
 from erpnext_streaming.delivery import bundles, messages, sweeper
 from erpnext_streaming.emitters import handler
-from erpnext_streaming.outbox import Lease, Published, Unsent
+from erpnext_streaming.outbox.outcomes import claim_dead_letters, mark_dead_lettered, mark_unsent
+from erpnext_streaming.outbox.records import NO_COMPANY_BUCKET, Lease, Published, Unsent
+from erpnext_streaming.outbox.requeue import requeue
+from erpnext_streaming.outbox.write import write
 from erpnext_streaming.tests.delivery_records import (
 	bundle_rows,
 	clear_delivery_tables,
@@ -44,7 +46,7 @@ class TestDeliveryBundles(FrappeTestCase):
 	def commit(self, *events, at=None):
 		"""One transaction's events ((ref, company[, status]), ...) through the outbox, as the
 		handler's flush writes them: one bundle per company. Returns the new rows' names."""
-		outbox.write(
+		write(
 			frappe.db,
 			[outbox_record(*event) for event in events],
 			at or self.now,
@@ -85,11 +87,11 @@ class TestDeliveryBundles(FrappeTestCase):
 		self.commit(("x1", ""), ("a3", A))
 		claimed = self.claim("d1")
 		self.assertEqual(self.refs(claimed), [["a1", "a2"], ["b1"], ["x1"], ["a3"]])
-		self.assertEqual([b.cursor for b in claimed], [A, B, outbox.NO_COMPANY_BUCKET, A])
+		self.assertEqual([b.cursor for b in claimed], [A, B, NO_COMPANY_BUCKET, A])
 		self.assertEqual([b.name for b in claimed], sorted(b.name for b in claimed))
 		self.assertEqual([b.events for b in claimed], [2, 1, 1, 1])
 		cursors = cursor_rows()
-		self.assertEqual(sorted(cursors), sorted([A, B, outbox.NO_COMPANY_BUCKET]))
+		self.assertEqual(sorted(cursors), sorted([A, B, NO_COMPANY_BUCKET]))
 		for cursor in cursors.values():
 			self.assertEqual(
 				(cursor.lease_owner, cursor.lease_expires_at, cursor.delivered_through),
@@ -184,7 +186,7 @@ class TestDeliveryBundles(FrappeTestCase):
 	def test_a_settled_receipt_never_overwrites_a_row_marked_dead_since(self):
 		(a1,) = self.commit(("a1", A))
 		self.deliver(self.claim("d1"), positions={a1: (1, 9)})
-		outbox.mark_unsent(frappe.db, [Unsent(a1, Status.DEAD, 1, "poison")], self.now)
+		mark_unsent(frappe.db, [Unsent(a1, Status.DEAD, 1, "poison")], self.now)
 		bundles.settle(frappe.db, self.now)
 		self.assertEqual(tuple(self.row("a1", "status", "last_error").values()), (Status.DEAD, "poison"))
 
@@ -196,7 +198,7 @@ class TestDeliveryBundles(FrappeTestCase):
 		self.deliver([b for b in self.claim("d1") if b.cursor == B], positions={a3: (4, 44)})
 		bundles.settle(frappe.db, self.now)  # a3 is Sent
 		due = self.now + timedelta(seconds=30)
-		outbox.mark_unsent(
+		mark_unsent(
 			frappe.db,
 			[
 				Unsent(a1, Status.FAILED, 1, "timeout", next_attempt_at=due),
@@ -227,9 +229,7 @@ class TestDeliveryBundles(FrappeTestCase):
 		due = self.now + LEASE * 5
 		self.deliver([b for b in claimed if b.cursor == B])
 		bundles.record_retry(frappe.db, "d1", A, 1, due, "timeout", self.now)
-		outbox.mark_unsent(
-			frappe.db, [Unsent(a1, Status.FAILED, 1, "timeout", next_attempt_at=due)], self.now
-		)
+		mark_unsent(frappe.db, [Unsent(a1, Status.FAILED, 1, "timeout", next_attempt_at=due)], self.now)
 		self.assertEqual(
 			tuple(self.row("a1", "status", "attempts", "next_attempt_at").values()), (Status.FAILED, 1, due)
 		)
@@ -268,24 +268,22 @@ class TestDeliveryBundles(FrappeTestCase):
 		self.claim("d1")
 		due = self.now + timedelta(minutes=10)
 		bundles.record_retry(frappe.db, "d1", A, 4, due, "timeout", self.now)
-		outbox.mark_unsent(
-			frappe.db, [Unsent(a1, Status.FAILED, 4, "timeout", next_attempt_at=due)], self.now
-		)
+		mark_unsent(frappe.db, [Unsent(a1, Status.FAILED, 4, "timeout", next_attempt_at=due)], self.now)
 		bundles.release(frappe.db, "d1")
 		self.assertEqual(self.claim("d2"), [])
-		outbox.requeue(frappe.db, [a1], self.now)
+		requeue(frappe.db, [a1], self.now)
 		self.assertEqual(self.refs(self.claim("d2")), [["a1"]])
 		self.assertEqual(cursor_rows()[A].attempts, 0)
 
 	def test_a_requeued_dead_event_gets_a_new_bundle_at_the_end_of_its_companys_queue(self):
 		(a1,) = self.commit(("a1", A))
 		self.deliver(self.claim("d1"))
-		outbox.mark_unsent(
+		mark_unsent(
 			frappe.db, [Unsent(a1, Status.DEAD, 1, "refused", dead_letter=Published(a1, 0, 1))], self.now
 		)
 		bundles.settle(frappe.db, self.now)
 		self.commit(("a2", A))
-		outbox.requeue(frappe.db, [a1], self.now, context=handler.message_context())
+		requeue(frappe.db, [a1], self.now, context=handler.message_context())
 		self.assertEqual(self.refs(self.claim("d1")), [["a2"], ["a1"]])
 		self.assertEqual(self.row("a1", "status").status, Status.QUEUED)
 
@@ -322,10 +320,10 @@ class TestDeliveryBundles(FrappeTestCase):
 		self.deliver(claimed)
 		expired = self.now + LEASE + timedelta(seconds=1)
 		self.assertTrue(sweeper.has_pending_work(frappe.db, expired))  # the copy of "broken"
-		dead = outbox.claim_dead_letters(frappe.db, Lease("d1", self.now + LEASE), self.now, 10)
+		dead = claim_dead_letters(frappe.db, Lease("d1", self.now + LEASE), self.now, 10)
 		self.assertEqual([r["name"] for r in dead], [broken])
 		self.assertFalse(sweeper.has_pending_work(frappe.db, self.now))  # in flight
-		outbox.mark_dead_lettered(frappe.db, [Published(broken, 0, 3)], self.now)
+		mark_dead_lettered(frappe.db, [Published(broken, 0, 3)], self.now)
 		self.assertFalse(sweeper.has_pending_work(frappe.db, expired))
 		self.assertEqual(
 			tuple(self.row("broken", "dead_lettered_at", "kafka_offset").values()), (self.now, 3)

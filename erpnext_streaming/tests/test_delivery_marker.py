@@ -15,7 +15,7 @@ from erpnext_streaming.constants import CURSOR_TABLE, RECEIPT_TABLE
 from erpnext_streaming.delivery import jobs
 from erpnext_streaming.delivery.connection import Connection
 from erpnext_streaming.delivery.marker import Marker
-from erpnext_streaming.outbox import Published
+from erpnext_streaming.outbox.records import Published
 
 MISSING = 2**62  # no Event Log row has this name
 CURSOR = "_ES Marker Test Co"  # a cursor no other test touches

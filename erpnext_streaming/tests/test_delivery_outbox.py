@@ -14,9 +14,10 @@ import pymysql
 from frappe.tests.utils import FrappeTestCase
 from frappe.utils import get_system_timezone, now_datetime
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, Status
 from erpnext_streaming.emitters import handler
+from erpnext_streaming.outbox.records import NO_COMPANY_BUCKET, decode_payload
+from erpnext_streaming.outbox.write import write as write_outbox
 from erpnext_streaming.tests.delivery_records import (
 	NoRegistry,
 	bundle_rows,
@@ -44,7 +45,7 @@ class TestOutboxWrite(FrappeTestCase):
 
 	def write(self, *records):
 		"""One transaction's flush, with the site's message context (as the handler writes)."""
-		outbox.write(frappe.db, list(records), self.now, context=handler.message_context())
+		write_outbox(frappe.db, list(records), self.now, context=handler.message_context())
 
 	def rows(self):
 		return frappe.get_all(
@@ -68,7 +69,7 @@ class TestOutboxWrite(FrappeTestCase):
 				("b2", B, 2, Status.QUEUED),
 			],
 		)
-		self.assertEqual(outbox.decode_payload(got[0].payload), b"\x01")
+		self.assertEqual(decode_payload(got[0].payload), b"\x01")
 
 	def test_a_transaction_writes_one_bundle_per_company_with_its_events_in_sequence_order(self):
 		self.write(record("a1", A), record("b1", B), record("x1", A, Status.DEAD), record("a2", A))
@@ -81,7 +82,7 @@ class TestOutboxWrite(FrappeTestCase):
 				(A, 2, [name["a1"], name["a2"]]),  # the Dead capture failure is not queued
 				(B, 1, [name["b1"]]),
 				(A, 1, [name["a3"]]),
-				(outbox.NO_COMPANY_BUCKET, 1, [name["n1"]]),
+				(NO_COMPANY_BUCKET, 1, [name["n1"]]),
 			],
 		)
 
@@ -93,7 +94,7 @@ class TestOutboxWrite(FrappeTestCase):
 		self.assertEqual(failed, {})
 		self.assertEqual(
 			(message.ref, message.topic, message.key, message.value),
-			(row.name, "erpnext.gl-entry", A, outbox.decode_payload(row.payload)),
+			(row.name, "erpnext.gl-entry", A, decode_payload(row.payload)),
 		)
 		self.assertEqual(message.value, b"\x01")
 		self.assertEqual(framer.asked, [])  # schemaless: no registry framing left to the drainer
@@ -134,7 +135,7 @@ class TestOutboxWrite(FrappeTestCase):
 		self.assertEqual([m.value for m in ready], [every.payload, b"\x01"])
 
 	def test_an_event_without_event_time_is_stamped_with_its_creation_in_the_sites_time_zone(self):
-		outbox.write(frappe.db, [outbox_record("a1", A)], self.now, context=handler.message_context())
+		write_outbox(frappe.db, [outbox_record("a1", A)], self.now, context=handler.message_context())
 		((message,), _) = read_bundle(bundle_rows()[0]["messages"])
 		self.assertEqual(
 			message.headers["ce_time"], self.now.replace(tzinfo=ZoneInfo(get_system_timezone())).isoformat()

@@ -14,9 +14,10 @@ import frappe
 from frappe.tests.utils import FrappeTestCase
 from frappe.utils import now_datetime
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, SETTINGS_DOCTYPE, Encoding
 from erpnext_streaming.delivery import framing, jobs, messages
+from erpnext_streaming.outbox.records import DELIVERY_COLUMNS
+from erpnext_streaming.outbox.write import write
 from erpnext_streaming.schemas import get_event_schema
 from erpnext_streaming.settings import StreamingConfig
 from erpnext_streaming.tests.delivery_records import outbox_record
@@ -64,9 +65,9 @@ class TestEncodingRows(FrappeTestCase):
 			encoding=Encoding.CONFLUENT,
 			schema_fingerprint=schema.fingerprint,
 		)
-		outbox.write(frappe.db, [record], now_datetime())
+		write(frappe.db, [record], now_datetime())
 		(row,) = frappe.db.sql(
-			f"SELECT {', '.join(f'`{c}`' for c in outbox.DELIVERY_COLUMNS)} FROM `tab{EVENT_LOG_DOCTYPE}` "
+			f"SELECT {', '.join(f'`{c}`' for c in DELIVERY_COLUMNS)} FROM `tab{EVENT_LOG_DOCTYPE}` "
 			"WHERE event_id = %s",
 			(record.event_id,),
 			as_dict=True,

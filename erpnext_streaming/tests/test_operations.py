@@ -11,14 +11,15 @@ import frappe
 from frappe.tests.utils import FrappeTestCase
 from frappe.utils import now_datetime, nowdate
 
-from erpnext_streaming import api, catalog, outbox
+from erpnext_streaming import api, catalog
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, SETTINGS_DOCTYPE, Status
 from erpnext_streaming.delivery import bundles
 from erpnext_streaming.emitters import handler
 from erpnext_streaming.emitters.envelope import event_id
 from erpnext_streaming.operations import jobs, status
 from erpnext_streaming.operations import site as ops
-from erpnext_streaming.outbox import Published, decode_payload
+from erpnext_streaming.outbox.records import Published, decode_payload
+from erpnext_streaming.outbox.write import write
 from erpnext_streaming.schemas import get_event_schema
 from erpnext_streaming.schemas.serializer import decode
 from erpnext_streaming.tests.delivery_records import (
@@ -38,7 +39,7 @@ def log_rows(now, **states):
 	given; returns {label: name}."""
 	names = {}
 	for label, (state, age) in states.items():
-		outbox.write(frappe.db, [outbox_record(label, COMPANY, prefix="ops-test")], now - age)
+		write(frappe.db, [outbox_record(label, COMPANY, prefix="ops-test")], now - age)
 		name = frappe.db.get_value(EVENT_LOG_DOCTYPE, {"event_id": f"ops-test-{label}"})
 		names[label] = name
 		frappe.db.set_value(
@@ -283,7 +284,7 @@ class TestReplayAndRequeue(FrappeTestCase):
 		record = dataclasses.replace(
 			outbox_record("broken", COMPANY, status=Status.DEAD, prefix="ops-test"), payload=b""
 		)
-		outbox.write(frappe.db, [record], self.now)
+		write(frappe.db, [record], self.now)
 		broken = frappe.db.get_value(EVENT_LOG_DOCTYPE, {"event_id": "ops-test-broken"})
 		with commits_as_savepoints():
 			self.assertEqual(ops.requeue(["Dead"])["requeued"], 1)  # "dead", not "broken"

@@ -16,7 +16,7 @@ from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, SETTINGS_DOCTYPE
 from erpnext_streaming.emitters import handler
 from erpnext_streaming.emitters.codec import mask_key_from
 from erpnext_streaming.operations import site as ops
-from erpnext_streaming.outbox import decode_payload
+from erpnext_streaming.outbox.records import decode_payload
 from erpnext_streaming.schemas import get_event_schema
 from erpnext_streaming.schemas.serializer import decode
 from erpnext_streaming.tests.delivery_records import outbox_record
@@ -87,11 +87,9 @@ class TestSecretsStayInside(FrappeTestCase):
 		settings.set("event_catalog", catalog.default_catalog_rows())
 		settings.save()
 		frappe.db.delete(EVENT_LOG_DOCTYPE)
-		from erpnext_streaming import outbox
+		from erpnext_streaming.outbox.write import write
 
-		outbox.write(
-			frappe.db, [outbox_record("leaky", "_ES Sec Co", status="Dead")], frappe.utils.now_datetime()
-		)
+		write(frappe.db, [outbox_record("leaky", "_ES Sec Co", status="Dead")], frappe.utils.now_datetime())
 		name = frappe.db.get_value(EVENT_LOG_DOCTYPE, {"event_id": "delivery-test-leaky"})
 		frappe.db.set_value(
 			EVENT_LOG_DOCTYPE, name, "last_error", f"auth failed: {self.password} {self.registry_secret}"

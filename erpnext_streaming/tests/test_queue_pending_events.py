@@ -12,10 +12,10 @@ import frappe
 from frappe.tests.utils import FrappeTestCase
 from frappe.utils import now_datetime
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import BUNDLE_DOCTYPE, CURSOR_DOCTYPE, EVENT_LOG_DOCTYPE, Status
 from erpnext_streaming.delivery import bundles, messages
 from erpnext_streaming.emitters import handler
+from erpnext_streaming.outbox.write import write as write_outbox
 from erpnext_streaming.patches.v1_0 import queue_pending_events
 from erpnext_streaming.tests.delivery_records import (
 	bundle_rows,
@@ -36,10 +36,11 @@ class TestQueuePendingEvents(FrappeTestCase):
 	def setUp(self):
 		clear_delivery_tables()
 		self.now = now_datetime()
-		write = outbox.write
-		write(frappe.db, [record("a1", A), record("b1", B), record("a2", A)], self.now)
-		write(frappe.db, [record("a3", A_SPELLED_OTHERWISE), record("b2", B), record("s1", A)], self.now)
-		write(frappe.db, [record("f1", A), record("x1", A, Status.DEAD), record("d1", B)], self.now)
+		write_outbox(frappe.db, [record("a1", A), record("b1", B), record("a2", A)], self.now)
+		write_outbox(
+			frappe.db, [record("a3", A_SPELLED_OTHERWISE), record("b2", B), record("s1", A)], self.now
+		)
+		write_outbox(frappe.db, [record("f1", A), record("x1", A, Status.DEAD), record("d1", B)], self.now)
 		# what an earlier version left: no delivery queue at all, rows Sent, Failed (with
 		# their row-by-row retry state and lease) and Dead
 		frappe.db.delete(BUNDLE_DOCTYPE)
@@ -95,7 +96,7 @@ class TestQueuePendingEvents(FrappeTestCase):
 
 	def test_the_delivery_queue_then_hands_them_out_in_each_companys_order_before_new_commits(self):
 		queue_pending_events.queue_pending(frappe.db, self.now, handler.message_context())
-		outbox.write(
+		write_outbox(
 			frappe.db, [record("a4", A), record("b3", B)], self.now, context=handler.message_context()
 		)
 		self.names.update(
@@ -118,7 +119,7 @@ class TestQueuePendingEvents(FrappeTestCase):
 
 	def test_rows_already_in_a_bundle_are_not_queued_twice(self):
 		"""A commit of the new code before the patch ran has its bundle: the patch skips it."""
-		outbox.write(frappe.db, [record("a5", A)], self.now, context=handler.message_context())
+		write_outbox(frappe.db, [record("a5", A)], self.now, context=handler.message_context())
 		queued = queue_pending_events.queue_pending(frappe.db, self.now, handler.message_context())
 		self.assertEqual(queued, 6)  # not a5
 		refs = [name for b in bundle_rows() for name in b["refs"]]

@@ -7,9 +7,10 @@ import frappe
 from frappe.tests.utils import FrappeTestCase
 from frappe.utils import now_datetime
 
-from erpnext_streaming import api, outbox
+from erpnext_streaming import api
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, Status
 from erpnext_streaming.delivery import wake
+from erpnext_streaming.outbox.write import write
 from erpnext_streaming.tests.delivery_records import bundle_rows, clear_delivery_tables, outbox_record
 
 
@@ -28,7 +29,7 @@ class TestRequeue(FrappeTestCase):
 			"dead": Status.DEAD,
 			"in_flight": Status.FAILED,
 		}
-		outbox.write(frappe.db, [record(label, "_ES Requeue Co") for label in labels], now)
+		write(frappe.db, [record(label, "_ES Requeue Co") for label in labels], now)
 		self.names = {}
 		for label, status in labels.items():
 			name = frappe.db.get_value(EVENT_LOG_DOCTYPE, {"event_id": f"requeue-test-{label}"})

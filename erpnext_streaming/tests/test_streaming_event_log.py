@@ -6,12 +6,13 @@ import frappe
 from frappe.tests.utils import FrappeTestCase
 from frappe.utils import now_datetime
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, Status
+from erpnext_streaming.outbox.records import OutboxRecord
+from erpnext_streaming.outbox.write import write
 
 
 def record(name):
-	return outbox.OutboxRecord(
+	return OutboxRecord(
 		event_id=f"retention-{name}",
 		event_type="submitted",
 		reference_doctype="Sales Invoice",
@@ -33,7 +34,7 @@ class TestStreamingEventLogRetention(FrappeTestCase):
 
 	def test_clear_old_logs_deletes_old_sent_rows_and_keeps_dead_letters(self):
 		now = now_datetime()
-		outbox.write(frappe.db, [record(f"RET-{i}") for i in range(4)], now)
+		write(frappe.db, [record(f"RET-{i}") for i in range(4)], now)
 		rows = frappe.get_all(
 			EVENT_LOG_DOCTYPE,
 			filters={"event_id": ("like", "retention-%")},

@@ -8,8 +8,8 @@ import frappe
 from frappe.tests.utils import FrappeTestCase
 from frappe.utils import now_datetime
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, Status
+from erpnext_streaming.outbox.write import write
 from erpnext_streaming.tests.delivery_records import clear_delivery_tables, outbox_record
 
 
@@ -17,7 +17,7 @@ class TestWorkspace(FrappeTestCase):
 	def setUp(self):
 		clear_delivery_tables()  # "Oldest Pending" reads the delivery queue too
 		now = now_datetime()
-		outbox.write(
+		write(
 			frappe.db,
 			[outbox_record(ref, "_ES Ws Co", status=status, prefix="ws-test") for ref, status in (
 				("a", Status.QUEUED), ("b", Status.DEAD), ("c", Status.DEAD))],

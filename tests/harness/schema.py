@@ -95,7 +95,7 @@ def composite_indexes(doctype_name: str) -> dict[str, tuple[str, ...]]:
 	"""Indexes a controller's `on_doctype_update` creates (Frappe runs it after the table)."""
 	from erpnext_streaming.constants import BUNDLE_DOCTYPE, EVENT_LOG_DOCTYPE
 	from erpnext_streaming.delivery.bundles import BUNDLE_INDEXES
-	from erpnext_streaming.outbox import EVENT_LOG_INDEXES
+	from erpnext_streaming.outbox.outcomes import EVENT_LOG_INDEXES
 	from harness.erpnext_tables import ERPNEXT_INDEXES
 
 	if doctype_name == EVENT_LOG_DOCTYPE:

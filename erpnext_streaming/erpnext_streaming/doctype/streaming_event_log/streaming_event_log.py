@@ -5,8 +5,8 @@ import frappe
 from frappe.model.document import Document
 from frappe.utils import now_datetime
 
-from erpnext_streaming import outbox
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE
+from erpnext_streaming.outbox.outcomes import EVENT_LOG_INDEXES, clear_old_logs
 
 
 class StreamingEventLog(Document):
@@ -46,10 +46,10 @@ class StreamingEventLog(Document):
 	@staticmethod
 	def clear_old_logs(days: int = 30) -> None:
 		"""Log Settings retention: delete Sent rows older than `days`; Dead letters stay until resolved."""
-		outbox.clear_old_logs(frappe.db, days, now_datetime())
+		clear_old_logs(frappe.db, days, now_datetime())
 
 
 def on_doctype_update():
-	"""Composite indexes the drainer's dead-letter queries use (outbox.EVENT_LOG_INDEXES)."""
-	for index_name, fields in outbox.EVENT_LOG_INDEXES.items():
+	"""Composite indexes the drainer's dead-letter queries use (outbox.outcomes.EVENT_LOG_INDEXES)."""
+	for index_name, fields in EVENT_LOG_INDEXES.items():
 		frappe.db.add_index(EVENT_LOG_DOCTYPE, list(fields), index_name)

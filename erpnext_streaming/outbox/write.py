@@ -1,0 +1,214 @@
+"""The outbox write: a transaction's events into the Streaming Event Log and their delivery
+bundles, inside the user's transaction, just before COMMIT (the `before_commit` flush of
+emitters/handler.py), so a rollback leaves nothing and a commit makes the events as
+durable as the document itself.
+
+Writing a transaction's events costs six statements whatever the number of events:
+1. a savepoint (the write is all or nothing inside the user's transaction),
+2. one upsert of the per-company counters (companies sorted, so concurrent transactions
+   lock them in the same order and cannot deadlock on them),
+3. one read of the new counter values,
+4. the rows' names, drawn from the Event Log's sequence in one statement,
+5. one multi-row INSERT of the events,
+6. one multi-row INSERT of their delivery bundles, one per company, holding its events
+   as ready messages (delivery/bundles.py: what the drainer reads instead of the rows).
+The counter rows stay locked until COMMIT (InnoDB holds an upserted row's lock to the end
+of the transaction), so two transactions with events of the same company commit one after
+the other: for every company, name order, company_sequence order, bundle order and commit
+order agree, and the sequence has no gaps (a consumer can detect loss).
+Counter rows are keyed under the database's collation: names that differ only in case or
+trailing spaces are one row, and their events share its sequence.
+The lock is taken in before_commit, after all of ERPNext's own work, and held only for
+the insert and the COMMIT.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from erpnext_streaming.constants import EVENT_LOG_SEQUENCE, EVENT_LOG_TABLE, Status
+from erpnext_streaming.delivery import bundles
+from erpnext_streaming.outbox.mariadb import ER_NO_SUCH_TABLE, Database, is_mariadb_error, placeholders
+from erpnext_streaming.outbox.records import (
+	COLUMNS,
+	NO_CONTEXT,
+	SEQUENCE_TABLE,
+	SYSTEM_USER,
+	MessageContext,
+	OutboxRecord,
+	bucket,
+	truncate_error,
+)
+
+_INSERT_HEAD = "INSERT INTO `{}` ({}) VALUES ".format(EVENT_LOG_TABLE, ", ".join(f"`{c}`" for c in COLUMNS))
+_ROW = "({})".format(", ".join(["%s"] * len(COLUMNS)))
+_SAVEPOINT = "erpnext_streaming_outbox"
+
+
+def write(
+	db: Database,
+	records: Sequence[OutboxRecord],
+	now: datetime,
+	user: str = SYSTEM_USER,
+	context: MessageContext = NO_CONTEXT,
+) -> None:
+	"""Insert a transaction's events as Queued (or Dead) rows, in buffer order, and their
+	delivery bundles (`bundles.write`: one per company, messages built in `context`): six
+	statements whatever the number of events (see the module doc), inside the caller's
+	transaction. All or nothing: on an error everything since the savepoint is undone
+	(the counters too, so no company's sequence has a gap) and the error is raised."""
+	if not records:
+		return
+	db.sql(f"SAVEPOINT {_SAVEPOINT}")
+	try:
+		next_sequence = allocate_sequences(db, records, now)
+		names = draw_names(db, len(records))
+		values: list[Any] = []
+		queued: list[dict[str, Any]] = []
+		for name, record in zip(names, records, strict=True):
+			sequence = next(next_sequence[bucket(record.company)])
+			values.extend(_row_values(name, record, sequence, now, user))
+			if record.status == Status.QUEUED:
+				queued.append(_bundle_row(name, record, sequence, now))
+		db.sql(_INSERT_HEAD + ", ".join([_ROW] * len(records)), values)
+		_write_bundles(db, queued, now, context, user, _bundle_keys(next_sequence))
+	except Exception:
+		db.sql(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+		raise
+
+
+def allocate_sequences(
+	db: Database, records: Sequence[OutboxRecord], now: datetime
+) -> dict[str, Iterator[int]]:
+	"""Reserve consecutive per-company sequence numbers; the next numbers of each bucket.
+
+	The counters are rows keyed by company under the database's collation, which holds
+	names that differ only in case or trailing spaces ("Acme", "ACME ") as ONE row: such
+	buckets share that row's numbers, so its sequence stays gapless and unique.
+	"""
+	counts = Counter(bucket(r.company) for r in records)
+	companies = sorted(counts)
+	db.sql(
+		f"INSERT INTO `{SEQUENCE_TABLE}` (`name`, `company`, `last_sequence`, `creation`, `modified`, "
+		"`modified_by`, `owner`, `docstatus`, `idx`) VALUES "
+		+ ", ".join(["(%s, %s, %s, %s, %s, %s, %s, 0, 0)"] * len(companies))
+		+ " ON DUPLICATE KEY UPDATE `last_sequence` = `last_sequence` + VALUES(`last_sequence`), "
+		"`modified` = VALUES(`modified`)",
+		[v for name in companies for v in (name, name, counts[name], now, now, SYSTEM_USER, SYSTEM_USER)],
+	)
+	stored = {
+		requested: (row, last)
+		for requested, row, last in db.sql(
+			" UNION ALL ".join(
+				[f"SELECT %s, `name`, `last_sequence` FROM `{SEQUENCE_TABLE}` WHERE `name` = %s"]
+				* len(companies)
+			),
+			[v for name in companies for v in (name, name)],
+		)
+	}
+	reserved = Counter()
+	for name in companies:
+		reserved[stored[name][0]] += counts[name]
+	numbers = {row: itertools.count(last - reserved[row] + 1) for row, last in stored.values()}
+	return {name: numbers[stored[name][0]] for name in companies}
+
+
+def draw_names(db: Database, count: int) -> list[int]:
+	"""`count` Event Log names from its sequence, as Frappe's autoincrement naming draws
+	them (frappe/model/naming.py), in one statement (MariaDB's `seq_1_to_n` table)."""
+	rows = db.sql(f"SELECT NEXTVAL(`{EVENT_LOG_SEQUENCE}`) FROM `seq_1_to_{int(count)}`")
+	return sorted(int(r[0]) for r in rows)
+
+
+def lock_counters(db: Database, companies: Sequence[str]) -> None:
+	"""Hold the companies' counter rows until COMMIT, as a commit's outbox write does (in
+	the same order), so no commit of theirs draws a bundle meanwhile."""
+	names = sorted({bucket(c) for c in companies})
+	if names:
+		db.sql(
+			f"SELECT `name` FROM `{SEQUENCE_TABLE}` WHERE `name` IN ({placeholders(names)}) ORDER BY `name` FOR UPDATE",
+			names,
+		)
+
+
+def _row_values(name: int, record: OutboxRecord, sequence: int, now: datetime, user: str) -> tuple:
+	"""The Event Log row's values, in COLUMNS order (the payload stored as base64 text)."""
+	return (
+		name,
+		now,
+		now,
+		user,
+		user,
+		0,
+		0,
+		record.event_id,
+		record.status,
+		record.event_type,
+		record.reference_doctype,
+		record.reference_name,
+		record.company,
+		record.event_time,
+		record.topic,
+		record.message_key,
+		sequence,
+		record.schema_name,
+		record.schema_version,
+		record.schema_fingerprint,
+		record.encoding,
+		0,
+		base64.b64encode(record.payload).decode("ascii"),
+		truncate_error(record.last_error),
+	)
+
+
+def _bundle_row(name: int, record: OutboxRecord, sequence: int, now: datetime) -> dict[str, Any]:
+	"""A Queued event as `bundles.write` reads it: the row's DELIVERY_COLUMNS."""
+	return {
+		"name": name,
+		"creation": now,
+		"event_id": record.event_id,
+		"event_type": record.event_type,
+		"reference_doctype": record.reference_doctype,
+		"reference_name": record.reference_name,
+		"company": record.company,
+		"event_time": record.event_time,
+		"topic": record.topic,
+		"message_key": record.message_key,
+		"company_sequence": sequence,
+		"schema_name": record.schema_name,
+		"schema_version": record.schema_version,
+		"schema_fingerprint": record.schema_fingerprint,
+		"encoding": record.encoding,
+		"payload": record.payload,  # the bytes: the bundle stores them as they are
+	}
+
+
+def _bundle_keys(next_sequence: Mapping[str, Iterator[int]]) -> dict[str, str]:
+	"""{bucket: its bundle's company}: buckets the database holds as one name draw from one
+	counter (`allocate_sequences` gives them the same numbers), so they get one bundle and
+	their events stay in sequence order."""
+	shared: dict[int, str] = {}
+	return {name: shared.setdefault(id(numbers), name) for name, numbers in next_sequence.items()}
+
+
+def _write_bundles(
+	db: Database,
+	queued: Sequence[dict[str, Any]],
+	now: datetime,
+	context: MessageContext,
+	user: str,
+	keys: Mapping[str, str],
+) -> None:
+	"""`bundles.write`, except on a site whose tables are older than the code (bench migrate
+	has not run yet): the rows stay, and the upgrade patch gives them their bundles
+	(patches/v1_0/queue_pending_events)."""
+	try:
+		bundles.write(db, queued, now, context, user, keys)
+	except Exception as e:
+		if not is_mariadb_error(e, ER_NO_SUCH_TABLE):
+			raise
