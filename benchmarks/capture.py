@@ -154,7 +154,11 @@ def p1(db_params: dict, redis_url: str, run_id: str, scale: Scale) -> Scenario:
 			"ratio": summary(ratios),
 		}
 		ratio = scenario.measurements[shape]["ratio"]["median"]
-		scenario.gates.append(Gate("P1", f"capture ÷ raw Avro, {shape}", ratio, P1_TARGET, "<="))
+		# information, not a gate: what users feel is the submit overhead on a real bench
+		# (P2, docs/operations.md), which the capture cost is a small part of
+		scenario.gates.append(
+			Gate("P1", f"capture ÷ raw Avro, {shape}", ratio, P1_TARGET, "<=", judged=False)
+		)
 	txs = [tx for _ in range(max(per_round // 4, 3)) for tx in mix(documents, 12)]
 	scenario.measurements["where the time goes (% of capture time, cProfile, transaction mix)"] = (
 		capture_breakdown(lambda: [(fire_hooks(tx), encode_buffer(take_buffer())) for tx in txs])

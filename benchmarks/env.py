@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import signal
 import subprocess
 import sys
 import uuid
@@ -71,9 +72,14 @@ class Services:
 				cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 			admin.close()
 
+	@property
+	def replication(self) -> int:
+		"""Replication factor of the topics a benchmark creates: 3 on a 3-node cluster."""
+		return min(3, len(self.broker.nodes)) if self.broker else 1
+
 	def topics(self, *names: str, partitions: int = 3) -> None:
 		admin = AdminClient({"bootstrap.servers": self.bootstrap})
-		new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in names]
+		new = [NewTopic(t, num_partitions=partitions, replication_factor=self.replication) for t in names]
 		for future in admin.create_topics(new).values():
 			future.result(30)
 
@@ -105,14 +111,37 @@ class Services:
 					client.srem(key, member)
 
 
+class Stopped(BaseException):
+	"""SIGINT or SIGTERM: raised in the main thread so every `with` block unwinds and removes
+	what it started. A BaseException, so no scenario's `except Exception` swallows it."""
+
+
 @contextlib.contextmanager
-def started() -> Iterator[Services]:
+def stopping_on_signals() -> Iterator[None]:
+	"""The first SIGINT or SIGTERM raises `Stopped`; later ones are ignored until the
+	clean-up (broker, workers, databases, Redis keys) has finished."""
+
+	def stop(signum, frame):
+		for sig in (signal.SIGINT, signal.SIGTERM):
+			signal.signal(sig, signal.SIG_IGN)
+		raise Stopped(signal.Signals(signum).name)
+
+	previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+	try:
+		yield
+	finally:
+		for sig, handler in previous.items():
+			signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def started(brokers: int = 1) -> Iterator[Services]:
 	broker = None
 	with contextlib.ExitStack() as stack:
 		if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
 			bootstrap = stack.enter_context(services.kafka_broker())
 		else:
-			broker = start_kafka(1)
+			broker = start_kafka(brokers)
 			stack.callback(broker.stop)
 			bootstrap = broker.bootstrap
 		redis_url = stack.enter_context(services.redis_server())
@@ -158,13 +187,19 @@ def describe(found: Services) -> dict:
 		"fastavro": _version("fastavro"),
 		"rq": _version("rq"),
 		"broker": (
-			f"Apache Kafka {kafka_version()} (one KRaft node, {java_version()}) on {found.bootstrap}"
+			f"Apache Kafka {kafka_version()} ({_nodes(found.broker)}, {java_version()}) on {found.bootstrap}"
 			if found.broker
 			else f"external Kafka at {found.bootstrap}"
 		),
 		"redis": f"{redis_version} at {found.redis_url}",
 		"mariadb": f"{mariadb_version} at {found.mariadb['host']}:{found.mariadb['port']}",
 	}
+
+
+def _nodes(cluster: KafkaCluster) -> str:
+	if len(cluster.nodes) == 1:
+		return "one KRaft node"
+	return f"{len(cluster.nodes)} KRaft nodes, replication factor 3, min.insync.replicas 2, acks=all"
 
 
 def line(env: dict) -> str:

@@ -52,6 +52,7 @@ class Gate:
 	op: str  # "<=" or ">="
 	unit: str = "×"
 	note: str = ""
+	judged: bool = True  # False: reported for information, never passes or misses
 
 	@property
 	def measured(self) -> bool:
@@ -59,14 +60,14 @@ class Gate:
 
 	@property
 	def passed(self) -> bool | None:
-		if self.value is None:
+		if self.value is None or not self.judged:
 			return None
 		return self.value <= self.target if self.op == "<=" else self.value >= self.target
 
 	@property
 	def margin(self) -> str:
 		"""How far from the target, as a factor (e.g. "15.6x short")."""
-		if self.value is None or self.passed:
+		if self.value is None or not self.judged or self.passed:
 			return ""
 		if self.op == ">=":
 			factor = self.target / self.value if self.value else float("inf")
