@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.services import ManagedProcess, _spawn, free_port, wait_until
+from harness.services import ManagedProcess, _spawn, free_port, port_open, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG_CONFIG = ROOT / "tests" / "kafka" / "log4j2.properties"
@@ -193,9 +193,14 @@ def _format(node: Node, cluster_id: str, format_args: list[str]) -> None:
 		raise RuntimeError(f"formatting Kafka storage failed:\n{result.stdout}\n{result.stderr}")
 
 
-def _brokers_up(bootstrap: str, size: int, client_config: dict) -> bool:
+def _brokers_up(cluster: KafkaCluster, size: int, client_config: dict) -> bool:
+	"""Every node listens and every broker is in the metadata (a client is made only once
+	the ports answer, so a starting node does not fill the log with refused connections)."""
 	from confluent_kafka.admin import AdminClient
 
+	if not all(port_open("127.0.0.1", node.port) for node in cluster.nodes):
+		return False
+	bootstrap = cluster.bootstrap
 	metadata = AdminClient({"bootstrap.servers": bootstrap, **client_config}).list_topics(timeout=2)
 	return len(metadata.brokers) == size
 
@@ -230,7 +235,7 @@ def start_kafka(
 		for node in nodes:
 			cluster.start(node.node_id)
 		wait_until(
-			lambda: _brokers_up(cluster.bootstrap, size, client_config or {}),
+			lambda: _brokers_up(cluster, size, client_config or {}),
 			90,
 			f"Apache Kafka ({size} node{'s' if size > 1 else ''}) on {cluster.bootstrap}",
 			interval=0.3,
