@@ -30,7 +30,7 @@ from benchmarks.profile import capture_breakdown
 from benchmarks.stats import Gate, Scale, Scenario, interleave, summary
 from benchmarks.workload import Documents, Transaction, mix
 from erpnext_streaming import catalog
-from erpnext_streaming.constants import BUILTIN_BY_DOCTYPE, SETTINGS_DOCTYPE
+from erpnext_streaming.constants import BUILTIN_BY_DOCTYPE, BUNDLE_TABLE, SETTINGS_DOCTYPE
 from erpnext_streaming.emitters import capture, handler
 from erpnext_streaming.emitters.codec import get_codec
 from erpnext_streaming.outbox.write import write
@@ -217,5 +217,44 @@ def p1b(db_params: dict, redis_url: str, run_id: str, scale: Scale) -> Scenario:
 				note=f"{ms:.2f} ms",
 			)
 		)
+	size = BIG_TRANSACTION if scale.name != "tiny" else 300
+	scenario.measurements[f"outbox write of one {size:,}-event transaction"] = _big_write(db, documents, size)
 	standin.destroy()
 	return scenario
+
+
+BIG_TRANSACTION = 30_000
+
+
+def _big_write(db, documents: Documents, size: int) -> dict:
+	"""The outbox write of a Journal-Entry-sized transaction (statements cut by bytes under
+	max_allowed_packet): ms, statements and bundles, for information."""
+	events: list = []
+	while len(events) < size:
+		tx = documents.sales_invoice(20)
+		fire_hooks(tx)
+		events += capture.flush(take_buffer(), db, get_codec())
+	events = events[:size]
+	counted = _Counting(db)
+	(before,) = db.sql(f"SELECT COUNT(*) FROM `{BUNDLE_TABLE}`")[0]
+	took = _timed(lambda: write(counted, events, datetime.now()))
+	(after,) = db.sql(f"SELECT COUNT(*) FROM `{BUNDLE_TABLE}`")[0]
+	(packet,) = db.sql("SELECT @@max_allowed_packet")[0]
+	db.sql("ROLLBACK")
+	db.begin()
+	return {
+		"events": len(events),
+		"ms": took * 1000,
+		"statements": counted.statements,
+		"bundles": after - before,
+		"max_allowed_packet": packet,
+	}
+
+
+class _Counting:
+	def __init__(self, db):
+		self.db, self.statements = db, 0
+
+	def sql(self, *args, **kwargs):
+		self.statements += 1
+		return self.db.sql(*args, **kwargs)

@@ -13,6 +13,7 @@ from frappe.standin import StandinDatabase
 
 from erpnext_streaming.delivery import messages
 from erpnext_streaming.delivery.messages import refs as refs_in
+from erpnext_streaming.outbox.mariadb import statement_budget
 from erpnext_streaming.outbox.records import MessageContext, OutboxRecord, decode_payload
 from erpnext_streaming.outbox.write import write
 
@@ -131,6 +132,9 @@ class CountingDatabase:
 
 	def __init__(self, db):
 		self.db, self.statements = db, []
+		# the statement budget is read once per connection (@@max_allowed_packet); this
+		# connection has read it already
+		self._erpnext_streaming_statement_budget = statement_budget(db)
 
 	def sql(self, query, *args, **kwargs):
 		self.statements.append(query.split(None, 1)[0].upper())
@@ -141,7 +145,8 @@ class CountingDatabase:
 def test_a_transaction_costs_six_statements_whatever_its_size(site, events):
 	"""Savepoint, counter upsert, counter read, the names, ONE multi-row INSERT of rows and
 	ONE of bundles: round trips do not grow with the number of events (or of companies) in
-	the transaction."""
+	the transaction, until its statements would pass half of max_allowed_packet
+	(tests/test_outbox_size.py)."""
 	db = CountingDatabase(frappe.db)
 	companies = ("A", "B", "C")
 	write(db, [record(f"r{i}", companies[i % 3]) for i in range(events)], datetime(2026, 11, 23, 10))
@@ -209,3 +214,12 @@ def test_a_bundles_values_come_back_from_mariadb_byte_for_byte_whatever_their_by
 	ready: list = []
 	assert len(messages.read(stored.messages, None, ready, {})) == 2
 	assert [m.value for m in ready] == [every.payload, bytes([0, 1, 2, 255])]
+
+
+def test_the_statement_budget_is_read_once_per_connection(site):
+	db = CountingDatabase(frappe.db)
+	del db._erpnext_streaming_statement_budget
+	first = statement_budget(db)
+	assert statement_budget(db) == first and db.statements == ["SELECT"]
+	(packet,) = frappe.db.sql("SELECT @@max_allowed_packet")[0]
+	assert first == max(int(packet) // 2, 64 * 1024)

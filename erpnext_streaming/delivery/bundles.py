@@ -55,7 +55,15 @@ from erpnext_streaming.constants import (
 	RECEIPT_SEQUENCE,
 	RECEIPT_TABLE,
 )
-from erpnext_streaming.outbox.mariadb import Database, get_lock, lock_name, release_lock
+from erpnext_streaming.outbox.mariadb import (
+	Database,
+	chunks_by_bytes,
+	get_lock,
+	lock_name,
+	release_lock,
+	statement_budget,
+	value_bytes,
+)
 from erpnext_streaming.outbox.outcomes import delivery_rows, settle_positions
 from erpnext_streaming.outbox.records import (
 	SEQUENCE_TABLE,
@@ -93,13 +101,16 @@ def write(
 	user: str,
 	keys: Mapping[str, str] | None = None,
 ) -> None:
-	"""ONE multi-row INSERT: a bundle per company of `rows` (Event Log rows in name order,
-	the Queued ones of one transaction), its events in the rows' order. Called by
-	`outbox.write` while it holds the companies' counter rows.
+	"""The bundles of `rows` (Event Log rows in name order, the Queued ones of one
+	transaction): per company its events in the rows' order, in one bundle, or in several
+	consecutive ones when they would not fit half a statement (`statement_budget`); the
+	bundles in as few multi-row INSERTs as fit. Called by `outbox.write` while it holds the
+	companies' counter rows, so each company's bundles follow commit order.
 
 	`keys` ({bucket: bundle company}) puts the buckets the database holds as one name
-	("Acme", "ACME ": one counter row, one cursor) into ONE bundle: as separate bundles
-	their events would be delivered out of sequence order (all of one, then the other)."""
+	("Acme", "ACME ": one counter row, one cursor) into the same bundles: as separate
+	bundles their events would be delivered out of sequence order (all of one, then the
+	other)."""
 	from erpnext_streaming.delivery.messages import bundle
 
 	keys = keys or {}
@@ -107,24 +118,25 @@ def write(
 	for row in rows:
 		company = bucket(row["company"])
 		by_company.setdefault(keys.get(company, company), []).append(row)
-	if not by_company:
-		return
-	values: list[Any] = []
-	for company, of_company in by_company.items():
-		values += [
-			now,
-			now,
-			user,
-			user,
-			company,
-			len(of_company),
-			bundle(of_company, context.site, context.time_zone),
-		]
-	db.sql(
-		f"INSERT INTO {_B} (`name`, {_STANDARD}, `company`, `events`, `messages`) VALUES "
-		+ ", ".join([f"(NEXTVAL(`{BUNDLE_SEQUENCE}`), %s, %s, %s, %s, 0, 0, %s, %s, %s)"] * len(by_company)),
-		values,
-	)
+	budget = statement_budget(db)
+	bundled = [
+		(company, len(part), bundle(part, context.site, context.time_zone))
+		for company, of_company in by_company.items()
+		for part in chunks_by_bytes(of_company, _event_bytes, budget // 2)
+	]
+	for chunk in chunks_by_bytes(bundled, lambda b: value_bytes(b[2]) + 256, budget):
+		values = [v for company, events, text in chunk for v in (now, now, user, user, company, events, text)]
+		db.sql(
+			f"INSERT INTO {_B} (`name`, {_STANDARD}, `company`, `events`, `messages`) VALUES "
+			+ ", ".join([f"(NEXTVAL(`{BUNDLE_SEQUENCE}`), %s, %s, %s, %s, 0, 0, %s, %s, %s)"] * len(chunk)),
+			values,
+		)
+
+
+def _event_bytes(row: Any) -> int:
+	"""About what an event adds to its bundle's text: its value and its JSON line."""
+	payload = row["payload"] or b""
+	return len(payload) + 256 + len(str(row["reference_name"] or "")) * 4
 
 
 def queue_rows(

@@ -31,6 +31,52 @@ class TransactionalDatabase(Database, Protocol):
 	def rollback(self) -> None: ...
 
 
+_BUDGET_ATTRIBUTE = "_erpnext_streaming_statement_budget"
+MIN_STATEMENT_BUDGET = 64 * 1024
+
+
+def statement_budget(db: Database) -> int:
+	"""How many bytes of values one statement may carry: half the server's
+	`max_allowed_packet` (a statement larger than it is refused with error 1153 and the
+	connection is dropped), the other half left for escaping and the statement's own text.
+	Read once per connection: MariaDB copies the global value into a session when it
+	connects, and the session value cannot change (MariaDB "max_allowed_packet")."""
+	budget = getattr(db, _BUDGET_ATTRIBUTE, None)
+	if budget is None:
+		budget = max(int(db.sql("SELECT @@max_allowed_packet")[0][0]) // 2, MIN_STATEMENT_BUDGET)
+		try:
+			setattr(db, _BUDGET_ATTRIBUTE, budget)
+		except AttributeError:  # a database object without attributes: read it each time
+			pass
+	return budget
+
+
+def value_bytes(value: Any) -> int:
+	"""At most how many bytes a value takes in a statement: a string's UTF-8 bytes, twice
+	over for escapes; a number or a date a few dozen."""
+	if isinstance(value, str):
+		return 2 * len(value.encode("utf-8")) + 3
+	if isinstance(value, bytes):
+		return 2 * len(value) + 3
+	return 32
+
+
+def chunks_by_bytes(items: Sequence[Any], size: Any, budget: int) -> Iterator[list[Any]]:
+	"""`items` in order, cut into consecutive lists whose `size(item)` add up to at most
+	`budget` (an item larger than the budget alone in its list)."""
+	chunk: list[Any] = []
+	total = 0
+	for item in items:
+		item_size = size(item)
+		if chunk and total + item_size > budget:
+			yield chunk
+			chunk, total = [], 0
+		chunk.append(item)
+		total += item_size
+	if chunk:
+		yield chunk
+
+
 def placeholders(values: Sequence[Any]) -> str:
 	"""`%s, %s, ...`: one parameter per value, for an `IN (...)` list."""
 	return ", ".join(["%s"] * len(values))

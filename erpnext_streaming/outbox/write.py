@@ -3,7 +3,8 @@ bundles, inside the user's transaction, just before COMMIT (the `before_commit` 
 emitters/handler.py), so a rollback leaves nothing and a commit makes the events as
 durable as the document itself.
 
-Writing a transaction's events costs six statements whatever the number of events:
+Writing a transaction's events costs six statements for an ordinary document (a large one
+takes more, see below):
 1. a savepoint (the write is all or nothing inside the user's transaction),
 2. one upsert of the per-company counters (companies sorted, so concurrent transactions
    lock them in the same order and cannot deadlock on them),
@@ -20,6 +21,13 @@ Counter rows are keyed under the database's collation: names that differ only in
 trailing spaces are one row, and their events share its sequence.
 The lock is taken in before_commit, after all of ERPNext's own work, and held only for
 the insert and the COMMIT.
+
+A transaction of any size: MariaDB refuses a statement larger than its
+`max_allowed_packet` (error 1153, and the connection is dropped), and ERPNext submits
+Journal Entries of tens of thousands of rows in one transaction. So the INSERTs of steps
+5 and 6 are cut by bytes under half that limit (`mariadb.statement_budget`), and a
+company's events go into as many bundles as needed; names, sequences and bundle order
+are drawn as before, so order and gaplessness do not change.
 """
 
 from __future__ import annotations
@@ -33,7 +41,15 @@ from typing import Any
 
 from erpnext_streaming.constants import EVENT_LOG_SEQUENCE, EVENT_LOG_TABLE, Status
 from erpnext_streaming.delivery import bundles
-from erpnext_streaming.outbox.mariadb import ER_NO_SUCH_TABLE, Database, is_mariadb_error, placeholders
+from erpnext_streaming.outbox.mariadb import (
+	ER_NO_SUCH_TABLE,
+	Database,
+	chunks_by_bytes,
+	is_mariadb_error,
+	placeholders,
+	statement_budget,
+	value_bytes,
+)
 from erpnext_streaming.outbox.records import (
 	COLUMNS,
 	NO_CONTEXT,
@@ -68,18 +84,28 @@ def write(
 	try:
 		next_sequence = allocate_sequences(db, records, now)
 		names = draw_names(db, len(records))
-		values: list[Any] = []
+		rows: list[tuple] = []
 		queued: list[dict[str, Any]] = []
 		for name, record in zip(names, records, strict=True):
 			sequence = next(next_sequence[bucket(record.company)])
-			values.extend(_row_values(name, record, sequence, now, user))
+			rows.append(_row_values(name, record, sequence, now, user))
 			if record.status == Status.QUEUED:
 				queued.append(_bundle_row(name, record, sequence, now))
-		db.sql(_INSERT_HEAD + ", ".join([_ROW] * len(records)), values)
+		_insert_rows(db, rows, statement_budget(db))
 		_write_bundles(db, queued, now, context, user, _bundle_keys(next_sequence))
 	except Exception:
 		db.sql(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
 		raise
+
+
+def _insert_rows(db: Database, rows: Sequence[tuple], budget: int) -> None:
+	"""The Event Log rows in as few multi-row INSERTs as fit the statement budget."""
+	for chunk in chunks_by_bytes(rows, _row_bytes, budget):
+		db.sql(_INSERT_HEAD + ", ".join([_ROW] * len(chunk)), [v for row in chunk for v in row])
+
+
+def _row_bytes(row: tuple) -> int:
+	return sum(value_bytes(v) for v in row)
 
 
 def allocate_sequences(
