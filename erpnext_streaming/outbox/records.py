@@ -89,7 +89,7 @@ class Lease:
 	until: datetime
 
 
-@dataclass(slots=True)  # one per delivered event: not frozen, see delivery/producer.py
+@dataclass(frozen=True, slots=True)
 class Published:
 	"""Where a message landed: the row's own event (Sent) or its dead-letter copy."""
 
