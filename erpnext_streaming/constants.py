@@ -40,9 +40,8 @@ DEFAULT_LOG_RETENTION_DAYS = 30
 
 # Delivery tuning defaults (Streaming Settings, "Delivery" section).
 # A batch is claimed, produced and recorded as one: its fixed costs (the claim's statements,
-# the flush's round trip, the receipt) are paid per batch, so 5000 events drained ≈ 17 %
-# faster than 2000, and 10,000 (≈ 10 MB of messages in the drainer) faster again
-# (benchmarks/RESULTS.md, P3). Sites that stored an earlier default keep it.
+# the flush's round trip, the receipt) are paid per batch, so a large batch drains faster;
+# 10,000 events hold about 10 MB of messages in the drainer.
 DEFAULT_BATCH_SIZE = 10_000
 DEFAULT_MAX_ATTEMPTS = 10
 DEFAULT_BACKOFF_BASE_SECONDS = 5

@@ -45,7 +45,6 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from erpnext_streaming.constants import (
@@ -279,7 +278,6 @@ def claim(
 	return claimed
 
 
-@lru_cache(maxsize=64)
 def _choose(companies: int) -> str:
 	"""The claim's one statement: per company (`g`, in the order of the values) its
 	bundles after its start, in name order, a prefix of at most `per_company` events (at

@@ -76,7 +76,7 @@ class FramingError(Exception):
 		return Classified(Outcome.PERMANENT, False, self.message)
 
 
-@dataclass(slots=True)  # one per delivered event: not frozen, see delivery/producer.py
+@dataclass(frozen=True, slots=True)
 class Framed:
 	value: bytes
 	content_type: str

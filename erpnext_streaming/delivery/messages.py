@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import datetime, tzinfo
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -53,54 +52,25 @@ def message_key(row: Any) -> bytes:
 	return (row["message_key"] or row["company"] or "").encode("utf-8")
 
 
-@lru_cache(maxsize=1024)
-def _type_and_source(doctype: str, event_type: str, site: str) -> tuple[tuple[str, bytes], ...]:
-	return (
-		("ce_type", ce_type(doctype, event_type).encode("utf-8")),
-		("ce_source", str(site).encode("utf-8")),
-	)
-
-
-@lru_cache(maxsize=4096)
-def _ce_time_header(moment: datetime | None, time_zone: ZoneInfo) -> tuple[str, bytes]:
-	return ("ce_time", ce_time(moment, time_zone).encode("utf-8"))  # a transaction's rows share one
-
-
-@lru_cache(maxsize=1024)
-def _content_and_schema(
-	content_type: str, name: str, version: int, fingerprint: str
-) -> tuple[tuple[str, bytes], ...]:
-	return (
-		("ce_specversion", CE_SPECVERSION.encode("utf-8")),
-		("content-type", str(content_type).encode("utf-8")),
-		("schema_name", str(name).encode("utf-8")),
-		("schema_version", str(version).encode("utf-8")),
-		("schema_fingerprint", str(fingerprint).encode("utf-8")),
-	)
-
-
 def headers(
 	row: Any, site: str, time_zone: ZoneInfo, content_type: str = CONTENT_TYPE
 ) -> list[tuple[str, bytes]]:
-	"""The CloudEvents, schema and sequence headers, in this order: ce_id, ce_type,
-	ce_source, ce_subject, ce_time, ce_specversion, content-type, schema_name,
-	schema_version, schema_fingerprint, es_company_sequence. The headers shared by many
-	rows (type and site; content type and schema) are encoded once per process, two
-	cache lookups per message: this runs once per event on the drainer's hot path."""
+	"""The CloudEvents, schema and sequence headers of a row, in the order below."""
 	doctype = row["reference_doctype"]
-	return [
-		("ce_id", str(row["event_id"] or "").encode("utf-8")),
-		*_type_and_source(doctype or "", row["event_type"] or "", site),
-		("ce_subject", f"{doctype}/{row['reference_name']}".encode()),
-		_ce_time_header(row["event_time"] or row["creation"], time_zone),
-		*_content_and_schema(
-			content_type,
-			row["schema_name"] or "",
-			row["schema_version"] or 0,
-			row["schema_fingerprint"] or "",
-		),
-		("es_company_sequence", str(row["company_sequence"] or 0).encode("utf-8")),
+	named = [
+		("ce_id", row["event_id"] or ""),
+		("ce_type", ce_type(doctype or "", row["event_type"] or "")),
+		("ce_source", site),
+		("ce_subject", f"{doctype}/{row['reference_name']}"),
+		("ce_time", ce_time(row["event_time"] or row["creation"], time_zone)),
+		("ce_specversion", CE_SPECVERSION),
+		("content-type", content_type),
+		("schema_name", row["schema_name"] or ""),
+		("schema_version", row["schema_version"] or 0),
+		("schema_fingerprint", row["schema_fingerprint"] or ""),
+		("es_company_sequence", row["company_sequence"] or 0),
 	]
+	return [(name, str(value).encode("utf-8")) for name, value in named]
 
 
 def build(row: Any, site: str, time_zone: ZoneInfo, framer: Framer | None = None) -> OutgoingMessage:
@@ -187,10 +157,10 @@ def read(
 ) -> list[Any]:
 	"""The messages of a bundle appended to `outgoing` in order, and the events that cannot
 	be sent put in `failed` ({event log: Classified}); returns the bundle's Event Log names,
-	in order. Runs once per event on the drainer's hot path: a message's value is a slice of
-	the bundle's values, its headers a copy of its route's with four values set."""
+	in order. A message's value is a slice of the bundle's values, its headers a copy of its
+	route's with four values set."""
 	_, routes, events, values = _lines(text)
-	return _read(_routes(routes), json.loads(events), values.encode("latin-1"), framer, outgoing, failed)
+	return _read(json.loads(routes), json.loads(events), values.encode("latin-1"), framer, outgoing, failed)
 
 
 def _lines(text: str) -> list[str]:
@@ -198,13 +168,6 @@ def _lines(text: str) -> list[str]:
 	if not text.startswith(_HEAD):
 		raise ValueError(f"not a bundle of format {BUNDLE_FORMAT}")
 	return text.split("\n", 3)
-
-
-@lru_cache(maxsize=512)
-def _routes(line: str) -> list:
-	"""A routes line, parsed once per process: bundles of the same kinds of documents of a
-	company repeat it. Read only (`_read` copies a route's headers)."""
-	return json.loads(line)
 
 
 def _read(
@@ -217,8 +180,7 @@ def _read(
 ) -> list[Any]:
 	"""`read` of parsed routes and events (value lengths) and the values they share. Raises
 	when the lengths do not add up to the values (a damaged bundle is not sent in part)."""
-	names = []
-	append, start = outgoing.append, 0
+	names, start = [], 0
 	for event in events:
 		ref, index = event[0], event[1]
 		names.append(ref)
@@ -240,7 +202,7 @@ def _read(
 		headers = shared.copy()  # in order: the shared keys keep their places
 		headers["ce_id"], headers["ce_subject"], headers["ce_time"] = event[3], event[4], event[5]
 		headers["es_company_sequence"] = event[6]
-		append(OutgoingMessage(ref, topic, key, body, headers))
+		outgoing.append(OutgoingMessage(ref, topic, key, body, headers))
 	if start != len(values):
 		raise ValueError(f"the bundle's values hold {len(values)} bytes, its events {start}")
 	return names

@@ -24,10 +24,7 @@ from confluent_kafka import KafkaError, KafkaException
 POLL_EVERY = 500
 
 
-# OutgoingMessage and Delivery are made once per event on the drainer's hot path: plain
-# slotted dataclasses (a frozen one's __init__ costs about three times as much; P3 in
-# benchmarks/RESULTS.md). Treat them as values all the same.
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class OutgoingMessage:
 	ref: Any  # the Event Log row name; comes back in the delivery report
 	topic: str
@@ -36,7 +33,7 @@ class OutgoingMessage:
 	headers: list[tuple[str, bytes]] | list[tuple[str, str]] | dict[str, str]  # str: from a bundle
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Delivery:
 	ref: Any
 	error: KafkaError | None
@@ -101,26 +98,10 @@ class KafkaProducer:
 	def start(self, messages: Sequence[OutgoingMessage], timeout: float) -> Sending:
 		deliveries: dict[Any, Delivery] = {}
 		deadline = time.monotonic() + timeout
-		produce, poll, report = self._producer.produce, self._producer.poll, self._on_delivery
 		for count, message in enumerate(messages, 1):
-			# the common case in line (once per event: the drainer's hot path); a message the
-			# client refused (full queue, invalid argument, fatal error) was not enqueued, and
-			# `_produce` hands it over again (serving reports while the queue is full) or
-			# records why it cannot be
-			try:
-				if self.fatal is not None:
-					raise KafkaException(self.fatal)
-				produce(
-					message.topic,
-					message.value,
-					message.key,
-					headers=message.headers,
-					on_delivery=partial(report, deliveries, message.ref),
-				)
-			except (BufferError, KafkaException, TypeError, ValueError):
-				self._produce(message, deliveries, deadline)
+			self._produce(message, deliveries, deadline)
 			if count % POLL_EVERY == 0:
-				poll(0)  # serve reports (and the error callback) as we go
+				self._producer.poll(0)  # serve reports (and the error callback) as we go
 		return Sending(messages, deliveries, deadline, timeout)
 
 	def finish(self, sending: Sending) -> BatchResult:
@@ -146,6 +127,8 @@ class KafkaProducer:
 		return result
 
 	def _produce(self, message: OutgoingMessage, deliveries: dict[Any, Delivery], deadline: float) -> None:
+		"""Hand one message to the client, or record in `deliveries` why it cannot be: a full
+		local queue is served (reports) and tried again until the deadline."""
 		while True:
 			if self.fatal is not None:
 				deliveries[message.ref] = Delivery(message.ref, self.fatal)

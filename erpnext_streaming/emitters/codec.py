@@ -46,18 +46,11 @@ class AvroCodec:
 		self._derive = derive
 		self._shipped = frozenset(default_registry().shipped_doctypes())
 		self._derived: dict[str, EventSchema] = {}
-		self._serializers: dict[int, tuple[EventSchema, AvroEventSerializer]] = {}
-		self._schemas: dict[tuple[str, int], EventSchema] = {}  # shipped, by (doctype, version)
 
 	def schema(self, route: Any) -> EventSchema:
 		"""The route's schema: shipped (pinned version or newest), else derived from the meta."""
-		key = (route.doctype, route.schema_version)
-		schema = self._schemas.get(key)
-		if schema is not None:
-			return schema
 		if route.doctype in self._shipped:
-			schema = self._schemas[key] = get_event_schema(route.doctype, route.schema_version)
-			return schema
+			return get_event_schema(route.doctype, route.schema_version)
 		schema = self._derived.get(route.doctype)
 		if schema is None:
 			if self._derive is None:
@@ -85,10 +78,7 @@ class AvroCodec:
 		)
 
 	def serializer(self, schema: EventSchema) -> AvroEventSerializer:
-		entry = self._serializers.get(id(schema))
-		if entry is None or entry[0] is not schema:
-			entry = self._serializers[id(schema)] = (schema, AvroEventSerializer(schema))
-		return entry[1]
+		return AvroEventSerializer(schema)
 
 	def encode(self, event: Any) -> OutboxRecord:
 		"""The outbox record of a built event; raises `EncodeError` when the schema refuses it."""

@@ -43,17 +43,10 @@ def _modified(value: Any) -> datetime:
 	return to_datetime(value)
 
 
-def _modified_text(value: Any) -> str:
-	# Frappe's own form (frappe.utils.now()) is already canonical: skip the round trip
-	if value.__class__ is str and len(value) == 26 and value[10] == " " and value[19] == ".":
-		return value
-	return _modified(value).isoformat(" ", "microseconds")
-
-
 def normalise_modified(modified: Any) -> str:
 	"""`modified` as Frappe's wall-clock text with microseconds: `YYYY-MM-DD HH:MM:SS.ffffff`."""
 	try:
-		return _modified_text(modified)
+		return _modified(modified).isoformat(" ", "microseconds")
 	except Invalid as e:
 		raise BuildError(str(e), "modified")
 
@@ -107,8 +100,7 @@ def build_envelope(
 	try:
 		name = to_str(get("name"))
 		field = "modified"
-		raw_modified = get("modified")
-		modified = _modified(raw_modified)
+		modified = _modified(get("modified"))
 		field = "event_time"
 		event_time = _instant(_event_wall_time(get, modified), time_zone)
 		field = "docstatus"
@@ -122,7 +114,7 @@ def build_envelope(
 	except Invalid as e:
 		raise BuildError(str(e), f"envelope.{field}")
 	return {
-		"event_id": uuid5(f"{doctype}|{name}|{event_type}|{_modified_text(raw_modified)}"),
+		"event_id": event_id(doctype, name, event_type, modified),
 		"event_type": event_type,
 		"doctype": doctype,
 		"name": name,

@@ -87,10 +87,11 @@ def write(
 		rows: list[tuple] = []
 		queued: list[dict[str, Any]] = []
 		for name, record in zip(names, records, strict=True):
-			sequence = next(next_sequence[bucket(record.company)])
-			rows.append(_row_values(name, record, sequence, now, user))
+			row = _event_row(name, record, next(next_sequence[bucket(record.company)]), now, user)
+			stored = {**row, "payload": base64.b64encode(record.payload).decode("ascii")}
+			rows.append(tuple(stored[column] for column in COLUMNS))
 			if record.status == Status.QUEUED:
-				queued.append(_bundle_row(name, record, sequence, now))
+				queued.append(row)
 		_insert_rows(db, rows, statement_budget(db))
 		_write_bundles(db, queued, now, context, user, _bundle_keys(next_sequence))
 	except Exception:
@@ -162,42 +163,19 @@ def lock_counters(db: Database, companies: Sequence[str]) -> None:
 		)
 
 
-def _row_values(name: int, record: OutboxRecord, sequence: int, now: datetime, user: str) -> tuple:
-	"""The Event Log row's values, in COLUMNS order (the payload stored as base64 text)."""
-	return (
-		name,
-		now,
-		now,
-		user,
-		user,
-		0,
-		0,
-		record.event_id,
-		record.status,
-		record.event_type,
-		record.reference_doctype,
-		record.reference_name,
-		record.company,
-		record.event_time,
-		record.topic,
-		record.message_key,
-		sequence,
-		record.schema_name,
-		record.schema_version,
-		record.schema_fingerprint,
-		record.encoding,
-		0,
-		base64.b64encode(record.payload).decode("ascii"),
-		truncate_error(record.last_error),
-	)
-
-
-def _bundle_row(name: int, record: OutboxRecord, sequence: int, now: datetime) -> dict[str, Any]:
-	"""A Queued event as `bundles.write` reads it: the row's DELIVERY_COLUMNS."""
+def _event_row(name: int, record: OutboxRecord, sequence: int, now: datetime, user: str) -> dict[str, Any]:
+	"""The Event Log row of a record, by column, with the payload's bytes (`write` stores
+	them as base64 text; `bundles.write` takes them as they are)."""
 	return {
 		"name": name,
 		"creation": now,
+		"modified": now,
+		"modified_by": user,
+		"owner": user,
+		"docstatus": 0,
+		"idx": 0,
 		"event_id": record.event_id,
+		"status": record.status,
 		"event_type": record.event_type,
 		"reference_doctype": record.reference_doctype,
 		"reference_name": record.reference_name,
@@ -210,7 +188,9 @@ def _bundle_row(name: int, record: OutboxRecord, sequence: int, now: datetime) -
 		"schema_version": record.schema_version,
 		"schema_fingerprint": record.schema_fingerprint,
 		"encoding": record.encoding,
-		"payload": record.payload,  # the bytes: the bundle stores them as they are
+		"attempts": 0,
+		"payload": record.payload,
+		"last_error": truncate_error(record.last_error),
 	}
 
 

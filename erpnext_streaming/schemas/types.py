@@ -107,10 +107,6 @@ def time_type() -> dict:
 	return {"type": "long", "logicalType": "time-micros"}
 
 
-def timestamp_type() -> dict:
-	return {"type": "long", "logicalType": "timestamp-micros"}
-
-
 def avro_type(fieldtype: str) -> Any:
 	"""The Avro type of a scalar Frappe fieldtype, or None when it is not streamed."""
 	if fieldtype in STRING_FIELDTYPES:

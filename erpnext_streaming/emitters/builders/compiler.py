@@ -21,9 +21,8 @@ Values it accepts per Avro type (anything else raises `BuildError` naming the fi
 For optional fields None is null, and so is "" except for strings; a missing attribute
 is None. A missing child table is an empty list.
 
-The compiled plan is a tuple of (fieldname, converter, nullability, pass-through class)
-per field, so a build is one loop with no schema lookups, and no call at all for a value
-that already has the record's type (str, float, bool, date).
+The schema is read once per builder: a builder is one (fieldname, converter,
+nullability) per field.
 """
 
 from __future__ import annotations
@@ -44,7 +43,6 @@ _TRUE = frozenset(("1", "true", "True", "yes", "Yes"))
 _FALSE = frozenset(("0", "false", "False", "no", "No", ""))
 _MIDNIGHT = time()
 _INT_LIMIT = 1 << 64
-_DECIMAL_MEMO = 1024
 
 
 class Invalid(Exception):
@@ -64,8 +62,6 @@ def _required(what: str) -> Invalid:
 
 
 def to_str(value: Any) -> str:
-	if type(value) is str:
-		return value
 	if isinstance(value, str):
 		return str(value)
 	if isinstance(value, bool):
@@ -145,62 +141,37 @@ def to_float(value: Any) -> float:
 
 @functools.cache
 def decimal_converter(precision: int, scale: int) -> Callable[[Any], Decimal]:
-	"""Exact decimal of a money value: `Decimal(str(value))` quantized to `scale` places.
-
-	One converter per (precision, scale), with a small memo of recent float inputs: amounts
-	repeat within a document (rate, base_rate and net_rate; debit and
-	debit_in_account_currency), and the conversion is a pure function of the float.
-	"""
+	"""Exact decimal of a money value: `Decimal(str(value))` quantized to `scale` places."""
 	context = decimal.Context(
 		prec=precision, rounding=decimal.ROUND_HALF_UP, traps=[decimal.InvalidOperation]
 	)
 	quantum = Decimal(1).scaleb(-scale)
-	quantize = context.quantize
-	recent: dict[float, Decimal] = {0.0: Decimal(0).quantize(quantum)}
-
-	def exact(number: Decimal, value: Any) -> Decimal:
-		try:
-			if not number.is_finite():
-				raise decimal.InvalidOperation
-			return quantize(number, quantum)
-		except decimal.InvalidOperation:
-			raise Invalid(f"{_describe(value)} does not fit decimal({precision},{scale})")
 
 	def to_decimal(value: Any) -> Decimal:
-		kind = type(value)
-		if kind is float:
-			result = recent.get(value)
-			if result is None:
-				result = exact(Decimal(repr(value)), value)
-				if len(recent) >= _DECIMAL_MEMO:
-					recent.clear()
-				recent[value] = result
-			return result
-		if kind is int or kind is Decimal:
-			return exact(Decimal(value), value)
-		if isinstance(value, str):
+		if isinstance(value, float):
+			number = Decimal(repr(float(value)))  # its shortest repr, never float arithmetic
+		elif isinstance(value, (int, Decimal)):  # bool included: 1 or 0
+			number = Decimal(int(value) if isinstance(value, bool) else value)
+		elif isinstance(value, str):
 			try:
 				number = Decimal(value.strip())
 			except decimal.InvalidOperation:
 				raise Invalid(f"{_describe(value)} is not an amount")
-			return exact(number, value)
-		if isinstance(value, bool):
-			return exact(Decimal(int(value)), value)
-		if isinstance(value, (int, float, Decimal)):  # subclasses
-			return exact(Decimal(repr(float(value))) if isinstance(value, float) else Decimal(value), value)
-		if value is None:
+		elif value is None:
 			raise _required("an amount")
-		raise Invalid(f"{_describe(value)} ({type(value).__name__}) is not an amount")
+		else:
+			raise Invalid(f"{_describe(value)} ({type(value).__name__}) is not an amount")
+		try:
+			if not number.is_finite():
+				raise decimal.InvalidOperation
+			return context.quantize(number, quantum)
+		except decimal.InvalidOperation:
+			raise Invalid(f"{_describe(value)} does not fit decimal({precision},{scale})")
 
 	return to_decimal
 
 
 def _parse_time(text: str) -> time:
-	if len(text) in (8, 15) and text[2] == ":" and text[5] == ":":  # Frappe's own form: the C parser
-		try:
-			return time.fromisoformat(text)
-		except ValueError:
-			pass
 	parts = text.split(":")
 	try:
 		if len(parts) not in (2, 3):
@@ -240,11 +211,6 @@ def to_datetime(value: Any) -> datetime:
 	if isinstance(value, date):
 		return datetime(value.year, value.month, value.day)
 	if isinstance(value, str):
-		if len(value) in (19, 26) and value[10] == " ":  # Frappe's own form: the C parser
-			try:
-				return datetime.fromisoformat(value)
-			except ValueError:
-				pass
 		day, _, clock = value.strip().replace("T", " ", 1).partition(" ")
 		return datetime.combine(_parse_date(day), _parse_time(clock.strip()) if clock.strip() else _MIDNIGHT)
 	raise Invalid(f"{_describe(value)} is not a date and time")
@@ -280,10 +246,6 @@ _PRIMITIVE = {
 	"double": to_float,
 	"float": to_float,
 }
-
-
-# converters whose result is their input when the input is exactly this class
-_PASS_THROUGH = {to_str: str, to_bool: bool, to_float: float, to_date: date}
 
 
 def _converter(avro: Any, named: dict[str, Builder]) -> tuple[Callable[[Any], Any], int]:
@@ -347,24 +309,17 @@ def record_builder(record: dict, named: dict[str, Builder] | None = None) -> Bui
 	same child doctype (a reference to the record by name) reuses its builder.
 	"""
 	named = {} if named is None else named
-	plan = []
-	for f in record["fields"]:
-		convert, nullable = _converter(f["type"], named)
-		plan.append((f["name"], convert, nullable, _PASS_THROUGH.get(convert)))
-	plan = tuple(plan)
+	plan = [(f["name"], *_converter(f["type"], named)) for f in record["fields"]]
 
 	def build(doc: Any) -> dict:
 		if doc is None or isinstance(doc, (str, bytes, int, float, list, tuple)):
 			raise BuildError(f"is not a document or row but {type(doc).__name__}")
 		get, fallback = _getter(doc)
 		out = {}
-		for fieldname, convert, nullable, ready in plan:
+		for fieldname, convert, nullable in plan:
 			value = get(fieldname)
 			if value is None and fallback is not None:
 				value = getattr(fallback, fieldname, None)
-			if value.__class__ is ready:  # already the record's type: the common case, no call
-				out[fieldname] = value
-				continue
 			if nullable and (value is None or (nullable == _EMPTY_IS_NULL and value == "")):
 				out[fieldname] = None
 				continue

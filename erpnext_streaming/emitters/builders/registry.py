@@ -1,4 +1,4 @@
-"""Compiled builders per event schema: shipped doctypes by (doctype, version), any schema by identity."""
+"""Builders compiled once per event schema object; shipped doctypes found by (doctype, version)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from erpnext_streaming.emitters.builders.compiler import Builder, record_builder
 from erpnext_streaming.schemas import EventSchema, get_event_schema
 
 _by_schema: dict[int, tuple[EventSchema, Builder]] = {}
-_by_doctype: dict[tuple[str, int], Builder] = {}
 
 
 def document_builder(schema: EventSchema) -> Builder:
@@ -23,10 +22,7 @@ def get_builder(doctype: str, version: int = 0) -> Builder:
 	Raises `schemas.UnknownSchemaError` for a doctype without a shipped schema (admin-added
 	doctypes use `derive.derive_schema` and `generic_to_dict`).
 	"""
-	builder = _by_doctype.get((doctype, version))
-	if builder is None:
-		builder = _by_doctype[(doctype, version)] = document_builder(get_event_schema(doctype, version))
-	return builder
+	return document_builder(get_event_schema(doctype, version))
 
 
 def generic_to_dict(doc, schema: EventSchema) -> dict:
