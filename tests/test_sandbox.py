@@ -85,7 +85,8 @@ def test_the_sandbox_streams_a_workload_and_shows_it_consumed_back(
 	final = output.rsplit("*** SYNTHETIC DATA", 1)[1]
 	written = int(
 		re.search(
-			r"written: 60 transactions, (\d+) events; outbox Queued 0, Sent (\d+), Failed 0, Dead 0", final
+			r"written: 60 transactions \([\d.]+/s\), (\d+) events; outbox Queued 0, Sent (\d+), Failed 0, Dead 0",
+			final,
 		).group(1)
 	)
 	assert f"Sent {written}," in final, "every event of the outbox was delivered"
@@ -102,7 +103,9 @@ def test_the_sandbox_streams_a_workload_and_shows_it_consumed_back(
 	assert "stock movement (net of cancellations)" in final and "alerts (stock below" in final
 	assert "decode errors 0" in final and "final view" in final
 	assert "late events 0; sequence gaps 0" in final, "in order across five topics, nothing given up"
-	assert output.rstrip().endswith("done; workers stopped, database dropped, topics deleted")
+	assert output.rstrip().endswith(
+		"done; workers stopped, Redis keys removed, topics deleted, database dropped"
+	)
 	assert left_behind(output, kafka_bootstrap, redis_url, mariadb) == []
 
 
@@ -121,7 +124,9 @@ def test_ctrl_c_stops_the_sandbox_and_leaves_nothing_running(kafka_bootstrap, re
 		if process.poll() is None:
 			os.killpg(process.pid, signal.SIGKILL)
 	output = log.read_text()
-	assert output.rstrip().endswith("stopped; workers stopped, database dropped, topics deleted")
+	assert output.rstrip().endswith(
+		"stopped; workers stopped, Redis keys removed, topics deleted, database dropped"
+	)
 	assert left_behind(output, kafka_bootstrap, redis_url, mariadb) == []
 
 
@@ -143,3 +148,196 @@ def test_the_sandbox_drainer_collects_garbage_as_a_frappe_process_does_and_resto
 			assert gc.get_threshold() == (50_000, 20, 30)
 	finally:
 		gc.set_threshold(*before)
+
+
+# -- the first hour of a new user: bad input is refused before anything starts ---------------
+
+
+def sandbox_command(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+	"""`python -m sandbox` as scripts/sandbox runs it (no install step), without services."""
+	clean = {
+		k: v
+		for k, v in os.environ.items()
+		if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "MARIADB_URL")
+	}
+	pythonpath = os.pathsep.join([str(REPO), str(REPO / "tests")])
+	return subprocess.run(
+		[sys.executable, "-m", "sandbox", *args],
+		env={**clean, "PYTHONPATH": pythonpath, **(env or {})},
+		cwd=REPO,
+		capture_output=True,
+		text=True,
+		timeout=timeout,
+	)
+
+
+@pytest.mark.parametrize(
+	("option", "value", "says"),
+	[
+		("--rate", "0", "--rate must be more than 0"),
+		("--rate", "-3", "--rate must be more than 0"),
+		("--workers", "0", "--workers must be at least 1"),
+		("--transactions", "-1", "--transactions must be 0 (no limit) or more"),
+		("--duration", "-1", "--duration must be 0 (no limit) or more"),
+		("--refresh", "0", "--refresh must be more than 0"),
+		("--timeout", "0", "--timeout must be more than 0"),
+	],
+)
+def test_an_impossible_option_is_refused_in_one_line_before_anything_starts(option, value, says):
+	from sandbox.run import parse
+
+	result = sandbox_command(option, value)
+	assert result.returncode == 2, result.stdout + result.stderr
+	assert result.stdout == "", "nothing started, no view"
+	assert result.stderr.strip().splitlines() == [f"scripts/sandbox: error: {says}, not {value}"]
+	with pytest.raises(SystemExit):
+		parse([option, value])
+
+
+@pytest.mark.parametrize(
+	("variable", "value", "cause"),
+	[
+		("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:{port}", "Connection refused"),
+		("KAFKA_BOOTSTRAP_SERVERS", "no-such-host.invalid:9092", "Failed to resolve"),
+		("REDIS_URL", "redis://127.0.0.1:{port}/0", "Connection refused"),
+		("REDIS_URL", "http://127.0.0.1/0", "Redis URL must specify one of the following schemes"),
+		("MARIADB_URL", "mysql://root:secret@127.0.0.1:{port}", "Connection refused"),
+	],
+)
+def test_an_unreachable_service_is_named_with_its_cause_in_one_line_before_anything_starts(
+	variable, value, cause
+):
+	from harness.services import free_port
+
+	value = value.format(port=free_port())
+	started = time.monotonic()
+	result = sandbox_command("--duration", "5", env={variable: value})
+	assert time.monotonic() - started < 30, "not the services' start-up timeouts"
+	assert result.returncode == 1, result.stdout + result.stderr
+	assert "starting" not in result.stdout and "%3|" not in result.stderr, "no librdkafka flood"
+	lines = result.stderr.strip().splitlines()
+	assert len(lines) == 1, result.stderr
+	assert lines[0].startswith(f"scripts/sandbox: {variable}=") and cause in lines[0], lines[0]
+	assert "secret" not in lines[0], "a password is never printed"
+
+
+def test_the_rate_asked_is_the_rate_written_and_the_view_says_both(redis_url, mariadb, tmp_path):
+	"""Before: one transaction per consumer poll (about 19/s whatever --rate asked)."""
+	log = tmp_path / "sandbox.log"
+	env = {
+		"REDIS_URL": redis_url,
+		"MARIADB_URL": f"mysql://{mariadb['user']}:{mariadb['password']}@{mariadb['host']}:{mariadb['port']}",
+	}
+	result = sandbox_command(
+		"--rate",
+		"60",
+		"--duration",
+		"6",
+		"--broker",
+		"tansu",
+		"--plain",
+		"--refresh",
+		"2",
+		env=env,
+		timeout=180,
+	)
+	log.write_text(result.stdout + result.stderr)
+	assert result.returncode == 0, log.read_text()[-3000:]
+	final = result.stdout.rsplit("*** SYNTHETIC DATA", 1)[1]
+	assert "60 transactions/s asked" in result.stdout
+	written, achieved = re.search(r"written: (\d+) transactions \(([\d.]+)/s\)", final).groups()
+	assert int(written) >= 0.75 * 60 * 6, final
+	assert float(achieved) >= 45, final
+
+
+# -- every exit path cleans up: SIGTERM / Ctrl-C at any point, and a second one ---------------
+
+# Runs the sandbox as its child and adopts whatever it leaves running (PR_SET_CHILD_SUBREAPER):
+# after the sandbox exits, any process of it still alive is a child of this wrapper, which
+# reports and kills it. Prints the sandbox's PID first, then its output follows.
+ADOPTER = """
+import ctypes, json, os, signal, subprocess, sys, time
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+report = sys.argv[1]
+sandbox = subprocess.Popen(sys.argv[2:])
+print(f"adopter: sandbox pid {sandbox.pid}", flush=True)
+code = sandbox.wait()
+time.sleep(1)
+left = []
+for stat in os.listdir("/proc"):
+	if not stat.isdigit():
+		continue
+	try:
+		fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
+		cmdline = open(f"/proc/{stat}/cmdline", "rb").read().replace(b"\\0", b" ").decode()
+	except OSError:
+		continue
+	if int(fields[1]) == os.getpid() and fields[0] != "Z":
+		left.append(f"{stat} {cmdline}")
+		try:
+			os.killpg(int(stat), signal.SIGKILL)
+		except OSError:
+			os.kill(int(stat), signal.SIGKILL)
+json.dump({"code": code, "left": left}, open(report, "w"))
+"""
+
+
+@pytest.mark.parametrize(
+	("when", "signals"),
+	[
+		("sandbox \\w{8}: SYNTHETIC data; starting services", 1),  # during service start-up
+		("broker: Tansu .*started", 1),  # the broker up, the rest still starting
+		("consumed back from Kafka", 1),  # during the run
+		("consumed back from Kafka", 2),  # and a second one while it cleans up
+	],
+)
+def test_sigterm_at_any_point_leaves_no_process_database_or_redis_key(
+	redis_url, mariadb, tmp_path, when, signals
+):
+	log = tmp_path / "sandbox.log"
+	report = tmp_path / "report.json"
+	env = {
+		**{k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"},
+		"PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
+		"REDIS_URL": redis_url,
+		"MARIADB_URL": f"mysql://{mariadb['user']}:{mariadb['password']}@{mariadb['host']}:{mariadb['port']}",
+	}
+	argv = [sys.executable, "-m", "sandbox", "--broker", "tansu", "--rate", "10", "--plain", "--refresh", "1"]
+	adopter = subprocess.Popen(
+		[sys.executable, "-c", ADOPTER, str(report), *argv],
+		env=env,
+		cwd=REPO,
+		stdout=log.open("w"),
+		stderr=subprocess.STDOUT,
+		start_new_session=True,
+	)
+	try:
+		deadline = time.monotonic() + 120
+		while not re.search(when, log.read_text()):
+			assert adopter.poll() is None, log.read_text()[-3000:]
+			assert time.monotonic() < deadline, log.read_text()[-3000:]
+			time.sleep(0.05)
+		sandbox = int(re.search(r"adopter: sandbox pid (\d+)", log.read_text()).group(1))
+		for _ in range(signals):
+			os.kill(sandbox, signal.SIGTERM)  # what `timeout` sends
+			time.sleep(0.3)
+		assert adopter.wait(120) == 0, log.read_text()[-3000:]
+	finally:
+		if adopter.poll() is None:
+			os.killpg(adopter.pid, signal.SIGKILL)
+	import json
+
+	output = log.read_text()
+	result = json.loads(report.read_text())
+	assert result["code"] == 0, output[-3000:]
+	assert result["left"] == [], output[-3000:]
+	run = re.search(r"sandbox (\w{8}):", output).group(1)
+	pids = [int(p) for p in re.findall(r"\bpids?:? ([\d ]+)", output) for p in p.split()]
+	assert [p for p in pids if Path(f"/proc/{p}").exists()] == []
+	conn = pymysql.connect(**{k: mariadb[k] for k in ("host", "port", "user", "password")})
+	with conn.cursor() as cur:
+		cur.execute("SHOW DATABASES LIKE %s", (f"es_sandbox_{run}",))
+		assert cur.fetchall() == ()
+	conn.close()
+	assert list(redis.Redis.from_url(redis_url).scan_iter(match=f"*sandbox-{run}*")) == []
+	assert re.search(rf"sandbox {run}: stopped\b.*", output.rstrip().splitlines()[-1]), output[-2000:]

@@ -46,7 +46,8 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
 		except Exception as e:  # the service is still starting
 			last_error = e
 		time.sleep(interval)
-	raise TimeoutError(f"{what} did not become ready within {timeout} s (last error: {last_error})")
+	cause = f"last error: {last_error}" if last_error is not None else "it never answered"
+	raise TimeoutError(f"{what} did not become ready within {timeout} s ({cause})")
 
 
 @dataclass
@@ -134,6 +135,9 @@ def start_tansu(
 	except TimeoutError:
 		proc.stop()
 		raise TimeoutError(f"Tansu broker did not start:\n{proc.log_tail()}")
+	except BaseException:  # interrupted (Ctrl-C, a signal): never leave it running
+		proc.stop()
+		raise
 	return bootstrap, proc
 
 
@@ -159,11 +163,16 @@ def kafka_broker() -> Iterator[str]:
 # -- Redis ------------------------------------------------------------------------------
 
 
-def redis_answers(url: str) -> bool:
+def redis_ping(url: str) -> bool:
+	"""Redis at `url` answers PING; raises the client's error (the cause) if not."""
 	import redis
 
+	return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+
+
+def redis_answers(url: str) -> bool:
 	try:
-		return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+		return redis_ping(url)
 	except Exception:
 		return False
 
@@ -178,7 +187,11 @@ def start_redis(port: int | None = None) -> tuple[str, ManagedProcess]:
 		[binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
 	)
 	url = f"redis://127.0.0.1:{port}/0"
-	wait_until(lambda: redis_answers(url), 15, f"redis-server on {port}")
+	try:
+		wait_until(lambda: redis_ping(url), 15, f"redis-server on {port}")
+	except BaseException:  # not ready in time, or interrupted: never leave it running
+		proc.stop()
+		raise
 	return url, proc
 
 
@@ -188,7 +201,7 @@ def redis_server(reuse_local: bool = False) -> Iterator[str]:
 	leaves a key in the developer's Redis. `reuse_local` (the sandbox) takes 127.0.0.1:6379
 	when it answers."""
 	if url := os.environ.get("REDIS_URL"):
-		wait_until(lambda: redis_answers(url), 10, f"Redis at {url}")
+		wait_until(lambda: redis_ping(url), 10, f"Redis at {url}")
 		yield url
 		return
 	local = "redis://127.0.0.1:6379/0"
@@ -216,12 +229,17 @@ def mariadb_params_from_url(url: str) -> dict:
 	return params
 
 
-def mariadb_answers(params: dict) -> bool:
+def mariadb_connects(params: dict) -> bool:
+	"""MariaDB answers with `params`; raises the driver's error (the cause) if not."""
 	import pymysql
 
+	pymysql.connect(connect_timeout=2, **params).close()
+	return True
+
+
+def mariadb_answers(params: dict) -> bool:
 	try:
-		pymysql.connect(connect_timeout=2, **params).close()
-		return True
+		return mariadb_connects(params)
 	except Exception:
 		return False
 
@@ -234,17 +252,21 @@ def start_mariadb() -> tuple[dict, ManagedProcess]:
 			"No MariaDB: set MARIADB_URL, run one on 127.0.0.1:3306, or install mariadb-server"
 		)
 	datadir = Path(tempfile.mkdtemp(prefix="es-mariadb-"))
-	subprocess.run(
-		[
-			install,
-			"--no-defaults",
-			f"--datadir={datadir}",
-			"--auth-root-authentication-method=normal",
-			"--user=root",
-		],
-		check=True,
-		capture_output=True,
-	)
+	try:
+		subprocess.run(
+			[
+				install,
+				"--no-defaults",
+				f"--datadir={datadir}",
+				"--auth-root-authentication-method=normal",
+				"--user=root",
+			],
+			check=True,
+			capture_output=True,
+		)
+	except BaseException:
+		shutil.rmtree(datadir, ignore_errors=True)
+		raise
 	port = free_port()
 	proc = _spawn(
 		"mariadb",
@@ -261,7 +283,11 @@ def start_mariadb() -> tuple[dict, ManagedProcess]:
 	)
 	proc.cleanup_paths.append(datadir)
 	params = {"host": "127.0.0.1", "port": port, "user": "root", "password": ""}
-	wait_until(lambda: mariadb_answers(params), 60, f"mariadbd on {port}")
+	try:
+		wait_until(lambda: mariadb_connects(params), 60, f"mariadbd on {port}")
+	except BaseException:  # not ready in time, or interrupted: never leave it running
+		proc.stop()
+		raise
 	return params, proc
 
 
@@ -269,7 +295,7 @@ def start_mariadb() -> tuple[dict, ManagedProcess]:
 def mariadb_server() -> Iterator[dict]:
 	if url := os.environ.get("MARIADB_URL"):
 		params = mariadb_params_from_url(url)
-		wait_until(lambda: mariadb_answers(params), 10, f"MariaDB at {url}")
+		wait_until(lambda: mariadb_connects(params), 10, f"MariaDB at {url}")
 		yield params
 		return
 	local = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
