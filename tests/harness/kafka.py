@@ -187,7 +187,9 @@ def _properties(node: Node, voters: str, size: int, extra: dict[str, str]) -> di
 
 
 def _format(node: Node, cluster_id: str, format_args: list[str]) -> None:
-	argv = _java_argv("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(node.config))
+	argv = _java_argv(
+		"kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(node.config)
+	)
 	result = subprocess.run([*argv, *format_args], capture_output=True, text=True, timeout=120)
 	if result.returncode != 0:
 		raise RuntimeError(f"formatting Kafka storage failed:\n{result.stdout}\n{result.stderr}")
