@@ -176,6 +176,7 @@ class KafkaProducer:
 				self._producer.poll(0.05)
 			except KafkaException as e:
 				error = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+				error = error and _naming_topic(error, message.topic)
 				deliveries[message.ref] = Delivery(message.ref, error or KafkaError(KafkaError._FAIL, str(e)))
 				if error is not None:
 					self.on_error(error)
@@ -188,8 +189,7 @@ class KafkaProducer:
 
 	def _on_delivery(self, deliveries: dict[Any, Delivery], ref: Any, error: KafkaError | None, msg) -> None:
 		if error is not None:
-			if error.code() in TOPIC_CODES:  # name the topic: health shows what to create or grant
-				error = KafkaError(error.code(), f"{error.str()}: topic {msg.topic()}")
+			error = _naming_topic(error, msg.topic())
 			deliveries[ref] = Delivery(ref, error)
 			self.on_error(error)
 		else:
@@ -204,3 +204,10 @@ class KafkaProducer:
 		if producer.flush(timeout):
 			producer.purge(in_queue=True, in_flight=True, blocking=True)
 			producer.poll(0)
+
+
+def _naming_topic(error: KafkaError, topic: str) -> KafkaError:
+	"""A topic error that names its topic: health then shows what to create or grant."""
+	if error.code() not in TOPIC_CODES:
+		return error
+	return KafkaError(error.code(), f"{error.str()}: topic {topic}")
