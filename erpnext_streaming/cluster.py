@@ -33,7 +33,12 @@ def describe_cluster(conf: dict[str, str], timeout: float = DEFAULT_TIMEOUT_SECO
 		detail = _text(e)
 		unique = dict.fromkeys(_ATTEMPT_TIMING.sub("", err) for err in errors)
 		causes = [err for err in unique if err not in detail]
-		return {"ok": False, "error": "; ".join([detail, *causes])}
+		text = "; ".join([detail, *causes])
+		from erpnext_streaming.tls_diagnosis import explain
+
+		if reason := explain(conf, text):
+			text = f"{reason} ({text})"
+		return {"ok": False, "error": text}
 	return {
 		"ok": True,
 		"cluster_id": metadata.cluster_id,

@@ -2,7 +2,8 @@
 
 Precedence, lowest first: the delivery defaults (`DEFAULT_PRODUCER_PROPERTIES`), the
 admin's extra producer properties, then the connection fields the app owns. Secrets are
-passed in by the caller (`doc.get_password("sasl_password")`) and never stored here.
+passed in by the caller (`doc.get_password("sasl_password")`, `doc.get_password("ssl_key")`)
+and never stored here.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from erpnext_streaming import kafka_properties as kp
 from erpnext_streaming.settings import StreamingConfig
 
 
-def connection_config(config: StreamingConfig, sasl_password: str | None = None) -> dict[str, str]:
-	"""The librdkafka properties every client of the cluster needs (producer and admin)."""
+def connection_config(
+	config: StreamingConfig, sasl_password: str | None = None, ssl_key: str | None = None
+) -> dict[str, str]:
+	"""The librdkafka properties every client of the cluster needs (producer and admin).
+	`ssl_key`: the PEM private key of the Client Certificate (mutual TLS)."""
 	conf = {
 		"bootstrap.servers": config.bootstrap_servers,
 		"client.id": config.client_id,
@@ -22,10 +26,22 @@ def connection_config(config: StreamingConfig, sasl_password: str | None = None)
 		conf["sasl.mechanism"] = config.sasl_mechanism
 		conf["sasl.username"] = config.sasl_username
 		conf["sasl.password"] = sasl_password or ""
-	if config.ssl_ca_certificate and config.security_protocol.endswith("SSL"):
-		conf["ssl.ca.pem"] = config.ssl_ca_certificate
+	if config.security_protocol.endswith("SSL"):
+		if config.ssl_ca_certificate:
+			conf["ssl.ca.pem"] = config.ssl_ca_certificate
+		if config.ssl_certificate and ssl_key:
+			conf["ssl.certificate.pem"] = config.ssl_certificate
+			conf["ssl.key.pem"] = ssl_key
 	return conf
 
+
+# every property `connection_config` may set
+CONNECTION_KEYS = frozenset(
+	{
+		"bootstrap.servers", "client.id", "security.protocol", "sasl.mechanism", "sasl.username",
+		"sasl.password", "ssl.ca.pem", "ssl.certificate.pem", "ssl.key.pem",
+	}
+)  # fmt: skip
 
 # Extra properties that change how a client reaches and trusts the cluster. The admin
 # client behind "Test connection" and health checks uses them too, so a test passes only
@@ -33,16 +49,20 @@ def connection_config(config: StreamingConfig, sasl_password: str | None = None)
 _CONNECTION_PREFIXES = ("ssl.", "enable.ssl.", "sasl.", "socket.", "broker.address.", "client.dns.", "https.")
 
 
-def admin_config(config: StreamingConfig, sasl_password: str | None = None) -> dict[str, str]:
+def admin_config(
+	config: StreamingConfig, sasl_password: str | None = None, ssl_key: str | None = None
+) -> dict[str, str]:
 	"""`connection_config` plus the admin's connection-related extra properties."""
 	extras = {k: v for k, v in config.producer_properties if k.startswith(_CONNECTION_PREFIXES)}
-	return {**extras, **connection_config(config, sasl_password)}
+	return {**extras, **connection_config(config, sasl_password, ssl_key)}
 
 
-def producer_config(config: StreamingConfig, sasl_password: str | None = None) -> dict[str, str]:
+def producer_config(
+	config: StreamingConfig, sasl_password: str | None = None, ssl_key: str | None = None
+) -> dict[str, str]:
 	conf = dict(kp.DEFAULT_PRODUCER_PROPERTIES)
 	conf.update(dict(config.producer_properties))
-	conf.update(connection_config(config, sasl_password))
+	conf.update(connection_config(config, sasl_password, ssl_key))
 	return conf
 
 

@@ -152,6 +152,7 @@ OWNED_PROPERTIES: dict[str, str] = {
 	"sasl.password": "set it in the SASL Password field, which is stored encrypted",
 	"ssl.ca.pem": "paste the certificate into the CA Certificate field",
 	"ssl.ca.location": "paste the certificate into the CA Certificate field",
+	"ssl.certificate.pem": "paste the client certificate into the Client Certificate field",
 	"transactional.id": "the app delivers with an idempotent producer, not transactions",
 	"transaction.timeout.ms": "the app delivers with an idempotent producer, not transactions",
 	"delivery.report.only.error": "every delivery report is needed to mark events Sent",
@@ -164,7 +165,8 @@ OWNED_PROPERTIES: dict[str, str] = {
 # Properties whose value is a secret: `kafka_config.redacted` hides them, and an extra
 # property row may not hold them, because Producer Properties are stored unencrypted
 # and appear in the form, the document's version history and any export. The SASL
-# password has its own encrypted field; the others have none (docs/security.md).
+# password and the client key (`ssl.key.pem`) have their own encrypted fields; the others
+# have none (docs/security.md).
 SECRET_PROPERTIES = frozenset(
 	{
 		"sasl.password",
@@ -194,6 +196,10 @@ DEFAULT_PRODUCER_PROPERTIES: dict[str, str] = {
 	# benchmarks/RESULTS.md), while 5 ms still gathers the burst into per-partition sets.
 	"linger.ms": "5",
 	"message.timeout.ms": "30000",
+	# a topic missing from the cluster (auto.create.topics.enable=false) is reported as
+	# UNKNOWN_TOPIC_OR_PART (held, naming the topic) after this, well before the message
+	# timeout would report it as a timeout (librdkafka's default is 30000, the same as it)
+	"topic.metadata.propagation.max.ms": "10000",
 }
 
 # The delivery guarantees (docs/architecture.md) rest on these producer settings, so an

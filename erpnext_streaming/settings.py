@@ -2,7 +2,7 @@
 
 The Single doctype is read once (by the glue in `catalog.get_catalog` or the delivery
 job) and turned into a `StreamingConfig`, which the framework-free core consumes. The
-snapshot never carries the SASL password: that is read with `get_password` only where a
+snapshot never carries the SASL password nor the client key: those are read with `get_password` only where a
 producer is built, so cached copies (Redis, pickled jobs) hold no secret.
 """
 
@@ -83,6 +83,7 @@ class StreamingConfig:
 	sasl_mechanism: str = ""
 	sasl_username: str = ""
 	ssl_ca_certificate: str = ""
+	ssl_certificate: str = ""  # the client certificate (public); its key is read with get_password
 	producer_properties: tuple[tuple[str, str], ...] = ()
 	topic_prefix: str = c.DEFAULT_TOPIC_PREFIX
 	dead_letter_topic: str = c.DEFAULT_DEAD_LETTER_TOPIC
@@ -121,6 +122,7 @@ class StreamingConfig:
 			sasl_mechanism=_get(doc, "sasl_mechanism", ""),
 			sasl_username=_get(doc, "sasl_username", ""),
 			ssl_ca_certificate=_get(doc, "ssl_ca_certificate", ""),
+			ssl_certificate=_get(doc, "ssl_certificate", ""),
 			producer_properties=tuple(
 				((_get(r, "property", "") or "").strip(), str(_get(r, "value", "")).strip())
 				for r in (_get(doc, "producer_properties", ()) or ())

@@ -152,6 +152,61 @@ def validate_security(
 		raise InvalidSetting("ssl_ca_certificate", f"CA Certificate: {error}")
 
 
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
+
+
+def normalize_pem(text: str) -> str:
+	"""PEM blocks with their line breaks restored: a Password field is one line in the form,
+	so a pasted key arrives with its breaks removed or turned into spaces."""
+	blocks = []
+	for label, body in _PEM_BLOCK.findall(text or ""):
+		if ":" in body:  # RFC 1421 headers (Proc-Type, DEK-Info): keep the text as it is
+			return text.strip() + "\n"
+		data = "".join(body.split())
+		lines = [data[i : i + 64] for i in range(0, len(data), 64)]
+		blocks.append("\n".join([f"-----BEGIN {label}-----", *lines, f"-----END {label}-----"]))
+	return "\n".join(blocks) + "\n" if blocks else (text or "")
+
+
+def validate_client_certificate(
+	protocol: str,
+	certificate_pem: str,
+	key_pem: str,
+	librdkafka_check: Callable[[dict[str, str]], str | None] | None = None,
+) -> None:
+	"""Client Certificate and Client Key (mutual TLS): both or neither, only with SSL or
+	SASL_SSL, PEM, the key unencrypted, and librdkafka can load the pair (the key matches the
+	certificate). No message ever quotes the key."""
+	if not certificate_pem and not key_pem:
+		return
+	if not protocol.endswith("SSL"):
+		field = "ssl_certificate" if certificate_pem else "ssl_key"
+		raise InvalidSetting(
+			field, f"Client Certificate and Client Key are only used with SSL or SASL_SSL, not {protocol}"
+		)
+	if not key_pem:
+		raise InvalidSetting("ssl_key", "Client Key is required with a Client Certificate (PEM private key)")
+	if not certificate_pem:
+		raise InvalidSetting("ssl_certificate", "Client Certificate is required with a Client Key")
+	if "-----BEGIN CERTIFICATE-----" not in certificate_pem:
+		raise InvalidSetting(
+			"ssl_certificate", "Client Certificate: paste a PEM certificate (-----BEGIN CERTIFICATE-----...)"
+		)
+	if not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", key_pem):
+		raise InvalidSetting(
+			"ssl_key", "Client Key: paste a PEM private key (-----BEGIN PRIVATE KEY-----...)"
+		)
+	if "ENCRYPTED" in key_pem:
+		raise InvalidSetting(
+			"ssl_key",
+			"Client Key: the key is encrypted with a passphrase; paste it unencrypted (this field is "
+			"stored encrypted), e.g. `openssl pkey -in key.pem -out plain.pem`",
+		)
+	conf = {"security.protocol": "SSL", "ssl.certificate.pem": certificate_pem, "ssl.key.pem": key_pem}
+	if librdkafka_check and (error := librdkafka_check(conf)):
+		raise InvalidSetting("ssl_key", f"Client Certificate / Client Key: {error.replace(key_pem, '***')}")
+
+
 def validate_limits(values: dict[str, int]) -> None:
 	for fieldname, (label, low, high) in LIMITS.items():
 		value = values.get(fieldname)

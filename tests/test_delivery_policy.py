@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from erpnext_streaming.constants import Status
-from erpnext_streaming.delivery.policy import RetryPolicy, classify, unencodable
+from erpnext_streaming.delivery.policy import RetryPolicy, blame, classify, refusal, unencodable
 from erpnext_streaming.delivery.state import TRANSITIONS, InvalidTransition, Outcome, next_state
 
 POLICY = RetryPolicy(base_seconds=5, cap_seconds=3600, max_attempts=10)
@@ -135,6 +135,12 @@ CASES = [
 	(KafkaError.CLUSTER_AUTHORIZATION_FAILED, False, False, HELD, False),
 	(KafkaError.UNKNOWN_TOPIC_OR_PART, False, False, HELD, False),
 	(KafkaError._UNKNOWN_TOPIC, False, False, HELD, False),
+	# the broker refuses the connection (a wrong password, an untrusted, expired or misnamed
+	# certificate): held, never Dead, and the producer is replaced so the next attempt reads
+	# the settings again
+	(KafkaError._AUTHENTICATION, False, False, HELD, True),
+	(KafkaError.SASL_AUTHENTICATION_FAILED, False, False, HELD, True),
+	(KafkaError._SSL, False, False, HELD, True),
 	(KafkaError._VALUE_SERIALIZATION, False, False, PERMANENT, False),
 	(KafkaError._INVALID_ARG, False, False, PERMANENT, False),
 	# fatal: the batch is retried with a new producer, whatever the code
@@ -163,3 +169,29 @@ def test_unknown_errors_are_retried_not_killed():
 def test_unencodable_rows_are_poison():
 	verdict = unencodable(ValueError("Incorrect padding"))
 	assert verdict.outcome is PERMANENT and "Incorrect padding" in verdict.reason
+
+
+def test_held_reasons_say_what_to_do():
+	assert "create-topics" in classify(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, "x: topic t")).reason
+	assert "SASL Username / Password" in classify(KafkaError(KafkaError._AUTHENTICATION, "x")).reason
+	assert "Write and Describe" in classify(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "x")).reason
+
+
+def test_a_refused_connection_is_recognised_from_the_error_callback():
+	auth = KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error: invalid credentials")
+	assert refusal(auth) is auth
+	alert = KafkaError(KafkaError._TRANSPORT, "Receive failed: SSL routines::ssl/tls alert bad certificate")
+	assert refusal(alert).code() == KafkaError._SSL and "bad certificate" in refusal(alert).str()
+	assert refusal(KafkaError(KafkaError._TRANSPORT, "Connection refused")) is None
+	assert refusal(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down")) is None
+
+
+def test_a_timeout_while_the_connection_is_refused_is_blamed_on_the_refusal():
+	refused = KafkaError(KafkaError._SSL, "SSL handshake failed: certificate verify failed")
+	timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+	blamed = blame(timed_out, refused)
+	assert blamed.code() == KafkaError._SSL and "certificate verify failed" in blamed.str()
+	assert classify(blamed).outcome is HELD
+	assert blame(timed_out, None) is timed_out  # no refusal: a plain timeout, retriable
+	too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+	assert blame(too_large, refused) is too_large  # only timeouts are blamed

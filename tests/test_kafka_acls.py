@@ -144,7 +144,7 @@ def test_a_topic_the_app_may_not_write_holds_its_company_until_the_acl_is_grante
 	reasons = status.assess(status.collect(frappe.db, datetime.now()))[1]
 	held = [r for r in reasons if "held until fixed on the cluster" in r]
 	assert {company for company in COMPANIES if any(company in r for r in held)} == set(COMPANIES), reasons
-	assert all("TOPIC_AUTHORIZATION_FAILED" in r for r in held)
+	assert all("TOPIC_AUTHORIZATION_FAILED" in r and f"topic {topic}" in r for r in held), held
 	print(
 		f"\nwhile the ACL is missing: {len(failed)} Failed (attempts {[r.attempts for r in failed]}), "
 		f"{len(log) - len(failed)} Queued behind them, 0 Dead"

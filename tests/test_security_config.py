@@ -203,3 +203,83 @@ def test_a_damaged_ca_certificate_is_refused_at_save_with_librdkafkas_reason(ca_
 	assert caught.value.fieldname == "ssl_ca_certificate"
 	assert caught.value.message.startswith("CA Certificate: ")
 	assert "ssl.ca.pem" in caught.value.message
+
+
+# -- client certificate (mutual TLS) -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client_pair():
+	return CertificateAuthority.create("client CA").issue_client_certificate("erp-streaming")
+
+
+@pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
+def test_the_client_certificate_and_key_go_to_librdkafka_as_pem_and_it_accepts_them(
+	protocol, client_pair, ca_pem
+):
+	certificate, key = client_pair
+	config = StreamingConfig(
+		bootstrap_servers="k:9093", security_protocol=protocol, ssl_ca_certificate=ca_pem,
+		ssl_certificate=certificate, sasl_mechanism="SCRAM-SHA-512", sasl_username="svc",
+	)  # fmt: skip
+	conf = connection_config(config, PASSWORD, key)
+	assert (conf["ssl.certificate.pem"], conf["ssl.key.pem"]) == (certificate, key)
+	assert librdkafka_check(without_bootstrap(producer_config(config, PASSWORD, key))) is None
+	assert redacted(conf)["ssl.key.pem"] == "***" and redacted(conf)["ssl.certificate.pem"] == certificate
+
+
+def test_no_client_certificate_without_tls_or_without_its_key(client_pair):
+	certificate, key = client_pair
+	plain = StreamingConfig(bootstrap_servers="k:9092", ssl_certificate=certificate)
+	assert "ssl.certificate.pem" not in connection_config(plain, None, key)
+	tls = StreamingConfig(bootstrap_servers="k:9093", security_protocol="SSL", ssl_certificate=certificate)
+	assert not {"ssl.certificate.pem", "ssl.key.pem"} & set(connection_config(tls))
+
+
+def test_the_settings_snapshot_has_the_certificate_but_never_the_key(client_pair):
+	certificate, key = client_pair
+	doc = {"security_protocol": "SSL", "ssl_certificate": certificate, "ssl_key": key}
+	config = StreamingConfig.from_doc(doc)
+	assert config.ssl_certificate == certificate
+	assert key not in repr(config) and key.encode() not in pickle.dumps(config)
+
+
+def test_a_matching_client_certificate_and_key_are_accepted(client_pair):
+	v.validate_client_certificate("SSL", *client_pair, librdkafka_check)
+	v.validate_client_certificate("SASL_SSL", *client_pair, librdkafka_check)
+	v.validate_client_certificate("PLAINTEXT", "", "", librdkafka_check)  # neither: fine
+
+
+def test_client_certificate_rules_at_save_never_quote_the_key(client_pair):
+	certificate, key = client_pair
+	_, other_key = CertificateAuthority.create("other").issue_client_certificate("x")
+	cases = [
+		(("SSL", certificate, ""), "ssl_key", "Client Key is required"),
+		(("SSL", "", key), "ssl_certificate", "Client Certificate is required"),
+		(("PLAINTEXT", certificate, key), "ssl_certificate", "only used with SSL or SASL_SSL"),
+		(("SSL", "not a pem", key), "ssl_certificate", "paste a PEM certificate"),
+		(("SSL", certificate, "not a key"), "ssl_key", "paste a PEM private key"),
+		(("SSL", certificate, key.replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY")), "ssl_key", "encrypted"),
+		# librdkafka loads the pair: a key of another certificate is refused, with its reason
+		(("SSL", certificate, other_key), "ssl_key", "key values mismatch"),
+	]
+	for args, field, text in cases:
+		with pytest.raises(v.InvalidSetting) as caught:
+			v.validate_client_certificate(*args, librdkafka_check)
+		assert (caught.value.fieldname, text in caught.value.message) == (field, True), caught.value.message
+		assert key not in caught.value.message and other_key not in caught.value.message
+	print(f"\nrefused at save: {[text for _, _, text in cases]}")
+
+
+def test_a_key_pasted_into_the_one_line_password_field_gets_its_line_breaks_back(client_pair):
+	certificate, key = client_pair
+	for pasted in (key.replace("\n", ""), key.replace("\n", " ")):
+		assert v.normalize_pem(pasted) == key
+		v.validate_client_certificate("SSL", certificate, v.normalize_pem(pasted), librdkafka_check)
+
+
+def test_the_client_certificate_cannot_be_set_in_producer_properties(client_pair):
+	with pytest.raises(v.InvalidSetting, match="Client Certificate field"):
+		v.validate_producer_properties([("ssl.certificate.pem", client_pair[0])], librdkafka_check)
+	with pytest.raises(v.InvalidSetting, match="holds a secret"):
+		v.validate_producer_properties([("ssl.key.pem", client_pair[1])], librdkafka_check)

@@ -276,3 +276,66 @@ def test_admin_client_debug_logs_never_contain_the_sasl_password(sasl_broker, ca
 	assert "sasl.password = [redacted]" in text
 	assert "SASL SCRAM client in state client-final-message" in text
 	assert PASSWORD not in text
+
+
+# -- mutual TLS (client certificates) and the reasons a TLS connection fails -----------------
+
+
+def mtls_settings(broker, ca, certificate: str = "", **extra) -> StreamingConfig:
+	return ssl_settings(broker.mtls_bootstrap, ca.pem, ssl_certificate=certificate, **extra)
+
+
+def test_mtls_with_a_client_certificate_from_the_brokers_ca_connects_and_the_app_producer_delivers(
+	tls_broker, ca
+):
+	certificate, key = ca.issue_client_certificate("erp-streaming")
+	settings = mtls_settings(tls_broker, ca, certificate)
+	conf = connection_config(settings, ssl_key=key)
+	result = describe_cluster(conf, timeout=15)
+	assert result["ok"] is True and result["brokers"] == [tls_broker.mtls_bootstrap], result
+	topic = f"sec-mtls-{uuid.uuid4().hex[:8]}"
+	admin = AdminClient(conf)
+	admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(15)
+	seen, delivered = produce_one(producer_config(settings, ssl_key=key), topic)
+	assert delivered == [(None, 0)], seen.text()
+	assert key not in seen.text()
+
+
+def test_mtls_without_a_client_certificate_or_with_one_from_another_ca_is_refused_clearly(
+	tls_broker, ca, other_ca
+):
+	certificate, key = other_ca.issue_client_certificate("erp-streaming")
+	for label, conf in (
+		("none", connection_config(mtls_settings(tls_broker, ca))),
+		("other CA", connection_config(mtls_settings(tls_broker, ca, certificate), ssl_key=key)),
+	):
+		result = describe_cluster(conf, timeout=3)
+		assert result["ok"] is False
+		assert result["error"].startswith("the broker rejected this client's certificate"), result["error"]
+		assert "set Client Certificate and Client Key in Streaming Settings" in result["error"]
+		assert "bad certificate" in result["error"]  # librdkafka's own words follow
+		assert key not in result["error"]
+		print(f"\nmTLS, client certificate {label}: {result['error'][:160]}")
+
+
+def test_an_expired_broker_certificate_is_named_as_expired_by_test_connection(tls_broker, ca):
+	result = describe_cluster(connection_config(ssl_settings(tls_broker.expired_bootstrap, ca.pem)), 3)
+	assert result["ok"] is False
+	assert result["error"].startswith("the broker's certificate expired on "), result["error"]
+	assert VERIFY_FAILED in result["error"]
+	print(f"\nexpired: {result['error'][:120]}")
+
+
+def test_test_connection_says_which_certificate_check_failed(tls_broker, ca, other_ca):
+	wrong_host = describe_cluster(connection_config(ssl_settings(tls_broker.wrong_host_bootstrap, ca.pem)), 3)
+	assert wrong_host["error"].startswith(
+		"the broker's certificate is for kafka.example.invalid, not 127.0.0.1"
+	), wrong_host
+	untrusted = describe_cluster(connection_config(ssl_settings(tls_broker.tls_bootstrap, other_ca.pem)), 3)
+	assert untrusted["error"].startswith(
+		"the broker's certificate was issued by CN=erpnext_streaming test CA, which the CA in CA Certificate"
+	), untrusted
+	no_ca = describe_cluster(connection_config(ssl_settings(tls_broker.tls_bootstrap)), 3)
+	assert "the system trust store (CA Certificate is empty) does not include" in no_ca["error"], no_ca
+	for answer in (wrong_host, untrusted, no_ca):
+		print(f"\n{answer['error'][:150]}")

@@ -1,8 +1,9 @@
 """Frappe glue for delivery: the drainer job, the sweeper job, enqueueing the drainer.
 
 - `drain`: the drainer (RQ `long` queue, job id `DRAINER_JOB_ID`, deduplicated): reads
-  Streaming Settings once, builds one producer config (the SASL password is read here,
-  with `get_password`, and goes nowhere else), runs `Drainer.run` on this job's
+  Streaming Settings once, builds one producer config (the SASL password and the client
+  key are read here, with `get_password`, and go nowhere else; a replacement producer reads
+  the connection fields again: `current_connection`), runs `Drainer.run` on this job's
   `frappe.db` and the site's Redis, and leaves before the long queue's timeout.
 - `sweep`: scheduler, every minute (hooks.py `scheduler_events`).
 - `enqueue_drainer` / `ensure_drainer`: used by the after-commit wake-up and the sweeper.
@@ -41,27 +42,32 @@ def drain() -> dict:
 	config = StreamingConfig.from_doc(settings)
 	if not config.enabled or not config.bootstrap_servers:
 		return {"exit_reason": "streaming is disabled"}
-	password = None
-	if config.security_protocol.startswith("SASL"):
-		password = settings.get_password("sasl_password", raise_exception=False)
+	password, key = credentials(settings, config)
 	registry_password = None
 	if config.schema_registry_username:
 		registry_password = settings.get_password("schema_registry_password", raise_exception=False)
-	producer_conf = kafka_config.producer_config(config, password)
+	producer_conf = kafka_config.producer_config(config, password, key)
 	drainer_config = build_drainer_config(config, producer_conf)
 	site = frappe.local.site
 	redis_client = queue_redis(timeout=drainer_config.poll_seconds + 5)
 	owner = new_owner()
 	log = frappe.logger(LOGGER)
+	made = [0]
+
+	def make_producer() -> KafkaProducer:
+		conf = producer_conf if not made[0] else current_connection(producer_conf, drainer.publisher)
+		made[0] += 1
+		return KafkaProducer(conf, logger=log)
+
 	drainer = Drainer(
 		db=frappe.db,
-		producer_factory=lambda: KafkaProducer(producer_conf, logger=log),
+		producer_factory=make_producer,
 		wake=signals.RedisWake(redis_client, site),
 		heartbeat=signals.RedisHeartbeat(redis_client, site, owner),
 		clock=SystemClock(now_datetime),
 		config=drainer_config,
 		policy=retry_policy(config),
-		secrets=tuple(s for s in (password, registry_password) if s),
+		secrets=tuple(s for s in (password, registry_password, key) if s),
 		log=log,
 		owner=owner,
 		framer=build_framer(config, registry_password),
@@ -73,6 +79,30 @@ def drain() -> dict:
 		drainer.marker.close()
 	_record(redis_client, site, stats.as_dict())
 	return stats.as_dict()
+
+
+def credentials(settings, config: StreamingConfig) -> tuple[str | None, str | None]:
+	"""(SASL password, Client Key) for the configured protocol, read with `get_password`."""
+	password = key = None
+	if config.security_protocol.startswith("SASL"):
+		password = settings.get_password("sasl_password", raise_exception=False)
+	if config.security_protocol.endswith("SSL") and config.ssl_certificate:
+		key = settings.get_password("ssl_key", raise_exception=False)
+	return password, key
+
+
+def current_connection(producer_conf: dict, publisher) -> dict:
+	"""`producer_conf` with the connection as saved now (servers, protocol, SASL, CA, client
+	certificate). A producer is replaced after the broker refused its connection (a wrong
+	password, an untrusted certificate: `policy.REFUSED_CODES`), so a corrected setting is used
+	at the next attempt instead of at the next drainer run. The other properties stay the
+	run's: the drainer's limits were derived from them."""
+	settings = frappe.get_single(c.SETTINGS_DOCTYPE)
+	config = StreamingConfig.from_doc(settings)
+	password, key = credentials(settings, config)
+	publisher.add_secrets(password, key)
+	kept = {k: v for k, v in producer_conf.items() if k not in kafka_config.CONNECTION_KEYS}
+	return {**kept, **kafka_config.connection_config(config, password, key)}
 
 
 def second_connection() -> Connection:

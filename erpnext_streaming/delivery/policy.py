@@ -9,10 +9,16 @@ Classification (issue "Delivery", point 5):
   producer got PRODUCER_FENCED for every later message, while a new one delivered.
 - poison, never worth a retry (PERMANENT -> Dead at once): the message is too large, the
   topic name is invalid, the record cannot be encoded.
-- held (HELD -> Failed with backoff, never Dead): the cluster refuses until one of its
-  admins acts: authorization denied (a missing ACL), the topic does not exist (with
-  `auto.create.topics.enable=false`). Killing the events would skip them past their
-  company's later events; holding the company keeps the order, and health says why.
+- held (HELD -> Failed with backoff, never Dead): the cluster refuses until an admin acts:
+  authorization denied (a missing ACL), the topic does not exist (with
+  `auto.create.topics.enable=false`), or the connection itself is refused: a wrong SASL
+  password, a broker certificate that is expired, untrusted or for another host name, a
+  client certificate the broker rejects. Killing the events would skip them past their
+  company's later events; holding the company keeps the order, and health says why. A
+  refused connection also replaces the producer, so the next attempt uses the settings as
+  saved then (delivery/jobs.py). librdkafka reports a refused connection only to the error
+  callback, the messages themselves time out: the producer blames the timeout on it
+  (`refusal`, `blame`).
 - retriable (RETRIABLE -> Failed with backoff, Dead when attempts run out): broker
   unavailable, timeouts, leader changes, and anything librdkafka flags `retriable()`.
 - anything else is also RETRIABLE: a wrongly retried error costs a few delayed attempts
@@ -99,8 +105,6 @@ RETRIABLE_CODES = frozenset(
 		KafkaError._PURGE_QUEUE,
 		KafkaError._PURGE_INFLIGHT,
 		KafkaError._DESTROY,
-		KafkaError._AUTHENTICATION,  # credentials get fixed; authorization does not
-		KafkaError._SSL,
 		KafkaError.REQUEST_TIMED_OUT,
 		KafkaError.NETWORK_EXCEPTION,
 		KafkaError.LEADER_NOT_AVAILABLE,
@@ -109,7 +113,6 @@ RETRIABLE_CODES = frozenset(
 		KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
 		KafkaError.KAFKA_STORAGE_ERROR,
 		KafkaError.THROTTLING_QUOTA_EXCEEDED,
-		KafkaError.SASL_AUTHENTICATION_FAILED,
 	}
 )
 # Fixed on the cluster by an admin: the company is held (retried with backoff, never Dead).
@@ -121,7 +124,29 @@ HELD_CODES = frozenset(
 		KafkaError._UNKNOWN_TOPIC,
 	}
 )
+# The broker refuses the connection itself (credentials or TLS): held, and the producer is
+# replaced so the next attempt reads the settings again.
+REFUSED_CODES = frozenset(
+	{KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED}
+)
+HELD_CODES = HELD_CODES | REFUSED_CODES
+# the topic of the message is named in the reason (producer.py), so health names it too
+TOPIC_CODES = frozenset(
+	{KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}
+)
 HELD_PREFIX = "held until fixed on the cluster: "
+_HINTS = {
+	KafkaError.UNKNOWN_TOPIC_OR_PART: "create the topic (bench --site SITE streaming create-topics)",
+	KafkaError._UNKNOWN_TOPIC: "create the topic (bench --site SITE streaming create-topics)",
+	KafkaError.TOPIC_AUTHORIZATION_FAILED: "grant this client Write and Describe on the topic",
+	KafkaError._AUTHENTICATION: "check SASL Username / Password in Streaming Settings and the user on the cluster",
+	KafkaError.SASL_AUTHENTICATION_FAILED: "check SASL Username / Password in Streaming Settings",
+	KafkaError._SSL: "check the broker certificate (Test connection says why) and the TLS fields of Streaming Settings",
+}
+# a TLS alert the broker sent back (e.g. `ssl/tls alert bad certificate`: no or an untrusted
+# client certificate): librdkafka reports it as a transport error
+_TLS_ALERT = "ssl/tls alert"
+_TIMEOUTS = frozenset({KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT})
 # The producer instance's idempotence state is broken: retry with a new producer.
 PRODUCER_STATE_CODES = frozenset(
 	{
@@ -162,12 +187,31 @@ def classify(error: KafkaError) -> Classified:
 			Outcome.RETRIABLE, True, f"producer state lost, retried with a new producer: {reason}"
 		)
 	if error.code() in HELD_CODES:
-		return Classified(Outcome.HELD, False, f"{HELD_PREFIX}{reason}")
+		hint = _HINTS.get(error.code())
+		reason = f"{HELD_PREFIX}{reason}" + (f" ({hint})" if hint else "")
+		return Classified(Outcome.HELD, error.code() in REFUSED_CODES, reason)
 	if error.code() in PERMANENT_CODES:
 		return Classified(Outcome.PERMANENT, False, reason)
 	if error.retriable() or error.code() in RETRIABLE_CODES:
 		return Classified(Outcome.RETRIABLE, False, reason)
 	return Classified(Outcome.RETRIABLE, False, f"unclassified, retried: {reason}")
+
+
+def refusal(error: KafkaError) -> KafkaError | None:
+	"""An error of librdkafka's error callback that says the broker refuses this client's
+	connection (as a REFUSED_CODES error), or None."""
+	if error.code() in REFUSED_CODES:
+		return error
+	if error.code() == KafkaError._TRANSPORT and _TLS_ALERT in error.str():
+		return KafkaError(KafkaError._SSL, error.str())
+	return None
+
+
+def blame(error: KafkaError, refused: KafkaError | None) -> KafkaError:
+	"""A message that timed out while the broker refused the connection failed for that."""
+	if refused is None or error.code() not in _TIMEOUTS:
+		return error
+	return KafkaError(refused.code(), f"{refused.str()} (the message timed out)")
 
 
 def unreadable(bundle: object, error: Exception) -> Classified:

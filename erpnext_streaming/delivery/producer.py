@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
+from erpnext_streaming.delivery.policy import TOPIC_CODES, blame, refusal
+
 # `send` serves delivery reports every this many messages (and when the local queue is
 # full), not after every message: the reports wait in librdkafka's queue until `flush`
 POLL_EVERY = 500
@@ -86,11 +88,15 @@ class KafkaProducer:
 			conf["logger"] = logger
 		self._producer = _Producer(conf)
 		self.fatal: KafkaError | None = None
+		self.refused: KafkaError | None = None  # the broker refuses the connection (until a delivery)
 
 	def on_error(self, error: KafkaError) -> None:
-		"""librdkafka's error callback: a fatal error makes the instance unusable."""
+		"""librdkafka's error callback: a fatal error makes the instance unusable; a refused
+		connection (credentials, TLS) is why its messages time out (`policy.blame`)."""
 		if error.fatal() and self.fatal is None:
 			self.fatal = error
+		elif (refused := refusal(error)) is not None:
+			self.refused = refused
 
 	def send(self, messages: Sequence[OutgoingMessage], timeout: float) -> BatchResult:
 		return self.finish(self.start(messages, timeout))
@@ -122,6 +128,10 @@ class KafkaProducer:
 						f"no delivery report within {timeout:g} s ({remaining} messages left in flush)",
 					),
 				)
+		if self.refused is not None:
+			for delivery in deliveries.values():
+				if delivery.error is not None:
+					delivery.error = blame(delivery.error, self.refused)
 		result.fatal = self.fatal
 		result.discard = result.discard or self.fatal is not None
 		return result
@@ -149,6 +159,7 @@ class KafkaProducer:
 				self._producer.poll(0.05)
 			except KafkaException as e:
 				error = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+				error = error and _naming_topic(error, message.topic)
 				deliveries[message.ref] = Delivery(message.ref, error or KafkaError(KafkaError._FAIL, str(e)))
 				if error is not None:
 					self.on_error(error)
@@ -161,9 +172,11 @@ class KafkaProducer:
 
 	def _on_delivery(self, deliveries: dict[Any, Delivery], ref: Any, error: KafkaError | None, msg) -> None:
 		if error is not None:
+			error = _naming_topic(error, msg.topic())
 			deliveries[ref] = Delivery(ref, error)
 			self.on_error(error)
 		else:
+			self.refused = None
 			deliveries[ref] = Delivery(ref, None, msg.partition(), msg.offset())
 
 	def close(self, timeout: float) -> None:
@@ -174,3 +187,10 @@ class KafkaProducer:
 		if producer.flush(timeout):
 			producer.purge(in_queue=True, in_flight=True, blocking=True)
 			producer.poll(0)
+
+
+def _naming_topic(error: KafkaError, topic: str) -> KafkaError:
+	"""A topic error that names its topic: health then shows what to create or grant."""
+	if error.code() not in TOPIC_CODES:
+		return error
+	return KafkaError(error.code(), f"{error.str()}: topic {topic}")

@@ -54,6 +54,10 @@ class Publisher:
 		self.secrets = tuple(s for s in secrets if s and len(s) >= 3)
 		self._producer: Producer | None = None
 
+	def add_secrets(self, *secrets: str | None) -> None:
+		"""More values to redact (credentials read again for a new producer)."""
+		self.secrets += tuple(s for s in secrets if s and len(s) >= 3 and s not in self.secrets)
+
 	@property
 	def has_producer(self) -> bool:
 		return self._producer is not None

@@ -53,6 +53,11 @@ def sasl_password(doc: Any) -> str | None:
 	return doc.get_password("sasl_password", raise_exception=False) or None
 
 
+def ssl_key(doc: Any) -> str | None:
+	"""The Client Key (mutual TLS), read like the SASL password."""
+	return doc.get_password("ssl_key", raise_exception=False) or None
+
+
 def secrets() -> tuple[str, ...]:
 	"""Every stored secret this site could leak into a text: the value of each Password
 	field of Streaming Settings (the SASL password, the Schema Registry password, and any
@@ -77,10 +82,12 @@ def _wake_after_commit() -> None:
 # -- status, health, connection ----------------------------------------------------------
 
 
-def broker_status(config: StreamingConfig, password: str | None, timeout: float) -> dict[str, Any]:
+def broker_status(
+	config: StreamingConfig, password: str | None, timeout: float, key: str | None = None
+) -> dict[str, Any]:
 	if not config.bootstrap_servers:
 		return {"reachable": False, "error": "Bootstrap Servers is empty"}
-	answer = describe_cluster(admin_config(config, password), timeout=timeout)
+	answer = describe_cluster(admin_config(config, password, key), timeout=timeout)
 	if answer["ok"]:
 		return {
 			"reachable": True,
@@ -115,7 +122,7 @@ def status_report(
 	report = status_core.collect(frappe.db, now_datetime(), per_topic_totals=per_topic)
 	report.enabled = config.enabled
 	if check_broker:
-		report.broker = broker_status(config, sasl_password(doc), timeout)
+		report.broker = broker_status(config, sasl_password(doc), timeout, ssl_key(doc))
 	report.drainer = drainer_status()
 	report.jobs = [job.summary() for job in jobs.unfinished(frappe.db)]
 	return report
@@ -159,7 +166,7 @@ def check_connection(timeout: float = 10.0) -> dict[str, Any]:
 	doc, config = settings()
 	if not config.bootstrap_servers:
 		return {"ok": False, "error": "Bootstrap Servers is empty: enter host:port in Streaming Settings"}
-	answer = describe_cluster(admin_config(config, sasl_password(doc)), timeout=timeout)
+	answer = describe_cluster(admin_config(config, sasl_password(doc), ssl_key(doc)), timeout=timeout)
 	if answer["ok"]:
 		present = set(answer["topics"])
 		answer["catalog_topics"] = [{"topic": t, "exists": t in present} for t in catalog_topics(config)]

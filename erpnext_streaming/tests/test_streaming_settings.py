@@ -107,6 +107,30 @@ class TestStreamingSettingsValidation(FrappeTestCase):
 		self.assertNotIn(password, frappe.as_json(singles))
 		self.assertNotIn(password, frappe.as_json(frappe.get_single(SETTINGS_DOCTYPE).as_dict()))
 
+	def test_client_certificate_and_key_both_or_neither_and_the_key_is_stored_encrypted(self):
+		"""Twin of tests/test_security_config.py (client certificate rules)."""
+		certificate, key = self_signed_client_pair()
+		tls = {"bootstrap_servers": "kafka:9093", "security_protocol": "SSL"}
+		self.assert_rejected("Client Key is required", ssl_certificate=certificate, ssl_key="", **tls)
+		self.assert_rejected("Client Certificate is required", ssl_certificate="", ssl_key=key, **tls)
+		self.assert_rejected(
+			"only used with SSL or SASL_SSL",
+			bootstrap_servers="kafka:9092", security_protocol="PLAINTEXT", ssl_certificate=certificate,
+			ssl_key=key,
+		)  # fmt: skip
+		_, other_key = self_signed_client_pair()
+		with self.assertRaises(frappe.ValidationError) as caught:
+			fresh_settings(ssl_certificate=certificate, ssl_key=other_key, **tls).save()
+		self.assertIn("key values mismatch", str(caught.exception))
+		self.assertNotIn(other_key, str(caught.exception))
+		# pasted into the one-line Password input: line breaks gone; saved as valid PEM
+		doc = fresh_settings(ssl_certificate=certificate, ssl_key=key.replace("\n", ""), **tls)
+		doc.save()
+		self.assertEqual(doc.get_password("ssl_key"), key)
+		singles = frappe.db.sql("select field, value from tabSingles where doctype=%s", SETTINGS_DOCTYPE)
+		self.assertNotIn(key.splitlines()[1], frappe.as_json(singles))
+		fresh_settings(**tls).save()  # unchanged key (asterisks in the form) still validates
+
 	def test_catalog_refuses_duplicates_and_non_submittable_doctypes(self):
 		doc = fresh_settings()
 		doc.set("event_catalog", [])
@@ -171,3 +195,26 @@ class TestTestConnectionPermissions(FrappeTestCase):
 		frappe.set_user("Administrator")
 		result = frappe.get_attr(f"{SETTINGS_MODULE}.test_connection")()
 		self.assertIn("ok", result)
+
+
+def self_signed_client_pair() -> tuple[str, str]:
+	"""(certificate PEM, unencrypted PKCS#8 key PEM) of a throwaway client certificate."""
+	import datetime
+
+	from cryptography import x509
+	from cryptography.hazmat.primitives import hashes, serialization
+	from cryptography.hazmat.primitives.asymmetric import ec
+	from cryptography.x509.oid import NameOID
+
+	key = ec.generate_private_key(ec.SECP256R1())
+	name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "erp-streaming")])
+	now = datetime.datetime.now(datetime.timezone.utc)
+	certificate = (
+		x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+		.serial_number(x509.random_serial_number()).not_valid_before(now)
+		.not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256())
+	)  # fmt: skip
+	key_pem = key.private_bytes(
+		serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+	)
+	return certificate.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()

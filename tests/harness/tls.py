@@ -33,8 +33,13 @@ def _name(common_name: str) -> x509.Name:
 	return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _validity(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
+def _validity(builder: x509.CertificateBuilder, expired: bool = False) -> x509.CertificateBuilder:
+	"""Valid from 5 minutes ago for a day; `expired`: valid for a day until yesterday."""
 	now = datetime.datetime.now(datetime.timezone.utc)
+	if expired:
+		return builder.not_valid_before(now - datetime.timedelta(days=2)).not_valid_after(
+			now - datetime.timedelta(days=1)
+		)
 	return builder.not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(
 		now + datetime.timedelta(days=1)
 	)
@@ -49,7 +54,7 @@ def _san(host: str) -> x509.GeneralName:
 
 @dataclass
 class CertificateAuthority:
-	"""A self-signed CA that issues server certificates."""
+	"""A self-signed CA that issues server and client certificates."""
 
 	name: str
 	key: ec.EllipticCurvePrivateKey = field(repr=False)
@@ -81,22 +86,35 @@ class CertificateAuthority:
 	def pem(self) -> str:
 		return self.certificate.public_bytes(serialization.Encoding.PEM).decode()
 
-	def issue_server_certificate(self, hosts: tuple[str, ...]) -> tuple[str, str]:
-		"""(certificate PEM, private key PEM) of a TLS server certificate for `hosts`."""
+	def issue_server_certificate(self, hosts: tuple[str, ...], expired: bool = False) -> tuple[str, str]:
+		"""(certificate PEM, private key PEM) of a TLS server certificate for `hosts`;
+		`expired`: its validity ended yesterday."""
+		names = x509.SubjectAlternativeName([_san(h) for h in hosts])
+		return self._issue(hosts[0], ExtendedKeyUsageOID.SERVER_AUTH, names, expired)
+
+	def issue_client_certificate(self, name: str) -> tuple[str, str]:
+		"""(certificate PEM, private key PEM) of a TLS client certificate (EKU clientAuth)
+		whose subject is `CN=name`: the principal `User:CN=name` on a broker."""
+		return self._issue(name, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+	def _issue(
+		self, common_name: str, usage: x509.ObjectIdentifier, names=None, expired: bool = False
+	) -> tuple[str, str]:
 		key = ec.generate_private_key(ec.SECP256R1())
 		builder = (
-			_validity(x509.CertificateBuilder())
-			.subject_name(_name(hosts[0]))
+			_validity(x509.CertificateBuilder(), expired)
+			.subject_name(_name(common_name))
 			.issuer_name(self.certificate.subject)
 			.public_key(key.public_key())
 			.serial_number(x509.random_serial_number())
 			.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-			.add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
-			.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+			.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
 			.add_extension(
 				x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
 			)
 		)
+		if names is not None:
+			builder = builder.add_extension(names, critical=False)
 		certificate = builder.sign(self.key, hashes.SHA256())
 		key_pem = key.private_bytes(
 			serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -113,7 +131,9 @@ class SecureBroker:
 	- `tls_bootstrap`: SSL, or SASL_SSL when `authentication` is set;
 	- `plain_bootstrap`: SASL_PLAINTEXT when `authentication` is set, else PLAINTEXT;
 	- `wrong_host_bootstrap`: SSL with a certificate from the same CA for another host name;
-	- `mtls_bootstrap`: SSL that requires a client certificate from our CA.
+	- `mtls_bootstrap`: SSL that requires a client certificate from our CA;
+	- `expired_bootstrap`: SSL with a certificate from our CA for the right host whose
+	  validity ended yesterday.
 	SASL users (SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN) are `users`, created at format time.
 	"""
 
@@ -123,6 +143,7 @@ class SecureBroker:
 	plain_bootstrap: str
 	wrong_host_bootstrap: str
 	mtls_bootstrap: str
+	expired_bootstrap: str
 	authentication: bool
 	users: dict[str, str]
 
@@ -171,14 +192,17 @@ def secure_broker(
 ) -> Iterator[SecureBroker]:
 	workdir = Path(tempfile.mkdtemp(prefix="es-tls-"))
 	users = users or {}
-	ports = {name: free_port() for name in ("TLS", "PLAIN", "WRONGHOST", "MTLS")}
+	ports = {name: free_port() for name in ("TLS", "PLAIN", "WRONGHOST", "MTLS", "EXPIRED")}
 	keystore = _pem_file(workdir, "server.pem", *reversed(ca.issue_server_certificate(LOOPBACK_NAMES)))
 	wrong = _pem_file(
 		workdir, "wrong.pem", *reversed(ca.issue_server_certificate(("kafka.example.invalid",)))
 	)
+	expired = _pem_file(
+		workdir, "expired.pem", *reversed(ca.issue_server_certificate(LOOPBACK_NAMES, expired=True))
+	)
 	truststore = _pem_file(workdir, "ca.pem", ca.pem)
 	tls, plain = ("SASL_SSL", "SASL_PLAINTEXT") if authentication else ("SSL", "PLAINTEXT")
-	protocols = {"TLS": tls, "PLAIN": plain, "WRONGHOST": "SSL", "MTLS": "SSL"}
+	protocols = {"TLS": tls, "PLAIN": plain, "WRONGHOST": "SSL", "MTLS": "SSL", "EXPIRED": "SSL"}
 
 	def listeners(node) -> dict[str, str]:
 		names = {"PLAINTEXT": node.port, "CONTROLLER": node.controller_port, **ports}
@@ -192,6 +216,7 @@ def secure_broker(
 			**_ssl_listener("TLS", keystore),
 			**_ssl_listener("WRONGHOST", wrong),
 			**_ssl_listener("MTLS", keystore, truststore),
+			**_ssl_listener("EXPIRED", expired),
 		}
 		if authentication:
 			values |= _sasl_listener("TLS", users) | _sasl_listener("PLAIN", users)
@@ -208,7 +233,7 @@ def secure_broker(
 	try:
 		yield SecureBroker(
 			ca, cluster, address["TLS"], address["PLAIN"], address["WRONGHOST"], address["MTLS"],
-			authentication, users,
+			address["EXPIRED"], authentication, users,
 		)  # fmt: skip
 	finally:
 		cluster.stop()

@@ -51,6 +51,8 @@ class StreamingSettings(Document):
 		security_protocol: DF.Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 		seeded_doctypes: DF.SmallText | None
 		ssl_ca_certificate: DF.Code | None
+		ssl_certificate: DF.Code | None
+		ssl_key: DF.Password | None
 		stream_data_import: DF.Check
 		subject_name_strategy: DF.Literal[
 			"TopicRecordNameStrategy", "TopicNameStrategy", "RecordNameStrategy"
@@ -61,6 +63,7 @@ class StreamingSettings(Document):
 	def validate(self):
 		self.validate_connection()
 		self.validate_security()
+		self.validate_client_certificate()
 		self.validate_producer_properties()
 		self.validate_topics()
 		self.validate_delivery_limits()
@@ -87,6 +90,26 @@ class StreamingSettings(Document):
 			self.ssl_ca_certificate or "",
 			librdkafka_check,
 		)
+
+	def validate_client_certificate(self):
+		key = self.client_key()
+		if key and not _dummy(self.ssl_key or ""):
+			self.ssl_key = key = validation.normalize_pem(key)  # before Frappe encrypts it
+		self._check(
+			validation.validate_client_certificate,
+			self.security_protocol or "PLAINTEXT",
+			(self.ssl_certificate or "").strip(),
+			key,
+			librdkafka_check,
+		)
+
+	def client_key(self) -> str:
+		"""The Client Key as saved now: the value typed in, or the stored one when the form
+		shows it as asterisks; "" when cleared."""
+		value = self.ssl_key or ""
+		if value and _dummy(value):
+			return self.get_password("ssl_key", raise_exception=False) or ""
+		return value
 
 	def validate_producer_properties(self):
 		rows = [((r.property or "").strip(), (r.value or "").strip()) for r in self.producer_properties]
@@ -146,6 +169,11 @@ class StreamingSettings(Document):
 			frappe.throw(e.message, title=_("Invalid Streaming Settings"))
 
 
+def _dummy(value: str) -> bool:
+	"""The asterisks the form shows for a stored password (Frappe's `is_dummy_password`)."""
+	return set(value) == {"*"}
+
+
 class FrappeDoctypeFacts:
 	"""`validation.DoctypeFacts` answered from Frappe's meta."""
 
@@ -183,7 +211,7 @@ def test_connection() -> dict:
 	settings = frappe.get_single("Streaming Settings")
 	config = StreamingConfig.from_doc(settings)
 	password = settings.get_password("sasl_password", raise_exception=False)
-	conf = admin_config(config, password)
+	conf = admin_config(config, password, settings.get_password("ssl_key", raise_exception=False))
 	if not conf["bootstrap.servers"]:
 		return {"ok": False, "error": _("Bootstrap Servers is empty: enter host:port and save first")}
 	answer = describe_cluster(conf)
