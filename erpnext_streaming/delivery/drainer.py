@@ -92,6 +92,7 @@ class Drainer:
 		rand: Callable[[], float] = random.random,
 		framer: Framer | None = None,
 		marker: Marker | None = None,
+		stop: Callable[[], str | None] = lambda: None,
 	):
 		self.db = db
 		self.wake = wake
@@ -104,6 +105,7 @@ class Drainer:
 		self.rand = rand
 		self.framer = framer  # None: schemaless and single-object only (no registry)
 		self.marker = marker  # None: every batch is marked in line, on `db`
+		self.stop = stop  # why to stop at this batch boundary (delivery/lifecycle.py), or None
 		self.time_zone = ZoneInfo(config.time_zone or "UTC")
 		self.stats = DrainStats()
 		self.publisher = Publisher(producer_factory, self.stats, self.log, secrets)
@@ -128,9 +130,12 @@ class Drainer:
 		idle_since: float | None = None
 		try:
 			while True:
-				if self.clock.monotonic() - started + config.cycle_budget > config.max_runtime_seconds:
+				if (
+					reason := config.used_up(self.clock.monotonic() - started, self.stats.batches)
+					or self.stop()
+				):
 					self.finish_in_flight()
-					self.stats.exit_reason = "max runtime"
+					self.stats.exit_reason = reason
 					break
 				self.heartbeat.beat(ttl)
 				if self.cycle():

@@ -73,6 +73,10 @@ class DrainerConfig:
 	batch_size: int = c.DEFAULT_BATCH_SIZE
 	lease_seconds: float = c.DEFAULT_LEASE_SECONDS
 	max_runtime_seconds: float = c.DEFAULT_DRAINER_MAX_RUNTIME_SECONDS
+	# a slice: after this long, or this many batches, the run hands over to a successor
+	# queued behind the jobs already waiting (0: no bound; delivery/lifecycle.py)
+	slice_seconds: float = c.DEFAULT_DRAINER_SLICE_SECONDS
+	max_batches: int = 0
 	idle_exit_seconds: float = 60.0
 	poll_seconds: float = 5.0
 	# bounded flush: librdkafka fails every message within message.timeout.ms, so a
@@ -95,6 +99,17 @@ class DrainerConfig:
 	@property
 	def cycle_budget(self) -> float:
 		return 2 * self.flush_timeout_seconds + self.claim_lock_timeout_seconds + 5
+
+	def used_up(self, elapsed: float, batches: int) -> str | None:
+		"""Why a run that has lasted `elapsed` seconds and `batches` batches ends at this
+		batch boundary: its slice is over, or one more cycle could pass the job timeout."""
+		if elapsed + self.cycle_budget > self.max_runtime_seconds:
+			return "max runtime"
+		if self.slice_seconds and elapsed >= self.slice_seconds:
+			return "slice over"
+		if self.max_batches and batches >= self.max_batches:
+			return "max batches"
+		return None
 
 
 @dataclass

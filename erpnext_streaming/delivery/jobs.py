@@ -1,26 +1,29 @@
 """Frappe glue for delivery: the drainer job, the sweeper job, enqueueing the drainer.
 
-- `drain`: the drainer (RQ `long` queue, job id `DRAINER_JOB_ID`, deduplicated): reads
-  Streaming Settings once, builds one producer config (the SASL password and the client
-  key are read here, with `get_password`, and go nowhere else; a replacement producer reads
-  the connection fields again: `current_connection`), runs `Drainer.run` on this job's
-  `frappe.db` and the site's Redis, and leaves before the long queue's timeout.
+- `drain`: the drainer (RQ `long` queue or the site's own, `DRAINER_JOB_IDS`, deduplicated):
+  reads Streaming Settings once, builds one producer config (the SASL password and the
+  client key are read here, with `get_password`, and go nowhere else), runs `Drainer.run`
+  on this job's `frappe.db` and the site's Redis for one slice, and hands over to a
+  successor when work is left (delivery/lifecycle.py); saving the settings ends the slice.
 - `sweep`: scheduler, every minute (hooks.py `scheduler_events`).
 - `enqueue_drainer` / `ensure_drainer`: used by the after-commit wake-up and the sweeper.
 
 Tuning without a form field (site config, `bench --site S set-config KEY VALUE`):
 `erpnext_streaming_lease_seconds`, `erpnext_streaming_drainer_max_runtime_seconds`,
-`erpnext_streaming_drainer_idle_exit_seconds`, `erpnext_streaming_drainer_poll_seconds`.
+`erpnext_streaming_drainer_slice_seconds`, `erpnext_streaming_drainer_slice_batches`,
+`erpnext_streaming_drainer_idle_exit_seconds`, `erpnext_streaming_drainer_poll_seconds`,
+`erpnext_streaming_drainer_queue`.
 """
 
 from __future__ import annotations
 
 import frappe
 from frappe.utils import now_datetime
+from rq.job import JobStatus
 
 from erpnext_streaming import constants as c
 from erpnext_streaming import kafka_config
-from erpnext_streaming.delivery import framing, signals, sweeper
+from erpnext_streaming.delivery import framing, lifecycle, signals, sweeper
 from erpnext_streaming.delivery.connection import Connection
 from erpnext_streaming.delivery.drainer import Drainer
 from erpnext_streaming.delivery.environment import DrainerConfig, SystemClock, new_owner
@@ -31,13 +34,18 @@ from erpnext_streaming.settings import StreamingConfig
 
 DRAINER_METHOD = "erpnext_streaming.delivery.jobs.drain"
 DRAINER_JOB_ID = "erpnext_streaming.delivery.drainer"
+# a successor takes the id its predecessor does not hold (see `enqueue_drainer`)
+DRAINER_JOB_IDS = (DRAINER_JOB_ID, f"{DRAINER_JOB_ID}.next")
 LOGGER = "erpnext_streaming"
 # librdkafka's own default when neither property is set
 LIBRDKAFKA_MESSAGE_TIMEOUT_MS = 300000
 
 
 def drain() -> dict:
-	"""The drainer job. Returns its statistics (stored by RQ; no configuration in them)."""
+	"""The drainer job, one slice of delivery. Returns its statistics (stored by RQ; no
+	configuration in them). It stops at a batch boundary when its slice is over, its
+	worker is shutting down or Streaming Settings were saved, and enqueues its successor
+	when work is left (delivery/lifecycle.py)."""
 	settings = frappe.get_single(c.SETTINGS_DOCTYPE)
 	config = StreamingConfig.from_doc(settings)
 	if not config.enabled or not config.bootstrap_servers:
@@ -52,16 +60,10 @@ def drain() -> dict:
 	redis_client = queue_redis(timeout=drainer_config.poll_seconds + 5)
 	owner = new_owner()
 	log = frappe.logger(LOGGER)
-	made = [0]
-
-	def make_producer() -> KafkaProducer:
-		conf = producer_conf if not made[0] else current_connection(producer_conf, drainer.publisher)
-		made[0] += 1
-		return KafkaProducer(conf, logger=log)
-
+	stop = lifecycle.StopSignals(redis_client, site, _worker_key())
 	drainer = Drainer(
 		db=frappe.db,
-		producer_factory=make_producer,
+		producer_factory=lambda: KafkaProducer(producer_conf, logger=log),
 		wake=signals.RedisWake(redis_client, site),
 		heartbeat=signals.RedisHeartbeat(redis_client, site, owner),
 		clock=SystemClock(now_datetime),
@@ -72,13 +74,41 @@ def drain() -> dict:
 		owner=owner,
 		framer=build_framer(config, registry_password),
 		marker=Marker(second_connection()),
+		stop=stop,
 	)
 	try:
-		stats = drainer.run()
+		with stop.on_sigterm():
+			stats = drainer.run()
 	finally:
 		drainer.marker.close()
 	_record(redis_client, site, stats.as_dict())
+	hand_over(stats.exit_reason, redis_client, site)
 	return stats.as_dict()
+
+
+def hand_over(exit_reason: str, redis_client, site: str) -> bool:
+	"""The last step of a drainer job: enqueue its successor when work is left, or when a
+	commit's wake-up came while this job was leaving (its enqueue was skipped then)."""
+
+	def work_left() -> bool:
+		frappe.db.rollback()  # a fresh snapshot
+		return signals.RedisWake(redis_client, site).pending() or sweeper.has_pending_work(
+			frappe.db, now_datetime()
+		)
+
+	if not lifecycle.needs_successor(exit_reason, work_left):
+		return False
+	enqueue_drainer(successor=True)
+	return True
+
+
+def _worker_key() -> str | None:
+	"""The RQ worker running this job (its hash holds `shutdown_requested_date`)."""
+	from rq import get_current_job
+	from rq.worker import Worker
+
+	job = get_current_job()
+	return f"{Worker.redis_worker_namespace_prefix}{job.worker_name}" if job and job.worker_name else None
 
 
 def credentials(settings, config: StreamingConfig) -> tuple[str | None, str | None]:
@@ -89,20 +119,6 @@ def credentials(settings, config: StreamingConfig) -> tuple[str | None, str | No
 	if config.security_protocol.endswith("SSL") and config.ssl_certificate:
 		key = settings.get_password("ssl_key", raise_exception=False)
 	return password, key
-
-
-def current_connection(producer_conf: dict, publisher) -> dict:
-	"""`producer_conf` with the connection as saved now (servers, protocol, SASL, CA, client
-	certificate). A producer is replaced after the broker refused its connection (a wrong
-	password, an untrusted certificate: `policy.REFUSED_CODES`), so a corrected setting is used
-	at the next attempt instead of at the next drainer run. The other properties stay the
-	run's: the drainer's limits were derived from them."""
-	settings = frappe.get_single(c.SETTINGS_DOCTYPE)
-	config = StreamingConfig.from_doc(settings)
-	password, key = credentials(settings, config)
-	publisher.add_secrets(password, key)
-	kept = {k: v for k, v in producer_conf.items() if k not in kafka_config.CONNECTION_KEYS}
-	return {**kept, **kafka_config.connection_config(config, password, key)}
 
 
 def second_connection() -> Connection:
@@ -126,41 +142,71 @@ def sweep() -> dict:
 	}
 
 
-def enqueue_drainer() -> None:
-	"""Queue the site's drainer unless one is queued or running (RQ job id deduplication)."""
+def enqueue_drainer(successor: bool = False) -> None:
+	"""Queue the site's drainer unless one is queued, or (for a commit's wake-up, not a
+	successor) one counts as started. The two job ids alternate (`DRAINER_JOB_IDS`): a
+	leaving drainer's successor takes the id it does not hold, so RQ's deduplication never
+	skips it."""
+	states = _drainer_jobs()
+	if any(status == JobStatus.QUEUED for _, status in states.values()):
+		return
+	busy = {job_id for job_id, (_, status) in states.items() if status == JobStatus.STARTED}
+	if busy and not successor:
+		return
+	free = [job_id for job_id in DRAINER_JOB_IDS if job_id not in busy]
+	if not free:
+		return
 	frappe.enqueue(
 		DRAINER_METHOD,
-		queue="long",
+		queue=drainer_queue(),
 		timeout=c.LONG_QUEUE_TIMEOUT_SECONDS,
-		job_id=DRAINER_JOB_ID,
+		job_id=free[0],
 		deduplicate=True,
 	)
+
+
+def drainer_queue() -> str:
+	"""The RQ queue the drainer runs on: `long`, or the site's dedicated one
+	(`erpnext_streaming_drainer_queue` in site config; docs/operations.md)."""
+	return frappe.conf.get("erpnext_streaming_drainer_queue") or "long"
+
+
+def _drainer_jobs() -> dict:
+	"""{job id: (job, status)} of the drainer jobs RQ still knows."""
+	from frappe.utils.background_jobs import get_job
+
+	found = {}
+	for job_id in DRAINER_JOB_IDS:
+		job = get_job(job_id)
+		if job is not None:
+			found[job_id] = (job, job.get_status())
+	return found
 
 
 def ensure_drainer(stale_after: float) -> str:
 	"""Make sure a drainer is queued or running; replaces a dead one (its RQ job still says
 	"started" after its worker was killed, but its heartbeat has expired)."""
-	from frappe.utils.background_jobs import get_job
-	from rq.job import JobStatus
 	from rq.utils import utcnow
 
 	site = frappe.local.site
 	redis_client = queue_redis(timeout=5)
 	if signals.signal(redis_client, site):
 		return "running"
-	job = get_job(DRAINER_JOB_ID)
-	status = job.get_status() if job else None
-	if job is not None and status == JobStatus.STARTED:
+	states = _drainer_jobs()
+	if any(status == JobStatus.QUEUED for _, status in states.values()):
+		enqueue_drainer()
+		return "queued"
+	started = [job for job, status in states.values() if status == JobStatus.STARTED]
+	for job in started:
 		if job.started_at is not None and (utcnow() - job.started_at).total_seconds() < stale_after:
 			return "starting"
+	for job in started:
 		job.delete()  # its worker is gone: no heartbeat for a whole lease
 		frappe.logger(LOGGER).warning(
 			"erpnext_streaming: the drainer job started at %s has no heartbeat; replacing it", job.started_at
 		)
-		enqueue_drainer()
-		return "replaced"
 	enqueue_drainer()
-	return "queued" if status == JobStatus.QUEUED else "enqueued"
+	return "replaced" if started else "enqueued"
 
 
 def build_drainer_config(config: StreamingConfig, producer_conf: dict) -> DrainerConfig:
@@ -177,6 +223,10 @@ def build_drainer_config(config: StreamingConfig, producer_conf: dict) -> Draine
 		max_runtime_seconds=float(
 			conf.get("erpnext_streaming_drainer_max_runtime_seconds") or c.DEFAULT_DRAINER_MAX_RUNTIME_SECONDS
 		),
+		slice_seconds=float(
+			conf.get("erpnext_streaming_drainer_slice_seconds", c.DEFAULT_DRAINER_SLICE_SECONDS)
+		),
+		max_batches=int(conf.get("erpnext_streaming_drainer_slice_batches") or 0),
 		idle_exit_seconds=float(conf.get("erpnext_streaming_drainer_idle_exit_seconds") or 60),
 		poll_seconds=float(conf.get("erpnext_streaming_drainer_poll_seconds") or 5),
 		flush_timeout_seconds=message_timeout + 1,

@@ -11,6 +11,7 @@ for discarding, so a late report can never be confused with a later batch.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -129,9 +130,9 @@ class KafkaProducer:
 					),
 				)
 		if self.refused is not None:
-			for delivery in deliveries.values():
+			for ref, delivery in deliveries.items():
 				if delivery.error is not None:
-					delivery.error = blame(delivery.error, self.refused)
+					deliveries[ref] = dataclasses.replace(delivery, error=blame(delivery.error, self.refused))
 		result.fatal = self.fatal
 		result.discard = result.discard or self.fatal is not None
 		return result

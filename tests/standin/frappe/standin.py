@@ -10,6 +10,7 @@ after_rollback; rollback(save_point=...) runs no callbacks.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pymysql
@@ -114,9 +115,17 @@ def destroy() -> None:
 	frappe._reset_local()
 
 
-def set_single(doctype: str, values: dict) -> None:
-	"""Register a Single's values (what Frappe would read from tabSingles)."""
+def _single_key(doctype: str) -> str:
+	return f"standin|{frappe.local.site}|single|{doctype}"
+
+
+def set_single(doctype: str, values: dict, shared: bool = True) -> None:
+	"""Register a Single's values (what Frappe would read from tabSingles). `shared`: also
+	in the site's Redis, where every process of the site reads the latest values, as every
+	Frappe process reads tabSingles (a job enqueued by a worker sees a test's later save)."""
 	_singles[doctype] = copy.deepcopy(values)
+	if shared and frappe.cache is not None:
+		frappe.cache.set_value(_single_key(doctype), json.dumps(values, default=str))
 
 
 def registered_singles() -> dict[str, dict]:
@@ -124,7 +133,8 @@ def registered_singles() -> dict[str, dict]:
 
 
 def get_single_doc(doctype: str) -> SingleDoc:
-	values = copy.deepcopy(_singles.get(doctype, {}))
+	stored = frappe.cache.get_value(_single_key(doctype)) if frappe.cache is not None else None
+	values = json.loads(stored) if stored else copy.deepcopy(_singles.get(doctype, {}))
 	for key, value in list(values.items()):
 		if isinstance(value, list):
 			values[key] = [_dict(row) for row in value]

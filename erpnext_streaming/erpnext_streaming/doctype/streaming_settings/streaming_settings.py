@@ -74,6 +74,7 @@ class StreamingSettings(Document):
 
 	def on_update(self):
 		catalog.clear_cache()
+		frappe.db.after_commit.add(_tell_the_drainer)
 
 	def validate_connection(self):
 		self._check(
@@ -220,3 +221,17 @@ def test_connection() -> dict:
 		present = set(answer["topics"])
 		answer["catalog_topics"] = [{"topic": t, "exists": t in present} for t in catalog_topics(config)]
 	return redact(answer, [password, *secrets()])
+
+
+def _tell_the_drainer() -> None:
+	"""After the save commits: a running drainer ends its slice at the next batch boundary
+	and its successor reads these settings (delivery/lifecycle.py). Never fails the save:
+	without Redis the drainer picks them up at its next slice."""
+	from erpnext_streaming.delivery import jobs, lifecycle
+
+	try:
+		lifecycle.settings_saved(jobs.queue_redis(timeout=1), frappe.local.site)
+	except Exception:
+		frappe.logger("erpnext_streaming").warning(
+			"erpnext_streaming: could not tell the drainer of new settings"
+		)

@@ -117,7 +117,7 @@ def execute_job(site, method, job_name, kwargs, standin, user=None):
 
 	setup.init_site(site, standin["db_params"], standin["redis_url"], standin.get("conf"))
 	for doctype, values in (standin.get("singles") or {}).items():
-		setup.set_single(doctype, values)
+		setup.set_single(doctype, values, shared=False)  # the site's Redis has the latest
 	fn = frappe.get_attr(method) if isinstance(method, str) else method
 	try:
 		result = fn(**kwargs)
