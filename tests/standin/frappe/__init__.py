@@ -74,11 +74,17 @@ flags = _FlagsProxy()
 
 
 class _LocalAttr:
+	"""frappe.db / session / conf: werkzeug's LocalProxy over frappe.local, which forwards
+	attribute reads AND writes to the current object."""
+
 	def __init__(self, name):
-		self.name = name
+		object.__setattr__(self, "name", name)
 
 	def __getattr__(self, key):
 		return getattr(getattr(local, self.name), key)
+
+	def __setattr__(self, key, value):
+		setattr(getattr(local, self.name), key, value)
 
 
 db = _LocalAttr("db")  # frappe.db -> frappe.local.db
