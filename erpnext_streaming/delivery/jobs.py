@@ -20,10 +20,8 @@ from frappe.utils import now_datetime
 from erpnext_streaming import constants as c
 from erpnext_streaming import kafka_config
 from erpnext_streaming.delivery import framing, signals, sweeper
-from erpnext_streaming.delivery.connection import Connection
 from erpnext_streaming.delivery.drainer import Drainer
 from erpnext_streaming.delivery.environment import DrainerConfig, SystemClock, new_owner
-from erpnext_streaming.delivery.marker import Marker
 from erpnext_streaming.delivery.policy import RetryPolicy
 from erpnext_streaming.delivery.producer import KafkaProducer
 from erpnext_streaming.settings import StreamingConfig
@@ -65,20 +63,10 @@ def drain() -> dict:
 		log=log,
 		owner=owner,
 		framer=build_framer(config, registry_password),
-		marker=Marker(second_connection()),
 	)
-	try:
-		stats = drainer.run()
-	finally:
-		drainer.marker.close()
+	stats = drainer.run()
 	_record(redis_client, site, stats.as_dict())
 	return stats.as_dict()
-
-
-def second_connection() -> Connection:
-	"""A connection of the drainer's own beside `frappe.db`, with Frappe's settings (driver,
-	credentials, conversions), for the marker's thread (delivery/connection.py)."""
-	return Connection(frappe.db.create_connection())
 
 
 def sweep() -> dict:
