@@ -24,8 +24,7 @@ DRAINER_STEPS: Sequence[tuple[str, Sequence[tuple[str, str]]]] = (
 	("messages from the bundles (JSON parse, values, headers, framing)", (("delivery/messages.py", "read"),)),
 	("produce (hand the batch to librdkafka)", (("delivery/producer.py", "start"),)),
 	("acks: bounded flush + delivery reports (after the next claim)", (("delivery/producer.py", "finish"),)),
-	("record in line (a batch with a failed event)", (("delivery/bundles.py", "record_delivered"), ("delivery/bundles.py", "record_retry"), ("outbox/outcomes.py", "mark_unsent"))),
-	("waiting for the previous batch's receipt (the marker thread, not profiled itself)", (("delivery/marker.py", "wait"),)),
+	("record: the receipt, cursors moved (a failed batch: retry state, Failed / Dead)", (("delivery/bundles.py", "record_delivered"), ("delivery/bundles.py", "record_retry"), ("outbox/outcomes.py", "mark_unsent"))),
 	("settle: receipts into the Event Log (rows Sent), after the drain", (("delivery/bundles.py", "settle"),)),
 	("COMMITs", (("sandbox/delivery.py", "commit"),)),
 	(WAITING, (("delivery/signals.py", "wait"), ("delivery/wake.py", "wait"))),
@@ -64,10 +63,9 @@ def capture_breakdown(run: Callable[[], object]) -> dict[str, float]:
 
 # the drainer's thread, by what it runs or waits on: own time of these built-ins
 RESOURCES: Sequence[tuple[str, Sequence[str]]] = (
-	("waiting on MariaDB (socket reads; the server's work and the marker's beside it)", ("'recv_into'",)),
+	("waiting on MariaDB (socket reads; the server's work)", ("'recv_into'",)),
 	("waiting on the broker (bounded flush, polls)", ("'flush' of 'cimpl", "'poll' of 'cimpl")),
 	("librdkafka produce (C, per message)", ("'produce' of 'cimpl",)),
-	("waiting on the marker thread (lock)", ("'acquire' of '_thread.lock'",)),
 )
 
 
@@ -98,7 +96,5 @@ def drainer_breakdown(run: Callable[[], object]) -> tuple[dict[str, float], dict
 				share = sum(t for caller, t in calls.items() if "redis" not in caller[0])
 				tottime *= share / (sum(calls.values()) or 1.0)
 			resources[name] += tottime
-	resources["Python (the drainer, PyMySQL's parsing, the marker's hand-off)"] = max(
-		busy - sum(resources.values()), 0.0
-	)
+	resources["Python (the drainer, PyMySQL's parsing)"] = max(busy - sum(resources.values()), 0.0)
 	return _percent(parts, busy), _percent(resources, busy)

@@ -20,10 +20,8 @@ import pymysql
 
 from erpnext_streaming import kafka_config
 from erpnext_streaming.delivery import framing, signals
-from erpnext_streaming.delivery.connection import Connection
 from erpnext_streaming.delivery.drainer import Drainer
 from erpnext_streaming.delivery.environment import DrainerConfig, SystemClock
-from erpnext_streaming.delivery.marker import Marker
 from erpnext_streaming.delivery.policy import RetryPolicy
 from erpnext_streaming.delivery.producer import KafkaProducer
 from erpnext_streaming.settings import StreamingConfig
@@ -32,11 +30,34 @@ DRAIN = "sandbox.delivery.drain"
 FRAPPE_GC_THRESHOLDS = (7000, 20, 20)  # Python's defaults (700, 10, 10) as Frappe tunes them
 
 
-class Database(Connection):
+class Database:
 	"""The part of `frappe.db` the outbox and drainer use, on PyMySQL (Frappe's driver)."""
 
 	def __init__(self, **params: Any):
-		super().__init__(pymysql.connect(autocommit=False, charset="utf8mb4", **params))
+		self._conn = pymysql.connect(autocommit=False, charset="utf8mb4", **params)
+		self._cursor = self._conn.cursor()
+
+	def sql(self, query: str, values: Any = (), as_dict: bool = False) -> Any:
+		self._cursor.execute(query, values if values != () else None)
+		if not self._cursor.description:
+			return ()
+		rows = self._cursor.fetchall()
+		if as_dict:
+			columns = [c[0] for c in self._cursor.description]
+			return [dict(zip(columns, row, strict=True)) for row in rows]
+		return rows
+
+	def commit(self) -> None:
+		self._conn.commit()
+
+	def rollback(self) -> None:
+		self._conn.rollback()
+
+	def close(self) -> None:
+		try:
+			self._conn.close()
+		except Exception:
+			pass
 
 
 @contextlib.contextmanager
@@ -67,7 +88,6 @@ def drain(spec: dict) -> dict:
 	redis_client = signals.client(spec["redis_url"], 10)
 	site = spec["site"]
 	db = Database(**spec["db"])
-	marker = Marker(Database(**spec["db"]))
 	ids = None
 	if spec.get("registry_url"):
 		ids = framing.SchemaIds.from_config(framing.registry_config(spec["registry_url"]))
@@ -90,13 +110,11 @@ def drain(spec: dict) -> dict:
 		policy=RetryPolicy(base_seconds=1, cap_seconds=10, max_attempts=5),
 		log=logging.getLogger("sandbox.drainer"),
 		framer=framing.Framer(ids),
-		marker=marker,
 	)
 	try:
 		with frappe_gc_thresholds():
 			stats = drainer.run().as_dict()
 	finally:
-		marker.close()
 		db.close()
 	pipe = redis_client.pipeline(transaction=False)
 	for field, value in stats.items():

@@ -167,7 +167,7 @@ def table(name: str) -> list:
 
 
 def deliver(claimed: list[bundles.Claimed], now: datetime = NOW, partition: int = 0) -> list[Published]:
-	"""Record every claimed event as delivered (offsets 0, 1, ...), as the marker does."""
+	"""Record every claimed event as delivered (offsets 0, 1, ...), as the drainer does."""
 	names = [n for bundle in claimed for n in refs_in(bundle.messages)]
 	sent = [Published(n, partition, offset) for offset, n in enumerate(names)]
 	bundles.record_delivered(frappe.db, sent, through(claimed), now)

@@ -30,17 +30,17 @@ from frappe.standin import StandinDatabase
 from harness.kafka import start_kafka
 
 from erpnext_streaming import kafka_config
-from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, Status
+from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, RECEIPT_TABLE, Status
 from erpnext_streaming.delivery import bundles, signals
 from erpnext_streaming.delivery import drainer as drainer_module
-from erpnext_streaming.delivery.connection import Connection
 from erpnext_streaming.delivery.drainer import Drainer
 from erpnext_streaming.delivery.environment import DrainerConfig, SystemClock
-from erpnext_streaming.delivery.marker import Marker
 from erpnext_streaming.delivery.messages import refs as refs_in
+from erpnext_streaming.delivery.outcomes import BatchOutcome, InFlight
 from erpnext_streaming.delivery.policy import RetryPolicy, classify
 from erpnext_streaming.delivery.producer import Delivery, KafkaProducer, OutgoingMessage
 from erpnext_streaming.delivery.state import Outcome
+from erpnext_streaming.outbox.records import Published
 from erpnext_streaming.settings import StreamingConfig
 
 pytestmark = pytest.mark.integration
@@ -284,23 +284,25 @@ def test_a_batch_claimed_during_a_slow_finish_is_leased_again_before_it_is_produ
 		return held
 
 	monkeypatch.setattr(bundles, "renew", recording_renew)
+	record_delivered = bundles.record_delivered
+
+	def recording_record(db, sent, through, now):
+		record_delivered(db, sent, through, now)
+		if sent:
+			happened.append(("recorded", sorted(ref_of[p.name] for p in sent)))
+
+	monkeypatch.setattr(bundles, "record_delivered", recording_record)
 
 	class Recording(SlowFirstFinish):
 		def start(self, messages, timeout):
 			happened.append(("started", [ref_of[m.ref] for m in messages]))
 			return super().start(messages, timeout)
 
-	class RecordingMarker(Marker):
-		def _mark(self, sent, through, now):
-			super()._mark(sent, through, now)
-			happened.append(("recorded", sorted(ref_of[p.name] for p in sent)))
-
 	ref_of = {name: ref for ref, name in names.items()}
 	stats = run_drainer(
 		mariadb,
 		redis_url,
 		lambda: Recording(producer_conf(kafka_bootstrap), during=lambda: time.sleep(0.3)),
-		marker=RecordingMarker(Connection(frappe.db.create_connection())),
 		batch_size=2,
 	)
 	acme, globex = COMPANIES[0], COMPANIES[1]
@@ -386,75 +388,49 @@ def test_an_error_after_the_claim_gives_the_claimed_companies_back(site, mariadb
 	assert {ref_of[log[event_id]] for event_id, copies in got.items() if len(copies) > 1} <= {"A1", "G1"}
 
 
-def run_drainer(mariadb, redis_url, factory, marker=None, **config):
+def run_drainer(mariadb, redis_url, factory, **config):
 	drainer = make_drainer(mariadb, redis_url, factory, **config)
-	drainer.marker = marker
 	try:
 		return drainer.run()
 	finally:
-		if marker is not None:
-			marker.close()
 		drainer.db.close()
 
 
 def test_the_next_claim_continues_after_the_bundles_started_while_their_receipt_is_not_committed(
 	site, mariadb, redis_url, kafka_bootstrap, monkeypatch
 ):
-	"""With the marker, batch n's receipt and cursor move are committed while batch n+1 is
-	claimed and produced, so a claim can read cursors behind what this drainer already
-	delivered. It continues after the bundles this drainer started, never from the stale
-	cursors: every bundle is claimed, and every event produced, once."""
+	"""Batch n+1 is claimed before batch n is finished and recorded, so a claim reads
+	cursors behind what this drainer already started (and maybe delivered). It continues
+	after the bundles this drainer started, never from the stale cursors: every bundle is
+	claimed, and every event produced, once."""
 	names = two_company_backlog(kafka_bootstrap, per_company=4)
 	ref_of = {name: ref for ref, name in names.items()}
 	claims: list[dict] = []
-	claimed = threading.Condition()
 	claim = bundles.claim
 
 	def recording_claim(db, owner, until, now, limit, after=None):
 		committed = dict(db.sql(f"SELECT name, delivered_through FROM `{CURSOR_TABLE}`"))
 		got = claim(db, owner, until, now, limit, after)
-		with claimed:
-			claims.append(
-				{
-					"committed": committed,
-					"bundles": [(b.cursor, b.name) for b in got],
-					"events": [ref_of[n] for b in got for n in refs_in(b.messages)],
-				}
-			)
-			claimed.notify_all()
+		claims.append(
+			{
+				"committed": committed,
+				"bundles": [(b.cursor, b.name) for b in got],
+				"events": [ref_of[n] for b in got for n in refs_in(b.messages)],
+			}
+		)
 		return got
 
 	monkeypatch.setattr(bundles, "claim", recording_claim)
-
-	class LateMarker(Marker):
-		"""Writes each record only after the drainer's next claim has returned."""
-
-		def __init__(self, db):
-			super().__init__(db)
-			self.on_time: list[bool] = []
-
-		def submit(self, sent, through, now):
-			self.wait()
-			self.claims_before = len(claims)
-			super().submit(sent, through, now)
-
-		def _mark(self, sent, through, now):
-			with claimed:
-				self.on_time.append(claimed.wait_for(lambda: len(claims) > self.claims_before, timeout=10))
-			super()._mark(sent, through, now)
-
-	marker = LateMarker(Connection(frappe.db.create_connection()))
 	producers: list[InjectingProducer] = []
 
 	def factory():
 		producers.append(InjectingProducer(producer_conf(kafka_bootstrap), failing=None))
 		return producers[-1]
 
-	stats = run_drainer(mariadb, redis_url, factory, marker=marker, batch_size=2)
-	assert marker.on_time and all(marker.on_time)  # every record waited for the next claim
+	stats = run_drainer(mariadb, redis_url, factory, batch_size=2)
 	assert [c["events"] for c in claims[:3]] == [["A1", "G1"], ["A2", "G2"], ["A3", "G3"]]
-	# the third claim read cursors that did not have batch 1 yet (its receipt was not committed)
-	assert all(claims[2]["committed"].get(cursor, 0) < name for cursor, name in claims[0]["bundles"])
+	# the second claim read cursors that did not have batch 1 yet (its receipt was not committed)
+	assert all(claims[1]["committed"].get(cursor, 0) < name for cursor, name in claims[0]["bundles"])
 	bundles_claimed = [name for c in claims for _, name in c["bundles"]]
 	assert len(bundles_claimed) == len(set(bundles_claimed)) == 8
 	produced = [ref_of[n] for p in producers for batch in p.started for n in batch]
@@ -531,9 +507,9 @@ class QueryDeadlockError(Exception):
 def test_a_claim_rolled_back_as_a_deadlock_victim_is_claimed_again(
 	site, mariadb, redis_url, kafka_bootstrap, monkeypatch
 ):
-	"""The marker's record of batch n and the claim of batch n+1 write the same cursor rows
-	at the same time, each in its own order, so MariaDB may roll the claim back as a
-	deadlock's victim: the drainer claims again instead of failing."""
+	"""A claim writes cursor rows that others (a requeue, the sweeper, another drainer's
+	record) may write at the same time in their own order, so MariaDB may roll the claim
+	back as a deadlock's victim: the drainer claims again instead of failing."""
 	names = two_company_backlog(kafka_bootstrap)
 	ref_of = {name: ref for ref, name in names.items()}
 	claim, calls = bundles.claim, []
@@ -561,6 +537,119 @@ def test_a_claim_rolled_back_as_a_deadlock_victim_is_claimed_again(
 		["A3", "G3"],
 	]
 	assert stats.sent == 6 and all_delivered()
+
+
+NOW = datetime(2026, 11, 23, 10, 0, 0)
+
+
+def claimed_by_d1() -> list[bundles.Claimed]:
+	batch = bundles.claim(frappe.db, "d1", NOW + timedelta(minutes=5), NOW, 100)
+	frappe.db.commit()  # the claim's transaction ends, as the drainer commits it
+	return batch
+
+
+def delivered_in_full(batch: list[bundles.Claimed]) -> tuple[InFlight, BatchOutcome]:
+	"""`batch` in flight, and its outcome when every event was delivered (offsets 0, 1, ...)."""
+	events = [refs_in(b.messages) for b in batch]
+	sent = [Published(n, 0, i) for i, n in enumerate(n for refs in events for n in refs)]
+	return InFlight(batch, events, {}, None), BatchOutcome(sent, {b.cursor: b.name for b in batch})
+
+
+def receipts() -> list:
+	frappe.db.commit()
+	return frappe.db.sql(f"SELECT name, events, positions FROM `{RECEIPT_TABLE}` ORDER BY name", as_dict=True)
+
+
+def test_a_failed_record_keeps_neither_the_receipt_nor_the_cursor_move(site, mariadb, redis_url):
+	"""Receipt and cursor move are one transaction: when the record fails (not a deadlock:
+	not tried again), neither is kept, so the bundle is delivered again (at least once) and
+	its events never show Sent."""
+	commit_transaction([event("f1", COMPANIES[0], "erpnext.record")])
+	in_flight, batch = delivered_in_full(claimed_by_d1())
+	drainer = make_drainer(mariadb, redis_url, lambda: None)
+	moves: list[str] = []
+	sql = drainer.db.sql
+
+	def failing_sql(query, *args, **kwargs):
+		if CURSOR_TABLE in query:
+			moves.append(query)
+			raise RuntimeError("the database went away")
+		return sql(query, *args, **kwargs)
+
+	try:
+		drainer.prepare()
+		drainer.db.sql = failing_sql
+		with pytest.raises(RuntimeError, match="went away"):
+			drainer._record(in_flight, batch, [])
+	finally:
+		drainer.db.close()
+	assert len(moves) == 1
+	assert not receipts()
+	cursor = cursors()[COMPANIES[0]]
+	assert (cursor["delivered_through"], cursor["lease_owner"]) == (0, "d1")
+	assert bundles.deliverable(frappe.db, NOW + timedelta(minutes=10))  # again, once the lease is gone
+	(row,) = rows()
+	assert row.status == Status.QUEUED
+
+
+def test_a_record_rolled_back_as_a_deadlock_victim_is_written_again(site, mariadb, redis_url, monkeypatch):
+	"""Another transaction (a requeue, the sweeper, another drainer) writes the cursors the
+	record is moving, in its own order: when MariaDB rolls the record back as the deadlock's
+	victim, the drainer writes it again (one receipt) instead of failing, which would send
+	the batch again."""
+	topic = "erpnext.record"
+	commit_transaction([event("d1", COMPANIES[0], topic), event("d2", COMPANIES[1], topic)])
+	in_flight, batch = delivered_in_full(claimed_by_d1())
+	frappe.db.sql(  # more cursors for the other transaction to write first: the heavier one wins
+		f"INSERT INTO `{CURSOR_TABLE}` (name, creation, modified, modified_by, owner, docstatus, idx, company, "
+		"delivered_through, attempts) VALUES " + ", ".join(["(%s, %s, %s, 'x', 'x', 0, 0, %s, 0, 0)"] * 10),
+		[v for i in range(10) for v in (f"other {i}", NOW, NOW, f"other {i}")],
+	)
+	frappe.db.commit()
+	acme, globex = COMPANIES[0], COMPANIES[1]
+	params = {k: v for k, v in mariadb.items() if k != "tables"}
+	other = StandinDatabase(**params)
+	drainer = make_drainer(mariadb, redis_url, lambda: None)
+	record_delivered, moves = bundles.record_delivered, []
+
+	def counting(db, sent, through, now):
+		moves.append(sorted(through))
+		record_delivered(db, sent, through, now)
+
+	monkeypatch.setattr(bundles, "record_delivered", counting)
+	errors: list[BaseException] = []
+
+	def record():
+		try:
+			drainer._record(in_flight, batch, [])
+		except BaseException as e:
+			errors.append(e)
+
+	recording = threading.Thread(target=record)
+	try:
+		drainer.prepare()
+		lease = f"UPDATE `{CURSOR_TABLE}` SET lease_expires_at = %s WHERE name = %s"
+		for name in [globex, *(f"other {i}" for i in range(10))]:
+			other.sql(lease, (NOW + timedelta(minutes=9), name))
+		recording.start()
+		waits = "SELECT COUNT(*) FROM information_schema.INNODB_LOCK_WAITS"
+		deadline = time.monotonic() + 10
+		while (
+			not frappe.db.sql(waits)[0][0] and time.monotonic() < deadline
+		):  # Acme written, waits for Globex
+			time.sleep(0.2)  # InnoDB refreshes these tables at most every 0.1 s of not being read
+		assert frappe.db.sql(waits)[0][0], "the record waits for the other transaction's lock"
+		other.sql(lease, (NOW + timedelta(minutes=9), acme))  # the deadlock: the record is rolled back
+		other.commit()
+		recording.join(10)
+	finally:
+		other.close()
+		recording.join(10)
+		drainer.db.close()
+	assert not errors  # written again, no error
+	assert moves == [[acme, globex], [acme, globex]]  # rolled back and written again
+	assert [r.events for r in receipts()] == [2]
+	assert {c: r["delivered_through"] for c, r in cursors().items() if c in (acme, globex)} == batch.through
 
 
 def test_a_batch_lost_with_its_producer_is_retried_at_once_with_the_new_one_then_backs_off(

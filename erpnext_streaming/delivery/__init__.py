@@ -6,6 +6,6 @@ error classification), `producer` (adapter over confluent_kafka.Producer), `mess
 drainer heartbeat, circuit breaker), `drainer` (the long-running publish loop), with
 `outcomes` (what became of a batch), `publisher` (its producer and dead-letter copies)
 and `environment` (its configuration, clock, wake source, heartbeat and statistics),
-`bundles` (the delivery queue's SQL), `marker` (recording beside the loop) and `sweeper`. Frappe glue: `jobs` (drainer and sweeper entry points) and `wake` (the
-after-commit signal). See docs/architecture.md, "Delivery".
+`bundles` (the delivery queue's SQL) and `sweeper`. Frappe glue: `jobs` (drainer and
+sweeper entry points) and `wake` (the after-commit signal). See docs/architecture.md, "Delivery".
 """

@@ -255,10 +255,8 @@ def claim(
 	batch = db.sql(_choose(len(open_)), [*values, per_company, limit])
 	if not batch:
 		return []
-	# the marker's record of the previous batch updates the same cursor rows beside this claim:
-	# a lease this claimer holds for long yet is not written again (the claim would wait for
-	# that commit), and the others are written in one order everywhere (`_cursor_order`), as
-	# two orders could deadlock
+	# a lease this claimer holds for long yet is not written again, and the others are
+	# written in one order everywhere (`_cursor_order`), as two orders could deadlock
 	leased = sorted({open_[row[0]][0] for row in batch} - held, key=_cursor_order)
 	if leased:
 		db.sql(

@@ -9,12 +9,11 @@ drainer per site"), and repeats:
    is still pending (`outbox.outcomes.claim_dead_letters`), and commit;
 2. finish the batch started in the previous round: wait, bounded, for every delivery
    report, decide each bundle's outcome (`outcomes.decide`), copy
-   new Dead events to the dead-letter topic, and record the outcome: a batch delivered in
-   full becomes ONE receipt and the cursors move (`bundles.record_delivered`), by the
-   `marker` (a second connection, in a thread) while this loop goes on; a batch with a
-   failed event is recorded here (its company's cursor keeps the retry state, its
-   undelivered events are marked Failed or Dead); the claimed bundles of a company it
-   left waiting for a retry are dropped;
+   new Dead events to the dead-letter topic, and record the outcome in one transaction:
+   the delivered events become ONE receipt and the cursors move
+   (`bundles.record_delivered`); a company with a failed event keeps its retry state on
+   its cursor, its undelivered events are marked Failed or Dead; the claimed bundles of a
+   company it left waiting for a retry are dropped;
 3. copy the claimed Dead rows whose dead-letter copy was pending (capture failures);
 4. start the claimed batch: produce its messages in name order (= per-company sequence
    order) without waiting, so its acknowledgements arrive while the next round claims;
@@ -37,7 +36,7 @@ import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from erpnext_streaming.delivery import bundles, messages
@@ -52,7 +51,6 @@ from erpnext_streaming.delivery.environment import (
 	new_owner,
 )
 from erpnext_streaming.delivery.framing import Framer
-from erpnext_streaming.delivery.marker import Marker, lost_a_deadlock
 from erpnext_streaming.delivery.outcomes import BatchOutcome, Dying, InFlight, decide, failed_reason
 from erpnext_streaming.delivery.policy import Classified, RetryPolicy, unreadable
 from erpnext_streaming.delivery.producer import OutgoingMessage, ProducerFactory
@@ -70,10 +68,12 @@ from erpnext_streaming.outbox.records import Lease, Published, Unsent
 # a claimed batch whose start waited longer than this (the previous batch's outage) is
 # leased again for a full lease before it is produced
 RENEW_AFTER_SECONDS = 5.0
-# a claim rolled back as a deadlock's victim is run again, at most this often in all
-CLAIM_ATTEMPTS = 3
+# a claim or record rolled back as a deadlock's victim is run again, at most this often in all
+ATTEMPTS = 3
 # at most this many settle rounds (`bundles.SETTLE_RECEIPTS` receipts each) before leaving
 LEAVE_SETTLE_ROUNDS = 50
+
+T = TypeVar("T")
 
 
 class Drainer:
@@ -91,7 +91,6 @@ class Drainer:
 		owner: str | None = None,
 		rand: Callable[[], float] = random.random,
 		framer: Framer | None = None,
-		marker: Marker | None = None,
 		stop: Callable[[], str | None] = lambda: None,
 	):
 		self.db = db
@@ -104,14 +103,13 @@ class Drainer:
 		self.owner = owner or new_owner()
 		self.rand = rand
 		self.framer = framer  # None: schemaless and single-object only (no registry)
-		self.marker = marker  # None: every batch is marked in line, on `db`
 		self.stop = stop  # why to stop at this batch boundary (delivery/lifecycle.py), or None
 		self.time_zone = ZoneInfo(config.time_zone or "UTC")
 		self.stats = DrainStats()
 		self.publisher = Publisher(producer_factory, self.stats, self.log, secrets)
 		self._in_flight: InFlight | None = None
 		# per cursor, the last bundle this drainer started: the next claim continues there
-		# (the cursor itself moves only when the batch is recorded, maybe in the marker)
+		# (the cursor itself moves only when the batch is recorded)
 		self._claimed_through: dict[str, int] = {}
 		self._lock: str | None = None
 		self._dead_letters_retry_at = 0.0
@@ -156,7 +154,6 @@ class Drainer:
 			except Exception:
 				self.log.exception("erpnext_streaming: the batch in flight was not marked; its leases expire")
 			finally:
-				self._marks_done_quietly()
 				self._leave_quietly()
 				self.heartbeat.release()
 				self._close_producer()
@@ -166,8 +163,6 @@ class Drainer:
 		"""READ COMMITTED for this connection (no gap locks; see outbox), and the lock name."""
 		mariadb.use_read_committed(self.db)
 		self.db.commit()
-		if self.marker is not None:
-			self.marker.prepare()
 		self._lock = mariadb.lock_name(self.db, "claim")
 
 	def _last_look(self) -> bool:
@@ -248,7 +243,6 @@ class Drainer:
 		Under sustained load the next chunk is due `bundles.SETTLE_AFTER_SECONDS` later;
 		once nothing is left, the next receipt starts that clock again (so a backlog drained
 		after a pause, an outage, is not held up by a settle at its first batch)."""
-		self._marks_done()
 		with self._transaction():
 			settled = bundles.settle(self.db, self.clock.now())
 		self._settle_at = self.clock.monotonic() + bundles.SETTLE_AFTER_SECONDS if settled else None
@@ -258,23 +252,31 @@ class Drainer:
 		self, dead_letters: bool, after: dict[str, int] | None = None
 	) -> tuple[list[Claimed], list[Any]]:
 		"""Claim a batch and, if `dead_letters`, the Dead rows whose copy is pending: under
-		one hold of the claim lock, in one transaction. A claim rolled back as a deadlock's
-		victim is run again: the marker's record of the previous batch writes the same
-		cursor rows, in its own order, at the same time."""
+		one hold of the claim lock, in one transaction (run again if it lost a deadlock)."""
 		db = self.db
 		if not mariadb.get_lock(db, self._lock, self.config.claim_lock_timeout_seconds):
 			db.commit()
 			return [], []
 		try:
-			for _ in range(CLAIM_ATTEMPTS - 1):
-				try:
-					return self._claim_once(dead_letters, after)
-				except Exception as e:
-					if not lost_a_deadlock(e):
-						raise
-			return self._claim_once(dead_letters, after)
+			return self._retried(lambda: self._claim_once(dead_letters, after))
 		finally:
 			mariadb.release_lock(db, self._lock)
+
+	@staticmethod
+	def _retried(transaction: Callable[[], T]) -> T:
+		"""Run `transaction` (it rolls itself back on an error) again while MariaDB rolls it
+		back as a deadlock's victim, `ATTEMPTS` times in all. Others write the same cursor
+		rows in their own order: a requeue (its Event Log rows, then its companies' cursors,
+		leased or not), the sweeper and another drainer (on an expired lease), in the
+		collation's order, which `bundles._cursor_order` only comes near; and a claim or a
+		failed batch's record writes cursors first, then Event Log rows."""
+		for _ in range(ATTEMPTS - 1):
+			try:
+				return transaction()
+			except Exception as e:
+				if not mariadb.is_mariadb_error(e, mariadb.ER_LOCK_DEADLOCK):
+					raise
+		return transaction()
 
 	def _claim_once(
 		self, dead_letters: bool, after: dict[str, int] | None
@@ -316,7 +318,6 @@ class Drainer:
 		copies): lease the claimed companies for a full lease from now, so the lease
 		outlives their own round; drop the bundles of a company lost meanwhile (expired and
 		taken by another drainer)."""
-		self._marks_done()  # the previous batch's record writes cursor rows too (no deadlock)
 		until = self.clock.now() + timedelta(seconds=self.config.lease)
 		with self._transaction():
 			held = bundles.renew(self.db, self.owner, {b.cursor for b in claimed}, until)
@@ -333,16 +334,6 @@ class Drainer:
 			self.db.commit()
 		except Exception:
 			self.log.exception("erpnext_streaming: claimed bundles not given back; their leases expire")
-
-	def _marks_done(self) -> None:
-		if self.marker is not None:
-			self.marker.wait()
-
-	def _marks_done_quietly(self) -> None:
-		try:
-			self._marks_done()
-		except Exception:
-			self.log.exception("erpnext_streaming: a delivered batch was not recorded; it is sent again")
 
 	def finish_in_flight(self) -> bool:
 		"""Finish the batch in flight, if any (before leaving, or before a batch of the caller's)."""
@@ -416,19 +407,18 @@ class Drainer:
 		return set(batch.waiting)
 
 	def _record(self, in_flight: InFlight, batch: BatchOutcome, unsent: list[Unsent]) -> None:
-		"""A batch delivered in full is recorded by the marker, while the next batch is claimed
-		and produced; any other in line, here."""
+		"""The batch's outcome in one transaction (run again if it lost a deadlock)."""
 		now = self.clock.now()
 		if batch.sent and self._settle_at is None:
 			self._settle_at = self.clock.monotonic() + bundles.SETTLE_AFTER_SECONDS
-		if self.marker is not None and not unsent and not batch.waiting:
-			self.marker.submit(batch.sent, batch.through, now)
-			return
-		self._marks_done()
-		with self._transaction():
-			bundles.record_delivered(self.db, batch.sent, batch.through, now)
-			if unsent or batch.waiting:
-				self._record_undelivered(in_flight, batch, unsent, now)
+
+		def record() -> None:
+			with self._transaction():
+				bundles.record_delivered(self.db, batch.sent, batch.through, now)
+				if unsent or batch.waiting:
+					self._record_undelivered(in_flight, batch, unsent, now)
+
+		self._retried(record)
 
 	def _record_undelivered(
 		self, in_flight: InFlight, batch: BatchOutcome, unsent: list[Unsent], now: datetime

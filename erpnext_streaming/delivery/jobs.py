@@ -24,10 +24,8 @@ from rq.job import JobStatus
 from erpnext_streaming import constants as c
 from erpnext_streaming import kafka_config
 from erpnext_streaming.delivery import framing, lifecycle, signals, sweeper
-from erpnext_streaming.delivery.connection import Connection
 from erpnext_streaming.delivery.drainer import Drainer
 from erpnext_streaming.delivery.environment import DrainerConfig, SystemClock, new_owner
-from erpnext_streaming.delivery.marker import Marker
 from erpnext_streaming.delivery.policy import RetryPolicy
 from erpnext_streaming.delivery.producer import KafkaProducer
 from erpnext_streaming.settings import StreamingConfig
@@ -73,14 +71,10 @@ def drain() -> dict:
 		log=log,
 		owner=owner,
 		framer=build_framer(config, registry_password),
-		marker=Marker(second_connection()),
 		stop=stop,
 	)
-	try:
-		with stop.on_sigterm():
-			stats = drainer.run()
-	finally:
-		drainer.marker.close()
+	with stop.on_sigterm():
+		stats = drainer.run()
 	_record(redis_client, site, stats.as_dict())
 	hand_over(stats.exit_reason, redis_client, site)
 	return stats.as_dict()
@@ -119,12 +113,6 @@ def credentials(settings, config: StreamingConfig) -> tuple[str | None, str | No
 	if config.security_protocol.endswith("SSL") and config.ssl_certificate:
 		key = settings.get_password("ssl_key", raise_exception=False)
 	return password, key
-
-
-def second_connection() -> Connection:
-	"""A connection of the drainer's own beside `frappe.db`, with Frappe's settings (driver,
-	credentials, conversions), for the marker's thread (delivery/connection.py)."""
-	return Connection(frappe.db.create_connection())
 
 
 def sweep() -> dict:

@@ -69,7 +69,7 @@ class TestDeliveryBundles(FrappeTestCase):
 		return frappe.db.get_value(EVENT_LOG_DOCTYPE, self.names[ref], list(fields), as_dict=True)
 
 	def deliver(self, claimed, positions=None, now=None):
-		"""What the marker records for a batch delivered in full: a receipt with each event's
+		"""What the drainer records for a batch delivered in full: a receipt with each event's
 		partition and offset, and the cursors moved past the batch's bundles."""
 		sent, through = [], {}
 		for bundle in claimed:

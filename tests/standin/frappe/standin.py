@@ -50,11 +50,6 @@ class StandinDatabase:
 			return [list(r) for r in rows]
 		return rows
 
-	def create_connection(self) -> Any:
-		"""A new connection with this one's settings (frappe/database/mariadb/database.py
-		`MariaDBConnectionUtil.create_connection`: `pymysql.connect(**get_connection_settings())`)."""
-		return pymysql.connect(charset="utf8mb4", **self.params)
-
 	def begin(self) -> None:
 		self.sql("START TRANSACTION")
 
