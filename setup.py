@@ -16,8 +16,24 @@ VERSION = re.search(
 	r'^__version__ = "([^"]+)"', (HERE / "erpnext_streaming" / "__init__.py").read_text(), re.M
 ).group(1)
 
-# authlib <1.8: 1.8 needs cryptography>=45, Frappe v15 pins cryptography~=43.0
-SCHEMA_REGISTRY = ["attrs>=21.2", "cachetools>=4.2", "certifi", "httpx>=0.25", "authlib>=1.3,<1.8"]
+# What confluent_kafka.schema_registry imports. confluent-kafka's own "schemaregistry" extra
+# asks for cachetools>=5.5 and authlib>=1.8, which a Frappe v15 bench cannot take; the module
+# runs with the older ones (cachetools 4.2's caches, authlib's httpx client, httpx for httpx2).
+REGISTRY_CLIENT = ["attrs>=21.2", "certifi", "httpx>=0.25"]
+
+# The schema-registry extra stays within what Frappe v15 itself runs with (Frappe 15.44's
+# pyproject.toml: cryptography~=43.0.1, pyOpenSSL~=24.2.1, which needs cryptography<44;
+# google-auth 1.29 (google-api-python-client) needs cachetools<5). pip does not weigh the
+# requirements of what is installed when it installs something else: unbounded, authlib 1.7
+# brought joserfc, which needs cryptography>=45, and `bench pip install` upgraded cryptography
+# to 51 and broke Frappe's pyOpenSSL. authlib 1.6 has the httpx OAuth2 clients the registry
+# client imports and needs any cryptography.
+SCHEMA_REGISTRY = [
+	*REGISTRY_CLIENT,
+	"cachetools>=4.2,<5",
+	"authlib>=1.3,<1.7",
+	"cryptography>=42,<44",
+]
 
 setup(
 	name="erpnext_streaming",
@@ -38,8 +54,8 @@ setup(
 	extras_require={
 		# Only for the "Confluent Schema Registry" message encoding: the imports of
 		# confluent_kafka.schema_registry. Not a hard requirement: most sites do not use a
-		# registry, and a bench's Frappe pins cachetools 4 (google-auth), so the floor here
-		# is what works beside it. Install on a bench with:
+		# registry. Pinned to what a Frappe v15 bench runs with (see SCHEMA_REGISTRY above), so
+		# installing it changes none of Frappe's own packages. Install on a bench with:
 		#   bench pip install "erpnext_streaming[schema-registry]"   (or ./env/bin/pip ...)
 		# Streaming Settings refuses the Confluent encoding until these import.
 		"schema-registry": SCHEMA_REGISTRY,
@@ -62,7 +78,10 @@ setup(
 			"pytest>=8",
 			"hypothesis>=6.100",
 			"ruff==0.17.6",
-			*SCHEMA_REGISTRY,
+			# the registry client outside a bench (its own venv: no Frappe pins to keep)
+			*REGISTRY_CLIENT,
+			"cachetools>=4.2",
+			"authlib>=1.3,<1.8",
 		],
 	},
 	classifiers=[

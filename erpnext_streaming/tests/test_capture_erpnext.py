@@ -21,6 +21,7 @@ from erpnext_streaming.emitters.codec import derive_from_meta
 from erpnext_streaming.outbox.records import decode_payload
 from erpnext_streaming.schemas import get_event_schema, shipped_doctypes
 from erpnext_streaming.schemas.serializer import decode
+from erpnext_streaming.tests import erpnext_records
 from erpnext_streaming.tests.delivery_records import NoRegistry, read_bundle
 from erpnext_streaming.tests.utils import enable_streaming
 
@@ -46,10 +47,7 @@ class TestCaptureOnRealERPNext(FrappeTestCase):
 	@classmethod
 	def setUpClass(cls):
 		super().setUpClass()
-		from frappe.test_runner import make_test_records
-
-		make_test_records("Sales Invoice", verbose=0)
-		make_test_records("Stock Entry", verbose=0)
+		erpnext_records.ensure()  # our company, fiscal year, warehouse, customer and item
 
 	def setUp(self):
 		enable_streaming()
@@ -60,15 +58,10 @@ class TestCaptureOnRealERPNext(FrappeTestCase):
 		catalog.clear_cache()
 
 	def test_submit_and_cancel_of_an_invoice_with_stock_stream_voucher_and_ledger_events(self):
-		from erpnext.accounts.doctype.sales_invoice.test_sales_invoice import create_sales_invoice
-		from erpnext.stock.doctype.stock_entry.stock_entry_utils import make_stock_entry
-
-		make_stock_entry(
-			item_code="_Test Item", target="_Test Warehouse - _TC", qty=50, basic_rate=123.456789
-		)
+		erpnext_records.stock_entry(target=erpnext_records.WAREHOUSE, qty=50, basic_rate=123.456789)
 		flushed_events()  # the stock entry's own ledger rows
 
-		invoice = create_sales_invoice(update_stock=1, qty=3, rate=333.333333333)
+		invoice = erpnext_records.sales_invoice(update_stock=1, qty=3, rate=333.333333333)
 		submitted = flushed_events()
 		kinds = [(r.reference_doctype, r.event_type) for r in submitted]
 		self.assertEqual(kinds[-1], ("Sales Invoice", "submitted"), kinds)
@@ -79,7 +72,7 @@ class TestCaptureOnRealERPNext(FrappeTestCase):
 
 		doc = next(r.record for r in submitted if r.reference_doctype == "Sales Invoice")
 		self.assertEqual(doc["document"]["name"], invoice.name)
-		self.assertEqual(doc["company"], "_Test Company")
+		self.assertEqual(doc["company"], erpnext_records.COMPANY)
 		self.assertEqual(float(doc["document"]["grand_total"]), flt(invoice.grand_total))
 		self.assertEqual(len(doc["document"]["items"]), 1)
 
@@ -129,9 +122,7 @@ class TestCaptureOnRealERPNext(FrappeTestCase):
 	def test_the_flush_queues_the_transactions_events_as_one_bundle_of_ready_messages(self):
 		"""The delivery queue gets ONE bundle for the invoice's company, its events in the
 		rows' order as messages built in the site's context (source, time zone)."""
-		from erpnext.accounts.doctype.sales_invoice.test_sales_invoice import create_sales_invoice
-
-		create_sales_invoice(qty=2, rate=150)
+		erpnext_records.sales_invoice(qty=2, rate=150)
 		last = frappe.db.sql(f"SELECT COALESCE(MAX(name), 0) FROM `{BUNDLE_TABLE}`")[0][0]
 		queued = [r for r in flushed_events() if r.status == "Queued"]
 		self.assertTrue(queued)
@@ -140,7 +131,7 @@ class TestCaptureOnRealERPNext(FrappeTestCase):
 			(last,),
 			as_dict=True,
 		)
-		self.assertEqual([(b.company, b.events) for b in got], [("_Test Company", len(queued))])
+		self.assertEqual([(b.company, b.events) for b in got], [(erpnext_records.COMPANY, len(queued))])
 		self.assertEqual(messages.refs(got[0].messages), [r.name for r in queued])
 		framer = NoRegistry()
 		ready, failed = read_bundle(got[0].messages, framer)
@@ -161,9 +152,8 @@ class TestCaptureOnRealERPNext(FrappeTestCase):
 
 	def test_a_payment_streams_the_invoice_status_change_with_its_outstanding_amount(self):
 		from erpnext.accounts.doctype.payment_entry.test_payment_entry import get_payment_entry
-		from erpnext.accounts.doctype.sales_invoice.test_sales_invoice import create_sales_invoice
 
-		invoice = create_sales_invoice(qty=2, rate=150)
+		invoice = erpnext_records.sales_invoice(qty=2, rate=150)
 		flushed_events()
 		payment = get_payment_entry("Sales Invoice", invoice.name)
 		payment.reference_no, payment.reference_date = "streaming-test", frappe.utils.nowdate()
@@ -175,16 +165,12 @@ class TestCaptureOnRealERPNext(FrappeTestCase):
 		self.assertEqual((document["status"], float(document["outstanding_amount"])), ("Paid", 0.0))
 
 	def test_an_admin_added_submittable_doctype_streams_with_a_schema_derived_from_its_meta(self):
-		from erpnext.stock.doctype.stock_entry.stock_entry_utils import make_stock_entry
-
 		settings = frappe.get_single(SETTINGS_DOCTYPE)
 		settings.append(
 			"event_catalog", {"document_type": "Stock Entry", "enabled": 1, "on_submit": 1, "on_cancel": 1}
 		)
 		settings.save()
-		entry = make_stock_entry(
-			item_code="_Test Item", target="_Test Warehouse - _TC", qty=5, basic_rate=10.5
-		)
+		entry = erpnext_records.stock_entry(target=erpnext_records.WAREHOUSE, qty=5, basic_rate=10.5)
 		events = [r for r in flushed_events() if r.reference_doctype == "Stock Entry"]
 		self.assertEqual(
 			[(r.event_type, r.status, r.topic) for r in events],
@@ -196,9 +182,7 @@ class TestCaptureOnRealERPNext(FrappeTestCase):
 		self.assertGreaterEqual(events[0].schema_version, 2**30)  # derived versions live above shipped ones
 
 	def test_rollback_leaves_no_buffer_and_no_rows(self):
-		from erpnext.accounts.doctype.sales_invoice.test_sales_invoice import create_sales_invoice
-
-		create_sales_invoice(qty=1, rate=100)
+		erpnext_records.sales_invoice(qty=1, rate=100)
 		self.assertTrue(getattr(frappe.local, handler.BUFFER_ATTR, None))
 		frappe.db.rollback()
 		self.assertIsNone(getattr(frappe.local, handler.BUFFER_ATTR, None))
@@ -206,8 +190,6 @@ class TestCaptureOnRealERPNext(FrappeTestCase):
 
 	@change_settings(SETTINGS_DOCTYPE, {"enabled": 0})
 	def test_disabled_streaming_captures_nothing(self):
-		from erpnext.accounts.doctype.sales_invoice.test_sales_invoice import create_sales_invoice
-
 		catalog.clear_cache()
-		create_sales_invoice(qty=1, rate=100)
+		erpnext_records.sales_invoice(qty=1, rate=100)
 		self.assertEqual(flushed_events(), [])

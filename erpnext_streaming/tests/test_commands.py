@@ -18,6 +18,7 @@ from erpnext_streaming import catalog, commands
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, SETTINGS_DOCTYPE
 from erpnext_streaming.emitters import handler
 from erpnext_streaming.schemas import default_registry
+from erpnext_streaming.tests import erpnext_records
 from erpnext_streaming.tests.utils import commits_as_savepoints, enable_streaming
 
 
@@ -61,18 +62,15 @@ class TestStreamingCommands(FrappeTestCase):
 		self.assertIn("Kafka is not reachable: ", result.output)
 
 	def test_backfill_of_real_invoices_and_a_refusal(self):
-		from erpnext.accounts.doctype.sales_invoice.test_sales_invoice import create_sales_invoice
-		from frappe.test_runner import make_test_records
-
-		make_test_records("Sales Invoice", verbose=0)
-		invoice = create_sales_invoice(qty=2, rate=50)
+		erpnext_records.ensure()  # our company, fiscal year, warehouse, customer and item
+		invoice = erpnext_records.sales_invoice(qty=2, rate=50)
 		handler.clear()
 		result = self.run_command(
 			"backfill",
 			"--doctype",
 			"Sales Invoice",
 			"--company",
-			"_Test Company",
+			erpnext_records.COMPANY,
 			"--from-date",
 			str(invoice.posting_date),
 		)

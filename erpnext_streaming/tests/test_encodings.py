@@ -3,11 +3,18 @@ framing parts of tests/test_encodings.py): the settings' rules through the contr
 the Event Log row that records the encoding, and the drainer's framing of such a row
 with confluent_kafka's in-memory `mock://` registry.
 
+The framing needs confluent_kafka.schema_registry, whose imports (authlib, httpx ...) come
+with the optional `schema-registry` extra: that test is skipped, saying so, on a bench
+without it; everything else runs everywhere.
+
 Never commits: every test rolls back.
 """
 
 import dataclasses
+import sys
+import unittest
 import uuid
+from unittest.mock import patch
 from zoneinfo import ZoneInfo
 
 import frappe
@@ -21,6 +28,14 @@ from erpnext_streaming.outbox.write import write
 from erpnext_streaming.schemas import get_event_schema
 from erpnext_streaming.settings import StreamingConfig
 from erpnext_streaming.tests.delivery_records import outbox_record
+from erpnext_streaming.validation import registry_client_missing
+
+REGISTRY_MISSING = registry_client_missing()
+needs_the_registry_extra = unittest.skipUnless(
+	REGISTRY_MISSING is None,
+	"needs the optional schema-registry extra (confluent_kafka.schema_registry does not import: "
+	f'{REGISTRY_MISSING}); to run it: bench pip install "erpnext_streaming[schema-registry]"',
+)
 
 
 class TestEncodingSettings(FrappeTestCase):
@@ -44,6 +59,14 @@ class TestEncodingSettings(FrappeTestCase):
 			schema_registry_url="registry:8081",
 		)
 
+	def test_the_confluent_encoding_is_refused_until_the_schema_registry_extra_is_installed(self):
+		with patch.dict(sys.modules, {"confluent_kafka.schema_registry": None}):  # as if absent
+			self.assert_rejected(
+				'bench pip install "erpnext_streaming[schema-registry]"',
+				message_encoding=Encoding.CONFLUENT,
+				schema_registry_url="https://registry.example.com:8081",
+			)
+
 	def test_a_catalog_row_can_override_the_encoding(self):
 		doc = frappe.get_single(SETTINGS_DOCTYPE)
 		doc.message_encoding = Encoding.SCHEMALESS
@@ -58,7 +81,8 @@ class TestEncodingRows(FrappeTestCase):
 	def tearDown(self):
 		frappe.db.rollback()
 
-	def test_the_event_log_row_records_the_encoding_and_the_drainer_frames_it(self):
+	def confluent_row(self):
+		"""An Event Log row written for the Confluent encoding: (record, row, schema)."""
 		schema = get_event_schema("GL Entry")
 		record = dataclasses.replace(
 			outbox_record(f"enc-{uuid.uuid4().hex[:6]}", "_ES Test A", prefix="encoding-test"),
@@ -72,8 +96,16 @@ class TestEncodingRows(FrappeTestCase):
 			(record.event_id,),
 			as_dict=True,
 		)
-		self.assertEqual(row.encoding, Encoding.CONFLUENT)
+		return record, row, schema
 
+	def test_the_event_log_row_records_the_encoding(self):
+		record, row, _ = self.confluent_row()
+		self.assertEqual(row.encoding, Encoding.CONFLUENT)
+		self.assertEqual(row.schema_fingerprint, record.schema_fingerprint)
+
+	@needs_the_registry_extra
+	def test_the_drainer_frames_a_confluent_row_with_the_registry_schema_id(self):
+		record, row, schema = self.confluent_row()
 		config = StreamingConfig(schema_registry_url=f"mock://{uuid.uuid4().hex}")
 		framer = jobs.build_framer(config, None)
 		message = messages.build(row, "site", ZoneInfo("UTC"), framer)

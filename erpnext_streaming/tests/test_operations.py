@@ -22,6 +22,7 @@ from erpnext_streaming.outbox.records import Published, decode_payload
 from erpnext_streaming.outbox.write import write
 from erpnext_streaming.schemas import get_event_schema
 from erpnext_streaming.schemas.serializer import decode
+from erpnext_streaming.tests import erpnext_records
 from erpnext_streaming.tests.delivery_records import (
 	bundle_of,
 	bundle_rows,
@@ -138,9 +139,7 @@ class TestBackfill(FrappeTestCase):
 	@classmethod
 	def setUpClass(cls):
 		super().setUpClass()
-		from frappe.test_runner import make_test_records
-
-		make_test_records("Sales Invoice", verbose=0)
+		erpnext_records.ensure()  # our company, fiscal year, warehouse, customer and item
 
 	def setUp(self):
 		enable_streaming()
@@ -152,9 +151,7 @@ class TestBackfill(FrappeTestCase):
 		catalog.clear_cache()
 
 	def make_invoices(self, count):
-		from erpnext.accounts.doctype.sales_invoice.test_sales_invoice import create_sales_invoice
-
-		invoices = [create_sales_invoice(qty=1 + i, rate=100 + i) for i in range(count)]
+		invoices = [erpnext_records.sales_invoice(qty=1 + i, rate=100 + i) for i in range(count)]
 		handler.clear()  # forget the live events: the backfill must produce its own
 		return invoices
 
@@ -172,7 +169,7 @@ class TestBackfill(FrappeTestCase):
 		with commits_as_savepoints():
 			result, resumed = ops.backfill(
 				"Sales Invoice",
-				company="_Test Company",
+				company=erpnext_records.COMPANY,
 				from_date=frappe.utils.getdate(nowdate()),
 				chunk_size=2,
 			)
@@ -191,7 +188,7 @@ class TestBackfill(FrappeTestCase):
 		self.assertEqual(len({r.event_id for r in rows.values()}), len(rows))
 		with commits_as_savepoints():
 			again, _ = ops.backfill(
-				"Sales Invoice", company="_Test Company", from_date=frappe.utils.getdate(nowdate())
+				"Sales Invoice", company=erpnext_records.COMPANY, from_date=frappe.utils.getdate(nowdate())
 			)
 		self.assertEqual(again.job.emitted, 0)
 		self.assertEqual(again.job.skipped, again.job.processed)
@@ -200,7 +197,7 @@ class TestBackfill(FrappeTestCase):
 	def test_an_interrupted_backfill_resumes_without_duplicates(self):
 		clear_delivery_tables()
 		invoices = self.make_invoices(5)
-		scope = {"company": "_Test Company", "from_date": frappe.utils.getdate(nowdate())}
+		scope = {"company": erpnext_records.COMPANY, "from_date": frappe.utils.getdate(nowdate())}
 		with commits_as_savepoints():
 			# commits: 1 the job, 2 Running, 2 + k chunk k; the 2nd chunk is interrupted
 			first, _ = ops.backfill(

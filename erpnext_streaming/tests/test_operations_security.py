@@ -19,6 +19,7 @@ from erpnext_streaming.operations import site as ops
 from erpnext_streaming.outbox.records import decode_payload
 from erpnext_streaming.schemas import get_event_schema
 from erpnext_streaming.schemas.serializer import decode
+from erpnext_streaming.tests import erpnext_records
 from erpnext_streaming.tests.delivery_records import outbox_record
 from erpnext_streaming.tests.utils import acting_as, ensure_user
 
@@ -122,9 +123,7 @@ class TestMaskingOnARealInvoice(FrappeTestCase):
 	@classmethod
 	def setUpClass(cls):
 		super().setUpClass()
-		from frappe.test_runner import make_test_records
-
-		make_test_records("Sales Invoice", verbose=0)
+		erpnext_records.ensure()  # our company, fiscal year, warehouse, customer and item
 
 	def tearDown(self):
 		handler.clear()
@@ -132,8 +131,6 @@ class TestMaskingOnARealInvoice(FrappeTestCase):
 		catalog.clear_cache()
 
 	def submitted_invoice_record(self, mode):
-		from erpnext.accounts.doctype.sales_invoice.test_sales_invoice import create_sales_invoice
-
 		settings = frappe.get_single(SETTINGS_DOCTYPE)
 		settings.update({"enabled": 1, "bootstrap_servers": "127.0.0.1:9092", "mask_mode": mode})
 		rows = catalog.default_catalog_rows()
@@ -146,7 +143,7 @@ class TestMaskingOnARealInvoice(FrappeTestCase):
 		if hasattr(frappe.local, "_erpnext_streaming_codec"):
 			delattr(frappe.local, "_erpnext_streaming_codec")
 		last = frappe.db.sql(f"SELECT COALESCE(MAX(name), 0) FROM `tab{EVENT_LOG_DOCTYPE}`")[0][0]
-		invoice = create_sales_invoice(qty=2, rate=100)
+		invoice = erpnext_records.sales_invoice(qty=2, rate=100)
 		handler.flush()
 		row = frappe.db.sql(
 			f"SELECT payload FROM `tab{EVENT_LOG_DOCTYPE}` WHERE name > %s AND reference_name = %s "

@@ -18,20 +18,19 @@ from erpnext_streaming.operations import site as ops
 from erpnext_streaming.outbox.records import decode_payload
 from erpnext_streaming.schemas import get_event_schema
 from erpnext_streaming.schemas.serializer import decode
+from erpnext_streaming.tests import erpnext_records
 from erpnext_streaming.tests.utils import commits_as_savepoints, enable_streaming
 
 SLE = "Stock Ledger Entry"
-COMPANY = "_Test Company with perpetual inventory"
-WAREHOUSE = "Stores - TCP1"
+COMPANY = erpnext_records.COMPANY  # with perpetual inventory
+WAREHOUSE = erpnext_records.WAREHOUSE
 
 
 class TestRevaluationAfterRepost(FrappeTestCase):
 	@classmethod
 	def setUpClass(cls):
 		super().setUpClass()
-		from frappe.test_runner import make_test_records
-
-		make_test_records("Stock Entry", verbose=0)
+		erpnext_records.ensure()  # our company (perpetual inventory), fiscal years, warehouse
 
 	def setUp(self):
 		enable_streaming()
@@ -43,10 +42,9 @@ class TestRevaluationAfterRepost(FrappeTestCase):
 		catalog.clear_cache()
 
 	def test_a_backdated_receipt_reposts_and_the_rewritten_rows_stream_as_revalued(self):
-		from erpnext.stock.doctype.item.test_item import make_item
 		from erpnext.stock.doctype.stock_entry.stock_entry_utils import make_stock_entry
 
-		item = make_item(f"_ES Revalued {frappe.generate_hash(length=6)}", {"is_stock_item": 1}).name
+		item = erpnext_records.stock_item(f"_ES Revalued {frappe.generate_hash(length=6)}").name
 		for _ in range(3):
 			make_stock_entry(item_code=item, company=COMPANY, qty=1, rate=10, target=WAREHOUSE)
 		consumption = make_stock_entry(item_code=item, company=COMPANY, qty=1, source=WAREHOUSE)
