@@ -203,27 +203,39 @@ def create_missing(
 			error = e.args[0] if e.args else e
 			existed = getattr(error, "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS
 			results.append(
-				Created(state.topic, state.recommended, explain_error(error, state.topic), existed)
+				Created(
+					state.topic,
+					state.recommended,
+					explain_error(error, state.topic, _principal(conf)),
+					existed,
+				)
 			)
 	return results
 
 
-def explain_error(error: Any, topic: str) -> str:
+def _principal(conf: dict[str, str]) -> str:
+	"""The ACL principal of a SASL user; other principals (a TLS certificate's DN, a
+	custom principal builder) are the cluster's to name."""
+	user = conf.get("sasl.username") if conf.get("security.protocol", "").startswith("SASL") else None
+	return f"User:{user}" if user else "User:NAME"
+
+
+def explain_error(error: Any, topic: str, principal: str = "User:NAME") -> str:
 	"""A create-topics failure in words, with what to do; `error` is a KafkaError."""
 	from confluent_kafka import KafkaError
 
 	code = error.code() if hasattr(error, "code") else None
-	text = f"{error.name()}: {error.str()}" if hasattr(error, "name") else str(error)
+	text = f"{error.name()}: {error.str().rstrip('.')}" if hasattr(error, "name") else str(error)
 	if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
 		return (
-			f"{text}: this client's principal may not create {topic}; grant it the ACL "
-			f"Create on topic {topic} (or Create on the cluster), e.g. kafka-acls --add "
-			f"--allow-principal User:NAME --operation Create --topic {topic}"
+			f"{text}: {principal} may not create {topic}; grant it the ACL Create on topic "
+			f"{topic} (or Create on the cluster), e.g. kafka-acls --add --allow-principal "
+			f"{principal} --operation Create --topic {topic}"
 		)
 	if code == KafkaError.CLUSTER_AUTHORIZATION_FAILED:
 		return (
-			f"{text}: this client's principal may not create topics; grant it the ACL Create on "
-			f"topic {topic} (or Create on the cluster: kafka-acls --add --allow-principal User:NAME "
+			f"{text}: {principal} may not create topics; grant it the ACL Create on topic {topic} "
+			f"(or Create on the cluster: kafka-acls --add --allow-principal {principal} "
 			"--operation Create --cluster)"
 		)
 	if code == KafkaError.TOPIC_ALREADY_EXISTS:

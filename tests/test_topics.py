@@ -65,9 +65,10 @@ def test_existing_topics_are_described_and_warned_about_only_where_it_matters():
 
 def test_a_refused_create_says_which_acl_is_missing():
 	denied = topics.explain_error(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "denied"), "acme.x")
-	assert (
-		"grant it the ACL Create on topic acme.x" in denied and "--operation Create --topic acme.x" in denied
-	)
+	assert "User:NAME may not create acme.x; grant it the ACL Create on topic acme.x" in denied
+	assert "--allow-principal User:NAME --operation Create --topic acme.x" in denied
+	assert topics._principal({"security.protocol": "SASL_SSL", "sasl.username": "erp"}) == "User:erp"
+	assert topics._principal({"security.protocol": "SSL"}) == "User:NAME"  # a certificate's DN
 	cluster = topics.explain_error(KafkaError(KafkaError.CLUSTER_AUTHORIZATION_FAILED, "denied"), "acme.x")
 	assert "--operation Create --cluster" in cluster
 	assert "left as is" in topics.explain_error(KafkaError(KafkaError.TOPIC_ALREADY_EXISTS, "x"), "t")
