@@ -17,6 +17,7 @@ from datetime import datetime
 import frappe
 import pytest
 from click.testing import CliRunner
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from delivery_support import (
 	COMPANIES,
@@ -71,14 +72,24 @@ def bench(site, monkeypatch):
 
 
 def layout(bootstrap: str, topic: str) -> tuple[int, int, str]:
-	"""(partitions, replication factor, min.insync.replicas) as the cluster has them."""
+	"""(partitions, replication factor, min.insync.replicas) as the cluster has them; asked
+	until a broker answers for the topic (a new topic reaches each broker's metadata a
+	moment after the controller created it)."""
 	admin = AdminClient({"bootstrap.servers": bootstrap})
-	described = admin.list_topics(topic, timeout=10).topics[topic]
-	assert described.error is None, described.error
-	replicas = {len(p.replicas) for p in described.partitions.values()}
-	(resource,) = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)]).values()
-	isr = resource.result(15)["min.insync.replicas"].value
-	return len(described.partitions), replicas.pop(), isr
+
+	def described():
+		metadata = admin.list_topics(topic, timeout=10).topics[topic]
+		if metadata.error is not None or not metadata.partitions:
+			return None
+		(resource,) = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)]).values()
+		try:
+			isr = resource.result(15)["min.insync.replicas"].value
+		except KafkaException:
+			return None
+		replicas = {len(p.replicas) for p in metadata.partitions.values()}
+		return len(metadata.partitions), replicas.pop(), isr
+
+	return wait_for(described, 15, f"{topic} in the metadata")
 
 
 def existing(bootstrap: str) -> set[str]:
