@@ -49,6 +49,7 @@ def test_frappe_finds_the_command_group():
 	assert set(commands.streaming.commands) == {
 		"status",
 		"check-connection",
+		"create-topics",
 		"requeue",
 		"replay",
 		"backfill",
@@ -100,16 +101,19 @@ def test_check_connection_lists_brokers_and_which_catalog_topics_exist(bench, ka
 	create_topics(kafka_bootstrap, ("erpnext.sales-invoice", 1))
 	configure(bootstrap_servers=kafka_bootstrap)
 	result = bench("check-connection", "--timeout", "10")
-	assert result.exit_code == 0, result.output
+	assert result.exit_code == 1, result.output  # topics are missing
 	assert result.stdout.startswith("Connected to cluster ")
 	assert f"Brokers: {kafka_bootstrap}" in result.stdout
-	assert "  erpnext.sales-invoice: present\n" in result.stdout
-	assert "  erpnext.dead-letter: missing (created on first write if the cluster auto-creates topics)" in (
+	assert "  erpnext.sales-invoice: present, 1 partition, replication factor 1, min.insync.replicas 1\n" in (
 		result.stdout
 	)
+	assert "  erpnext.dead-letter: MISSING, create with 1 partition, replication factor 1, " in result.stdout
+	assert "streaming create-topics" in result.stdout
 
 	configure(bootstrap_servers="127.0.0.1:1")
 	result = bench("check-connection", "--timeout", "1")
+	assert result.exit_code == 1 and "Kafka is not reachable: " in result.stderr
+	result = bench("create-topics", "--timeout", "1")
 	assert result.exit_code == 1 and "Kafka is not reachable: " in result.stderr
 
 

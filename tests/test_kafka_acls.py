@@ -163,3 +163,37 @@ def test_a_topic_the_app_may_not_write_holds_its_company_until_the_acl_is_grante
 
 def consume_as_admin(bootstrap: str, topic: str, expect: int):
 	return consume(bootstrap, topic, expect=expect, settle=2, config=client(bootstrap, ADMIN, ADMIN_PASSWORD))
+
+
+def test_create_topics_without_the_create_acl_says_which_acl_is_missing(site, secured, monkeypatch):
+	from contextlib import contextmanager
+
+	from click.testing import CliRunner
+
+	from erpnext_streaming import commands
+
+	@contextmanager
+	def connected(ctx):
+		yield site
+
+	monkeypatch.setattr(commands, "connect", connected)
+	_, sasl_bootstrap = secured
+	topic = "erpnext.acl-create"
+	row = {"document_type": "GL Entry", "enabled": 1, "on_submit": 1, "topic": topic}
+	configure(
+		sasl_bootstrap, "erpnext.acl-create-dlq",
+		settings={"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": MECHANISM,
+			"sasl_username": APP_USER, "sasl_password": APP_PASSWORD, "event_catalog": [row]},
+	)  # fmt: skip
+	for dry_run in (["--dry-run"], []):
+		result = CliRunner().invoke(
+			commands.streaming, ["create-topics", *dry_run], obj={"sites": [site]}, catch_exceptions=False
+		)
+		print(f"\n$ bench --site SITE streaming create-topics {' '.join(dry_run)}\n{result.output}")
+		assert result.exit_code == 1, result.output
+		assert f"Could not create {topic}: TOPIC_AUTHORIZATION_FAILED" in result.stderr
+		assert f"User:{APP_USER} may not create {topic}; grant it the ACL Create on topic {topic}" in (
+			result.stderr
+		)
+	admin = AdminClient(client(sasl_bootstrap, ADMIN, ADMIN_PASSWORD))
+	assert topic not in admin.list_topics(timeout=10).topics

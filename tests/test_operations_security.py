@@ -135,7 +135,12 @@ def test_the_sasl_password_never_leaves_through_status_health_checks_or_exports(
 	monkeypatch.setattr(commands, "connect", connected)
 	runner = CliRunner()
 	outputs = []
-	for args in (["status"], ["status", "--json"], ["check-connection", "--timeout", "1"]):
+	for args in (
+		["status"],
+		["status", "--json"],
+		["check-connection", "--timeout", "1"],
+		["create-topics", "--timeout", "1"],
+	):
 		result = runner.invoke(commands.streaming, args, obj={"sites": ["site"]})
 		outputs.append(result.output)
 	assert "auth failed for svc-streaming:***@broker" in outputs[0]

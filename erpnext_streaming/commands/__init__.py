@@ -89,7 +89,7 @@ def sigterm_as_interrupt():
 
 @click.group("streaming")
 def streaming():
-	"""Operate erpnext_streaming: status, connection, requeue, replay, backfill, schemas."""
+	"""Operate erpnext_streaming: status, connection, topics, requeue, replay, backfill, schemas."""
 
 
 @streaming.command("status")
@@ -126,11 +126,12 @@ def status(ctx, as_json=False, no_broker=False):
 @click.option("--timeout", type=click.FloatRange(0.5, 120), default=10.0, show_default=True, help="Seconds")
 @click.pass_context
 def check_connection(ctx, timeout=10.0):
-	"""Connect to Kafka with the saved Streaming Settings; list brokers and the catalog's topics.
+	"""Connect to Kafka with the saved Streaming Settings; list brokers and the topics the app
+	writes: present (partitions, replication, min.insync.replicas) or missing (what to create).
 
-	Exit code 0 when the cluster answers, 1 when it does not."""
+	Exit code 0 when the cluster answers and every topic exists, 1 otherwise."""
 	try:
-		with connect(ctx):
+		with connect(ctx) as site_name:
 			from erpnext_streaming.operations import site
 
 			answer = site.check_connection(timeout)
@@ -143,15 +144,91 @@ def check_connection(ctx, timeout=10.0):
 		ctx.exit(EXIT_FAILED)
 	click.echo(f"Connected to cluster {answer.get('cluster_id') or '?'}")
 	click.echo(f"Brokers: {', '.join(answer.get('brokers') or [])}")
-	click.echo("Catalog topics:")
-	for entry in answer.get("catalog_topics") or []:
-		state = (
-			"present"
-			if entry["exists"]
-			else "missing (created on first write if the cluster auto-creates topics)"
+	entries = answer.get("catalog_topics") or []
+	click.echo("Topics the app writes:")
+	for entry in entries:
+		click.echo(f"  {entry['topic']}: {_topic_state(entry)}")
+		for warning in entry["warnings"]:
+			click.secho(f"    warning: {warning}", fg="yellow")
+	missing = [e["topic"] for e in entries if not e["exists"]]
+	if missing:
+		click.secho(
+			f"{len(missing)} topic(s) missing: their events are held (retried, never Dead) until they "
+			"exist, unless the cluster auto-creates topics (then with its own defaults, not these). "
+			f"Create them: bench --site {site_name} streaming create-topics",
+			fg="yellow",
 		)
-		click.echo(f"  {entry['topic']}: {state}")
-	ctx.exit(EXIT_OK)
+	ctx.exit(EXIT_FAILED if missing else EXIT_OK)
+
+
+def _layout(partitions, replication_factor, min_insync_replicas) -> str:
+	isr = "?" if min_insync_replicas is None else min_insync_replicas
+	return (
+		f"{partitions} partition{'s' if partitions != 1 else ''}, replication factor {replication_factor}, "
+		f"min.insync.replicas {isr}"
+	)
+
+
+def _topic_state(entry: dict) -> str:
+	if entry["exists"]:
+		return "present, " + _layout(
+			entry["partitions"], entry["replication_factor"], entry["min_insync_replicas"]
+		)
+	recommended = entry["recommended"]
+	return "MISSING, create with " + _layout(
+		recommended["partitions"], recommended["replication_factor"], recommended["min_insync_replicas"]
+	)
+
+
+@streaming.command("create-topics")
+@click.option("--dry-run", is_flag=True, help="Ask the cluster to validate the requests, create nothing")
+@click.option("--timeout", type=click.FloatRange(1, 300), default=30.0, show_default=True, help="Seconds")
+@click.pass_context
+def create_topics(ctx, dry_run=False, timeout=30.0):
+	"""Create the missing topics the app writes (the catalog's and the dead-letter topic) with
+	the recommended partitions, replication factor and min.insync.replicas; existing topics
+	are left as they are.
+
+	Exit code 0 when every topic exists (or, with --dry-run, would be created), 1 otherwise."""
+	try:
+		with connect(ctx) as site_name:
+			from erpnext_streaming.operations import site
+
+			answer = site.create_topics(dry_run=dry_run, timeout=timeout)
+	except click.UsageError:
+		raise
+	except Exception as e:
+		fail(ctx, e)
+	if not answer.get("ok"):
+		click.secho(f"Kafka is not reachable: {answer.get('error')}", fg="red", err=True)
+		ctx.exit(EXIT_FAILED)
+	for entry in answer.get("catalog_topics") or []:
+		if entry["exists"]:
+			click.echo(
+				f"Exists, left as is: {entry['topic']} ({_topic_state(entry).removeprefix('present, ')})"
+			)
+	failed = _report_created(answer["created"], dry_run)
+	if not answer["created"]:
+		click.echo("Nothing to create: every topic the app writes exists")
+	elif answer.get("held") and not dry_run and not failed:
+		click.echo(
+			f"{len(answer['held'])} company(ies) held; they are retried at their next backoff, or at once "
+			f"with: bench --site {site_name} streaming requeue --status Failed"
+		)
+	ctx.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _report_created(created: list[dict], dry_run: bool) -> int:
+	failed = 0
+	for entry in created:
+		if entry["error"] is None:
+			click.echo(f"{'Would create' if dry_run else 'Created'} {entry['topic']}: {entry['recommended']}")
+		elif entry["existed"]:
+			click.echo(f"Exists, left as is: {entry['topic']} ({entry['error']})")
+		else:
+			failed += 1
+			click.secho(f"Could not create {entry['topic']}: {entry['error']}", fg="red", err=True)
+	return failed
 
 
 @streaming.command("requeue")

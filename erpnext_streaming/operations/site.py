@@ -19,6 +19,7 @@ import frappe
 from frappe.utils import now_datetime
 
 from erpnext_streaming import constants as c
+from erpnext_streaming import topics as topics_core
 from erpnext_streaming.catalog import Route, get_catalog
 from erpnext_streaming.cluster import describe_cluster
 from erpnext_streaming.emitters.handler import message_context
@@ -151,25 +152,28 @@ def health(check_broker: bool = True) -> dict[str, Any]:
 
 
 def catalog_topics(config: StreamingConfig) -> list[str]:
-	topics = {
-		row.topic or c.default_topic(config.topic_prefix, row.document_type)
-		for row in config.catalog
-		if row.enabled and row.document_type
-	}
-	if config.dead_letter_topic:
-		topics.add(config.dead_letter_topic)
-	return sorted(topics)
+	return [topic for topic, _ in topics_core.needed(config)]
 
 
 def check_connection(timeout: float = 10.0) -> dict[str, Any]:
-	"""describe_cluster of the saved connection, plus whether each catalog topic exists."""
+	"""describe_cluster of the saved connection, plus the state of each topic the app writes
+	(`topics.survey`: exists, layout or our recommendation, warnings)."""
 	doc, config = settings()
 	if not config.bootstrap_servers:
 		return {"ok": False, "error": "Bootstrap Servers is empty: enter host:port in Streaming Settings"}
-	answer = describe_cluster(admin_config(config, sasl_password(doc), ssl_key(doc)), timeout=timeout)
+	answer = topics_core.survey(config, admin_config(config, sasl_password(doc), ssl_key(doc)), timeout)
+	return redact(answer, secrets())
+
+
+def create_topics(dry_run: bool = False, timeout: float = topics_core.DEFAULT_TIMEOUT_SECONDS) -> dict:
+	"""`topics.create` with the saved connection, plus the companies held right now."""
+	doc, config = settings()
+	if not config.bootstrap_servers:
+		return {"ok": False, "error": "Bootstrap Servers is empty: enter host:port in Streaming Settings"}
+	conf = admin_config(config, sasl_password(doc), ssl_key(doc))
+	answer = topics_core.create(config, conf, dry_run=dry_run, timeout=timeout)
 	if answer["ok"]:
-		present = set(answer["topics"])
-		answer["catalog_topics"] = [{"topic": t, "exists": t in present} for t in catalog_topics(config)]
+		answer["held"] = status_core.held(frappe.db)
 	return redact(answer, secrets())
 
 

@@ -48,7 +48,15 @@ class TestStreamingCommands(FrappeTestCase):
 		group = get_app_commands("erpnext_streaming")["streaming"]
 		self.assertEqual(
 			set(group.commands),
-			{"status", "check-connection", "requeue", "replay", "backfill", "export-schemas"},
+			{
+				"status",
+				"check-connection",
+				"create-topics",
+				"requeue",
+				"replay",
+				"backfill",
+				"export-schemas",
+			},
 		)
 
 	def test_status_json_and_check_connection_against_an_unreachable_broker(self):
@@ -58,6 +66,9 @@ class TestStreamingCommands(FrappeTestCase):
 		self.assertEqual(payload["status"], "down")
 		self.assertFalse(payload["broker"]["reachable"])
 		result = self.run_command("check-connection", "--timeout", "1")
+		self.assertEqual(result.exit_code, 1)
+		self.assertIn("Kafka is not reachable: ", result.output)
+		result = self.run_command("create-topics", "--dry-run", "--timeout", "1")
 		self.assertEqual(result.exit_code, 1)
 		self.assertIn("Kafka is not reachable: ", result.output)
 

@@ -18,6 +18,20 @@ frappe.ui.form.on("Streaming Settings", {
 	},
 });
 
+// an existing topic's partitions and replication, or what a missing one should be created with
+function layout(r) {
+	const t = r.exists ? r : r.recommended || {};
+	if (t.partitions == null) return "";
+	const isr = t.min_insync_replicas == null ? "?" : t.min_insync_replicas;
+	const text = __("{0} partitions, replication factor {1}, min.insync.replicas {2}", [
+		t.partitions,
+		t.replication_factor,
+		isr,
+	]);
+	const warnings = (r.warnings || []).join("; ");
+	return (r.exists ? text : __("create with {0}", [text])) + (warnings ? ` (${warnings})` : "");
+}
+
 function show_result(result) {
 	if (!result || !result.ok) {
 		frappe.msgprint({
@@ -36,7 +50,7 @@ function show_result(result) {
 				r.exists
 					? `<span class="indicator-pill green">${__("exists")}</span>`
 					: `<span class="indicator-pill orange">${__("missing")}</span>`
-			}</td></tr>`
+			}</td><td>${frappe.utils.escape_html(layout(r))}</td></tr>`
 		)
 		.join("");
 	const others = result.topics.filter((t) => !routed_names.has(t));
@@ -50,7 +64,7 @@ function show_result(result) {
 			<p>${__("Topics the Event Catalog writes to")}:</p>
 			<table class="table table-bordered table-condensed">${catalog_rows}</table>
 			<p class="text-muted small">${__(
-				"A missing topic is created on the first event only if the cluster auto-creates topics; otherwise create it first."
+				"A missing topic is created on the first event only if the cluster auto-creates topics (with its own defaults); otherwise its events wait until it exists. Create the missing ones with: bench --site SITE streaming create-topics"
 			)}</p>
 			<p>${__("Other topics")}: ${others.length ? others.map(code).join(", ") : __("none")}</p>`,
 	});

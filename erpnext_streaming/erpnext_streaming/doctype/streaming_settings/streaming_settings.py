@@ -5,8 +5,7 @@ import frappe
 from frappe import _
 from frappe.model.document import Document
 
-from erpnext_streaming import catalog, validation
-from erpnext_streaming.cluster import describe_cluster
+from erpnext_streaming import catalog, topics, validation
 from erpnext_streaming.constants import default_topic
 from erpnext_streaming.kafka_config import admin_config, librdkafka_check
 from erpnext_streaming.settings import CatalogRow, StreamingConfig
@@ -207,7 +206,7 @@ def test_connection() -> dict:
 	"""
 	frappe.only_for("System Manager")
 	from erpnext_streaming.operations.secrets import redact
-	from erpnext_streaming.operations.site import catalog_topics, secrets
+	from erpnext_streaming.operations.site import secrets
 
 	settings = frappe.get_single("Streaming Settings")
 	config = StreamingConfig.from_doc(settings)
@@ -215,11 +214,9 @@ def test_connection() -> dict:
 	conf = admin_config(config, password, settings.get_password("ssl_key", raise_exception=False))
 	if not conf["bootstrap.servers"]:
 		return {"ok": False, "error": _("Bootstrap Servers is empty: enter host:port and save first")}
-	answer = describe_cluster(conf)
-	if answer["ok"]:
-		# the topics the catalog (and the dead-letter copy) write to, and whether they exist yet
-		present = set(answer["topics"])
-		answer["catalog_topics"] = [{"topic": t, "exists": t in present} for t in catalog_topics(config)]
+	# the topics the catalog (and the dead-letter copy) write to: whether each exists yet, its
+	# layout or the recommendation to create it with
+	answer = topics.survey(config, conf)
 	return redact(answer, [password, *secrets()])
 
 
