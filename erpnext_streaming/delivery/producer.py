@@ -30,7 +30,7 @@ POLL_EVERY = 500
 LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000
 LIBRDKAFKA_BATCH_SIZE = 1_000_000
 # how long a topic's DescribeConfigs may take (once per topic per drainer run)
-DESCRIBE_TIMEOUT_SECONDS = 5.0
+DESCRIBE_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +219,7 @@ class KafkaProducer:
 	def close(self, timeout: float) -> None:
 		"""Wait (bounded) for anything still in flight, then drop the instance."""
 		producer, self._producer = self._producer, None
+		self._admin = None
 		if producer is None:
 			return
 		if producer.flush(timeout):
