@@ -53,6 +53,16 @@ DEFAULT_DRAINER_SLICE_SECONDS = 60
 DEFAULT_LEASE_SECONDS = 120
 
 
+# A large event travels as ordered parts (delivery/parts.py, consumer/parts.py; the header
+# contract: docs/consumer-guide.md, "Large events"): every part carries the event's own
+# headers plus these three. `es_part`: "i/n" (1-based); `es_parts_checksum`: SHA-256 (hex)
+# of the whole value; `es_part_of`: the event id (ce_id).
+PART_HEADER = "es_part"
+PARTS_CHECKSUM_HEADER = "es_parts_checksum"
+PART_OF_HEADER = "es_part_of"
+PART_HEADERS = (PART_HEADER, PARTS_CHECKSUM_HEADER, PART_OF_HEADER)
+
+
 class Status:
 	"""Streaming Event Log states. Transitions live in `delivery.state`."""
 

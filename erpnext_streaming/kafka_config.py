@@ -49,6 +49,12 @@ CONNECTION_KEYS = frozenset(
 _CONNECTION_PREFIXES = ("ssl.", "enable.ssl.", "sasl.", "socket.", "broker.address.", "client.dns.", "https.")
 
 
+def connection_properties(conf: dict[str, str]) -> dict[str, str]:
+	"""Of a client configuration (a producer's), the properties that say how to reach and
+	trust the cluster: what an admin client of the same cluster needs."""
+	return {k: v for k, v in conf.items() if k in CONNECTION_KEYS or k.startswith(_CONNECTION_PREFIXES)}
+
+
 def admin_config(
 	config: StreamingConfig, sasl_password: str | None = None, ssl_key: str | None = None
 ) -> dict[str, str]:

@@ -139,9 +139,10 @@ def test_a_poison_record_goes_dead_with_a_dead_letter_copy_and_the_batch_is_deli
 	site, kafka_bootstrap, workers
 ):
 	topic, dead_letters = new_topic(kafka_bootstrap), new_topic(kafka_bootstrap, 1)
-	configure(kafka_bootstrap, dead_letters, properties={"message.max.bytes": "100000"})
+	# at 20,000 bytes a part carries at most 10,000: 100 parts (the most) hold 1,000,000
+	configure(kafka_bootstrap, dead_letters, properties={"message.max.bytes": "20000"})
 	good = [event(f"ok-{i}", COMPANIES[i % 3], topic) for i in range(6)]
-	poison = event("too-big", "Acme Corp", topic, filler=b"x" * 150_000)
+	poison = event("too-big", "Acme Corp", topic, filler=b"x" * 1_100_000)
 	broken = event(
 		"capture-failed", "Globex Ltd", topic, status=Status.DEAD, error="capture: KeyError 'items'"
 	)
@@ -154,6 +155,7 @@ def test_a_poison_record_goes_dead_with_a_dead_letter_copy_and_the_batch_is_deli
 	dead = log[poison.event_id]
 	assert dead.status == Status.DEAD and dead.attempts == 1
 	assert "MSG_SIZE_TOO_LARGE" in dead.last_error and dead.dead_lettered_at is not None
+	assert "parts of at most 10000 bytes" in dead.last_error and "more than 100" in dead.last_error
 	assert log[broken.event_id].status == Status.DEAD and log[broken.event_id].dead_lettered_at is not None
 
 	delivered = consume(kafka_bootstrap, topic, expect=len(good))

@@ -25,7 +25,7 @@ from typing import Any
 
 from fastavro import schemaless_reader
 
-from erpnext_streaming.constants import Encoding
+from erpnext_streaming.constants import PART_HEADER, PART_OF_HEADER, Encoding
 from erpnext_streaming.schemas.registry import EventSchema, SchemaRegistry, default_registry
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
@@ -175,6 +175,11 @@ class Decoder:
 		if not value:
 			raise DecodeError("the message has no value")
 		headers = header_map(headers)
+		if PART_HEADER in headers:
+			raise DecodeError(
+				f"part {headers[PART_HEADER]} of event {headers.get(PART_OF_HEADER, '-')}: "
+				"reassemble the parts first (consumer.Reassembler; EventConsumer does)"
+			)
 		encoding = encoding_of(value, headers)
 		if encoding == Encoding.CONFLUENT:
 			record = self._confluent(value, topic, headers)

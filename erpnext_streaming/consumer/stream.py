@@ -7,8 +7,9 @@
             for event in events.poll(1.0):
                 ...  # event.company, event.doctype, event.document, event.late
 
-`EventConsumer` is a thin layer over `confluent_kafka.Consumer`: `Decoder` for the three
-encodings, `Reorderer` for duplicates, order and the watermark. It tracks how far each
+`EventConsumer` is a thin layer over `confluent_kafka.Consumer`: `Reassembler` for large
+events sent in parts, `Decoder` for the three encodings, `Reorderer` for duplicates, order
+and the watermark. It tracks how far each
 assigned partition has been read (the newest event time, and whether it has caught up,
 from `enable.partition.eof`) and caps the watermark at the slowest partition still behind
 (`Reorderer.advance`), so a backlog read one partition after another does not turn events
@@ -31,6 +32,7 @@ from confluent_kafka import KafkaError
 from erpnext_streaming.constants import BUILTIN_SPECS, DEFAULT_TOPIC_PREFIX, default_topic
 from erpnext_streaming.consumer.decoding import DecodeError, Decoder, Event
 from erpnext_streaming.consumer.ordering import Reorderer
+from erpnext_streaming.consumer.parts import Reassembler
 
 # a horizon before any event: a partition that has not been read at all yet holds every wait
 HELD = datetime.min.replace(tzinfo=timezone.utc) + timedelta(days=366)
@@ -49,6 +51,7 @@ class EventConsumer:
 		group_id: str | None = None,
 		decoder: Decoder | None = None,
 		reorderer: Reorderer | None = None,
+		reassembler: Reassembler | None = None,
 		lateness: timedelta = timedelta(seconds=30),
 		config: dict[str, Any] | None = None,
 	):
@@ -57,6 +60,7 @@ class EventConsumer:
 		self.topics = topics or default_topics()
 		self.decoder = decoder or Decoder()
 		self.reorderer = reorderer or Reorderer(lateness=lateness)
+		self.reassembler = reassembler or Reassembler()
 		self.stats: Counter[str] = Counter()
 		self.errors: deque[tuple[str, int, int, str]] = deque(maxlen=100)
 		conf = {
@@ -104,12 +108,12 @@ class EventConsumer:
 			position[1] = False
 			self.stats["messages"] += 1
 			try:
-				event = self.decoder.decode(
-					message.value(), message.headers(), message.topic(), message.partition(), message.offset()
-				)
-			except DecodeError as e:
+				event = self._decode(message)
+			except DecodeError as e:  # parts that do not check (PartsError) too
 				self.stats["decode_errors"] += 1
 				self.errors.append((message.topic(), message.partition(), message.offset(), str(e)))
+				continue
+			if event is None:  # a part of a large event, held until its set is complete
 				continue
 			moment = self.reorderer.time_of(event)
 			if position[0] is None or moment > position[0]:
@@ -117,6 +121,15 @@ class EventConsumer:
 			out.extend(self.reorderer.push(event))
 		out.extend(self.reorderer.advance(self.horizon()))
 		return out
+
+	def _decode(self, message: Any) -> Event | None:
+		"""The event of a message, or None for a part whose set is still incomplete."""
+		whole = self.reassembler.push(
+			message.value(), message.headers(), message.topic(), message.partition(), message.offset()
+		)
+		if whole is None:
+			return None
+		return self.decoder.decode(whole.value, whole.headers, whole.topic, whole.partition, whole.offset)
 
 	def flush(self) -> list[Event]:
 		return self.reorderer.flush()

@@ -121,6 +121,8 @@ class DrainStats:
 	dead: int = 0
 	dead_lettered: int = 0
 	failed_batches: int = 0
+	split_events: int = 0  # events handed to the producer in parts (delivery/parts.py)
+	parts: int = 0  # the parts of those events
 	exit_reason: str = ""
 
 	def as_dict(self) -> dict[str, Any]:

@@ -20,11 +20,17 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
+from erpnext_streaming import kafka_config
 from erpnext_streaming.delivery.policy import TOPIC_CODES, blame, refusal
 
 # `send` serves delivery reports every this many messages (and when the local queue is
 # full), not after every message: the reports wait in librdkafka's queue until `flush`
 POLL_EVERY = 500
+# librdkafka's defaults for `message.max.bytes` and `batch.size`
+LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000
+LIBRDKAFKA_BATCH_SIZE = 1_000_000
+# how long a topic's DescribeConfigs may take (once per topic per drainer run)
+DESCRIBE_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +88,44 @@ class KafkaProducer:
 	"""`Producer` on confluent_kafka. `config` comes from `kafka_config.producer_config`."""
 
 	def __init__(self, config: dict[str, Any], logger: Any = None):
-		from confluent_kafka import Producer as _Producer
-
 		conf = {**config, "error_cb": self.on_error}
 		if logger is not None:
 			conf["logger"] = logger
-		self._producer = _Producer(conf)
+		self._conf = conf
+		self._producer = _client(conf)
+		self._admin: Any = None
 		self.fatal: KafkaError | None = None
 		self.refused: KafkaError | None = None  # the broker refuses the connection (until a delivery)
+		# the largest message librdkafka takes, and the largest record batch it builds
+		self.message_max_bytes = int(config.get("message.max.bytes") or LIBRDKAFKA_MESSAGE_MAX_BYTES)
+		self.batch_bytes = min(self.message_max_bytes, int(config.get("batch.size") or LIBRDKAFKA_BATCH_SIZE))
+
+	def topic_max_bytes(self, topic: str, timeout: float = DESCRIBE_TIMEOUT_SECONDS) -> int | None:
+		"""The topic's `max.message.bytes` (DescribeConfigs, with the producer's connection
+		settings); raises when it cannot be read."""
+		from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+		if self._admin is None:
+			self._admin = AdminClient(connection_subset(self._conf))
+		resource = ConfigResource(ResourceType.TOPIC, topic)
+		futures = self._admin.describe_configs([resource], request_timeout=timeout)
+		entry = next(iter(futures.values())).result(timeout).get("max.message.bytes")
+		return int(entry.value) if entry is not None and entry.value else None
+
+	def cap_batches(self, max_bytes: int, timeout: float) -> bool:
+		"""Build record batches of at most `max_bytes` (a topic whose `max.message.bytes` is
+		below the producer's batch size refuses a larger batch of small messages): between
+		batches, the librdkafka instance is replaced by one with `batch.size` lowered (waiting
+		up to `timeout` for anything it still holds). True if it was replaced."""
+		if max_bytes >= self.batch_bytes or self._producer is None:
+			return False
+		if self._producer.flush(timeout):
+			self._producer.purge(in_queue=True, in_flight=True, blocking=True)
+			self._producer.poll(0)
+		self._conf = {**self._conf, "batch.size": str(max_bytes)}
+		self._producer = _client(self._conf)
+		self.batch_bytes = max_bytes
+		return True
 
 	def on_error(self, error: KafkaError) -> None:
 		"""librdkafka's error callback: a fatal error makes the instance unusable; a refused
@@ -183,11 +219,24 @@ class KafkaProducer:
 	def close(self, timeout: float) -> None:
 		"""Wait (bounded) for anything still in flight, then drop the instance."""
 		producer, self._producer = self._producer, None
+		self._admin = None
 		if producer is None:
 			return
 		if producer.flush(timeout):
 			producer.purge(in_queue=True, in_flight=True, blocking=True)
 			producer.poll(0)
+
+
+def _client(conf: dict[str, Any]) -> Any:
+	from confluent_kafka import Producer as _Producer
+
+	return _Producer(conf)
+
+
+def connection_subset(conf: dict[str, Any]) -> dict[str, Any]:
+	"""The properties of a producer configuration an admin client of the same cluster needs
+	(how to reach and trust it, and the logger)."""
+	return {**kafka_config.connection_properties(conf), **{k: conf[k] for k in ("logger",) if k in conf}}
 
 
 def _naming_topic(error: KafkaError, topic: str) -> KafkaError:

@@ -7,6 +7,12 @@ idempotent producer whose state was lost (fenced, unknown producer id) keeps fai
 a new one. A producer that cannot be made at all (e.g. an unreadable certificate) fails
 the batch's messages with the reason instead of raising, so the rows back off and end
 Dead with a reason visible in the Event Log, instead of crashing every drainer.
+
+An event larger than its topic's message limit (`limits.TopicLimits`) is handed to the
+producer as ordered parts (`parts.split`) and its parts' reports come back as one
+(`parts.merge`): the drainer sees events, never parts. The producer builds record batches
+no larger than the smallest limit of the topics it sends to (`KafkaProducer.cap_batches`).
+Dead-letter copies are never split (a copy too large is sent without its value).
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from zoneinfo import ZoneInfo
 
 from confluent_kafka import KafkaError
 
-from erpnext_streaming.delivery import messages
+from erpnext_streaming.delivery import messages, parts
 from erpnext_streaming.delivery.environment import DrainerConfig, DrainStats
+from erpnext_streaming.delivery.limits import TopicLimits
 from erpnext_streaming.delivery.policy import describe
 from erpnext_streaming.delivery.producer import (
 	BatchResult,
@@ -34,8 +41,9 @@ from erpnext_streaming.outbox.records import Published
 # the broker refused a message (or a batch of them) for its size: never worth a retry as is
 SIZE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 
-# a batch handed to the producer (its handle), or its result when no producer could be made
-Started = tuple[Producer, Sending] | BatchResult
+# a batch handed to the producer (its handle, and the reports of events refused before
+# producing: too large even in parts), or its result when no producer could be made
+Started = tuple[Producer, Sending, dict[Any, Delivery]] | BatchResult
 # a Dead event to copy: (Event Log row, attempts, reason, whether to omit the value)
 DeadLetter = tuple[Any, int, str, bool]
 
@@ -53,6 +61,7 @@ class Publisher:
 		self.log = log
 		self.secrets = tuple(s for s in secrets if s and len(s) >= 3)
 		self._producer: Producer | None = None
+		self.limits = TopicLimits(log, self.redact)
 
 	def add_secrets(self, *secrets: str | None) -> None:
 		"""More values to redact (credentials read again for a new producer)."""
@@ -62,8 +71,9 @@ class Publisher:
 	def has_producer(self) -> bool:
 		return self._producer is not None
 
-	def start(self, outgoing: Sequence[OutgoingMessage], flush_timeout: float) -> Started:
-		"""Hand `outgoing` to the producer (made first if there is none); no waiting."""
+	def start(self, outgoing: Sequence[OutgoingMessage], flush_timeout: float, split: bool = True) -> Started:
+		"""Hand `outgoing` to the producer (made first if there is none); no waiting. With
+		`split`, an event over its topic's limit goes as parts."""
 		if self._producer is None:
 			try:
 				self._producer = self.producer_factory()
@@ -72,15 +82,47 @@ class Publisher:
 				self.log.warning("erpnext_streaming: %s", self.redact(describe(error)))
 				return BatchResult({m.ref: Delivery(m.ref, error) for m in outgoing})
 			self.stats.producers += 1
-		return self._producer, self._producer.start(outgoing, flush_timeout)
+		refused: dict[Any, Delivery] = {}
+		if split:
+			outgoing = self._in_parts(outgoing, refused, flush_timeout)
+		return self._producer, self._producer.start(outgoing, flush_timeout), refused
+
+	def _in_parts(
+		self, outgoing: Sequence[OutgoingMessage], refused: dict[Any, Delivery], timeout: float
+	) -> Sequence[OutgoingMessage]:
+		"""`outgoing` with every event over its topic's limit replaced by its parts, in place;
+		an event that cannot be split is left out, its report put in `refused`. First the
+		producer's record batches are capped at the smallest limit of these topics."""
+		producer = self._producer
+		limit = {topic: self.limits.limit(producer, topic) for topic in {m.topic for m in outgoing}}
+		cap = getattr(producer, "cap_batches", None)
+		if limit and cap is not None and cap(min(limit.values()), timeout):
+			self.log.info("erpnext_streaming: record batches capped at %d bytes", min(limit.values()))
+		if not any(parts.needs_parts(m, limit[m.topic]) for m in outgoing):
+			return outgoing
+		expanded: list[OutgoingMessage] = []
+		for message in outgoing:
+			if not parts.needs_parts(message, limit[message.topic]):
+				expanded.append(message)
+				continue
+			try:
+				pieces = parts.split(message, limit[message.topic])
+			except parts.Unsplittable as e:
+				refused[message.ref] = parts.refused(message, e)
+				continue
+			expanded += pieces
+			self.stats.split_events += 1
+			self.stats.parts += len(pieces)
+		return expanded
 
 	def finish(self, started: Started) -> BatchResult:
 		"""The delivery reports of a started batch (the producer's bounded flush); a producer
 		that says it must go is closed without waiting."""
 		if isinstance(started, BatchResult):
 			return started
-		producer, sending = started
+		producer, sending, refused = started
 		result = producer.finish(sending)
+		result.deliveries = {**parts.merge(result.deliveries), **refused}
 		if result.discard and producer is self._producer:
 			if result.fatal is not None:
 				self.log.warning(
@@ -91,7 +133,8 @@ class Publisher:
 		return result
 
 	def send(self, outgoing: Sequence[OutgoingMessage], flush_timeout: float) -> BatchResult:
-		return self.finish(self.start(outgoing, flush_timeout))
+		"""Start and finish at once, never in parts (dead-letter copies)."""
+		return self.finish(self.start(outgoing, flush_timeout, split=False))
 
 	def send_dead_letters(
 		self, dying: Sequence[DeadLetter], config: DrainerConfig, time_zone: ZoneInfo

@@ -1,0 +1,54 @@
+"""How large a message each topic takes, learned once per topic per drainer run.
+
+The limit of a topic is the smaller of the producer's own `message.max.bytes` (librdkafka
+refuses a larger message before sending it; default 1,000,000) and the topic's
+`max.message.bytes` (the broker refuses a larger record batch; its default follows the
+broker's `message.max.bytes`, 1,048,588), read with the admin API (DescribeConfigs on the
+topic) the first time the run sends to the topic. When the topic's value cannot be read
+(no DescribeConfigs permission, the topic is missing, the cluster does not answer), the
+producer's own limit is used for the rest of the run: a part the broker still refuses as
+too large sends its event Dead, as before parts existed.
+
+A producer that is not a `KafkaProducer` (a test's) may lack `message_max_bytes` and
+`topic_max_bytes`: then the limit is `parts.DEFAULT_LIMIT`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from erpnext_streaming.delivery.parts import DEFAULT_LIMIT
+
+
+class TopicLimits:
+	def __init__(self, log: logging.Logger, redact: Any = str):
+		self.log = log
+		self.redact = redact
+		self._known: dict[str, int] = {}
+
+	def limit(self, producer: Any, topic: str) -> int:
+		"""The message limit of `topic` in bytes (learned on first use, then cached)."""
+		known = self._known.get(topic)
+		if known is not None:
+			return known
+		own = int(getattr(producer, "message_max_bytes", DEFAULT_LIMIT))
+		learn = getattr(producer, "topic_max_bytes", None)
+		learned = None
+		if learn is not None:
+			try:
+				learned = learn(topic)
+			except Exception as e:
+				self.log.info(
+					"erpnext_streaming: max.message.bytes of topic %s not readable, using the producer's "
+					"message.max.bytes (%d): %s",
+					topic,
+					own,
+					self.redact(f"{type(e).__name__}: {e}"),
+				)
+		limit = min(own, learned) if learned else own
+		self._known[topic] = limit
+		return limit
+
+	def known(self) -> dict[str, int]:
+		return dict(self._known)
