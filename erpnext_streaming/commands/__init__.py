@@ -130,18 +130,7 @@ def check_connection(ctx, timeout=10.0):
 	writes: present (partitions, replication, min.insync.replicas) or missing (what to create).
 
 	Exit code 0 when the cluster answers and every topic exists, 1 otherwise."""
-	try:
-		with connect(ctx) as site_name:
-			from erpnext_streaming.operations import site
-
-			answer = site.check_connection(timeout)
-	except click.UsageError:
-		raise
-	except Exception as e:
-		fail(ctx, e)
-	if not answer.get("ok"):
-		click.secho(f"Kafka is not reachable: {answer.get('error')}", fg="red", err=True)
-		ctx.exit(EXIT_FAILED)
+	site_name, answer = _cluster_answer(ctx, lambda site: site.check_connection(timeout))
 	click.echo(f"Connected to cluster {answer.get('cluster_id') or '?'}")
 	click.echo(f"Brokers: {', '.join(answer.get('brokers') or [])}")
 	entries = answer.get("catalog_topics") or []
@@ -169,6 +158,24 @@ def _layout(partitions, replication_factor, min_insync_replicas) -> str:
 	)
 
 
+def _cluster_answer(ctx, ask) -> tuple[str, dict]:
+	"""(site name, `ask(operations.site)`'s answer) on the site; exits 1 when Kafka does not
+	answer, and through `fail` on any other error."""
+	try:
+		with connect(ctx) as site_name:
+			from erpnext_streaming.operations import site
+
+			answer = ask(site)
+	except click.UsageError:
+		raise
+	except Exception as e:
+		fail(ctx, e)
+	if not answer.get("ok"):
+		click.secho(f"Kafka is not reachable: {answer.get('error')}", fg="red", err=True)
+		ctx.exit(EXIT_FAILED)
+	return site_name, answer
+
+
 def _topic_state(entry: dict) -> str:
 	if entry["exists"]:
 		return "present, " + _layout(
@@ -190,18 +197,9 @@ def create_topics(ctx, dry_run=False, timeout=30.0):
 	are left as they are.
 
 	Exit code 0 when every topic exists (or, with --dry-run, would be created), 1 otherwise."""
-	try:
-		with connect(ctx) as site_name:
-			from erpnext_streaming.operations import site
-
-			answer = site.create_topics(dry_run=dry_run, timeout=timeout)
-	except click.UsageError:
-		raise
-	except Exception as e:
-		fail(ctx, e)
-	if not answer.get("ok"):
-		click.secho(f"Kafka is not reachable: {answer.get('error')}", fg="red", err=True)
-		ctx.exit(EXIT_FAILED)
+	site_name, answer = _cluster_answer(
+		ctx, lambda site: site.create_topics(dry_run=dry_run, timeout=timeout)
+	)
 	for entry in answer.get("catalog_topics") or []:
 		if entry["exists"]:
 			click.echo(
