@@ -447,7 +447,7 @@ def test_a_failure_is_not_recorded_on_a_company_another_drainer_took_over(
 	delivered events still count: a cursor only ever moves forward.)"""
 	names = two_company_backlog(kafka_bootstrap, per_company=2)
 	acme, globex = COMPANIES[0], COMPANIES[1]
-	frappe.db.commit()
+	frappe.db.commit()  # ends this connection's transaction: the drainers read on their own
 	a1_bundle = frappe.db.sql(f"SELECT MIN(name) FROM `{BUNDLE_TABLE}` WHERE company = %s", (acme,))[0][0]
 	intruder = StandinDatabase(**{k: v for k, v in mariadb.items() if k != "tables"})
 	retry_at = datetime.now().replace(microsecond=0) + timedelta(minutes=5)
@@ -556,7 +556,7 @@ def delivered_in_full(batch: list[bundles.Claimed]) -> tuple[InFlight, BatchOutc
 
 
 def receipts() -> list:
-	frappe.db.commit()
+	frappe.db.commit()  # a fresh snapshot: receipts the drainer's connection committed
 	return frappe.db.sql(f"SELECT name, events, positions FROM `{RECEIPT_TABLE}` ORDER BY name", as_dict=True)
 
 
@@ -605,7 +605,7 @@ def test_a_record_rolled_back_as_a_deadlock_victim_is_written_again(site, mariad
 		"delivered_through, attempts) VALUES " + ", ".join(["(%s, %s, %s, 'x', 'x', 0, 0, %s, 0, 0)"] * 10),
 		[v for i in range(10) for v in (f"other {i}", NOW, NOW, f"other {i}")],
 	)
-	frappe.db.commit()
+	frappe.db.commit()  # the extra cursors are visible to the drainer's connection
 	acme, globex = COMPANIES[0], COMPANIES[1]
 	params = {k: v for k, v in mariadb.items() if k != "tables"}
 	other = StandinDatabase(**params)

@@ -67,7 +67,7 @@ def test_a_30000_event_transaction_is_written_in_statements_under_the_packet_lim
 ):
 	records = big_transaction("erpnext.test-big")
 	write(frappe.db, records, datetime.now(), context=message_context())
-	frappe.db.commit()
+	frappe.db.commit()  # the user's transaction commits: its events become deliverable
 
 	rows = frappe.db.sql(
 		f"SELECT company, company_sequence, reference_name FROM `{EVENT_LOG_TABLE}` ORDER BY name",
@@ -93,7 +93,7 @@ def test_a_30000_event_transaction_is_delivered_whole_and_in_order(small_packets
 	configure(kafka_bootstrap, dead_letters, batch_size=10_000)
 	records = big_transaction(topic)
 	write(frappe.db, records, datetime.now(), context=message_context())
-	frappe.db.commit()
+	frappe.db.commit()  # the user's transaction commits: its events become deliverable
 	workers.start(1)
 	wait_for(sweeping(all_delivered), 300, "the big transaction delivered", interval=1)
 	assert {r for (r,) in frappe.db.sql(f"SELECT DISTINCT status FROM `{EVENT_LOG_TABLE}`")} == {Status.SENT}
