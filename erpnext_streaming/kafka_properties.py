@@ -230,39 +230,34 @@ def _long_enough(value: str) -> bool:
 	return number is not None and number >= MIN_MESSAGE_TIMEOUT_MS
 
 
+_ALL_ACKS = (
+	lambda v: v.lower() in ("all", "-1"),
+	"must stay all (-1): events must be on every in-sync replica",
+)
+_IN_FLIGHT = (
+	_at_most_in_flight,
+	f"must be 1 to {MAX_IN_FLIGHT}: the idempotent producer keeps order only up to {MAX_IN_FLIGHT}",
+)
+_TIMEOUT = (
+	_long_enough,
+	f"must be at least {MIN_MESSAGE_TIMEOUT_MS} (0 never times out; shorter fails every leader election)",
+)
+# librdkafka names several of these twice (an alias each): one rule serves both names
 GUARANTEES: dict[str, tuple[object, str]] = {
 	"enable.idempotence": (
 		lambda v: v.lower() == "true",
 		"must stay true: without the idempotent producer a retry can write an event twice or out of order",
 	),
-	"acks": (
-		lambda v: v.lower() in ("all", "-1"),
-		"must stay all (-1): events must be on every in-sync replica",
-	),
-	"request.required.acks": (
-		lambda v: v.lower() in ("all", "-1"),
-		"must stay all (-1): events must be on every in-sync replica",
-	),
+	"acks": _ALL_ACKS,
+	"request.required.acks": _ALL_ACKS,
 	"partitioner": (
 		lambda v: v in ("murmur2", "murmur2_random"),
 		"must be murmur2_random or murmur2: a company's events go to the partition Java clients compute",
 	),
-	"max.in.flight.requests.per.connection": (
-		_at_most_in_flight,
-		f"must be 1 to {MAX_IN_FLIGHT}: the idempotent producer keeps order only up to {MAX_IN_FLIGHT}",
-	),
-	"max.in.flight": (
-		_at_most_in_flight,
-		f"must be 1 to {MAX_IN_FLIGHT}: the idempotent producer keeps order only up to {MAX_IN_FLIGHT}",
-	),
-	"message.timeout.ms": (
-		_long_enough,
-		f"must be at least {MIN_MESSAGE_TIMEOUT_MS} (0 never times out; shorter fails every leader election)",
-	),
-	"delivery.timeout.ms": (
-		_long_enough,
-		f"must be at least {MIN_MESSAGE_TIMEOUT_MS} (0 never times out; shorter fails every leader election)",
-	),
+	"max.in.flight.requests.per.connection": _IN_FLIGHT,
+	"max.in.flight": _IN_FLIGHT,
+	"message.timeout.ms": _TIMEOUT,
+	"delivery.timeout.ms": _TIMEOUT,
 }
 
 

@@ -182,7 +182,6 @@ def ensure_drainer(stale_after: float) -> str:
 		return "running"
 	states = _drainer_jobs()
 	if any(status == JobStatus.QUEUED for _, status in states.values()):
-		enqueue_drainer()
 		return "queued"
 	started = [job for job, status in states.values() if status == JobStatus.STARTED]
 	for job in started:
