@@ -30,7 +30,7 @@ LOGGER = "erpnext_streaming"
 
 
 def handle(doc, method, *args, **kwargs):
-	"""Handler of the five built-in doctypes' events (hooks.py)."""
+	"""Handler of the built-in doctypes' events (hooks.py)."""
 	route = None
 	try:
 		flags = frappe.local.flags
