@@ -22,6 +22,8 @@ EVENT_LOG_TABLE = f"tab{EVENT_LOG_DOCTYPE}"
 # Frappe's autoincrement naming draws names from this MariaDB sequence
 # (frappe/database/sequence.py: scrub(doctype + "_id_seq"), nocache, nocycle).
 EVENT_LOG_SEQUENCE = "streaming_event_log_id_seq"
+# the state the stream last emitted per document (emitters/capture.py, change events)
+EMITTED_STATE_TABLE = "tabStreaming Emitted State"
 # the delivery queue (delivery/bundles.py): one bundle per transaction and company, the
 # per-company cursors, and the receipts of delivered batches not yet settled in the log
 BUNDLE_DOCTYPE = "Streaming Delivery Bundle"
@@ -150,9 +152,9 @@ class DoctypeSpec:
 	"""How a doctype streams: its triggers, catalog description and change-event rules.
 
 	`state_fields` define a change (kind CHANGE) event: one is emitted only when their
-	values differ from the document's previous state (`get_doc_before_save()`, or the
-	state an earlier event of the same transaction carried); `coalesce` says how the
-	remaining change events of one document are reduced at commit.
+	values differ from the state the stream last emitted for the document (an earlier
+	event of the same transaction, else the Streaming Emitted State row); `coalesce` says
+	how the remaining change events of one document are reduced at commit.
 	"""
 
 	doctype: str

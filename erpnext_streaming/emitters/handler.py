@@ -57,7 +57,7 @@ def handle_generic(doc, method, *args, **kwargs):
 def get_buffer() -> capture.Buffer:
 	buffer = getattr(frappe.local, BUFFER_ATTR, None)
 	if buffer is None:
-		buffer = capture.Buffer()
+		buffer = capture.Buffer(db=frappe.db)
 		setattr(frappe.local, BUFFER_ATTR, buffer)
 		frappe.db.before_commit.add(flush)
 		frappe.db.after_rollback.add(clear)
