@@ -67,6 +67,8 @@ default_log_clearing_doctypes = {"Streaming Event Log": 30}
 scheduler_events = {
 	"cron": {
 		"* * * * *": ["erpnext_streaming.delivery.jobs.sweep"],
+		# after ERPNext's daily update_invoice_status, whose bulk UPDATE to Overdue fires no hook
+		"30 1 * * *": ["erpnext_streaming.emitters.handler.emit_changes_without_hook"],
 	},
 	# safety net of the revaluation job queued after each completed repost (Redis down
 	# then, a job that paused or failed): runs unfinished revaluations

@@ -175,6 +175,26 @@ def capture(buffer: Buffer, doc: Any, route: Route, now: datetime, codec: Codec)
 	return event
 
 
+def changed_without_hook(
+	db: Database, doctype: str = "Sales Invoice", status_like: str = "Overdue%"
+) -> list[str]:
+	"""Submitted documents in a status ERPNext sets without a hook whose state differs from the
+	one the stream last emitted (or was never emitted), in one query.
+
+	erpnext/controllers/accounts_controller.py update_invoice_status, a daily job, marks
+	invoices Overdue (or "Overdue and Discounted") with one bulk UPDATE: no doc_event fires.
+	"""
+	fields = c.spec_for(doctype).state_fields
+	rows = db.sql(
+		f"SELECT d.`name`, {', '.join(f'd.`{f}`' for f in fields)}, s.`state` FROM `tab{doctype}` d"
+		f" LEFT JOIN `{c.EMITTED_STATE_TABLE}` s ON s.`name` = MD5(CONCAT(%s, '|', d.`name`))"
+		" WHERE d.`docstatus` = 1 AND d.`status` LIKE %s ORDER BY d.`name`",
+		(doctype, status_like),
+		as_dict=True,
+	)
+	return [r["name"] for r in rows if list(state_of(r, fields)) != json.loads(r["state"] or "null")]
+
+
 def capture_failed(buffer: Buffer, doc: Any, route: Route | None, method: str, reason: str) -> Captured:
 	"""Record an event whose capture raised: it becomes a dead letter with the reason."""
 	doctype = str(_get(doc, "doctype") or "")
