@@ -17,7 +17,7 @@ from frappe.tests.utils import FrappeTestCase
 from frappe.utils import add_days, flt, get_system_timezone, getdate, nowdate, today
 
 from erpnext_streaming import catalog
-from erpnext_streaming.constants import EVENT_LOG_DOCTYPE
+from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, SETTINGS_DOCTYPE
 from erpnext_streaming.consumer import Decoder
 from erpnext_streaming.consumer.kpis import CashExposure, PaymentLedger, StockPosition
 from erpnext_streaming.delivery import messages
@@ -82,6 +82,17 @@ class TestPaymentsOnRealERPNext(FrappeTestCase):
 		payment.insert()
 		payment.submit()
 		return payment
+
+	def test_payment_ledger_entry_streams_although_erpnext_does_not_mark_it_submittable(self):
+		"""ERPNext inserts every row with submit() (erpnext/accounts/utils.py
+		create_payment_ledger_entry), so on_submit fires; the catalog used to refuse it."""
+		self.assertFalse(frappe.get_meta("Payment Ledger Entry").is_submittable)
+		settings = frappe.get_single(SETTINGS_DOCTYPE)
+		row = {"document_type": "Payment Ledger Entry", "enabled": 1, "on_submit": 1, "on_cancel": 0}
+		settings.set("event_catalog", [{**row, "on_update_after_submit": 0, "on_change": 0}])
+		settings.save()
+		route = catalog.get_catalog().route("Payment Ledger Entry", "on_submit")
+		self.assertEqual((route.event_type, route.topic), ("posted", "erpnext.payment-ledger-entry"))
 
 	def test_partial_payments_a_cancelled_payment_and_a_credit_note_stream_every_outstanding(self):
 		"""Issue 17 item 1: the second payment and its cancel changed the outstanding amount
