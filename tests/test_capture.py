@@ -289,10 +289,14 @@ def pay(name: str, outstanding: float, status: str) -> list[tuple]:
 		(name,), as_dict=True)[0]  # fmt: skip
 	frappe.db.sql("UPDATE `tabSales Invoice` SET status = %s WHERE name = %s", (status, name))
 	buffer = capture.Buffer()
-	buffer.db = frappe.db  # the handler's buffer reads the emitted states from the site's database
+	buffer.db = CountingDb(
+		frappe.db
+	)  # the handler's buffer reads the emitted states from the site's database
 	invoice = Doc("Sales Invoice", before=dict(before), name=name, company="A", status=status,
 		outstanding_amount=outstanding, modified=T0, docstatus=1)  # fmt: skip
 	take(buffer, invoice, "on_change")
+	take(buffer, invoice, "on_change")  # the same state again in the transaction: no query
+	assert [q.split(" WHERE ")[1] for q in buffer.db.queries] == ["`name` = %s"]  # one primary-key read
 	records = capture.flush(buffer, frappe.db, RecordingCodec())
 	frappe.db.commit()
 	return [(r.event_type, json.loads(r.payload)["document"]["outstanding_amount"]) for r in records]
