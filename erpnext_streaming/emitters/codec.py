@@ -1,8 +1,9 @@
 """The Avro codec of the capture core: builders, masking, envelope and encoding behind one object.
 
-`emitters.capture` asks a codec four things (its `Codec` protocol): `build(doc, route)`
-the masked document body, `envelope(doc, route, emitted_at)`, `encode(event)` an
-`OutboxRecord` with the Avro payload, and `dead_letter(event, reason)`. `AvroCodec` answers
+`emitters.capture` asks a codec five things (its `Codec` protocol): `build(doc, route)`
+the masked document body, `envelope(doc, route, emitted_at)`, `tables(route)` the child
+tables the body carries (read again at flush), `encode(event)` an `OutboxRecord` with the
+Avro payload, and `dead_letter(event, reason)`. `AvroCodec` answers
 them from the shipped schemas (`route.schema_version`, 0 = newest) or, for an
 admin-added doctype, a schema derived from its meta. It is framework-free; `get_codec()`
 at the bottom is the Frappe glue that gives it the site, the system time zone, the
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any
 
-from erpnext_streaming.constants import Encoding, Status
+from erpnext_streaming.constants import Encoding, Status, spec_for
 from erpnext_streaming.emitters.builders import document_builder, mask
 from erpnext_streaming.emitters.envelope import UTC, build_envelope, uuid5
 from erpnext_streaming.outbox.records import OutboxRecord
@@ -39,11 +40,13 @@ class AvroCodec:
 		time_zone: tzinfo | None = None,
 		mask_key: bytes = b"",
 		derive: Callable[[str], EventSchema] | None = None,
+		table_fields: Callable[[str], list[tuple[str, str]]] | None = None,
 	):
 		self.site = site
 		self.time_zone = time_zone or UTC
 		self.mask_key = mask_key
 		self._derive = derive
+		self._table_fields = table_fields
 		self._shipped = frozenset(default_registry().shipped_doctypes())
 		self._derived: dict[str, EventSchema] = {}
 
@@ -75,7 +78,15 @@ class AvroCodec:
 			emitted_at,
 			self.schema(route),
 			time_zone=self.time_zone,
+			state_fields=spec_for(route.doctype).state_fields,
 		)
+
+	def tables(self, route: Any) -> list[tuple[str, str]]:
+		"""(fieldname, child doctype) of the doctype's child tables that the body carries."""
+		if self._table_fields is None:
+			return []
+		carried = {f["name"] for f in self.schema(route).document_schema["fields"] if _is_table(f["type"])}
+		return [(f, child) for f, child in self._table_fields(route.doctype) if f in carried]
 
 	def serializer(self, schema: EventSchema) -> AvroEventSerializer:
 		return AvroEventSerializer(schema)
@@ -126,6 +137,10 @@ class AvroCodec:
 		)
 
 
+def _is_table(avro: Any) -> bool:
+	return isinstance(avro, dict) and avro.get("type") == "array"
+
+
 def mask_key_from(encryption_key: str | bytes) -> bytes:
 	"""The masking key of a site: HMAC-SHA256(encryption_key, MASK_KEY_LABEL)."""
 	key = encryption_key.encode() if isinstance(encryption_key, str) else encryption_key
@@ -147,6 +162,12 @@ def derive_from_meta(doctype: str) -> EventSchema:
 	return derive_schema(doctype, fields, children)
 
 
+def table_fields(doctype: str) -> list[tuple[str, str]]:
+	import frappe
+
+	return [(df.fieldname, df.options) for df in frappe.get_meta(doctype).get_table_fields()]
+
+
 def get_codec() -> AvroCodec:
 	"""The site's codec, made once per request or job (`frappe.local`)."""
 	import frappe
@@ -163,6 +184,7 @@ def get_codec() -> AvroCodec:
 			time_zone=ZoneInfo(get_system_timezone()),
 			mask_key=mask_key_from(get_encryption_key()),
 			derive=derive_from_meta,
+			table_fields=table_fields,
 		)
 		setattr(frappe.local, _CODEC_ATTR, codec)
 	return codec

@@ -10,7 +10,10 @@ callbacks never outlive their transaction; both delete the buffer, and the next 
 registers them again. Long jobs that commit many times flush per commit.
 
 Nothing here may raise into the user's save (facts file, "Document events"): every
-failure is caught, logged once per transaction, and kept as a dead-letter event.
+failure is caught, logged once per transaction, and kept as a dead-letter event. One
+exception: a flush error that means MariaDB has already rolled the user's transaction
+back (`transaction_is_lost`) is raised, so the user's commit fails instead of reporting
+success for a document that is gone.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ from erpnext_streaming.outbox.records import MessageContext
 from erpnext_streaming.outbox.write import write
 
 BUFFER_ATTR = "_erpnext_streaming_buffer"
+# MariaDB errors after which the transaction is gone: 1213 the deadlock victim's
+# transaction is rolled back; 2006 / 2013 the connection is lost and the server rolls back
+# what it had (PyMySQL: CR_SERVER_GONE_ERROR, CR_SERVER_LOST)
+LOST_TRANSACTION_ERRORS = (1213, 2006, 2013)
+LOCK_WAIT_TIMEOUT = 1205  # rolls back the transaction only with innodb_rollback_on_timeout
 LOGGER = "erpnext_streaming"
 
 
@@ -72,9 +80,9 @@ def clear():
 def flush():
 	"""before_commit: write the transaction's events to the outbox, then wake the drainer.
 
-	Runs inside the user's transaction. Never raises: if the outbox write fails the
-	commit still goes ahead (the ERP must not break) and the failure is written to
-	Error Log in the same transaction.
+	Runs inside the user's transaction. If the outbox write fails the commit still goes
+	ahead (the ERP must not break) and the failure is written to Error Log in the same
+	transaction, unless the transaction itself is lost: then the error is raised.
 	"""
 	buffer = getattr(frappe.local, BUFFER_ATTR, None)
 	clear()
@@ -90,8 +98,34 @@ def flush():
 		from erpnext_streaming.delivery import wake
 
 		frappe.db.after_commit.add(wake.after_commit)
-	except Exception:
+	except Exception as e:
+		if transaction_is_lost(e):
+			raise
 		frappe.log_error(title="erpnext_streaming: events of this transaction were not written to the outbox")
+
+
+def transaction_is_lost(error: BaseException) -> bool:
+	"""Has MariaDB rolled the user's transaction back? Asks the error and what it was raised
+	from (frappe.db.sql raises QueryDeadlockError / QueryTimeoutError from PyMySQL's error;
+	the outbox write's ROLLBACK TO SAVEPOINT then fails in the handler of the first)."""
+	import pymysql
+
+	chain, seen = [], set()
+	while error is not None and id(error) not in seen:
+		seen.add(id(error))
+		chain.append(error)
+		error = error.__cause__ or error.__context__
+	numbers = {e.args[0] for e in chain if e.args and isinstance(e.args[0], int)}
+	if numbers & set(LOST_TRANSACTION_ERRORS) or any(
+		isinstance(e, pymysql.err.InterfaceError) for e in chain
+	):
+		return True  # InterfaceError: PyMySQL's connection is closed
+	if LOCK_WAIT_TIMEOUT not in numbers:
+		return False
+	try:
+		return bool(int(frappe.db.sql("SELECT @@innodb_rollback_on_timeout")[0][0]))
+	except Exception:
+		return True  # cannot tell: a commit that fails is better than one that reports a lost invoice
 
 
 def message_context() -> MessageContext:
