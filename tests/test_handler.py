@@ -257,7 +257,7 @@ def test_a_deadlock_in_the_flush_fails_the_users_commit_instead_of_reporting_suc
 			target=lambda: _ignore(cursor.execute, "UPDATE `tabSales Invoice` SET status = 'x'")
 		)
 		waiter.start()
-		_wait_for_lock_wait(frappe.db)
+		_wait_for_lock_wait(frappe.db, other.thread_id())
 		with pytest.raises(Exception) as raised:
 			frappe.db.commit()
 		waiter.join(30)
@@ -276,12 +276,13 @@ def _ignore(call, *args):
 		pass
 
 
-def _wait_for_lock_wait(db, timeout=10.0):
+def _wait_for_lock_wait(db, thread_id, timeout=10.0):
 	import time
 
 	deadline = time.monotonic() + timeout
+	waiting = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s AND INFO LIKE 'UPDATE%%'"
 	while time.monotonic() < deadline:
-		if db.sql("SELECT COUNT(*) FROM information_schema.INNODB_LOCK_WAITS")[0][0]:
+		if db.sql(waiting, (thread_id,))[0][0]:
 			return
 		time.sleep(0.05)
 	raise AssertionError("the other session never waited for the invoice's row")
