@@ -264,6 +264,8 @@ def complete(event: Captured, row: dict, codec: Codec) -> None:
 			source[fieldname] = [{**built.get(r["name"], {}), **r} for r in row[fieldname]]
 	event.envelope = codec.envelope(source, event.route, event.envelope["emitted_at"])
 	event.document = codec.build(source, event.route)
+	if event.state is not None:
+		event.state = state_of(source, c.spec_for(event.doctype).state_fields)  # the state it carries
 
 
 def flush(
