@@ -247,7 +247,7 @@ def reconcile(db: Database, events: list[Captured], codec: Codec) -> list[tuple[
 	}
 	kept = []
 	for index, event in enumerate(events):
-		row = None if event.failure else current.get(event.doctype, {}).get(event.name)
+		row = current.get(event.doctype, {}).get(event.name)
 		if event.failure:
 			kept.append((event, None))
 		elif row is not None and not _rolled_back(event, row):
@@ -255,13 +255,17 @@ def reconcile(db: Database, events: list[Captured], codec: Codec) -> list[tuple[
 	return kept
 
 
+def _over(captured: dict, row: dict) -> dict:
+	return {**captured, **{k: v for k, v in row.items() if v is not None}}
+
+
 def complete(event: Captured, row: dict, codec: Codec) -> None:
 	"""Rebuild the event's envelope and body from its committed row (see the module doc)."""
-	source = {**event.document, **{k: v for k, v in row.items() if v is not None}}
+	source = _over(event.document, row)
 	for fieldname, _ in codec.tables(event.route):
 		if row.get(fieldname):
 			built = {r.get("name"): r for r in event.document.get(fieldname) or ()}
-			source[fieldname] = [{**built.get(r["name"], {}), **r} for r in row[fieldname]]
+			source[fieldname] = [_over(built.get(r["name"], {}), r) for r in row[fieldname]]
 	event.envelope = codec.envelope(source, event.route, event.envelope["emitted_at"])
 	event.document = codec.build(source, event.route)
 	if event.state is not None:

@@ -85,7 +85,8 @@ class AvroCodec:
 		"""(fieldname, child doctype) of the doctype's child tables that the body carries."""
 		if self._table_fields is None:
 			return []
-		carried = {f["name"] for f in self.schema(route).document_schema["fields"] if _is_table(f["type"])}
+		fields = self.schema(route).document_schema["fields"]
+		carried = {f["name"] for f in fields if isinstance(f["type"], dict) and f["type"]["type"] == "array"}
 		return [(f, child) for f, child in self._table_fields(route.doctype) if f in carried]
 
 	def serializer(self, schema: EventSchema) -> AvroEventSerializer:
@@ -135,10 +136,6 @@ class AvroCodec:
 			last_error=error,
 			encoding=getattr(route, "encoding", "") or Encoding.DEFAULT,
 		)
-
-
-def _is_table(avro: Any) -> bool:
-	return isinstance(avro, dict) and avro.get("type") == "array"
 
 
 def mask_key_from(encryption_key: str | bytes) -> bytes:

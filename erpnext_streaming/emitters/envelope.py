@@ -1,16 +1,13 @@
 """The envelope: event id and the fields that open every event record (docs/architecture.md).
 
 `event_id(doctype, name, event_type, modified, state)` is a UUIDv5 under
-`EVENT_ID_NAMESPACE` of `doctype|name|event_type|modified` followed by `|value` for each
-value of the doctype's state fields (`constants.DoctypeSpec.state_fields`; none for ledger
-rows and admin-added doctypes). The flush builds the envelope of each document's last
-event from its row as committed (`emitters.capture.reconcile`), so `modified` and the
-state are the committed ones, and a backfill or replay of that state gives the same id.
-`modified` is normalised to Frappe's wall-clock text with six fractional digits and
-numbers to their float value, so a `datetime` and its Frappe string, or `70.0` and
-`Decimal("70.000000000")`, give the same id. `modified` keeps a return to an earlier
-state (outstanding 70, 40, then 70 again) a new event; the state makes a change that ERPNext
-writes without touching `modified` (a bulk UPDATE of status) a new event too.
+`EVENT_ID_NAMESPACE` of `doctype|name|event_type|modified`, then `|value` per value of the
+doctype's state fields (`constants.DoctypeSpec.state_fields`; none for ledger rows). The
+flush builds each document's last event from its committed row (`capture.complete`), so a
+backfill or replay of that state gives the same id. `modified` is normalised to Frappe's
+text with six fractional digits and numbers to floats (`70.0` = `Decimal("70.000000000")`).
+`modified` keeps a return to an earlier state a new event; the state keeps a change written
+without `modified` (a bulk UPDATE of status) a new event.
 
 `build_envelope(...)` returns the envelope fields as a dict; the caller adds `document`.
 Frappe datetimes are naive wall-clock times of the site's time zone: pass that zone as

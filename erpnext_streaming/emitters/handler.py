@@ -25,14 +25,14 @@ from erpnext_streaming.catalog import get_catalog
 from erpnext_streaming.constants import BUILTIN_BY_DOCTYPE
 from erpnext_streaming.emitters import capture
 from erpnext_streaming.emitters.codec import get_codec
+from erpnext_streaming.outbox.mariadb import is_mariadb_error
 from erpnext_streaming.outbox.records import MessageContext
 from erpnext_streaming.outbox.write import write
 
 BUFFER_ATTR = "_erpnext_streaming_buffer"
-# MariaDB errors after which the transaction is gone: 1213 the deadlock victim's
-# transaction is rolled back; 2006 / 2013 the connection is lost and the server rolls back
-# what it had (PyMySQL: CR_SERVER_GONE_ERROR, CR_SERVER_LOST)
-LOST_TRANSACTION_ERRORS = (1213, 2006, 2013)
+# errors after which MariaDB has rolled the transaction back: 1213 deadlock victim; 2006 /
+# 2013 connection gone or lost; 0 PyMySQL's InterfaceError(0, "") of a closed connection
+LOST_TRANSACTION_ERRORS = (1213, 2006, 2013, 0)
 LOCK_WAIT_TIMEOUT = 1205  # rolls back the transaction only with innodb_rollback_on_timeout
 LOGGER = "erpnext_streaming"
 
@@ -105,22 +105,12 @@ def flush():
 
 
 def transaction_is_lost(error: BaseException) -> bool:
-	"""Has MariaDB rolled the user's transaction back? Asks the error and what it was raised
-	from (frappe.db.sql raises QueryDeadlockError / QueryTimeoutError from PyMySQL's error;
+	"""Has MariaDB rolled the user's transaction back? (`is_mariadb_error` also asks what the
+	error was raised from: frappe.db.sql raises QueryDeadlockError from PyMySQL's error, and
 	the outbox write's ROLLBACK TO SAVEPOINT then fails in the handler of the first)."""
-	import pymysql
-
-	chain, seen = [], set()
-	while error is not None and id(error) not in seen:
-		seen.add(id(error))
-		chain.append(error)
-		error = error.__cause__ or error.__context__
-	numbers = {e.args[0] for e in chain if e.args and isinstance(e.args[0], int)}
-	if numbers & set(LOST_TRANSACTION_ERRORS) or any(
-		isinstance(e, pymysql.err.InterfaceError) for e in chain
-	):
-		return True  # InterfaceError: PyMySQL's connection is closed
-	if LOCK_WAIT_TIMEOUT not in numbers:
+	if any(is_mariadb_error(error, number) for number in LOST_TRANSACTION_ERRORS):
+		return True
+	if not is_mariadb_error(error, LOCK_WAIT_TIMEOUT):
 		return False
 	try:
 		return bool(int(frappe.db.sql("SELECT @@innodb_rollback_on_timeout")[0][0]))
