@@ -5,8 +5,8 @@
 `capture.flush(buffer, frappe.db, codec)` and `outbox.write(frappe.db, records, now)`
 inside the transaction, and wakes the drainer after the commit. `commit_transaction`
 below does exactly that on a PyMySQL connection (no Frappe): the ERPNext rows the
-transaction writes, the flush (which reconciles with them and completes the stock ledger
-valuation from them), the outbox rows, COMMIT, then the wake-up signal.
+transaction writes, the flush (which reconciles with them and completes each document's
+last event from them), the outbox rows, COMMIT, then the wake-up signal.
 """
 
 from __future__ import annotations
