@@ -286,3 +286,27 @@ def _wait_for_lock_wait(db, thread_id, timeout=10.0):
 			return
 		time.sleep(0.05)
 	raise AssertionError("the other session never waited for the invoice's row")
+
+
+def test_errors_that_mean_mariadb_rolled_the_transaction_back_are_told_from_the_others(streaming):
+	import pymysql
+
+	def raised_from(cause, error):
+		try:
+			raise error from cause
+		except Exception as e:
+			return e
+
+	lost = [
+		pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock"),
+		raised_from(pymysql.err.OperationalError(1213, "Deadlock"), RuntimeError("QueryDeadlockError")),
+		pymysql.err.OperationalError(2013, "Lost connection to server during query"),
+		pymysql.err.OperationalError(2006, "MySQL server has gone away"),
+		pymysql.err.InterfaceError(0, ""),
+	]
+	assert [handler.transaction_is_lost(e) for e in lost] == [True] * len(lost)
+	rollback_on_timeout = frappe.db.sql("SELECT @@innodb_rollback_on_timeout")[0][0]
+	timeout = pymysql.err.OperationalError(1205, "Lock wait timeout exceeded")
+	assert handler.transaction_is_lost(timeout) is bool(rollback_on_timeout)
+	alive = [ValueError("cannot build"), pymysql.err.IntegrityError(1062, "Duplicate entry")]
+	assert [handler.transaction_is_lost(e) for e in alive] == [False, False]
