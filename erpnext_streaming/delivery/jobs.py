@@ -35,6 +35,8 @@ DRAINER_JOB_ID = "erpnext_streaming.delivery.drainer"
 # a successor takes the id its predecessor does not hold (see `enqueue_drainer`)
 DRAINER_JOB_IDS = (DRAINER_JOB_ID, f"{DRAINER_JOB_ID}.next")
 LOGGER = "erpnext_streaming"
+# a started drainer job takes its heartbeat within this, or its worker is gone
+STARTING_SECONDS = 3 * signals.HEARTBEAT_SECONDS
 # librdkafka's own default when neither property is set
 LIBRDKAFKA_MESSAGE_TIMEOUT_MS = 300000
 
@@ -120,8 +122,13 @@ def sweep() -> dict:
 	config = StreamingConfig.from_doc(frappe.get_single(c.SETTINGS_DOCTYPE))
 	if not config.enabled:
 		return {"ran": False, "drainer": "streaming is disabled"}
-	lease = build_drainer_config(config, kafka_config.producer_config(config)).lease
-	result = sweeper.sweep(frappe.db, now_datetime(), lambda: ensure_drainer(stale_after=lease))
+	site, redis_client = frappe.local.site, queue_redis(timeout=5)
+	result = sweeper.sweep(
+		frappe.db,
+		now_datetime(),
+		lambda: ensure_drainer(stale_after=STARTING_SECONDS),
+		lambda owner: signals.owner_alive(redis_client, site, owner),
+	)
 	return {
 		"ran": result.ran,
 		"released": result.released,
@@ -173,7 +180,7 @@ def _drainer_jobs() -> dict:
 
 def ensure_drainer(stale_after: float) -> str:
 	"""Make sure a drainer is queued or running; replaces a dead one (its RQ job still says
-	"started" after its worker was killed, but its heartbeat has expired)."""
+	"started" after its worker was killed, but its heartbeat lapsed within seconds)."""
 	from rq.utils import utcnow
 
 	site = frappe.local.site
@@ -188,7 +195,7 @@ def ensure_drainer(stale_after: float) -> str:
 		if job.started_at is not None and (utcnow() - job.started_at).total_seconds() < stale_after:
 			return "starting"
 	for job in started:
-		job.delete()  # its worker is gone: no heartbeat for a whole lease
+		job.delete()  # its worker is gone: no heartbeat since it started
 		frappe.logger(LOGGER).warning(
 			"erpnext_streaming: the drainer job started at %s has no heartbeat; replacing it", job.started_at
 		)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from erpnext_streaming.delivery import bundles
+from erpnext_streaming.outbox import outcomes
 from erpnext_streaming.outbox.mariadb import (
 	Database,
 	TransactionalDatabase,
@@ -24,7 +25,6 @@ from erpnext_streaming.outbox.mariadb import (
 	read_committed,
 	release_lock,
 )
-from erpnext_streaming.outbox.outcomes import dead_letters_pending, release_expired_leases
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,21 @@ class SweepResult:
 	drainer: str = ""
 
 
-def sweep(db: TransactionalDatabase, now: datetime, ensure_drainer: Callable[[], str]) -> SweepResult:
+def sweep(
+	db: TransactionalDatabase,
+	now: datetime,
+	ensure_drainer: Callable[[], str],
+	owner_alive: Callable[[str], bool] = lambda owner: True,
+) -> SweepResult:
 	lock = lock_name(db, "sweep")
 	if not get_lock(db, lock, 0):
 		return SweepResult(ran=False)
 	try:
-		released = [*bundles.release_expired(db, now), *release_expired_leases(db, now)]
+		released = [
+			*release_dead_owners(db, now, owner_alive),
+			*bundles.release_expired(db, now),
+			*outcomes.release_expired_leases(db, now),
+		]
 		db.commit()
 		# READ COMMITTED, as the drainer: its deletes take no gap lock a user's INSERT waits on
 		with read_committed(db):
@@ -57,4 +66,13 @@ def sweep(db: TransactionalDatabase, now: datetime, ensure_drainer: Callable[[],
 def has_pending_work(db: Database, now: datetime) -> bool:
 	"""Is there anything a drainer could do now: a company's next bundle due and not leased
 	by a live drainer, or a Dead row whose dead-letter copy is pending and not in flight?"""
-	return bundles.deliverable(db, now) or dead_letters_pending(db, now)
+	return bundles.deliverable(db, now) or outcomes.dead_letters_pending(db, now)
+
+
+def release_dead_owners(db: Database, now: datetime, owner_alive: Callable[[str], bool]) -> list[str]:
+	"""Free at once the leases of drainers whose process is gone; the dead owners."""
+	dead = sorted(o for o in bundles.lease_owners(db) | outcomes.lease_owners(db, now) if not owner_alive(o))
+	for owner in dead:
+		bundles.release(db, owner)
+		outcomes.release_owner(db, owner, now)
+	return dead

@@ -125,6 +125,24 @@ def release_leases(db: Database, owner: str, names: Sequence[Any]) -> None:
 		)
 
 
+def lease_owners(db: Database, now: datetime) -> set[str]:
+	"""The drainers leasing rows (dead-letter copies in flight) now."""
+	return {
+		r[0]
+		for r in db.sql(f"SELECT DISTINCT `lease_owner` FROM {TABLE} WHERE `lease_expires_at` > %s", (now,))
+		if r[0]
+	}
+
+
+def release_owner(db: Database, owner: str, now: datetime) -> None:
+	"""Free every row lease of `owner` (a drainer known to be dead)."""
+	db.sql(
+		f"UPDATE {TABLE} SET `lease_owner` = NULL, `lease_expires_at` = NULL "
+		"WHERE `lease_expires_at` > %s AND `lease_owner` = %s",
+		(now, owner),
+	)
+
+
 def release_expired_leases(db: Database, now: datetime, limit: int = 10000) -> list[Any]:
 	"""Clear leases that expired (a drainer died); returns the rows released. Idempotent."""
 	names = [
