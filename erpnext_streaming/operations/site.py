@@ -30,8 +30,8 @@ from erpnext_streaming.operations import replay as replay_core
 from erpnext_streaming.operations import status as status_core
 from erpnext_streaming.operations.progress import Progress
 from erpnext_streaming.operations.secrets import redact
+from erpnext_streaming.outbox.requeue import count_candidates, requeue_candidates
 from erpnext_streaming.outbox.requeue import requeue as requeue_rows
-from erpnext_streaming.outbox.requeue import requeue_candidates
 from erpnext_streaming.settings import StreamingConfig
 
 LOGGER = "erpnext_streaming"
@@ -72,6 +72,9 @@ def secrets() -> tuple[str, ...]:
 		return tuple(s for s in found if s)
 	except Exception:
 		return ()
+
+
+REQUEUE_CHUNK = 5000
 
 
 def _wake_after_commit() -> None:
@@ -186,20 +189,38 @@ def requeue(
 	doctype: str | None = None,
 	company: str | None = None,
 	dry_run: bool = False,
+	chunk: int = REQUEUE_CHUNK,
 ) -> dict[str, Any]:
-	now = now_datetime()
+	"""`bench streaming requeue`: every matching Failed/Dead row back into delivery."""
 	filters: dict[str, Any] = {"status": list(statuses or c.Status.REQUEUEABLE)}
 	if doctype:
 		filters["reference_doctype"] = doctype
 	if company:
 		filters["company"] = company
-	names = requeue_candidates(frappe.db, filters, now, since=since)
-	if dry_run or not names:
-		return {"matched": len(names), "requeued": 0, "dry_run": dry_run}
-	requeued = requeue_rows(frappe.db, names, now, frappe.session.user, message_context())
-	_wake_after_commit()
-	frappe.db.commit()
-	return {"matched": len(names), "requeued": len(requeued), "dry_run": False}
+	return requeue_matching(filters, since, dry_run, chunk)
+
+
+def requeue_matching(
+	filters: dict[str, Any], since: datetime | None = None, dry_run: bool = False, chunk: int = REQUEUE_CHUNK
+) -> dict[str, Any]:
+	"""`chunk` rows per committed transaction, so no set is too large and no counter lock
+	is held for long (filters: `outbox.requeue.requeue_candidates`)."""
+	now = now_datetime()
+	if dry_run:
+		return {"matched": count_candidates(frappe.db, filters, now, since), "requeued": 0, "dry_run": True}
+	matched = requeued = after = 0
+	while names := requeue_candidates(frappe.db, filters, now, limit=chunk, since=since, after=after):
+		matched, after = matched + len(names), names[-1]
+		requeued += len(requeue_rows(frappe.db, names, now, frappe.session.user, message_context()))
+		_wake_after_commit()
+		frappe.db.commit()
+	return {"matched": matched, "requeued": requeued, "dry_run": False}
+
+
+def requeue_job(filters: dict) -> dict[str, Any]:
+	"""Background requeue of a filter too large for a web request (`api.requeue`); Frappe
+	runs the job as the user who enqueued it (`frappe.utils.background_jobs.execute_job`)."""
+	return requeue_matching(filters)
 
 
 def replay(

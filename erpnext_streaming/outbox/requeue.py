@@ -50,13 +50,35 @@ class RequeueRefused(Exception):
 
 
 def requeue_candidates(
-	db: Database, filters: dict[str, Any], now: datetime, limit: int = 100000, since: datetime | None = None
+	db: Database,
+	filters: dict[str, Any],
+	now: datetime,
+	limit: int = 100000,
+	since: datetime | None = None,
+	after: int = 0,
 ) -> list[int]:
-	"""Names of Failed/Dead rows matching `filters` ({field: value or [values]}, fields in
-	REQUEUE_FILTER_FIELDS) and, with `since`, last changed (failed or died) at or after it,
-	except rows a drainer is delivering right now. A status other than Failed or Dead is
-	refused. Rows without an encoded event (written Dead because their capture failed)
-	never match: publishing them would send an empty value."""
+	"""Names (after `after`, at most `limit`, in order) of Failed/Dead rows matching
+	`filters` ({field: value or [values]}, fields in REQUEUE_FILTER_FIELDS) and, with
+	`since`, last changed (failed or died) at or after it, except rows a drainer is
+	delivering right now. A status other than Failed or Dead is refused. Rows without an
+	encoded event (written Dead because their capture failed) never match: publishing them
+	would send an empty value. Callers walk large sets chunk by chunk with `after`."""
+	conditions, values = _conditions(filters, now, since)
+	rows = db.sql(
+		f"SELECT `name` FROM {TABLE} WHERE `name` > %s AND {conditions} ORDER BY `name` LIMIT %s",
+		[after, *values, limit],
+	)
+	return [r[0] for r in rows]
+
+
+def count_candidates(
+	db: Database, filters: dict[str, Any], now: datetime, since: datetime | None = None
+) -> int:
+	conditions, values = _conditions(filters, now, since)
+	return int(db.sql(f"SELECT COUNT(*) FROM {TABLE} WHERE {conditions}", values)[0][0])
+
+
+def _conditions(filters: dict[str, Any], now: datetime, since: datetime | None) -> tuple[str, list[Any]]:
 	conditions = [f"`status` IN ({placeholders(Status.REQUEUEABLE)})", LEASE_IS_FREE, _HAS_PAYLOAD]
 	values: list[Any] = [*Status.REQUEUEABLE, now]
 	if since is not None:
@@ -74,11 +96,7 @@ def requeue_candidates(
 			raise RequeueRefused("Only Failed or Dead rows can be requeued")
 		conditions.append(f"`{field}` IN ({placeholders(options)})")
 		values.extend(options)
-	rows = db.sql(
-		f"SELECT `name` FROM {TABLE} WHERE {' AND '.join(conditions)} ORDER BY `name` LIMIT %s",
-		[*values, limit],
-	)
-	return [r[0] for r in rows]
+	return " AND ".join(conditions), values
 
 
 def requeue(

@@ -275,6 +275,15 @@ class TestReplayAndRequeue(FrappeTestCase):
 		queued = [b["refs"] for b in bundle_rows()]
 		self.assertEqual(queued, [[self.names["failed"]], [self.names["dead"]]])
 
+	def test_requeue_walks_every_matching_row_in_chunks(self):
+		with commits_as_savepoints():
+			self.assertEqual(
+				ops.requeue(chunk=1, company=self.rows()[0].company),
+				{"matched": 2, "requeued": 2, "dry_run": False},
+			)
+		statuses = {r.reference_name: r.status for r in self.rows()}
+		self.assertEqual((statuses["dead"], statuses["failed"]), ("Queued", "Queued"))
+
 	def test_a_capture_failure_is_not_requeued(self):
 		import dataclasses
 
