@@ -17,8 +17,10 @@ Tuning without a form field (site config, `bench --site S set-config KEY VALUE`)
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import frappe
-from frappe.utils import now_datetime
+from frappe.utils import get_system_timezone, now_datetime
 from rq.job import JobStatus
 
 from erpnext_streaming import constants as c
@@ -28,6 +30,7 @@ from erpnext_streaming.delivery.drainer import Drainer
 from erpnext_streaming.delivery.environment import DrainerConfig, SystemClock, new_owner
 from erpnext_streaming.delivery.policy import RetryPolicy
 from erpnext_streaming.delivery.producer import KafkaProducer
+from erpnext_streaming.outbox.records import MessageContext
 from erpnext_streaming.settings import StreamingConfig
 
 DRAINER_METHOD = "erpnext_streaming.delivery.jobs.drain"
@@ -118,7 +121,8 @@ def credentials(settings, config: StreamingConfig) -> tuple[str | None, str | No
 
 
 def sweep() -> dict:
-	"""Scheduler job (every minute): release expired leases, ensure a drainer when rows wait."""
+	"""Scheduler job (every minute): release expired leases and a dead drainer's, bundle lost
+	pending rows, ensure a drainer when rows wait."""
 	config = StreamingConfig.from_doc(frappe.get_single(c.SETTINGS_DOCTYPE))
 	if not config.enabled:
 		return {"ran": False, "drainer": "streaming is disabled"}
@@ -128,12 +132,14 @@ def sweep() -> dict:
 		now_datetime(),
 		lambda: ensure_drainer(stale_after=STARTING_SECONDS),
 		lambda owner: signals.owner_alive(redis_client, site, owner),
+		MessageContext(site, ZoneInfo(get_system_timezone() or "UTC")),
 	)
 	return {
 		"ran": result.ran,
 		"released": result.released,
 		"pending": result.pending,
 		"drainer": result.drainer,
+		"lost_rows_queued": result.lost,
 	}
 
 
@@ -204,8 +210,6 @@ def ensure_drainer(stale_after: float) -> str:
 
 
 def build_drainer_config(config: StreamingConfig, producer_conf: dict) -> DrainerConfig:
-	from frappe.utils import get_system_timezone
-
 	conf = frappe.conf
 	timeout_ms = producer_conf.get("message.timeout.ms") or producer_conf.get("delivery.timeout.ms")
 	message_timeout = int(timeout_ms or LIBRDKAFKA_MESSAGE_TIMEOUT_MS) / 1000

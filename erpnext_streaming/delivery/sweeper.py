@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from erpnext_streaming.constants import BUNDLE_TABLE
 from erpnext_streaming.delivery import bundles
 from erpnext_streaming.outbox import outcomes
 from erpnext_streaming.outbox.mariadb import (
@@ -25,6 +26,13 @@ from erpnext_streaming.outbox.mariadb import (
 	read_committed,
 	release_lock,
 )
+from erpnext_streaming.outbox.records import MessageContext
+from erpnext_streaming.outbox.requeue import queue_pending
+
+# a pending row no bundle holds is called lost after this long (a commit writes both at once)
+LOST_AFTER = timedelta(minutes=10)
+# lost rows are looked for only while the delivery queue is short (it reads every bundle)
+LOST_SCAN_BUNDLES = 1000
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,7 @@ class SweepResult:
 	released: int = 0
 	pending: bool = False
 	drainer: str = ""
+	lost: int = 0
 
 
 def sweep(
@@ -40,6 +49,7 @@ def sweep(
 	now: datetime,
 	ensure_drainer: Callable[[], str],
 	owner_alive: Callable[[str], bool] = lambda owner: True,
+	context: MessageContext | None = None,
 ) -> SweepResult:
 	lock = lock_name(db, "sweep")
 	if not get_lock(db, lock, 0):
@@ -56,9 +66,12 @@ def sweep(
 			while bundles.settle(db, now):
 				db.commit()
 			db.commit()
+		lost = queue_lost(db, now, context) if context else 0
+		db.commit()
 		pending = has_pending_work(db, now)
 		db.commit()
-		return SweepResult(True, len(released), pending, ensure_drainer() if pending else "not needed")
+		drainer = ensure_drainer() if pending else "not needed"
+		return SweepResult(True, len(released), pending, drainer, lost)
 	finally:
 		release_lock(db, lock)
 
@@ -76,3 +89,12 @@ def release_dead_owners(db: Database, now: datetime, owner_alive: Callable[[str]
 		bundles.release(db, owner)
 		outcomes.release_owner(db, owner, now)
 	return dead
+
+
+def queue_lost(db: TransactionalDatabase, now: datetime, context: MessageContext) -> int:
+	"""Bundles for pending rows that no bundle holds (`outbox.requeue.queue_pending`), looked
+	for on a short delivery queue only: during a backlog, once it has drained."""
+	db.commit()  # one snapshot for the rows and the bundles
+	if len(db.sql(f"SELECT 1 FROM `{BUNDLE_TABLE}` LIMIT %s", (LOST_SCAN_BUNDLES + 1,))) > LOST_SCAN_BUNDLES:
+		return 0
+	return queue_pending(db, now, context, before=now - LOST_AFTER)

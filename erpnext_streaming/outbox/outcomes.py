@@ -171,12 +171,15 @@ def dead_letters_pending(db: Database, now: datetime) -> bool:
 	)
 
 
-def pending_names(db: Database) -> list[int]:
-	"""Every Queued or Failed row, in name order (the upgrade patch bundles those not in a
-	bundle yet)."""
+def pending_names(db: Database, before: datetime | None = None) -> list[int]:
+	"""Every Queued or Failed row (created before `before`, if given), in name order."""
+	created = " AND `creation` < %s" if before else ""
 	return [
 		r[0]
-		for r in db.sql(f"SELECT `name` FROM {TABLE} WHERE `status` IN (%s, %s) ORDER BY `name`", CLAIMABLE)
+		for r in db.sql(
+			f"SELECT `name` FROM {TABLE} WHERE `status` IN (%s, %s){created} ORDER BY `name`",
+			[*CLAIMABLE, *([before] if before else [])],
+		)
 	]
 
 

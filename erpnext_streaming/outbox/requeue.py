@@ -16,7 +16,7 @@ from typing import Any
 from erpnext_streaming.constants import Status
 from erpnext_streaming.delivery import bundles
 from erpnext_streaming.outbox.mariadb import Database, placeholders
-from erpnext_streaming.outbox.outcomes import LEASE_IS_FREE, TABLE
+from erpnext_streaming.outbox.outcomes import LEASE_IS_FREE, TABLE, companies_of, pending_names
 from erpnext_streaming.outbox.records import NO_CONTEXT, SYSTEM_USER, MessageContext
 from erpnext_streaming.outbox.write import lock_counters
 
@@ -186,3 +186,24 @@ def _back_into_delivery(
 	if dead:
 		lock_counters(db, [found[name][4] for name in dead])
 		bundles.queue_rows(db, dead, now, context, user=user)
+
+
+def queue_pending(
+	db: Database, now: datetime, context: MessageContext, chunk: int = 1000, before=None
+) -> int:
+	"""Bundles for every Queued or Failed row (created before `before`, if given) that no
+	bundle holds; the rows queued. Such rows exist after an upgrade from the row-by-row
+	drainer (patches/v1_0) or when a bundle's events line was unreadable; a commit writes its
+	rows and their bundle at once, so a pending row of a consistent snapshot without a
+	bundle is lost, never in progress.
+
+	Under the companies' counter locks (as a commit's outbox write), so no commit of theirs
+	slips in while their bundles are drawn."""
+	names = pending_names(db, before)
+	if names:
+		bundled = bundles.bundled_names(db)
+		names = [name for name in names if name not in bundled]
+	if not names:
+		return 0
+	lock_counters(db, companies_of(db, names))
+	return bundles.queue_rows(db, names, now, context, chunk)
