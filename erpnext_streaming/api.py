@@ -62,7 +62,7 @@ def requeue(names: list | str | None = None, filters: dict | str | None = None) 
 
 def _requeue_in_background(filters: dict, matched: int) -> dict:
 	frappe.enqueue(
-		"erpnext_streaming.operations.site.requeue_job",
+		"erpnext_streaming.operations.site.requeue_matching",
 		queue="long",
 		filters=filters,
 		enqueue_after_commit=True,
