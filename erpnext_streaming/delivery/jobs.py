@@ -250,7 +250,8 @@ def build_framer(config: StreamingConfig, registry_password: str | None) -> fram
 
 
 def writer_schema(doctype: str, version: int, fingerprint: str):
-	"""The schema a row was written with: shipped, or derived from the doctype's meta."""
+	"""The schema a row was written with: shipped, derived from the doctype's meta, or the
+	stored version it was derived as before the meta changed (`schemas.stored`)."""
 	from erpnext_streaming.schemas import shipped_doctypes
 
 	if doctype in shipped_doctypes():
@@ -258,6 +259,10 @@ def writer_schema(doctype: str, version: int, fingerprint: str):
 	from erpnext_streaming.emitters.codec import derive_from_meta
 
 	schema = derive_from_meta(doctype)
+	if schema.fingerprint != fingerprint:
+		from erpnext_streaming.schemas import stored
+
+		schema = stored.load(frappe.db, fingerprint) or schema
 	if schema.fingerprint != fingerprint:
 		raise framing.FramingError(
 			f"{doctype}'s meta changed since the event was captured (schema fingerprint {fingerprint}, "

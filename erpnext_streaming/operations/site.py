@@ -479,13 +479,12 @@ def run_pending_revaluations(
 
 
 def export_schemas(directory: str | Path) -> list[Path]:
-	"""Every shipped schema version, and the derived schema of each admin-added catalog doctype."""
-	from erpnext_streaming.schemas import default_registry
+	"""Every shipped schema version, the derived schema of each admin-added catalog doctype,
+	and every derived version stored before its doctype changed (`schemas.stored`)."""
+	from erpnext_streaming.schemas import default_registry, stored
 
-	config = settings()[1]
-	registry = default_registry()
-	schemas = registry.all()
-	topics, derived = {}, []
+	config, registry, kept = settings()[1], default_registry(), stored.all_stored(frappe.db)
+	schemas, topics, derived = [*registry.all(), *kept], {}, [s.doctype for s in kept]
 	for row in config.catalog:
 		if not row.document_type:
 			continue
