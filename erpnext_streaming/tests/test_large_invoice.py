@@ -55,9 +55,9 @@ from erpnext_streaming.constants import (
 	Status,
 )
 from erpnext_streaming.consumer import Decoder, EventConsumer, Reassembler
-from erpnext_streaming.delivery import jobs, parts, signals
+from erpnext_streaming.delivery import jobs, parts
 from erpnext_streaming.delivery.drainer import Drainer
-from erpnext_streaming.delivery.environment import SystemClock, new_owner
+from erpnext_streaming.delivery.environment import NoHeartbeat, SystemClock
 from erpnext_streaming.delivery.producer import KafkaProducer
 from erpnext_streaming.emitters import handler
 from erpnext_streaming.outbox.records import decode_payload
@@ -141,13 +141,11 @@ class TestLargeInvoice(FrappeTestCase):
 			idle_exit_seconds=0,
 			poll_seconds=0.1,
 		)
-		owner = new_owner()
 		drainer = Drainer(
 			db=frappe.db,
 			producer_factory=lambda: KafkaProducer(producer_conf),
 			wake=NoWake(),
-			heartbeat=AliveOnly(jobs.queue_redis(5), frappe.local.site, owner),
-			owner=owner,
+			heartbeat=NoHeartbeat(),
 			clock=SystemClock(now_datetime),
 			config=drainer_config,
 			policy=jobs.retry_policy(config),
@@ -354,12 +352,3 @@ class TestLargeInvoice(FrappeTestCase):
 				f"offsets {pieces[0].offset()}-{pieces[-1].offset()}"
 			)
 		print(f"  drainer {stats.as_dict()}")
-
-
-class AliveOnly(signals.RedisHeartbeat):
-	"""This test's drainer runs beside the site's own (a commit may have enqueued one): it
-	never yields to it, but keeps its alive key so the sweeper leaves its leases alone."""
-
-	def acquire(self) -> bool:
-		super().acquire()
-		return True
