@@ -150,13 +150,18 @@ _CODEC_ATTR = "_erpnext_streaming_codec"
 
 
 def derive_from_meta(doctype: str) -> EventSchema:
+	"""The doctype's schema from its meta, stored by fingerprint (`schemas.stored`)."""
 	import frappe
+	import frappe.utils
 
+	from erpnext_streaming.schemas import stored
 	from erpnext_streaming.schemas.derive import child_doctypes, derive_schema
 
 	fields = frappe.get_meta(doctype).fields
 	children = {child: frappe.get_meta(child).fields for child in child_doctypes(fields)}
-	return derive_schema(doctype, fields, children)
+	schema = derive_schema(doctype, fields, children)
+	stored.store(frappe.db, schema, frappe.utils.now_datetime(), frappe.session.user)
+	return schema
 
 
 def table_fields(doctype: str) -> list[tuple[str, str]]:
