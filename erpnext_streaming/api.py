@@ -17,10 +17,11 @@ from frappe.utils import cint, now_datetime
 
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE
 from erpnext_streaming.emitters.handler import message_context
-from erpnext_streaming.outbox.requeue import RequeueRefused, requeue_candidates
+from erpnext_streaming.outbox.requeue import RequeueRefused, count_candidates, requeue_candidates
 from erpnext_streaming.outbox.requeue import requeue as requeue_rows
 
-REQUEUE_LIMIT = 100000
+# a filter matching more rows than this is requeued by a background job, not in the request
+REQUEUE_INLINE_LIMIT = 1000
 
 
 @frappe.whitelist(methods=["POST"])
@@ -44,7 +45,10 @@ def requeue(names: list | str | None = None, filters: dict | str | None = None) 
 	try:
 		wanted = list(names)
 		if filters:
-			wanted += requeue_candidates(frappe.db, dict(filters), now, limit=REQUEUE_LIMIT)
+			matched = count_candidates(frappe.db, dict(filters), now)
+			if matched > REQUEUE_INLINE_LIMIT:
+				return _requeue_in_background(dict(filters), matched)
+			wanted += requeue_candidates(frappe.db, dict(filters), now)
 		requeued = requeue_rows(frappe.db, wanted, now, frappe.session.user, message_context())
 	except RequeueRefused as e:
 		details = "".join(f"<br>{name}: {_(reason)}" for name, reason in e.rows[:20])
@@ -54,6 +58,16 @@ def requeue(names: list | str | None = None, filters: dict | str | None = None) 
 
 		frappe.db.after_commit.add(wake.after_commit)
 	return {"requeued": len(requeued), "names": requeued[:1000]}
+
+
+def _requeue_in_background(filters: dict, matched: int) -> dict:
+	frappe.enqueue(
+		"erpnext_streaming.operations.site.requeue_matching",
+		queue="long",
+		filters=filters,
+		enqueue_after_commit=True,
+	)
+	return {"requeued": 0, "matched": matched, "background": True}
 
 
 @frappe.whitelist(methods=["GET", "POST"])

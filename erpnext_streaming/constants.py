@@ -154,7 +154,10 @@ class DoctypeSpec:
 	`state_fields` define a change (kind CHANGE) event: one is emitted only when their
 	values differ from the state the stream last emitted for the document (an earlier
 	event of the same transaction, else the Streaming Emitted State row); `coalesce` says
-	how the remaining change events of one document are reduced at commit.
+	how the remaining change events of one document are reduced at commit. Change events of
+	drafts (docstatus 0) are not business events and are not emitted unless `drafts`
+	(Job Card: its status moves through Open, Work In Progress and Completed before submit).
+	The state fields are also part of the event id (`emitters.envelope.event_id`).
 	"""
 
 	doctype: str
@@ -162,6 +165,7 @@ class DoctypeSpec:
 	description: str
 	state_fields: tuple[str, ...] = ()
 	coalesce: str = Coalesce.LAST
+	drafts: bool = False
 
 	@property
 	def kinds(self) -> tuple[str, ...]:
@@ -246,6 +250,7 @@ BUILTIN_SPECS: tuple[DoctypeSpec, ...] = (
 		),
 		state_fields=("status", "total_completed_qty"),
 		coalesce=Coalesce.PER_STATUS,
+		drafts=True,
 	),
 	DoctypeSpec(
 		doctype="Payment Entry",

@@ -29,7 +29,7 @@ class Doc(dict):
 	"""A document as doc_events handlers see it: attributes, .get(), the state before save."""
 
 	def __init__(self, doctype: str, before: dict | None = None, **values):
-		super().__init__(doctype=doctype, **values)
+		super().__init__(doctype=doctype, **{"docstatus": 1, **values})
 		self._before = Doc(doctype, **before) if before is not None else None
 
 	def __getattr__(self, key):
@@ -43,8 +43,12 @@ class Doc(dict):
 
 
 class RecordingCodec:
-	def __init__(self, fail_on: set[str] = frozenset()):
+	def __init__(self, fail_on: set[str] = frozenset(), tables: dict | None = None):
 		self.fail_on = fail_on
+		self._tables = tables or {}
+
+	def tables(self, route):
+		return self._tables.get(route.doctype, [])
 
 	def build(self, doc, route):
 		if doc.get("name") in self.fail_on:
@@ -289,9 +293,7 @@ def pay(name: str, outstanding: float, status: str) -> list[tuple]:
 		(name,), as_dict=True)[0]  # fmt: skip
 	frappe.db.sql("UPDATE `tabSales Invoice` SET status = %s WHERE name = %s", (status, name))
 	buffer = capture.Buffer()
-	buffer.db = CountingDb(
-		frappe.db
-	)  # the handler's buffer reads the emitted states from the site's database
+	buffer.db = CountingDb(frappe.db)  # the handler's buffer reads the emitted states from the database
 	invoice = Doc("Sales Invoice", before=dict(before), name=name, company="A", status=status,
 		outstanding_amount=outstanding, modified=T0, docstatus=1)  # fmt: skip
 	take(buffer, invoice, "on_change")
@@ -299,7 +301,7 @@ def pay(name: str, outstanding: float, status: str) -> list[tuple]:
 	assert [q.split(" WHERE ")[1] for q in buffer.db.queries] == ["`name` = %s"]  # one primary-key read
 	records = capture.flush(buffer, frappe.db, RecordingCodec())
 	frappe.db.commit()
-	return [(r.event_type, json.loads(r.payload)["document"]["outstanding_amount"]) for r in records]
+	return [(r.event_type, float(json.loads(r.payload)["document"]["outstanding_amount"])) for r in records]
 
 
 @pytest.mark.integration
@@ -346,3 +348,89 @@ def test_invoices_made_overdue_without_a_hook_are_found_against_the_last_emitted
 
 	assert emit("SINV-1", "on_change", "Overdue", 100.0) == ["status_changed"]  # what the daily job does
 	assert capture.changed_without_hook(frappe.db) == ["SINV-2", "SINV-4"]
+
+
+# -- issue 17: drafts, the committed state, savepoints with a reused name ------------------
+
+
+def test_drafts_emit_no_change_events_except_job_cards_whose_status_moves_before_submit():
+	"""Inserting a draft Sales Invoice or Work Order is not a business event (issue 17,
+	item 2); a Job Card goes Open -> Work In Progress -> Completed as a draft (job_card.py
+	set_status in validate, before submit), so its spec streams drafts."""
+	buffer = capture.Buffer()
+	invoice = Doc(
+		"Sales Invoice", name="SINV-1", company="A", docstatus=0, status="Draft", outstanding_amount=100
+	)
+	assert take(buffer, invoice, "on_change") is None
+	order = Doc("Work Order", name="WO-1", company="A", docstatus=0, status="Draft", produced_qty=0,
+		material_transferred_for_manufacturing=0, process_loss_qty=0)  # fmt: skip
+	assert take(buffer, order, "on_change") is None
+	card = Doc(
+		"Job Card", name="JC-1", company="A", docstatus=0, status="Work In Progress", total_completed_qty=0
+	)
+	assert take(buffer, card, "on_update").route.event_type == "status_changed"
+	assert [e.doctype for e in buffer.events] == ["Job Card"]
+
+
+def document(record):
+	return json.loads(record.payload)["document"]
+
+
+@pytest.mark.integration
+def test_the_last_event_of_a_document_carries_what_erpnext_wrote_after_its_hook(site):
+	"""Issue 17, item 3: WorkOrder.update_status db_sets the status (on_change fires: captured),
+	then update_required_items db_sets each required item's consumed_qty (no hook). The last
+	event of the order carries the row as committed; the earlier status run keeps its state."""
+	buffer = capture.Buffer()
+	codec = RecordingCodec(tables={"Work Order": [("required_items", "Work Order Item")]})
+	order = dict(name="WO-1", company="A", docstatus=1, creation=T0, qty=2, produced_qty=0,
+		material_transferred_for_manufacturing=2, process_loss_qty=0)  # fmt: skip
+	insert("Work Order", status="In Process", modified=T0, **order)
+	insert("Work Order Item", name="woi-1", parent="WO-1", parenttype="Work Order", parentfield="required_items",
+		idx=1, item_code="RM", required_qty=2, consumed_qty=0)  # fmt: skip
+	items = [dict(name="woi-1", idx=1, item_code="RM", required_qty=2.0, consumed_qty=0.0)]
+	take(
+		buffer,
+		Doc("Work Order", status="In Process", modified=T0, required_items=items, **order),
+		"on_change",
+		codec,
+	)
+	later = T0 + timedelta(seconds=1)
+	done = {**order, "produced_qty": 2}
+	frappe.db.sql(
+		"UPDATE `tabWork Order` SET status = 'Completed', produced_qty = 2, modified = %s", (later,)
+	)
+	take(
+		buffer,
+		Doc("Work Order", status="Completed", modified=later, required_items=items, **done),
+		"on_change",
+		codec,
+	)
+	frappe.db.sql("UPDATE `tabWork Order Item` SET consumed_qty = 2")  # db_set(update_modified=False)
+
+	first, last = (document(r) for r in capture.flush(buffer, frappe.db, codec))
+	assert (first["status"], first["required_items"][0]["consumed_qty"]) == ("In Process", 0.0)
+	assert (last["status"], float(last["produced_qty"])) == ("Completed", 2)
+	assert float(last["required_items"][0]["consumed_qty"]) == 2
+	assert last["required_items"][0]["item_code"] == "RM"
+
+
+@pytest.mark.integration
+def test_a_document_rolled_back_to_a_savepoint_leaves_no_event_when_its_name_is_given_again(site):
+	"""Issue 17, item 5: bulk_transaction.py submits each document after a savepoint and rolls
+	back to it on failure; the naming series rolls back too, so the next invoice gets the
+	same name, a later `modified`, and another `creation`."""
+	buffer = capture.Buffer()
+	frappe.db.savepoint("bulk")
+	phantom = dict(name="SINV-1", company="A", docstatus=1, customer="Phantom", status="Unpaid",
+		outstanding_amount=5, creation=T0, modified=T0)  # fmt: skip
+	insert("Sales Invoice", **phantom)
+	take(buffer, Doc("Sales Invoice", **phantom), "on_submit")
+	frappe.db.rollback(save_point="bulk")
+	later = T0 + timedelta(seconds=1)
+	real = {**phantom, "customer": "Real", "creation": later, "modified": later}
+	insert("Sales Invoice", **real)
+	take(buffer, Doc("Sales Invoice", **real), "on_submit")
+
+	records = capture.flush(buffer, frappe.db, RecordingCodec())
+	assert [(r.reference_name, document(r)["customer"]) for r in records] == [("SINV-1", "Real")]

@@ -165,7 +165,13 @@ def test_the_sweeper_releases_expired_leases_and_is_idempotent_when_run_concurre
 
 def test_the_sweeper_does_nothing_when_nothing_waits(site, workers):
 	configure("127.0.0.1:9", "dead-letters")
-	assert jobs.sweep() == {"ran": True, "released": 0, "pending": False, "drainer": "not needed"}
+	assert jobs.sweep() == {
+		"ran": True,
+		"released": 0,
+		"pending": False,
+		"drainer": "not needed",
+		"lost_rows_queued": 0,
+	}
 	assert queued_drainers() == []
 	standin.set_single("Streaming Settings", {"enabled": 0})
 	assert jobs.sweep()["ran"] is False

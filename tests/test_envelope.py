@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from io import BytesIO
 
@@ -76,11 +76,23 @@ def test_event_time_is_posting_date_and_time_where_the_doctype_has_them():
 	assert envelope(stock_ledger_entry(True))["event_time"] == datetime(
 		2024, 3, 1, 10, 15, 3, 250, tzinfo=UTC
 	)
-	# GL Entry and Job Card carry a posting date but no time: modified
-	gle = gl_entry("g1", "Debtors - WP", 1.0, 0.0)
-	assert envelope(gle)["event_time"] == datetime(2024, 3, 1, 10, 15, 41, 654321, tzinfo=UTC)
+
+
+def test_event_time_of_a_posting_date_without_time_is_its_midnight_not_the_insert_time():
+	"""Issue 17, item 6: a back-dated GL Entry (or the reversal rows of a cancellation)
+	belongs to its posting date's period, not to the day it was inserted."""
+	gle = gl_entry("g1", "Debtors - WP", 1.0, 0.0, posting_date="2023-12-31")
+	assert envelope(gle)["event_time"] == datetime(2023, 12, 31, tzinfo=UTC)
+	assert envelope(gle)["modified"] == datetime(2024, 3, 1, 10, 15, 41, 654321, tzinfo=UTC)
 	card = job_card()
-	assert envelope(card)["event_time"] == envelope(card)["modified"] == datetime(2024, 3, 4, 8, tzinfo=UTC)
+	card.posting_date = date(2024, 3, 2)
+	assert envelope(card)["event_time"] == datetime(2024, 3, 2, tzinfo=UTC)
+	order = FakeDoc("Sales Order", name="SO-1", modified="2024-03-05 09:00:00", transaction_date="2024-03-01")
+	assert build_envelope(order, "Sales Order", "submitted", "s", NOW, get_event_schema("GL Entry"))[
+		"event_time"
+	] == datetime(2024, 3, 1, tzinfo=UTC)
+	card.posting_date = None  # no date at all: modified
+	assert envelope(card)["event_time"] == datetime(2024, 3, 4, 8, tzinfo=UTC)
 
 
 def test_envelope_carries_identity_voucher_and_schema():

@@ -52,3 +52,34 @@ def test_clear_old_logs_deletes_only_sent_rows_older_than_the_retention(site):
 	assert list(left) == kept
 	assert {s for _, s in left} == {Status.SENT, Status.DEAD, Status.FAILED, Status.QUEUED}
 	assert sum(1 for _, s in left if s == Status.DEAD) == 2  # old dead letters stay
+
+
+def test_retention_deletes_in_committed_chunks_by_name_under_read_committed(site, mariadb):
+	"""Each chunk is its own short READ COMMITTED transaction: no next-key locks over the
+	range users' outbox INSERTs need, no undo log of a whole month, progress that survives."""
+	import pymysql
+
+	now = datetime(2026, 11, 23, 12, 0, 0)
+	write(frappe.db, [record(f"SINV-{i}") for i in range(11)], now)
+	names = [r[0] for r in frappe.db.sql("SELECT name FROM `tabStreaming Event Log` ORDER BY name")]
+	kept = set(names[3::4])  # every fourth row is recent; the rest are old Sent rows
+	for name in names:
+		modified = now - timedelta(days=1 if name in kept else 40)
+		frappe.db.sql(
+			"UPDATE `tabStreaming Event Log` SET status = %s, modified = %s WHERE name = %s",
+			(Status.SENT, modified, name),
+		)
+	frappe.db.commit()
+	level = frappe.db.sql("SELECT @@SESSION.tx_isolation")[0][0]
+
+	deleted = clear_old_logs(frappe.db, days=30, now=now, chunk=3)
+
+	assert deleted == len(names) - len(kept)
+	assert frappe.db.sql("SELECT @@SESSION.tx_isolation")[0][0] == level, "the session's level is restored"
+	other = pymysql.connect(**{k: v for k, v in mariadb.items() if k != "tables"})
+	try:
+		with other.cursor() as cur:  # committed: another connection sees it without our commit
+			cur.execute("SELECT name FROM `tabStreaming Event Log`")
+			assert {r[0] for r in cur.fetchall()} == kept
+	finally:
+		other.close()

@@ -37,10 +37,16 @@ def enable(**overrides):
 
 
 def exists(doc):
-	"""The document's row, as ERPNext has written it by the time its hooks run."""
+	"""The document's row, as ERPNext has written it by the time its hooks run (the
+	document's fields that are columns of the test table)."""
+	columns = {row[0] for row in frappe.db.sql(f"SHOW COLUMNS FROM `tab{doc.doctype}`")}
+	values = {
+		k: v for k, v in vars(doc).items() if k in columns and v is not None and not isinstance(v, list)
+	}
 	frappe.db.sql(
-		f"INSERT INTO `tab{doc.doctype}` (name, modified, company) VALUES (%s, %s, %s)",
-		(doc.name, doc.modified, doc.get("company")),
+		f"INSERT INTO `tab{doc.doctype}` ({', '.join(f'`{k}`' for k in values)})"
+		f" VALUES ({', '.join(['%s'] * len(values))})",
+		list(values.values()),
 	)
 	return doc
 
@@ -199,3 +205,108 @@ def test_no_document_makes_a_handler_raise_and_every_event_is_delivered_or_dead_
 			assert decoded(row)["doctype"] == doctype
 	frappe.db.sql(f"DELETE FROM `{EVENT_LOG_TABLE}`")
 	frappe.db.commit()
+
+
+def test_a_backfill_after_live_capture_writes_no_new_event_id_for_stock_rows(streaming):
+	"""Issue 17, item 4: ERPNext touches a Stock Ledger Entry again after its on_submit
+	(update_entries_after: valuation and `modified`, db_update, no hook). The live event is
+	completed from the row at commit, so its id is the one a backfill gives the row."""
+	from erpnext_streaming.emitters.codec import get_codec
+	from erpnext_streaming.operations import backfill, jobs
+
+	sle = exists(stock_ledger_entry(valued=False))
+	handler.handle(sle, "on_submit")
+	frappe.db.sql(
+		"UPDATE `tabStock Ledger Entry` SET qty_after_transaction = 40, valuation_rate = 753.086413653,"
+		" stock_value = 30123.45654612, stock_value_difference = -1506.172827306,"
+		" modified = '2024-03-01 10:15:42.000000' WHERE name = %s",
+		(sle.name,),
+	)
+	frappe.db.commit()
+	live = [r.event_id for r in log_rows()]
+
+	rows, _ = backfill.plan(frappe.db, "Stock Ledger Entry").fetch(frappe.db, None, 100)
+	route = catalog.get_catalog().route("Stock Ledger Entry", "on_submit")
+	again = jobs.build_records(frappe.db, rows, route, get_codec(), datetime(2024, 3, 2))
+	assert [r.status for r in again] == [Status.QUEUED]
+	assert [r.event_id for r in again] == live
+	assert jobs.existing_event_ids(frappe.db, live) == set(live)
+
+
+def test_a_deadlock_in_the_flush_fails_the_users_commit_instead_of_reporting_success(streaming):
+	"""Issue 17, item 8: MariaDB rolls the deadlock victim's whole transaction back (error
+	1213). Another session holds the company's counter row and waits for the invoice's row;
+	the flush then waits for the counter: the user's transaction, the lighter one, is the
+	victim. The commit must fail: the invoice is gone."""
+	import threading
+
+	import pymysql
+
+	handler.handle(exists(gl_entry("gle-first", "Sales - WP", 0.0, 1.0)), "on_submit")
+	frappe.db.commit()  # the company's counter row exists from now on
+	invoice = exists(submitted_sales_invoice(items=1))
+	handler.handle(invoice, "on_submit")
+
+	other = pymysql.connect(autocommit=False, charset="utf8mb4", **frappe.db.params)
+	try:
+		cursor = other.cursor()
+		cursor.execute("CREATE TEMPORARY TABLE heavy (n int) ENGINE=InnoDB")
+		cursor.execute("INSERT INTO heavy SELECT seq FROM seq_1_to_2000")  # the heavier transaction
+		cursor.execute("SELECT * FROM `tabStreaming Company Sequence` FOR UPDATE")
+		waiter = threading.Thread(
+			target=lambda: _ignore(cursor.execute, "UPDATE `tabSales Invoice` SET status = 'x'")
+		)
+		waiter.start()
+		_wait_for_lock_wait(frappe.db, other.thread_id())
+		with pytest.raises(Exception) as raised:
+			frappe.db.commit()
+		waiter.join(30)
+	finally:
+		other.rollback()
+		other.close()
+	assert handler.transaction_is_lost(raised.value), raised.value
+	frappe.db.rollback()
+	assert frappe.db.sql("SELECT name FROM `tabSales Invoice`") == ()
+
+
+def _ignore(call, *args):
+	try:
+		call(*args)
+	except Exception:
+		pass
+
+
+def _wait_for_lock_wait(db, thread_id, timeout=10.0):
+	import time
+
+	deadline = time.monotonic() + timeout
+	waiting = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s AND INFO LIKE 'UPDATE%%'"
+	while time.monotonic() < deadline:
+		if db.sql(waiting, (thread_id,))[0][0]:
+			return
+		time.sleep(0.05)
+	raise AssertionError("the other session never waited for the invoice's row")
+
+
+def test_errors_that_mean_mariadb_rolled_the_transaction_back_are_told_from_the_others(streaming):
+	import pymysql
+
+	def raised_from(cause, error):
+		try:
+			raise error from cause
+		except Exception as e:
+			return e
+
+	lost = [
+		pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock"),
+		raised_from(pymysql.err.OperationalError(1213, "Deadlock"), RuntimeError("QueryDeadlockError")),
+		pymysql.err.OperationalError(2013, "Lost connection to server during query"),
+		pymysql.err.OperationalError(2006, "MySQL server has gone away"),
+		pymysql.err.InterfaceError(0, ""),
+	]
+	assert [handler.transaction_is_lost(e) for e in lost] == [True] * len(lost)
+	rollback_on_timeout = frappe.db.sql("SELECT @@innodb_rollback_on_timeout")[0][0]
+	timeout = pymysql.err.OperationalError(1205, "Lock wait timeout exceeded")
+	assert handler.transaction_is_lost(timeout) is bool(rollback_on_timeout)
+	alive = [ValueError("cannot build"), pymysql.err.IntegrityError(1062, "Duplicate entry")]
+	assert [handler.transaction_is_lost(e) for e in alive] == [False, False]

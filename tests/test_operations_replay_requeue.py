@@ -156,6 +156,20 @@ def test_requeue_filters_by_status_since_doctype_and_company(failures):
 	assert ops.requeue() == {"matched": 0, "requeued": 0, "dry_run": False}
 
 
+def test_requeue_walks_every_matching_row_in_committed_chunks(failures):
+	"""No cap on the rows a requeue reaches: it goes through them all, a chunk at a time,
+	each chunk committed (its bundles built under the counter locks of that chunk only)."""
+	assert ops.requeue(chunk=1) == {"matched": 4, "requeued": 4, "dry_run": False}
+	after = statuses()
+	assert {name for name, (status, _) in after.items() if status == Status.QUEUED} == {
+		"failed-old",
+		"failed-new",
+		"dead-si",
+		"dead-other",
+	}
+	assert after["in-flight"] == (Status.DEAD, 0)
+
+
 def test_a_capture_failure_is_never_requeued_it_has_nothing_to_publish(site):
 	from erpnext_streaming import api
 	from erpnext_streaming.outbox.requeue import NO_PAYLOAD_REASON, RequeueRefused, requeue

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -88,11 +89,22 @@ def test_health_payload_for_a_system_manager(site):
 	assert set(payload) == {
 		"status", "healthy", "reasons", "checked_at", "enabled", "counts", "pending", "lag_seconds",
 		"oldest_queued_seconds", "oldest_failed_seconds", "max_lag_seconds", "last_sent_at", "last_error",
-		"broker", "drainer",
+		"dead_letters", "attention", "broker", "drainer",
 	}  # fmt: skip
 	frappe.local.conf["erpnext_streaming_health_max_lag_seconds"] = 3600
-	assert api.health(check_broker=0)["status"] == "ok"
+	assert api.health(check_broker=0)["reasons"] == []
 	assert json.loads(json.dumps(payload)) == payload, "plain JSON"
+
+
+def test_health_asks_the_broker_at_most_every_30_seconds(site):
+	"""Monitoring polls health often; the broker's metadata is asked once per 30 s, and the
+	answer says when it was checked."""
+	configure()
+	with acting_as("ops@example.com", ["System Manager"]):
+		first = api.health()["broker"]
+		time.sleep(1.1)
+		second = api.health()["broker"]
+	assert first["checked_at"] and second == first
 
 
 REGISTRY_SECRET = f"registry-{uuid.uuid4().hex}"

@@ -84,15 +84,15 @@ def test_an_empty_log_has_no_lag_and_nothing_sent(site):
 
 
 def test_health_payload_says_degraded_down_or_disabled_and_why(log):
-	report = status.collect(frappe.db, NOW, per_topic_totals=False)
+	report = status.collect(frappe.db, NOW, full=False)
 	assert report.per_topic == []
 	report.broker = {"reachable": True, "cluster_id": "c1", "brokers": 1, "error": None}
 	report.drainer = {"running": False}
 
 	payload = status.health_payload(report, max_lag_seconds=600)
 	assert payload["status"] == status.Health.DEGRADED and payload["healthy"] is False
-	assert payload["reasons"] == ["2 dead letter(s) need attention"]  # the lag, 420 s, is within 600
-	assert payload["counts"] == {"Queued": 2, "Sent": 2, "Failed": 1, "Dead": 2}
+	assert payload["reasons"] == ["1 new dead letter(s) in the last 3600 s"]  # the lag, 420 s, is within 600
+	assert payload["counts"] == {"Queued": 2, "Failed": 1, "Dead": 2}
 	assert payload["pending"] == 3
 	assert payload["lag_seconds"] == 420.0
 	assert payload["oldest_queued_seconds"] == 420.0 and payload["oldest_failed_seconds"] == 180.0
@@ -110,6 +110,33 @@ def test_health_payload_says_degraded_down_or_disabled_and_why(log):
 
 	report.enabled = False
 	assert status.health_payload(report)["status"] == status.Health.DISABLED
+
+
+def test_old_dead_letters_wait_for_a_decision_without_degrading_the_stream(log):
+	"""A dead letter degrades health while it is new (someone should look); one left
+	waiting is reported apart, and no longer makes the stream look unhealthy forever."""
+	report = status.collect(frappe.db, NOW, full=False)
+	report.broker = {"reachable": True, "cluster_id": "c1", "brokers": 1, "error": None}
+	payload = status.health_payload(report, max_lag_seconds=600)
+	assert payload["dead_letters"] == {"waiting": 2, "new": 1, "window_seconds": 3600}
+	assert payload["reasons"] == ["1 new dead letter(s) in the last 3600 s"]  # dead-2, 2 minutes ago
+
+	frappe.db.sql("DELETE FROM `tabStreaming Event Log` WHERE status IN ('Queued', 'Failed')")
+	frappe.db.sql("DELETE FROM `tabStreaming Delivery Bundle`")
+	later = status.collect(frappe.db, NOW + timedelta(hours=2), full=False)
+	later.broker = report.broker
+	payload = status.health_payload(later, max_lag_seconds=600)
+	assert payload["status"] == status.Health.OK and payload["healthy"] is True
+	assert payload["dead_letters"]["waiting"] == 2 and payload["dead_letters"]["new"] == 0
+	assert payload["attention"] == ["2 dead letter(s) wait for a decision (requeue, or leave them)"]
+
+
+def test_health_reads_no_sent_rows(log):
+	"""The health endpoint is polled often: it counts only the rows not delivered (an index
+	range), never the whole log; `bench streaming status` has the full counts."""
+	report = status.collect(frappe.db, NOW, full=False)
+	assert report.counts == {Status.QUEUED: 2, Status.FAILED: 1, Status.DEAD: 2}
+	assert Status.SENT not in status.health_payload(report)["counts"]
 
 
 def test_the_status_text_shows_every_number(log):

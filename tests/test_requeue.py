@@ -182,3 +182,16 @@ def test_the_list_view_colours_statuses_and_offers_requeue():
 	assert colours == {"Queued": "blue", "Sent": "green", "Failed": "orange", "Dead": "red"}
 	assert 'method: "erpnext_streaming.api.requeue"' in script and "get_checked_items(true)" in script
 	assert "get_indicator(doc)" in script and "add_action_item" in script
+
+
+def test_a_filter_too_large_for_a_request_is_requeued_by_a_background_job(log, workers, monkeypatch):
+	from delivery_support import wait_for
+
+	monkeypatch.setattr(api, "REQUEUE_INLINE_LIMIT", 1)
+	dead = (log["dead"], log["dead_globex"])
+	result = api.requeue(filters={"status": ["Dead"]})
+	assert result == {"requeued": 0, "matched": 2, "background": True}
+	assert {states()[n][0] for n in dead} == {Status.DEAD}, "nothing requeued inside the request"
+	workers.start(1)
+	wait_for(lambda: {states()[n][0] for n in dead} == {Status.QUEUED}, 30, "the job requeued them")
+	assert states()[log["in_flight"]][0] == Status.DEAD

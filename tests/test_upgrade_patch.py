@@ -100,3 +100,30 @@ def test_a_commit_before_the_migrate_keeps_its_rows_for_the_patch(site):
 	]
 	assert not frappe.db.sql(f"SELECT 1 FROM `{BUNDLE_TABLE}`")
 	assert queue_pending(frappe.db, NOW, MessageContext("site.test")) == 2
+
+
+def test_the_sweeper_bundles_pending_rows_no_bundle_holds_once_they_are_old_enough(site):
+	"""Rows pending without a bundle (an unreadable bundle's events line, an interrupted
+	upgrade) are found by the sweeper and delivered, in name order; recent rows and rows a
+	bundle holds are left alone (a commit writes its rows and bundle at once)."""
+	from frappe import standin
+
+	from erpnext_streaming.delivery import jobs
+
+	write(frappe.db, [record(f"A{i}", "A") for i in range(1, 4)], NOW)
+	names = {r[1]: r[0] for r in frappe.db.sql(f"SELECT name, reference_name FROM `{EVENT_LOG_TABLE}`")}
+	frappe.db.sql(f"DELETE FROM `{BUNDLE_TABLE}`")  # the bundle is gone, its rows stay Queued
+	write(frappe.db, [record("A4", "A")], NOW)  # a later commit, with its bundle
+	frappe.db.sql(f"UPDATE `{EVENT_LOG_TABLE}` SET creation = %s", (datetime.now() - timedelta(hours=1),))
+	frappe.db.sql(  # a pending row too recent to call lost
+		f"UPDATE `{EVENT_LOG_TABLE}` SET creation = %s WHERE name = %s", (datetime.now(), names["A3"])
+	)
+	standin.set_single("Streaming Settings", {"enabled": 1, "bootstrap_servers": "127.0.0.1:9"})
+	frappe.db.commit()
+
+	jobs.sweep()
+	frappe.db.commit()
+
+	bundled = [refs_in(m) for (m,) in frappe.db.sql(f"SELECT messages FROM `{BUNDLE_TABLE}` ORDER BY name")]
+	a4 = frappe.db.sql(f"SELECT name FROM `{EVENT_LOG_TABLE}` WHERE reference_name = 'A4'")[0][0]
+	assert bundled == [[a4], [names["A1"], names["A2"]]]

@@ -344,6 +344,11 @@ def release(db: Database, owner: str, cursors: Iterable[str] | None = None) -> N
 	)
 
 
+def lease_owners(db: Database) -> set[str]:
+	"""The drainers holding a company's lease now (one cursor row per company)."""
+	return {r[0] for r in db.sql(f"SELECT DISTINCT `lease_owner` FROM {_C} WHERE `lease_owner` IS NOT NULL")}
+
+
 def release_expired(db: Database, now: datetime) -> list[str]:
 	"""Clear leases that expired (their drainer died); the cursors released. Idempotent."""
 	names = [r[0] for r in db.sql(f"SELECT `name` FROM {_C} WHERE `lease_expires_at` <= %s", (now,))]

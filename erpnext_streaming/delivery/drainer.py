@@ -119,9 +119,10 @@ class Drainer:
 	# -- the loop ---------------------------------------------------------------------
 
 	def run(self) -> DrainStats:
-		config, ttl = self.config, self.config.lease
+		config = self.config
 		self.prepare()
-		if not self.heartbeat.acquire(ttl):
+		if not self.heartbeat.acquire():
+			self.heartbeat.close()
 			self.stats.exit_reason = "another drainer is running"
 			return self.stats
 		started = self.clock.monotonic()
@@ -135,7 +136,6 @@ class Drainer:
 					self.finish_in_flight()
 					self.stats.exit_reason = reason
 					break
-				self.heartbeat.beat(ttl)
 				if self.cycle():
 					idle_since = None
 					continue
@@ -155,7 +155,7 @@ class Drainer:
 				self.log.exception("erpnext_streaming: the batch in flight was not marked; its leases expire")
 			finally:
 				self._leave_quietly()
-				self.heartbeat.release()
+				self.heartbeat.close()
 				self._close_producer()
 		return self.stats
 
@@ -171,7 +171,7 @@ class Drainer:
 		self.heartbeat.release()
 		self.wake.clear()
 		if self.cycle() or (self.wake.pending() and self.cycle()):
-			return self.heartbeat.acquire(self.config.lease)
+			return self.heartbeat.acquire()
 		return False
 
 	def _leave_quietly(self) -> None:

@@ -48,21 +48,21 @@ class WakeSource(Protocol):
 
 
 class Heartbeat(Protocol):
-	def acquire(self, ttl: float) -> bool: ...
-
-	def beat(self, ttl: float) -> None: ...
+	def acquire(self) -> bool: ...
 
 	def release(self) -> None: ...
 
+	def close(self) -> None: ...
+
 
 class NoHeartbeat:
-	def acquire(self, ttl: float) -> bool:
+	def acquire(self) -> bool:
 		return True
 
-	def beat(self, ttl: float) -> None:
+	def release(self) -> None:
 		pass
 
-	def release(self) -> None:
+	def close(self) -> None:
 		pass
 
 

@@ -17,8 +17,10 @@ Tuning without a form field (site config, `bench --site S set-config KEY VALUE`)
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import frappe
-from frappe.utils import now_datetime
+from frappe.utils import get_system_timezone, now_datetime
 from rq.job import JobStatus
 
 from erpnext_streaming import constants as c
@@ -28,6 +30,7 @@ from erpnext_streaming.delivery.drainer import Drainer
 from erpnext_streaming.delivery.environment import DrainerConfig, SystemClock, new_owner
 from erpnext_streaming.delivery.policy import RetryPolicy
 from erpnext_streaming.delivery.producer import KafkaProducer
+from erpnext_streaming.outbox.records import MessageContext
 from erpnext_streaming.settings import StreamingConfig
 
 DRAINER_METHOD = "erpnext_streaming.delivery.jobs.drain"
@@ -35,6 +38,8 @@ DRAINER_JOB_ID = "erpnext_streaming.delivery.drainer"
 # a successor takes the id its predecessor does not hold (see `enqueue_drainer`)
 DRAINER_JOB_IDS = (DRAINER_JOB_ID, f"{DRAINER_JOB_ID}.next")
 LOGGER = "erpnext_streaming"
+# a started drainer job takes its heartbeat within this, or its worker is gone
+STARTING_SECONDS = 3 * signals.HEARTBEAT_SECONDS
 # librdkafka's own default when neither property is set
 LIBRDKAFKA_MESSAGE_TIMEOUT_MS = 300000
 
@@ -116,17 +121,25 @@ def credentials(settings, config: StreamingConfig) -> tuple[str | None, str | No
 
 
 def sweep() -> dict:
-	"""Scheduler job (every minute): release expired leases, ensure a drainer when rows wait."""
+	"""Scheduler job (every minute): release expired leases and a dead drainer's, bundle lost
+	pending rows, ensure a drainer when rows wait."""
 	config = StreamingConfig.from_doc(frappe.get_single(c.SETTINGS_DOCTYPE))
 	if not config.enabled:
 		return {"ran": False, "drainer": "streaming is disabled"}
-	lease = build_drainer_config(config, kafka_config.producer_config(config)).lease
-	result = sweeper.sweep(frappe.db, now_datetime(), lambda: ensure_drainer(stale_after=lease))
+	site, redis_client = frappe.local.site, queue_redis(timeout=5)
+	result = sweeper.sweep(
+		frappe.db,
+		now_datetime(),
+		lambda: ensure_drainer(stale_after=STARTING_SECONDS),
+		lambda owner: signals.owner_alive(redis_client, site, owner),
+		MessageContext(site, ZoneInfo(get_system_timezone() or "UTC")),
+	)
 	return {
 		"ran": result.ran,
 		"released": result.released,
 		"pending": result.pending,
 		"drainer": result.drainer,
+		"lost_rows_queued": result.lost,
 	}
 
 
@@ -173,7 +186,7 @@ def _drainer_jobs() -> dict:
 
 def ensure_drainer(stale_after: float) -> str:
 	"""Make sure a drainer is queued or running; replaces a dead one (its RQ job still says
-	"started" after its worker was killed, but its heartbeat has expired)."""
+	"started" after its worker was killed, but its heartbeat lapsed within seconds)."""
 	from rq.utils import utcnow
 
 	site = frappe.local.site
@@ -188,7 +201,7 @@ def ensure_drainer(stale_after: float) -> str:
 		if job.started_at is not None and (utcnow() - job.started_at).total_seconds() < stale_after:
 			return "starting"
 	for job in started:
-		job.delete()  # its worker is gone: no heartbeat for a whole lease
+		job.delete()  # its worker is gone: no heartbeat since it started
 		frappe.logger(LOGGER).warning(
 			"erpnext_streaming: the drainer job started at %s has no heartbeat; replacing it", job.started_at
 		)
@@ -197,8 +210,6 @@ def ensure_drainer(stale_after: float) -> str:
 
 
 def build_drainer_config(config: StreamingConfig, producer_conf: dict) -> DrainerConfig:
-	from frappe.utils import get_system_timezone
-
 	conf = frappe.conf
 	timeout_ms = producer_conf.get("message.timeout.ms") or producer_conf.get("delivery.timeout.ms")
 	message_timeout = int(timeout_ms or LIBRDKAFKA_MESSAGE_TIMEOUT_MS) / 1000
@@ -239,7 +250,8 @@ def build_framer(config: StreamingConfig, registry_password: str | None) -> fram
 
 
 def writer_schema(doctype: str, version: int, fingerprint: str):
-	"""The schema a row was written with: shipped, or derived from the doctype's meta."""
+	"""The schema a row was written with: shipped, derived from the doctype's meta, or the
+	stored version it was derived as before the meta changed (`schemas.stored`)."""
 	from erpnext_streaming.schemas import shipped_doctypes
 
 	if doctype in shipped_doctypes():
@@ -247,6 +259,10 @@ def writer_schema(doctype: str, version: int, fingerprint: str):
 	from erpnext_streaming.emitters.codec import derive_from_meta
 
 	schema = derive_from_meta(doctype)
+	if schema.fingerprint != fingerprint:
+		from erpnext_streaming.schemas import stored
+
+		schema = stored.load(frappe.db, fingerprint) or schema
 	if schema.fingerprint != fingerprint:
 		raise framing.FramingError(
 			f"{doctype}'s meta changed since the event was captured (schema fingerprint {fingerprint}, "

@@ -4,11 +4,15 @@ Two keys per site on the queue Redis (`frappe.conf.redis_queue`, where RQ lives)
 - `erpnext_streaming|<site>|wake`: a list holding at most one token. The after-commit
   path pushes one; the drainer waits on it with BLPOP, so it wakes within milliseconds of
   a commit and otherwise sleeps without polling the database.
-- `erpnext_streaming|<site>|drainer`: the running drainer's heartbeat (its owner id,
-  with a TTL of one lease period, refreshed every loop). Present = a drainer is running.
-  The after-commit path reads it in the same round trip as the push and only enqueues
-  a drainer when it is absent; the sweeper uses it to recognize a dead drainer whose RQ
-  job still says "started" (its worker was killed).
+- `erpnext_streaming|<site>|drainer`: the running drainer's heartbeat (its owner id).
+  Present = a drainer is running. The after-commit path reads it in the same round trip
+  as the push and only enqueues a drainer when it is absent; the sweeper uses it to
+  recognize a dead drainer whose RQ job still says "started" (its worker was killed).
+- `erpnext_streaming|<site>|alive|<owner>`: present while that drainer's process lives
+  (until it has given its leases back). The sweeper frees the leases of an owner without
+  it at once, instead of waiting a whole lease.
+Both keys have a short TTL (`HEARTBEAT_SECONDS`), refreshed by a thread beside the
+drainer's loop: a SIGKILLed drainer disappears within seconds, a busy one never does.
 
 `CircuitBreaker` keeps the after-commit path from waiting on a dead Redis again and
 again: after one failure Redis is skipped for a while, and the failure is logged once.
@@ -16,6 +20,7 @@ again: after one failure Redis is skipped for a while, and the failure is logged
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,9 +28,12 @@ from typing import Any
 KEY_PREFIX = "erpnext_streaming"
 # the after-commit path: a live Redis answers in about a millisecond
 FAST_TIMEOUT_SECONDS = 0.25
+# a drainer's keys outlive its process by at most this (refreshed three times as often)
+HEARTBEAT_SECONDS = 10
 _DELETE_IF_OWNER = (
 	"if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 )
+_EXTEND_IF_OWNER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 
 
 def wake_key(site: str) -> str:
@@ -34,6 +42,10 @@ def wake_key(site: str) -> str:
 
 def heartbeat_key(site: str) -> str:
 	return f"{KEY_PREFIX}|{site}|drainer"
+
+
+def alive_key(site: str, owner: str) -> str:
+	return f"{KEY_PREFIX}|{site}|alive|{owner}"
 
 
 def stats_key(site: str) -> str:
@@ -71,6 +83,14 @@ def drainer_running(redis_client: Any, site: str) -> bool:
 	return bool(redis_client.exists(heartbeat_key(site)))
 
 
+def owner_alive(redis_client: Any, site: str, owner: str) -> bool:
+	"""Does the drainer `owner` still live? True when Redis cannot tell (leases then expire)."""
+	try:
+		return bool(redis_client.exists(alive_key(site, owner)))
+	except Exception:
+		return True
+
+
 class RedisWake:
 	"""The drainer's wake source: BLPOP on the site's wake list."""
 
@@ -104,30 +124,65 @@ class RedisWake:
 
 
 class RedisHeartbeat:
-	"""The running drainer's presence key. Redis errors never stop the drainer: leases in
-	the database keep delivery correct without it."""
+	"""The running drainer's presence keys, kept fresh by a daemon thread (a long flush or
+	claim never lets them lapse; a killed process does within `ttl`). Redis errors never
+	stop the drainer: leases in the database keep delivery correct without it."""
 
-	def __init__(self, redis_client: Any, site: str, owner: str):
+	def __init__(self, redis_client: Any, site: str, owner: str, ttl: float = HEARTBEAT_SECONDS):
 		self.client = redis_client
 		self.key = heartbeat_key(site)
+		self.alive = alive_key(site, owner)
 		self.owner = owner
+		self.ttl_ms = int(ttl * 1000)
+		self._held = False
+		self._stop = threading.Event()
+		self._thread: threading.Thread | None = None
 
-	def acquire(self, ttl: float) -> bool:
+	def acquire(self) -> bool:
 		"""Claim the heartbeat; False if another live drainer holds it."""
+		self._pulse_forever()
 		try:
-			return bool(self.client.set(self.key, self.owner, nx=True, px=int(ttl * 1000)))
+			self._held = bool(self.client.set(self.key, self.owner, nx=True, px=self.ttl_ms))
 		except Exception:
-			return True  # Redis is down: run on the database's leases alone
+			self._held = True  # Redis is down: run on the database's leases alone
+		return self._held
 
-	def beat(self, ttl: float) -> None:
+	def release(self) -> None:
+		"""Give up the heartbeat (a commit now enqueues a new drainer); still alive."""
+		self._held = False
 		try:
-			self.client.set(self.key, self.owner, px=int(ttl * 1000))
+			self.client.eval(_DELETE_IF_OWNER, 1, self.key, self.owner)
 		except Exception:
 			pass
 
-	def release(self) -> None:
+	def close(self) -> None:
+		"""The drainer is gone: its leases are given back (or expire)."""
+		self.release()
+		self._stop.set()
 		try:
-			self.client.eval(_DELETE_IF_OWNER, 1, self.key, self.owner)
+			self.client.delete(self.alive)
+		except Exception:
+			pass
+
+	def _pulse_forever(self) -> None:
+		if self._thread is None:
+			self._beat()
+			self._thread = threading.Thread(
+				target=self._pulse, name="erpnext-streaming-heartbeat", daemon=True
+			)
+			self._thread.start()
+
+	def _pulse(self) -> None:
+		while not self._stop.wait(self.ttl_ms / 3000):
+			self._beat()
+
+	def _beat(self) -> None:
+		try:
+			pipe = self.client.pipeline(transaction=False)
+			pipe.set(self.alive, self.owner, px=self.ttl_ms)
+			if self._held:
+				pipe.eval(_EXTEND_IF_OWNER, 1, self.key, self.owner, self.ttl_ms)
+			pipe.execute()
 		except Exception:
 			pass
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from erpnext_streaming.constants import BUNDLE_TABLE
 from erpnext_streaming.delivery import bundles
+from erpnext_streaming.outbox import outcomes
 from erpnext_streaming.outbox.mariadb import (
 	Database,
 	TransactionalDatabase,
@@ -24,7 +26,13 @@ from erpnext_streaming.outbox.mariadb import (
 	read_committed,
 	release_lock,
 )
-from erpnext_streaming.outbox.outcomes import dead_letters_pending, release_expired_leases
+from erpnext_streaming.outbox.records import MessageContext
+from erpnext_streaming.outbox.requeue import queue_pending
+
+# a pending row no bundle holds is called lost after this long (a commit writes both at once)
+LOST_AFTER = timedelta(minutes=10)
+# lost rows are looked for only while the delivery queue is short (it reads every bundle)
+LOST_SCAN_BUNDLES = 1000
 
 
 @dataclass(frozen=True)
@@ -33,23 +41,37 @@ class SweepResult:
 	released: int = 0
 	pending: bool = False
 	drainer: str = ""
+	lost: int = 0
 
 
-def sweep(db: TransactionalDatabase, now: datetime, ensure_drainer: Callable[[], str]) -> SweepResult:
+def sweep(
+	db: TransactionalDatabase,
+	now: datetime,
+	ensure_drainer: Callable[[], str],
+	owner_alive: Callable[[str], bool] = lambda owner: True,
+	context: MessageContext | None = None,
+) -> SweepResult:
 	lock = lock_name(db, "sweep")
 	if not get_lock(db, lock, 0):
 		return SweepResult(ran=False)
 	try:
-		released = [*bundles.release_expired(db, now), *release_expired_leases(db, now)]
+		released = [
+			*release_dead_owners(db, now, owner_alive),
+			*bundles.release_expired(db, now),
+			*outcomes.release_expired_leases(db, now),
+		]
 		db.commit()
 		# READ COMMITTED, as the drainer: its deletes take no gap lock a user's INSERT waits on
 		with read_committed(db):
 			while bundles.settle(db, now):
 				db.commit()
 			db.commit()
+		lost = queue_lost(db, now, context) if context else 0
+		db.commit()
 		pending = has_pending_work(db, now)
 		db.commit()
-		return SweepResult(True, len(released), pending, ensure_drainer() if pending else "not needed")
+		drainer = ensure_drainer() if pending else "not needed"
+		return SweepResult(True, len(released), pending, drainer, lost)
 	finally:
 		release_lock(db, lock)
 
@@ -57,4 +79,22 @@ def sweep(db: TransactionalDatabase, now: datetime, ensure_drainer: Callable[[],
 def has_pending_work(db: Database, now: datetime) -> bool:
 	"""Is there anything a drainer could do now: a company's next bundle due and not leased
 	by a live drainer, or a Dead row whose dead-letter copy is pending and not in flight?"""
-	return bundles.deliverable(db, now) or dead_letters_pending(db, now)
+	return bundles.deliverable(db, now) or outcomes.dead_letters_pending(db, now)
+
+
+def release_dead_owners(db: Database, now: datetime, owner_alive: Callable[[str], bool]) -> list[str]:
+	"""Free at once the leases of drainers whose process is gone; the dead owners."""
+	dead = sorted(o for o in bundles.lease_owners(db) | outcomes.lease_owners(db, now) if not owner_alive(o))
+	for owner in dead:
+		bundles.release(db, owner)
+		outcomes.release_owner(db, owner, now)
+	return dead
+
+
+def queue_lost(db: TransactionalDatabase, now: datetime, context: MessageContext) -> int:
+	"""Bundles for pending rows that no bundle holds (`outbox.requeue.queue_pending`), looked
+	for on a short delivery queue only: during a backlog, once it has drained."""
+	db.commit()  # one snapshot for the rows and the bundles
+	if len(db.sql(f"SELECT 1 FROM `{BUNDLE_TABLE}` LIMIT %s", (LOST_SCAN_BUNDLES + 1,))) > LOST_SCAN_BUNDLES:
+		return 0
+	return queue_pending(db, now, context, before=now - LOST_AFTER)

@@ -3,17 +3,22 @@
 Framework-free: the doc_events glue (`emitters.handler`) passes the document, the route
 from the catalog, a clock and a `Codec`; the before_commit flush passes `frappe.db`.
 
-Why the flush reads the database (facts file, "ERPNext ledger behaviour", and issue 3):
-- Stock Ledger Entry valuation (qty_after_transaction, valuation_rate, stock_value,
-  stock_value_difference, incoming/outgoing rate) is computed after on_submit and
-  written with `db_update()`, which fires no hook. SLE events are therefore captured as a
-  snapshot and built at flush, completed from ONE query for all of the transaction's SLEs.
+Why the flush reads the database (facts file, "ERPNext ledger behaviour"; issue 17):
+- ERPNext writes fields after the hook that captured a document, with `db_set`,
+  `set_value` or `db_update` (no hook): SLE valuation (update_entries_after), a Work
+  Order's status and its required items' consumed_qty (update_status, then
+  update_required_items), an invoice's outstanding amount. So the last event of each
+  document in the transaction is completed from its row as it stands at before_commit:
+  ONE `SELECT *` per doctype (and one per child table the body carries), the row's
+  non-NULL columns over the captured body, child rows matched by name. Earlier events
+  of the same document (a status run of Work Order or Job Card) keep their captured state.
+  Limit: a column ERPNext sets to NULL after the hook keeps its captured value.
 - A rollback to a savepoint (`frappe.db.rollback(save_point=...)`, used by ERPNext's bulk
   transactions and stock bin creation) runs no callback, so the buffer cannot see it.
-  The flush reconciles instead: one `SELECT name, modified` per buffered doctype drops
-  events whose row no longer exists or whose `modified` went back in time. Limit: a
-  rolled-back `db_set(..., update_modified=False)` leaves `modified` unchanged and is not
-  detected.
+  The same query drops events whose row no longer exists, whose `creation` differs (the
+  name was given again to another document after the rollback: naming series are rolled
+  back too) or whose `modified` went back in time. Limit: a rolled-back
+  `db_set(..., update_modified=False)` leaves `modified` unchanged and is not detected.
 
 Why change events compare with the state the stream last EMITTED, not with
 `get_doc_before_save()`: ERPNext writes an invoice's outstanding_amount with
@@ -40,19 +45,6 @@ from erpnext_streaming.catalog import Route
 from erpnext_streaming.outbox.mariadb import Database
 from erpnext_streaming.outbox.records import OutboxRecord
 
-SLE = "Stock Ledger Entry"
-# written after on_submit by update_entries_after (erpnext/stock/stock_ledger.py)
-SLE_VALUATION_FIELDS = (
-	"qty_after_transaction",
-	"valuation_rate",
-	"stock_value",
-	"stock_value_difference",
-	"incoming_rate",
-	"outgoing_rate",
-	"stock_queue",
-)
-DEFERRED_DOCTYPES = frozenset({SLE})
-
 
 class Codec(Protocol):
 	"""Builds and encodes records; the Avro implementation is `emitters.codec.AvroCodec`."""
@@ -62,6 +54,10 @@ class Codec(Protocol):
 		...
 
 	def envelope(self, doc: Any, route: Route, emitted_at: datetime) -> dict: ...
+
+	def tables(self, route: Route) -> Sequence[tuple[str, str]]:
+		"""(fieldname, child doctype) of the child tables the body carries."""
+		...
 
 	def encode(self, event: Captured) -> OutboxRecord:
 		"""Raises on a record the schema cannot encode; the flush turns that into a dead letter."""
@@ -79,9 +75,9 @@ class Captured:
 	name: str
 	company: str
 	modified: datetime | None
+	creation: datetime | None = None
 	envelope: dict | None = None
-	document: dict | None = None  # None until built (deferred doctypes, or failed captures)
-	snapshot: dict | None = None  # deferred doctypes: the fields the builder reads
+	document: dict | None = None  # None for failed captures
 	state: tuple | None = None  # change events: the values of the spec's state_fields
 	failure: str | None = None  # set when capture failed: becomes a dead letter
 
@@ -154,12 +150,15 @@ def capture(buffer: Buffer, doc: Any, route: Route, now: datetime, codec: Codec)
 	May raise (a builder refusing the document); the glue turns that into `capture_failed`.
 	"""
 	spec = c.spec_for(route.doctype)
+	if route.kind == c.Kind.CHANGE and not spec.drafts and int(_get(doc, "docstatus") or 0) < 1:
+		return None  # a draft is not a business event (docs/event-catalog.md, "Drafts")
 	event = Captured(
 		route=route,
 		doctype=route.doctype,
 		name=str(_get(doc, "name") or ""),
 		company=str(_get(doc, "company") or ""),
 		modified=as_datetime(_get(doc, "modified")),
+		creation=as_datetime(_get(doc, "creation")),
 	)
 	if spec.state_fields:
 		event.state = state_of(doc, spec.state_fields)
@@ -167,10 +166,7 @@ def capture(buffer: Buffer, doc: Any, route: Route, now: datetime, codec: Codec)
 			return None
 		buffer.known_state[event.key] = event.state
 	event.envelope = codec.envelope(doc, route, now)
-	if route.doctype in DEFERRED_DOCTYPES:
-		event.snapshot = _snapshot(doc)
-	else:
-		event.document = codec.build(doc, route)
+	event.document = codec.build(doc, route)
 	buffer.events.append(event)
 	return event
 
@@ -211,13 +207,6 @@ def capture_failed(buffer: Buffer, doc: Any, route: Route | None, method: str, r
 	return event
 
 
-def _snapshot(doc: Any) -> dict:
-	as_dict = getattr(doc, "as_dict", None)
-	if callable(as_dict):
-		return dict(as_dict())
-	return dict(doc) if isinstance(doc, dict) else dict(vars(doc))
-
-
 # -- flush ---------------------------------------------------------------------------------
 
 
@@ -253,50 +242,71 @@ def coalesce(events: Iterable[Captured]) -> list[Captured]:
 	return [e for i, e in enumerate(events) if i not in drop]
 
 
-def _rows_by_name(
-	db: Database, doctype: str, names: Sequence[str], columns: Sequence[str]
-) -> dict[str, dict]:
-	if not names:
-		return {}
-	cols = ", ".join(f"`{col}`" for col in ("name", "modified", *columns))
-	rows = db.sql(
-		f"SELECT {cols} FROM `tab{doctype}` WHERE `name` IN ({', '.join(['%s'] * len(names))})",
-		list(names),
-		as_dict=True,
-	)
-	return {row["name"]: row for row in rows}
+def _rows(db: Database, doctype: str, names: Sequence[str], tables: Sequence[tuple[str, str]]) -> dict:
+	"""The rows of `names` as committed so far, each with its child rows (by table fieldname)."""
+	marks = ", ".join(["%s"] * len(names))
+	rows = db.sql(f"SELECT * FROM `tab{doctype}` WHERE `name` IN ({marks})", list(names), as_dict=True)
+	by_name = {row["name"]: dict(row) for row in rows}
+	for fieldname, child in tables:
+		for row in db.sql(
+			f"SELECT * FROM `tab{child}` WHERE `parenttype` = %s AND `parentfield` = %s"
+			f" AND `parent` IN ({marks}) ORDER BY `parent`, `idx`",
+			[doctype, fieldname, *names],
+			as_dict=True,
+		):
+			if row["parent"] in by_name:
+				by_name[row["parent"]].setdefault(fieldname, []).append(dict(row))
+	return by_name
 
 
-def reconcile(db: Database, events: list[Captured]) -> list[Captured]:
-	"""Drop events of rows rolled back to a savepoint; complete deferred SLE snapshots.
+def _rolled_back(event: Captured, row: dict) -> bool:
+	"""The row is another document of the same name, or the captured change was undone."""
+	creation, stored = as_datetime(row.get("creation")), as_datetime(row.get("modified"))
+	if event.creation and creation and creation != event.creation:
+		return True
+	return bool(event.modified and stored and stored < event.modified)
 
-	One query per doctype in the buffer (the SLE query also carries the valuation).
-	"""
+
+def reconcile(db: Database, events: list[Captured], codec: Codec) -> list[tuple[Captured, dict | None]]:
+	"""Drop events of documents rolled back to a savepoint; pair each document's last event
+	with its committed row (None for earlier events). One query per doctype and child table."""
+	routes: dict[str, Route] = {}
 	names: dict[str, list[str]] = defaultdict(list)
-	for event in events:
+	last: dict[tuple[str, str], int] = {}
+	for index, event in enumerate(events):
 		if not event.failure and event.name:
+			routes.setdefault(event.doctype, event.route)
 			names[event.doctype].append(event.name)
+			last[event.key] = index
 	current = {
-		doctype: _rows_by_name(
-			db, doctype, list(dict.fromkeys(batch)), SLE_VALUATION_FIELDS if doctype == SLE else ()
-		)
+		doctype: _rows(db, doctype, list(dict.fromkeys(batch)), codec.tables(routes[doctype]))
 		for doctype, batch in names.items()
 	}
 	kept = []
-	for event in events:
-		if event.failure:
-			kept.append(event)
-			continue
+	for index, event in enumerate(events):
 		row = current.get(event.doctype, {}).get(event.name)
-		if row is None:
-			continue  # the row is gone: rolled back to a savepoint, or deleted in this transaction
-		stored = as_datetime(row.get("modified"))
-		if event.modified and stored and stored < event.modified:
-			continue  # the change was rolled back to a savepoint
-		if event.snapshot is not None:
-			event.snapshot.update({f: row[f] for f in SLE_VALUATION_FIELDS if f in row})
-		kept.append(event)
+		if event.failure:
+			kept.append((event, None))
+		elif row is not None and not _rolled_back(event, row):
+			kept.append((event, row if last[event.key] == index else None))
 	return kept
+
+
+def _over(captured: dict, row: dict) -> dict:
+	return {**captured, **{k: v for k, v in row.items() if v is not None}}
+
+
+def complete(event: Captured, row: dict, codec: Codec) -> None:
+	"""Rebuild the event's envelope and body from its committed row (see the module doc)."""
+	source = _over(event.document, row)
+	for fieldname, _ in codec.tables(event.route):
+		if row.get(fieldname):
+			built = {r.get("name"): r for r in event.document.get(fieldname) or ()}
+			source[fieldname] = [_over(built.get(r["name"], {}), r) for r in row[fieldname]]
+	event.envelope = codec.envelope(source, event.route, event.envelope["emitted_at"])
+	event.document = codec.build(source, event.route)
+	if event.state is not None:
+		event.state = state_of(source, c.spec_for(event.doctype).state_fields)  # the state it carries
 
 
 def flush(
@@ -304,32 +314,27 @@ def flush(
 ) -> list[OutboxRecord]:
 	"""The transaction's outbox records, in buffer order. Never raises for one bad event:
 	an event that cannot be built or encoded becomes a dead-letter record with the reason."""
-	events = reconcile(db, coalesce(buffer.events))
-	records = []
-	for event in events:
+	records, emitted = [], []
+	for event, row in reconcile(db, coalesce(buffer.events), codec):
 		if event.failure:
 			records.append(codec.dead_letter(event, event.failure))
 			continue
 		try:
-			if event.document is None and event.snapshot is not None:
-				event.document = codec.build(_Snapshot(event.snapshot), event.route)
+			if row is not None:
+				complete(event, row, codec)
 			records.append(codec.encode(event))
+			emitted.append(event)
 		except Exception as e:
 			if on_error:
 				on_error(event, e)
 			records.append(codec.dead_letter(event, describe_error(e)))
-	remember(db, events)
+	remember(db, emitted)
 	return records
 
 
 def remember(db: Database, events: Sequence[Captured]) -> None:
 	"""Store the state each event carries as the document's last emitted state (one statement)."""
-	rows = {}
-	for event in events:
-		fields = c.spec_for(event.doctype).state_fields
-		if fields and event.document is not None and not event.failure:
-			state = json.dumps(state_of(event.document, fields))
-			rows[state_key(event.doctype, event.name)] = (event.doctype, event.name, state)
+	rows = {state_key(e.doctype, e.name): (e.doctype, e.name, json.dumps(e.state)) for e in events if e.state}
 	if rows:
 		db.sql(
 			f"INSERT INTO `{c.EMITTED_STATE_TABLE}` (`name`, `creation`, `modified`, `reference_doctype`, "
@@ -341,13 +346,3 @@ def remember(db: Database, events: Sequence[Captured]) -> None:
 
 def describe_error(error: Exception) -> str:
 	return f"{type(error).__name__}: {error}"
-
-
-class _Snapshot(dict):
-	"""A completed snapshot read like a document (attribute and .get access)."""
-
-	def __getattr__(self, key: str) -> Any:
-		try:
-			return self[key]
-		except KeyError:
-			raise AttributeError(key) from None

@@ -1,8 +1,9 @@
 """The Avro codec of the capture core: builders, masking, envelope and encoding behind one object.
 
-`emitters.capture` asks a codec four things (its `Codec` protocol): `build(doc, route)`
-the masked document body, `envelope(doc, route, emitted_at)`, `encode(event)` an
-`OutboxRecord` with the Avro payload, and `dead_letter(event, reason)`. `AvroCodec` answers
+`emitters.capture` asks a codec five things (its `Codec` protocol): `build(doc, route)`
+the masked document body, `envelope(doc, route, emitted_at)`, `tables(route)` the child
+tables the body carries (read again at flush), `encode(event)` an `OutboxRecord` with the
+Avro payload, and `dead_letter(event, reason)`. `AvroCodec` answers
 them from the shipped schemas (`route.schema_version`, 0 = newest) or, for an
 admin-added doctype, a schema derived from its meta. It is framework-free; `get_codec()`
 at the bottom is the Frappe glue that gives it the site, the system time zone, the
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any
 
-from erpnext_streaming.constants import Encoding, Status
+from erpnext_streaming.constants import Encoding, Status, spec_for
 from erpnext_streaming.emitters.builders import document_builder, mask
 from erpnext_streaming.emitters.envelope import UTC, build_envelope, uuid5
 from erpnext_streaming.outbox.records import OutboxRecord
@@ -39,11 +40,13 @@ class AvroCodec:
 		time_zone: tzinfo | None = None,
 		mask_key: bytes = b"",
 		derive: Callable[[str], EventSchema] | None = None,
+		table_fields: Callable[[str], list[tuple[str, str]]] | None = None,
 	):
 		self.site = site
 		self.time_zone = time_zone or UTC
 		self.mask_key = mask_key
 		self._derive = derive
+		self._table_fields = table_fields
 		self._shipped = frozenset(default_registry().shipped_doctypes())
 		self._derived: dict[str, EventSchema] = {}
 
@@ -75,7 +78,16 @@ class AvroCodec:
 			emitted_at,
 			self.schema(route),
 			time_zone=self.time_zone,
+			state_fields=spec_for(route.doctype).state_fields,
 		)
+
+	def tables(self, route: Any) -> list[tuple[str, str]]:
+		"""(fieldname, child doctype) of the doctype's child tables that the body carries."""
+		if self._table_fields is None:
+			return []
+		fields = self.schema(route).document_schema["fields"]
+		carried = {f["name"] for f in fields if isinstance(f["type"], dict) and f["type"]["type"] == "array"}
+		return [(f, child) for f, child in self._table_fields(route.doctype) if f in carried]
 
 	def serializer(self, schema: EventSchema) -> AvroEventSerializer:
 		return AvroEventSerializer(schema)
@@ -138,13 +150,24 @@ _CODEC_ATTR = "_erpnext_streaming_codec"
 
 
 def derive_from_meta(doctype: str) -> EventSchema:
+	"""The doctype's schema from its meta, stored by fingerprint (`schemas.stored`)."""
 	import frappe
+	import frappe.utils
 
+	from erpnext_streaming.schemas import stored
 	from erpnext_streaming.schemas.derive import child_doctypes, derive_schema
 
 	fields = frappe.get_meta(doctype).fields
 	children = {child: frappe.get_meta(child).fields for child in child_doctypes(fields)}
-	return derive_schema(doctype, fields, children)
+	schema = derive_schema(doctype, fields, children)
+	stored.store(frappe.db, schema, frappe.utils.now_datetime(), frappe.session.user)
+	return schema
+
+
+def table_fields(doctype: str) -> list[tuple[str, str]]:
+	import frappe
+
+	return [(df.fieldname, df.options) for df in frappe.get_meta(doctype).get_table_fields()]
 
 
 def get_codec() -> AvroCodec:
@@ -163,6 +186,7 @@ def get_codec() -> AvroCodec:
 			time_zone=ZoneInfo(get_system_timezone()),
 			mask_key=mask_key_from(get_encryption_key()),
 			derive=derive_from_meta,
+			table_fields=table_fields,
 		)
 		setattr(frappe.local, _CODEC_ATTR, codec)
 	return codec

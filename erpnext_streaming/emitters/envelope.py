@@ -1,10 +1,13 @@
 """The envelope: event id and the fields that open every event record (docs/architecture.md).
 
-`event_id(doctype, name, event_type, modified)` is a UUIDv5 under `EVENT_ID_NAMESPACE` of
-`doctype|name|event_type|modified`, with `modified` normalised to Frappe's wall-clock text
-with six fractional digits (`2024-03-01 10:15:00.000000`), so a `datetime` and its Frappe
-string give the same id, and the same state captured twice (a retried job, a replayed
-hook) gives the same id for consumers to deduplicate on.
+`event_id(doctype, name, event_type, modified, state)` is a UUIDv5 under
+`EVENT_ID_NAMESPACE` of `doctype|name|event_type|modified`, then `|value` per value of the
+doctype's state fields (`constants.DoctypeSpec.state_fields`; none for ledger rows). The
+flush builds each document's last event from its committed row (`capture.complete`), so a
+backfill or replay of that state gives the same id. `modified` is normalised to Frappe's
+text with six fractional digits and numbers to floats (`70.0` = `Decimal("70.000000000")`).
+`modified` keeps a return to an earlier state a new event; the state keeps a change written
+without `modified` (a bulk UPDATE of status) a new event.
 
 `build_envelope(...)` returns the envelope fields as a dict; the caller adds `document`.
 Frappe datetimes are naive wall-clock times of the site's time zone: pass that zone as
@@ -16,8 +19,9 @@ they are read as UTC.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from datetime import datetime, timezone, tzinfo
+from collections.abc import Callable, Sequence
+from datetime import datetime, time, timezone, tzinfo
+from decimal import Decimal
 from typing import Any
 
 from erpnext_streaming.emitters.builders.compiler import (
@@ -56,9 +60,16 @@ def uuid5(text: str) -> str:
 	return str(uuid.uuid5(EVENT_ID_NAMESPACE, text))
 
 
-def event_id(doctype: str, name: str, event_type: str, modified: Any) -> str:
-	"""Deterministic event id: UUIDv5 of `doctype|name|event_type|modified` (see module doc)."""
-	return uuid5(f"{doctype}|{name}|{event_type}|{normalise_modified(modified)}")
+def _state_text(value: Any) -> str:
+	if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+		return repr(round(float(value), 9))
+	return "" if value is None else str(value)
+
+
+def event_id(doctype: str, name: str, event_type: str, modified: Any, state: Sequence[Any] = ()) -> str:
+	"""Deterministic event id: UUIDv5 of `doctype|name|event_type|modified[|state...]` (module doc)."""
+	text = f"{doctype}|{name}|{event_type}|{normalise_modified(modified)}"
+	return uuid5(text + "".join(f"|{_state_text(v)}" for v in state))
 
 
 def _instant(wall: datetime, time_zone: tzinfo) -> datetime:
@@ -67,16 +78,18 @@ def _instant(wall: datetime, time_zone: tzinfo) -> datetime:
 
 
 def _event_wall_time(get: Callable[[str], Any], modified: datetime) -> datetime:
-	"""Posting date + time where the doctype has them (SLE: posting_datetime), else modified."""
+	"""When the event happened in the ledger: SLE's posting_datetime; posting_date plus
+	posting_time where the doctype has one (Sales Invoice, Payment Entry), else midnight of
+	posting_date (GL Entry, Job Card) or of transaction_date (orders); else `modified`."""
 	posting_datetime = get("posting_datetime")
 	if posting_datetime:
 		return to_datetime(posting_datetime)
-	posting_date = get("posting_date")
-	if posting_date:
-		posting_time = get("posting_time")
-		if posting_time is not None and posting_time != "":
-			return datetime.combine(to_date(posting_date), to_time(posting_time))
-	return modified
+	day, clock = get("posting_date"), get("posting_time")
+	if not day:
+		day, clock = get("transaction_date"), None
+	if not day:
+		return modified
+	return datetime.combine(to_date(day), time() if clock is None or clock == "" else to_time(clock))
 
 
 def build_envelope(
@@ -88,6 +101,7 @@ def build_envelope(
 	schema: EventSchema,
 	*,
 	time_zone: tzinfo | None = None,
+	state_fields: Sequence[str] = (),
 ) -> dict:
 	"""The envelope fields of an event record (everything but `document`).
 
@@ -114,7 +128,7 @@ def build_envelope(
 	except Invalid as e:
 		raise BuildError(str(e), f"envelope.{field}")
 	return {
-		"event_id": event_id(doctype, name, event_type, modified),
+		"event_id": event_id(doctype, name, event_type, modified, [get(f) for f in state_fields]),
 		"event_type": event_type,
 		"doctype": doctype,
 		"name": name,

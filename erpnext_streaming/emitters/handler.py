@@ -10,7 +10,10 @@ callbacks never outlive their transaction; both delete the buffer, and the next 
 registers them again. Long jobs that commit many times flush per commit.
 
 Nothing here may raise into the user's save (facts file, "Document events"): every
-failure is caught, logged once per transaction, and kept as a dead-letter event.
+failure is caught, logged once per transaction, and kept as a dead-letter event. One
+exception: a flush error that means MariaDB has already rolled the user's transaction
+back (`transaction_is_lost`) is raised, so the user's commit fails instead of reporting
+success for a document that is gone.
 """
 
 from __future__ import annotations
@@ -22,10 +25,15 @@ from erpnext_streaming.catalog import get_catalog
 from erpnext_streaming.constants import BUILTIN_BY_DOCTYPE
 from erpnext_streaming.emitters import capture
 from erpnext_streaming.emitters.codec import get_codec
+from erpnext_streaming.outbox.mariadb import is_mariadb_error
 from erpnext_streaming.outbox.records import MessageContext
 from erpnext_streaming.outbox.write import write
 
 BUFFER_ATTR = "_erpnext_streaming_buffer"
+# errors after which MariaDB has rolled the transaction back: 1213 deadlock victim; 2006 /
+# 2013 connection gone or lost; 0 PyMySQL's InterfaceError(0, "") of a closed connection
+LOST_TRANSACTION_ERRORS = (1213, 2006, 2013, 0)
+LOCK_WAIT_TIMEOUT = 1205  # rolls back the transaction only with innodb_rollback_on_timeout
 LOGGER = "erpnext_streaming"
 
 
@@ -84,9 +92,9 @@ def clear():
 def flush():
 	"""before_commit: write the transaction's events to the outbox, then wake the drainer.
 
-	Runs inside the user's transaction. Never raises: if the outbox write fails the
-	commit still goes ahead (the ERP must not break) and the failure is written to
-	Error Log in the same transaction.
+	Runs inside the user's transaction. If the outbox write fails the commit still goes
+	ahead (the ERP must not break) and the failure is written to Error Log in the same
+	transaction, unless the transaction itself is lost: then the error is raised.
 	"""
 	buffer = getattr(frappe.local, BUFFER_ATTR, None)
 	clear()
@@ -102,8 +110,24 @@ def flush():
 		from erpnext_streaming.delivery import wake
 
 		frappe.db.after_commit.add(wake.after_commit)
-	except Exception:
+	except Exception as e:
+		if transaction_is_lost(e):
+			raise
 		frappe.log_error(title="erpnext_streaming: events of this transaction were not written to the outbox")
+
+
+def transaction_is_lost(error: BaseException) -> bool:
+	"""Has MariaDB rolled the user's transaction back? (`is_mariadb_error` also asks what the
+	error was raised from: frappe.db.sql raises QueryDeadlockError from PyMySQL's error, and
+	the outbox write's ROLLBACK TO SAVEPOINT then fails in the handler of the first)."""
+	if any(is_mariadb_error(error, number) for number in LOST_TRANSACTION_ERRORS):
+		return True
+	if not is_mariadb_error(error, LOCK_WAIT_TIMEOUT):
+		return False
+	try:
+		return bool(int(frappe.db.sql("SELECT @@innodb_rollback_on_timeout")[0][0]))
+	except Exception:
+		return True  # cannot tell: a commit that fails is better than one that reports a lost invoice
 
 
 def message_context() -> MessageContext:

@@ -43,7 +43,8 @@ def export(
 	topics = topics or {}
 	derived = set(derived)
 	written, entries = [], []
-	for schema in sorted(schemas, key=lambda s: (s.doctype, s.version)):
+	unique = {s.fingerprint: s for s in schemas}.values()  # a derived schema may also be stored
+	for schema in sorted(unique, key=lambda s: (s.doctype, s.version)):
 		path = directory / file_name(schema)
 		path.write_text(json.dumps(schema.schema, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 		written.append(path)

@@ -1,11 +1,7 @@
-"""Frappe glue of the operations layer: the current site's settings, catalog, codec, Kafka
-connection and Redis, handed to the framework-free cores.
-
-Used by the bench commands (`erpnext_streaming.commands`, connected to one site), by the
-whitelisted `api.health` and the workspace's cards and charts, by the Repost Item
-Valuation hook (`on_repost_change`, hooks.py) and by the revaluation job. Every text that
-leaves here (status, health, connection checks, errors) is redacted of the SASL password.
-"""
+"""Frappe glue of the operations layer: the site's settings, catalog, codec, Kafka connection
+and Redis, handed to the framework-free cores, for the bench commands, `api`, the Repost
+Item Valuation hook (`on_repost_change`) and the revaluation job. Every text that leaves
+here (status, health, connection checks, errors) is redacted of the SASL password."""
 
 from __future__ import annotations
 
@@ -30,8 +26,8 @@ from erpnext_streaming.operations import replay as replay_core
 from erpnext_streaming.operations import status as status_core
 from erpnext_streaming.operations.progress import Progress
 from erpnext_streaming.operations.secrets import redact
+from erpnext_streaming.outbox.requeue import count_candidates, requeue_candidates
 from erpnext_streaming.outbox.requeue import requeue as requeue_rows
-from erpnext_streaming.outbox.requeue import requeue_candidates
 from erpnext_streaming.settings import StreamingConfig
 
 LOGGER = "erpnext_streaming"
@@ -40,6 +36,7 @@ REVALUATION_JOB_ID = "erpnext_streaming.revaluations"
 # a revaluation job pauses (and queues its continuation) before the long queue's timeout
 REVALUATION_MAX_SECONDS = 1200
 BROKER_TIMEOUT_SECONDS = 5.0
+BROKER_CHECK_SECONDS, BROKER_CHECK_KEY = 30, "erpnext_streaming:health_broker"
 
 
 # -- settings and secrets ----------------------------------------------------------------
@@ -72,6 +69,9 @@ def secrets() -> tuple[str, ...]:
 		return tuple(s for s in found if s)
 	except Exception:
 		return ()
+
+
+REQUEUE_CHUNK = 5000
 
 
 def _wake_after_commit() -> None:
@@ -120,7 +120,10 @@ def status_report(
 	check_broker: bool = True, per_topic: bool = True, timeout: float = BROKER_TIMEOUT_SECONDS
 ) -> status_core.StatusReport:
 	doc, config = settings()
-	report = status_core.collect(frappe.db, now_datetime(), per_topic_totals=per_topic)
+	window = frappe.conf.get("erpnext_streaming_health_dead_letter_window_seconds")
+	report = status_core.collect(
+		frappe.db, now_datetime(), per_topic, int(window or status_core.DEAD_LETTER_WINDOW_SECONDS)
+	)
 	report.enabled = config.enabled
 	if check_broker:
 		report.broker = broker_status(config, sasl_password(doc), timeout, ssl_key(doc))
@@ -146,8 +149,15 @@ def status_json(check_broker: bool = True) -> dict[str, Any]:
 
 
 def health(check_broker: bool = True) -> dict[str, Any]:
-	"""The payload of `api.health` (cheap queries only: no per-topic scan)."""
-	report = status_report(check_broker=check_broker, per_topic=False)
+	"""The payload of `api.health`: cheap queries only (no per-topic scan, no Sent count),
+	and the broker asked at most once per `BROKER_CHECK_SECONDS` (monitoring polls often)."""
+	report = status_report(check_broker=False, per_topic=False)
+	report.broker = frappe.cache.get_value(BROKER_CHECK_KEY, expires=True) if check_broker else None
+	if check_broker and report.broker is None:
+		doc, config = settings()
+		report.broker = broker_status(config, sasl_password(doc), BROKER_TIMEOUT_SECONDS, ssl_key(doc))
+		report.broker["checked_at"] = now_datetime().isoformat(sep=" ", timespec="seconds")
+		frappe.cache.set_value(BROKER_CHECK_KEY, report.broker, expires_in_sec=BROKER_CHECK_SECONDS)
 	return redact(status_core.health_payload(report, max_lag_seconds()), secrets())
 
 
@@ -186,20 +196,33 @@ def requeue(
 	doctype: str | None = None,
 	company: str | None = None,
 	dry_run: bool = False,
+	chunk: int = REQUEUE_CHUNK,
 ) -> dict[str, Any]:
-	now = now_datetime()
+	"""`bench streaming requeue`: every matching Failed/Dead row back into delivery."""
 	filters: dict[str, Any] = {"status": list(statuses or c.Status.REQUEUEABLE)}
 	if doctype:
 		filters["reference_doctype"] = doctype
 	if company:
 		filters["company"] = company
-	names = requeue_candidates(frappe.db, filters, now, since=since)
-	if dry_run or not names:
-		return {"matched": len(names), "requeued": 0, "dry_run": dry_run}
-	requeued = requeue_rows(frappe.db, names, now, frappe.session.user, message_context())
-	_wake_after_commit()
-	frappe.db.commit()
-	return {"matched": len(names), "requeued": len(requeued), "dry_run": False}
+	return requeue_matching(filters, since, dry_run, chunk)
+
+
+def requeue_matching(
+	filters: dict[str, Any], since: datetime | None = None, dry_run: bool = False, chunk: int = REQUEUE_CHUNK
+) -> dict[str, Any]:
+	"""`chunk` rows per committed transaction, so no set is too large and no counter lock
+	is held for long (filters: `outbox.requeue.requeue_candidates`). Also the background job
+	of a large requeue from the desk (`api.requeue`), run as the user who asked."""
+	now = now_datetime()
+	if dry_run:
+		return {"matched": count_candidates(frappe.db, filters, now, since), "requeued": 0, "dry_run": True}
+	matched = requeued = after = 0
+	while names := requeue_candidates(frappe.db, filters, now, limit=chunk, since=since, after=after):
+		matched, after = matched + len(names), names[-1]
+		requeued += len(requeue_rows(frappe.db, names, now, frappe.session.user, message_context()))
+		_wake_after_commit()
+		frappe.db.commit()
+	return {"matched": matched, "requeued": requeued, "dry_run": False}
 
 
 def replay(
@@ -456,13 +479,12 @@ def run_pending_revaluations(
 
 
 def export_schemas(directory: str | Path) -> list[Path]:
-	"""Every shipped schema version, and the derived schema of each admin-added catalog doctype."""
-	from erpnext_streaming.schemas import default_registry
+	"""Every shipped schema version, the derived schema of each admin-added catalog doctype,
+	and every derived version stored before its doctype changed (`schemas.stored`)."""
+	from erpnext_streaming.schemas import default_registry, stored
 
-	config = settings()[1]
-	registry = default_registry()
-	schemas = registry.all()
-	topics, derived = {}, []
+	config, registry, kept = settings()[1], default_registry(), stored.all_stored(frappe.db)
+	schemas, topics, derived = [*registry.all(), *kept], {}, [s.doctype for s in kept]
 	for row in config.catalog:
 		if not row.document_type:
 			continue

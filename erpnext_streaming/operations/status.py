@@ -2,9 +2,13 @@
 
 `collect(db, now)` reads the Streaming Event Log with index-friendly queries only (the
 `status` index is `(status, name)` in InnoDB, so "the oldest row of a status" and "the
-newest Sent row" are one index dive each; counts per status are index-only scans). The
-per-topic table is one grouped scan of the log and is optional (`per_topic=False` for
-the health endpoint, which monitoring calls often).
+newest Sent row" are one index dive each). `full=False` is the health endpoint's form,
+which monitoring polls: it counts only the rows not delivered (an index range that stays
+small while the stream flows) and skips the per-topic table (a grouped scan of the log).
+
+Dead letters degrade health while they are new (`DEAD_LETTER_WINDOW_SECONDS`): someone
+should look. Older ones are reported apart, as waiting for a decision, so one dead letter
+left on purpose does not make the stream look unhealthy forever.
 
 `health_payload(report, ...)` turns a report into the JSON of `api.health`;
 `render_text(report)` is what `bench streaming status` prints. Neither reads anything:
@@ -26,11 +30,12 @@ _T = f"`{EVENT_LOG_TABLE}`"
 # how many of the newest Sent rows "last sent" looks at (a requeued old row is sent late)
 LAST_SENT_WINDOW = 1000
 DEFAULT_MAX_LAG_SECONDS = 300.0
+DEAD_LETTER_WINDOW_SECONDS = 3600
 
 
 class Health:
-	OK = "ok"  # enabled, broker reachable, nothing waiting too long, no dead letters
-	DEGRADED = "degraded"  # reachable, but events wait too long or dead letters exist
+	OK = "ok"  # enabled, broker reachable, nothing waiting too long, no new dead letters
+	DEGRADED = "degraded"  # reachable, but events wait too long, are held, or went Dead lately
 	DOWN = "down"  # the broker cannot be reached
 	DISABLED = "disabled"  # streaming is switched off in Streaming Settings
 
@@ -48,6 +53,8 @@ class StatusReport:
 	drainer: dict[str, Any] | None = None  # {"running": bool}
 	jobs: list[dict[str, Any]] = field(default_factory=list)  # unfinished backfills/revaluations
 	held: dict[str, str] = field(default_factory=dict)  # company -> why the cluster refuses it
+	new_dead: int = 0  # Dead rows that died within `dead_window` seconds
+	dead_window: int = DEAD_LETTER_WINDOW_SECONDS
 
 	def age(self, status: str) -> float | None:
 		oldest = self.oldest.get(status)
@@ -64,9 +71,19 @@ class StatusReport:
 		return self.counts.get(Status.QUEUED, 0) + self.counts.get(Status.FAILED, 0)
 
 
-def counts(db: Any) -> dict[str, int]:
-	found = dict(db.sql(f"SELECT `status`, COUNT(*) FROM {_T} GROUP BY `status`"))
-	return {status: int(found.get(status, 0)) for status in Status.ALL}
+def counts(db: Any, sent: bool = True) -> dict[str, int]:
+	"""Rows per status; without `sent`, only the undelivered ones (an index range)."""
+	wanted = Status.ALL if sent else (Status.QUEUED, Status.FAILED, Status.DEAD)
+	where = "" if sent else f" WHERE `status` IN ({', '.join(['%s'] * len(wanted))})"
+	found = dict(
+		db.sql(f"SELECT `status`, COUNT(*) FROM {_T}{where} GROUP BY `status`", () if sent else wanted)
+	)
+	return {status: int(found.get(status, 0)) for status in wanted}
+
+
+def new_dead_letters(db: Any, since: datetime) -> int:
+	rows = db.sql(f"SELECT COUNT(*) FROM {_T} WHERE `status` = %s AND `modified` >= %s", (Status.DEAD, since))
+	return int(rows[0][0])
 
 
 def oldest(db: Any, status: str) -> datetime | None:
@@ -129,15 +146,19 @@ def held(db: Any) -> dict[str, str]:
 	return {company: error.removeprefix(HELD_PREFIX) for company, error in rows}
 
 
-def collect(db: Any, now: datetime, per_topic_totals: bool = True) -> StatusReport:
+def collect(
+	db: Any, now: datetime, full: bool = True, dead_window: int = DEAD_LETTER_WINDOW_SECONDS
+) -> StatusReport:
 	return StatusReport(
 		now=now,
-		counts=counts(db),
+		counts=counts(db, sent=full),
 		oldest={s: oldest(db, s) for s in (Status.QUEUED, Status.FAILED)},
 		last_sent_at=last_sent_at(db),
 		last_error=last_error(db),
-		per_topic=per_topic(db) if per_topic_totals else [],
+		per_topic=per_topic(db) if full else [],
 		held=held(db),
+		new_dead=new_dead_letters(db, now - timedelta(seconds=dead_window)),
+		dead_window=dead_window,
 	)
 
 
@@ -157,12 +178,17 @@ def assess(report: StatusReport, max_lag_seconds: float = DEFAULT_MAX_LAG_SECOND
 		reasons.append(f"the oldest undelivered event waits {lag:.0f} s (limit {max_lag_seconds:.0f} s)")
 	for company, error in report.held.items():
 		reasons.append(f"delivery for {company} is held until fixed on the cluster: {error}")
-	dead = report.counts.get(Status.DEAD, 0)
-	if dead:
-		reasons.append(f"{dead} dead letter(s) need attention")
+	if report.new_dead:
+		reasons.append(f"{report.new_dead} new dead letter(s) in the last {report.dead_window} s")
 	if report.broker is not None and not report.broker.get("reachable"):
 		return Health.DOWN, reasons
 	return (Health.DEGRADED if reasons else Health.OK), reasons
+
+
+def attention(report: StatusReport) -> list[str]:
+	"""What waits for a person without degrading the stream."""
+	waiting = report.counts.get(Status.DEAD, 0) - report.new_dead
+	return [f"{waiting} dead letter(s) wait for a decision (requeue, or leave them)"] if waiting > 0 else []
 
 
 def health_payload(report: StatusReport, max_lag_seconds: float = DEFAULT_MAX_LAG_SECONDS) -> dict:
@@ -185,6 +211,12 @@ def health_payload(report: StatusReport, max_lag_seconds: float = DEFAULT_MAX_LA
 		"max_lag_seconds": max_lag_seconds,
 		"last_sent_at": _iso(report.last_sent_at),
 		"last_error": error,
+		"dead_letters": {
+			"waiting": report.counts.get(Status.DEAD, 0),
+			"new": report.new_dead,
+			"window_seconds": report.dead_window,
+		},
+		"attention": attention(report),
 		"broker": report.broker,
 		"drainer": report.drainer,
 	}
@@ -212,6 +244,7 @@ def short_age(seconds: float | None) -> str:
 def render_text(report: StatusReport, max_lag_seconds: float = DEFAULT_MAX_LAG_SECONDS) -> str:
 	status, reasons = assess(report, max_lag_seconds)
 	lines = [f"Streaming: {status.upper()}" + (f" ({'; '.join(reasons)})" if reasons else "")]
+	lines += [f"Attention: {note}" for note in attention(report)]
 	lines.append("")
 	lines.append("Event Log")
 	for name in Status.ALL:

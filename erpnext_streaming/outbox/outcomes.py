@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from erpnext_streaming.constants import EVENT_LOG_TABLE, Status
-from erpnext_streaming.outbox.mariadb import Database, placeholders
+from erpnext_streaming.outbox.mariadb import Database, TransactionalDatabase, placeholders, read_committed
 from erpnext_streaming.outbox.records import DELIVERY_COLUMNS, Lease, Published, Unsent, truncate_error
 
 # Composite indexes beyond the JSON's single-column ones; the controller's
@@ -125,6 +125,24 @@ def release_leases(db: Database, owner: str, names: Sequence[Any]) -> None:
 		)
 
 
+def lease_owners(db: Database, now: datetime) -> set[str]:
+	"""The drainers leasing rows (dead-letter copies in flight) now."""
+	return {
+		r[0]
+		for r in db.sql(f"SELECT DISTINCT `lease_owner` FROM {TABLE} WHERE `lease_expires_at` > %s", (now,))
+		if r[0]
+	}
+
+
+def release_owner(db: Database, owner: str, now: datetime) -> None:
+	"""Free every row lease of `owner` (a drainer known to be dead)."""
+	db.sql(
+		f"UPDATE {TABLE} SET `lease_owner` = NULL, `lease_expires_at` = NULL "
+		"WHERE `lease_expires_at` > %s AND `lease_owner` = %s",
+		(now, owner),
+	)
+
+
 def release_expired_leases(db: Database, now: datetime, limit: int = 10000) -> list[Any]:
 	"""Clear leases that expired (a drainer died); returns the rows released. Idempotent."""
 	names = [
@@ -153,12 +171,15 @@ def dead_letters_pending(db: Database, now: datetime) -> bool:
 	)
 
 
-def pending_names(db: Database) -> list[int]:
-	"""Every Queued or Failed row, in name order (the upgrade patch bundles those not in a
-	bundle yet)."""
+def pending_names(db: Database, before: datetime | None = None) -> list[int]:
+	"""Every Queued or Failed row (created before `before`, if given), in name order."""
+	created = " AND `creation` < %s" if before else ""
 	return [
 		r[0]
-		for r in db.sql(f"SELECT `name` FROM {TABLE} WHERE `status` IN (%s, %s) ORDER BY `name`", CLAIMABLE)
+		for r in db.sql(
+			f"SELECT `name` FROM {TABLE} WHERE `status` IN (%s, %s){created} ORDER BY `name`",
+			[*CLAIMABLE, *([before] if before else [])],
+		)
 	]
 
 
@@ -187,15 +208,35 @@ def delivery_rows(db: Database, names: Sequence[Any]) -> list[Any]:
 	)
 
 
-def clear_old_logs(db: Database, days: int, now: datetime | None = None) -> None:
-	"""Delete Sent rows last modified more than `days` ago. Queued, Failed and Dead rows stay:
-	pending events are not delivered yet, and a dead letter stays until someone resolves it
-	(requeued rows become Sent and age out; see Repost Item Valuation for the same rule)."""
-	now = now or datetime.now()
-	db.sql(
-		f"DELETE FROM {TABLE} WHERE `status` = %s AND `modified` < %s",
-		(Status.SENT, now - timedelta(days=days)),
-	)
+def clear_old_logs(
+	db: TransactionalDatabase, days: int, now: datetime | None = None, chunk: int = 5000
+) -> int:
+	"""Delete Sent rows last modified more than `days` ago; the number deleted. Queued,
+	Failed and Dead rows stay: pending events are not delivered yet, and a dead letter stays
+	until someone resolves it (requeued rows become Sent and age out; see Repost Item
+	Valuation for the same rule).
+
+	In chunks walked by primary key, each its own READ COMMITTED transaction: one DELETE of
+	a month under REPEATABLE READ would hold next-key locks over the range the users'
+	outbox INSERTs need, and one huge undo log."""
+	cutoff = (now or datetime.now()) - timedelta(days=days)
+	deleted, after = 0, 0
+	with read_committed(db):
+		while names := [
+			r[0]
+			for r in db.sql(
+				f"SELECT `name` FROM {TABLE} WHERE `name` > %s AND `status` = %s AND `modified` < %s "
+				"ORDER BY `name` LIMIT %s",
+				(after, Status.SENT, cutoff, chunk),
+			)
+		]:
+			db.sql(
+				f"DELETE FROM {TABLE} WHERE `name` IN ({placeholders(names)}) AND `status` = %s AND `modified` < %s",
+				[*names, Status.SENT, cutoff],
+			)
+			db.commit()
+			deleted, after = deleted + len(names), names[-1]
+	return deleted
 
 
 # -- one UPDATE for many rows ----------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 from erpnext_streaming.constants import Status
 from erpnext_streaming.delivery import bundles
 from erpnext_streaming.outbox.mariadb import Database, placeholders
-from erpnext_streaming.outbox.outcomes import LEASE_IS_FREE, TABLE
+from erpnext_streaming.outbox.outcomes import LEASE_IS_FREE, TABLE, companies_of, pending_names
 from erpnext_streaming.outbox.records import NO_CONTEXT, SYSTEM_USER, MessageContext
 from erpnext_streaming.outbox.write import lock_counters
 
@@ -50,13 +50,35 @@ class RequeueRefused(Exception):
 
 
 def requeue_candidates(
-	db: Database, filters: dict[str, Any], now: datetime, limit: int = 100000, since: datetime | None = None
+	db: Database,
+	filters: dict[str, Any],
+	now: datetime,
+	limit: int = 100000,
+	since: datetime | None = None,
+	after: int = 0,
 ) -> list[int]:
-	"""Names of Failed/Dead rows matching `filters` ({field: value or [values]}, fields in
-	REQUEUE_FILTER_FIELDS) and, with `since`, last changed (failed or died) at or after it,
-	except rows a drainer is delivering right now. A status other than Failed or Dead is
-	refused. Rows without an encoded event (written Dead because their capture failed)
-	never match: publishing them would send an empty value."""
+	"""Names (after `after`, at most `limit`, in order) of Failed/Dead rows matching
+	`filters` ({field: value or [values]}, fields in REQUEUE_FILTER_FIELDS) and, with
+	`since`, last changed (failed or died) at or after it, except rows a drainer is
+	delivering right now. A status other than Failed or Dead is refused. Rows without an
+	encoded event (written Dead because their capture failed) never match: publishing them
+	would send an empty value. Callers walk large sets chunk by chunk with `after`."""
+	conditions, values = _conditions(filters, now, since)
+	rows = db.sql(
+		f"SELECT `name` FROM {TABLE} WHERE `name` > %s AND {conditions} ORDER BY `name` LIMIT %s",
+		[after, *values, limit],
+	)
+	return [r[0] for r in rows]
+
+
+def count_candidates(
+	db: Database, filters: dict[str, Any], now: datetime, since: datetime | None = None
+) -> int:
+	conditions, values = _conditions(filters, now, since)
+	return int(db.sql(f"SELECT COUNT(*) FROM {TABLE} WHERE {conditions}", values)[0][0])
+
+
+def _conditions(filters: dict[str, Any], now: datetime, since: datetime | None) -> tuple[str, list[Any]]:
 	conditions = [f"`status` IN ({placeholders(Status.REQUEUEABLE)})", LEASE_IS_FREE, _HAS_PAYLOAD]
 	values: list[Any] = [*Status.REQUEUEABLE, now]
 	if since is not None:
@@ -74,11 +96,7 @@ def requeue_candidates(
 			raise RequeueRefused("Only Failed or Dead rows can be requeued")
 		conditions.append(f"`{field}` IN ({placeholders(options)})")
 		values.extend(options)
-	rows = db.sql(
-		f"SELECT `name` FROM {TABLE} WHERE {' AND '.join(conditions)} ORDER BY `name` LIMIT %s",
-		[*values, limit],
-	)
-	return [r[0] for r in rows]
+	return " AND ".join(conditions), values
 
 
 def requeue(
@@ -168,3 +186,24 @@ def _back_into_delivery(
 	if dead:
 		lock_counters(db, [found[name][4] for name in dead])
 		bundles.queue_rows(db, dead, now, context, user=user)
+
+
+def queue_pending(
+	db: Database, now: datetime, context: MessageContext, chunk: int = 1000, before=None
+) -> int:
+	"""Bundles for every Queued or Failed row (created before `before`, if given) that no
+	bundle holds; the rows queued. Such rows exist after an upgrade from the row-by-row
+	drainer (patches/v1_0) or when a bundle's events line was unreadable; a commit writes its
+	rows and their bundle at once, so a pending row of a consistent snapshot without a
+	bundle is lost, never in progress.
+
+	Under the companies' counter locks (as a commit's outbox write), so no commit of theirs
+	slips in while their bundles are drawn."""
+	names = pending_names(db, before)
+	if names:
+		bundled = bundles.bundled_names(db)
+		names = [name for name in names if name not in bundled]
+	if not names:
+		return 0
+	lock_counters(db, companies_of(db, names))
+	return bundles.queue_rows(db, names, now, context, chunk)

@@ -57,8 +57,28 @@ is spliced into each by the loader).
   fields can be added without breaking readers. Only `name`, `docstatus` (and a row's
   `name`, `idx`) are required.
 - **Duplicates**: delivery is at least once. `event_id` is a UUIDv5 of
-  `doctype|name|event_type|modified`: the same state captured twice has the same id;
-  deduplicate on it.
+  `doctype|name|event_type|modified` followed by the doctype's state fields (Sales
+  Invoice status and outstanding amount, Work Order and Job Card progress), `modified`
+  and state as committed: live capture, a backfill and a replay of the same state give
+  the same id; deduplicate on it. `modified` keeps a return to an earlier state a new
+  event; the state keeps a change ERPNext writes without `modified` (a bulk status
+  update) a new event.
+- **Drafts** are not streamed: change events (`status_changed`, `progressed`) are
+  emitted for submitted and cancelled documents only (docstatus 1 or 2), so a draft
+  invoice or work order, and a draft deleted later, never reach the stream. Job Card is
+  the exception: its status moves Open, Work In Progress, Completed while it is a draft,
+  so its `status_changed` events include drafts (docstatus 0). Admin-added doctypes
+  stream submit, cancel and update-after-submit only, all of docstatus 1 or 2.
+- **Committed state**: ERPNext writes some fields after the hook that captured a
+  document (`db_set`, `set_value`, `db_update`: a Stock Ledger Entry's valuation, a Work
+  Order's status and its required items' `consumed_qty`, an invoice's outstanding
+  amount). Just before commit the app reads each document's row and child rows again and
+  completes its last event of the transaction from them, so it carries the state as
+  committed (`modified` too). An earlier event of the same document in the same
+  transaction (a Work Order passing In Process then Completed) keeps the state it had.
+- **Savepoint rollbacks**: events of a document rolled back to a savepoint are dropped at
+  commit, also when the next document gets its name (ERPNext's bulk transactions roll
+  back the naming series too): the row's `creation` tells them apart.
 - **Order**: per company, messages are published in commit order; the Event Log's
   `company_sequence` (header `es_company_sequence`) is gapless per company.
 - **Masking**: the catalog's Fields to Mask may list the optional text fields of a
@@ -95,8 +115,7 @@ is spliced into each by the loader).
   envelope), never on `name`.
 - **Stock valuation**: ERPNext computes a Stock Ledger Entry's `qty_after_transaction`,
   `valuation_rate`, `stock_value`, `stock_value_difference` and `stock_queue` after the
-  row's hook has run; the app completes them from the database just before commit, so
-  the event carries the final values of that transaction.
+  row's hook has run; the event carries the committed values (see "Committed state").
 - **Repost** (Repost Item Valuation, e.g. after a back-dated entry) later re-computes the
   valuation of every stock ledger row of the affected items and warehouses from its
   posting date and time onward, writing them without hooks, and deletes and re-posts the

@@ -117,3 +117,29 @@ class TestEncodingRows(FrappeTestCase):
 		)
 		self.assertEqual(message.value[5:], record.payload)
 		self.assertIn(("content-type", b"application/avro; encoding=confluent"), message.headers)
+
+
+class TestStoredSchemas(FrappeTestCase):
+	"""A derived schema is stored by fingerprint when first used, and the drainer finds an
+	older stored version when the doctype's meta changed since (twin of
+	tests/test_stored_schemas.py; the meta change is a stored variant, no DDL)."""
+
+	def tearDown(self):
+		frappe.db.rollback()
+
+	def test_a_derived_schema_is_stored_and_an_older_version_is_found(self):
+		import copy
+
+		from erpnext_streaming.emitters.codec import derive_from_meta
+		from erpnext_streaming.schemas import stored
+		from erpnext_streaming.schemas.registry import EventSchema
+
+		current = derive_from_meta("ToDo")
+		self.assertEqual(stored.load(frappe.db, current.fingerprint).schema, current.schema)
+		older_schema = copy.deepcopy(current.schema)
+		document = next(f for f in older_schema["fields"] if f["name"] == "document")
+		document["type"]["fields"] = document["type"]["fields"][:-1]  # a field added since
+		older = EventSchema.build(older_schema, "ToDo", current.version + 1, "test")
+		stored.store(frappe.db, older, now_datetime())
+		found = jobs.writer_schema("ToDo", older.version, older.fingerprint)
+		self.assertEqual((found.fingerprint, found.version), (older.fingerprint, older.version))

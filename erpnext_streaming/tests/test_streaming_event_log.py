@@ -6,7 +6,7 @@ import frappe
 from frappe.tests.utils import FrappeTestCase
 from frappe.utils import now_datetime
 
-from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, Status
+from erpnext_streaming.constants import BUNDLE_TABLE, EVENT_LOG_DOCTYPE, EVENT_LOG_TABLE, Status
 from erpnext_streaming.outbox.records import OutboxRecord
 from erpnext_streaming.outbox.write import write
 
@@ -29,8 +29,13 @@ def record(name):
 
 
 class TestStreamingEventLogRetention(FrappeTestCase):
+	"""Retention commits per chunk, so this test's rows are committed: none is left to deliver
+	(no bundle holds them), and they are deleted at the end."""
+
 	def tearDown(self):
 		frappe.db.rollback()
+		frappe.db.sql(f"DELETE FROM `{EVENT_LOG_TABLE}` WHERE `event_id` LIKE 'retention-%%'")
+		frappe.db.commit()
 
 	def test_clear_old_logs_deletes_old_sent_rows_and_keeps_dead_letters(self):
 		now = now_datetime()
@@ -41,9 +46,12 @@ class TestStreamingEventLogRetention(FrappeTestCase):
 			pluck="name",
 			order_by="name asc",
 		)
+		frappe.db.sql(f"DELETE FROM `{BUNDLE_TABLE}` WHERE `company` = %s", "_ES Retention Co")
 		old = now - timedelta(days=40)
 		for name, status in zip(rows, (Status.SENT, Status.DEAD, Status.FAILED, Status.SENT), strict=True):
-			frappe.db.set_value(EVENT_LOG_DOCTYPE, name, {"status": status}, update_modified=False)
+			frappe.db.set_value(
+				EVENT_LOG_DOCTYPE, name, {"status": status, "dead_lettered_at": now}, update_modified=False
+			)
 		for name in rows[:3]:
 			frappe.db.set_value(EVENT_LOG_DOCTYPE, name, "modified", old, update_modified=False)
 

@@ -116,8 +116,19 @@ WORK_ORDER = _doctype(
 		("produced_qty", "Float"),
 		("material_transferred_for_manufacturing", "Float"),
 		("process_loss_qty", "Float"),
+		("required_items", "Table", "Work Order Item"),
 	],
 	is_submittable=1,
+)
+WORK_ORDER_ITEM = _doctype(
+	"Work Order Item",
+	[
+		("item_code", "Link"),
+		("required_qty", "Float"),
+		("transferred_qty", "Float"),
+		("consumed_qty", "Float"),
+	],
+	istable=1,
 )
 JOB_CARD = _doctype(
 	"Job Card",
@@ -146,5 +157,5 @@ ERPNEXT_INDEXES: dict[str, dict[str, tuple[str, ...]]] = {
 
 ERPNEXT_TABLES = (
 	SALES_INVOICE, SALES_INVOICE_ITEM, GL_ENTRY, STOCK_LEDGER_ENTRY, PAYMENT_ENTRY, PAYMENT_LEDGER_ENTRY,
-	WORK_ORDER, JOB_CARD,
+	WORK_ORDER, WORK_ORDER_ITEM, JOB_CARD,
 )  # fmt: skip

@@ -3,15 +3,17 @@
 Up to 0.1 the drainer read Queued and Failed Event Log rows directly; it now reads
 delivery bundles (delivery/bundles.py). Without a bundle such a row would never be
 delivered, so this patch writes bundles for them, in name (= sequence) order, before any
-new commit's bundle; and it drops the index only the old claim read.
+new commit's bundle (`outbox.requeue.queue_pending`, which the sweeper runs too); and it
+drops the index only the old claim read. Run the migrate with the site's workers stopped
+(docs/operations.md "Upgrading the app"): a row committed by the new code before this
+patch ran already has its bundle and may be delivered before older rows of its company.
 """
 
 import frappe
 
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE
-from erpnext_streaming.outbox.outcomes import OLD_PENDING_INDEX, companies_of, pending_names
-from erpnext_streaming.outbox.records import MessageContext
-from erpnext_streaming.outbox.write import lock_counters
+from erpnext_streaming.outbox.outcomes import OLD_PENDING_INDEX
+from erpnext_streaming.outbox.requeue import queue_pending
 
 
 def execute():
@@ -20,21 +22,3 @@ def execute():
 	queue_pending(frappe.db, frappe.utils.now_datetime(), message_context())
 	if frappe.db.has_index(f"tab{EVENT_LOG_DOCTYPE}", OLD_PENDING_INDEX):
 		frappe.db.sql_ddl(f"ALTER TABLE `tab{EVENT_LOG_DOCTYPE}` DROP INDEX `{OLD_PENDING_INDEX}`")
-
-
-def queue_pending(db, now, context: MessageContext, chunk: int = 1000) -> int:
-	"""Bundles for every Queued or Failed row that is in no bundle yet; the rows queued.
-
-	Under the companies' counter locks (as a commit's outbox write), so no commit of theirs
-	slips in while their bundles are drawn. A row committed by the new code before this
-	patch ran already has its bundle and is skipped; it may then be delivered before the
-	older rows of its company (run the migrate with the site's workers stopped, see
-	docs/operations.md "Upgrading the app")."""
-	from erpnext_streaming.delivery import bundles
-
-	bundled = bundles.bundled_names(db)
-	names = [name for name in pending_names(db) if name not in bundled]
-	if not names:
-		return 0
-	lock_counters(db, companies_of(db, names))
-	return bundles.queue_rows(db, names, now, context, chunk)

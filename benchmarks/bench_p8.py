@@ -1,0 +1,110 @@
+"""P8 on a real bench: submit time of a large Journal Entry with streaming on ÷ off.
+
+ERPNext submits a Journal Entry of more than 100 rows in a background job; its GL Entry
+rows are what the app captures, so this is the worst case of capture and outbox cost per
+transaction. Run from the bench's `sites` folder as the bench user (not part of
+`scripts/benchmarks`: it needs ERPNext):
+
+    ../env/bin/python /path/to/erpnext_streaming/benchmarks/bench_p8.py SITE [rounds] [rows] [company]
+
+Each round submits one entry with streaming on and one with it off, interleaved (the ledger
+grows during the run); before each measured submit the drainer is let deliver the previous
+entry's events, so it does not compete for the CPUs. The time measured is `_submit()` plus
+the commit (the outbox is written in before_commit). The entries stay submitted; the
+medians and their ratio are printed for benchmarks/RESULTS.md.
+"""
+
+import statistics
+import sys
+import time
+
+import frappe
+
+SITE = sys.argv[1]
+ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+ROWS = int(sys.argv[3]) if len(sys.argv) > 3 else 10_000
+COMPANY = sys.argv[4] if len(sys.argv) > 4 else None
+TARGET = 1.05
+
+
+def set_streaming(on: bool) -> None:
+	from erpnext_streaming import catalog
+
+	frappe.db.set_single_value("Streaming Settings", "enabled", int(on))
+	frappe.clear_document_cache("Streaming Settings", "Streaming Settings")
+	catalog.clear_cache()
+	frappe.db.commit()
+
+
+def wait_drained(timeout: float = 300) -> None:
+	from erpnext_streaming.delivery import bundles, jobs
+
+	frappe.db.commit()
+	if bundles.oldest_undelivered(frappe.db) is not None:
+		jobs.ensure_drainer(stale_after=jobs.STARTING_SECONDS)
+	deadline = time.monotonic() + timeout
+	while time.monotonic() < deadline:
+		frappe.db.commit()  # a fresh snapshot
+		if bundles.oldest_undelivered(frappe.db) is None:
+			return
+		time.sleep(2)
+	print(f"warning: events still undelivered after {timeout:.0f} s; measuring anyway", flush=True)
+
+
+def journal_entry(company: str, rows: int):
+	doc = frappe.get_doc("Company", company)
+	expense = frappe.db.get_value("Account", {"company": company, "root_type": "Expense", "is_group": 0})
+	accounts = []
+	for i in range(rows):
+		row = {"account": (expense, doc.default_cash_account)[i % 2], "cost_center": doc.cost_center}
+		row["debit_in_account_currency" if i % 2 == 0 else "credit_in_account_currency"] = 1.25
+		accounts.append(row)
+	entry = frappe.get_doc(
+		{
+			"doctype": "Journal Entry",
+			"company": company,
+			"posting_date": frappe.utils.today(),
+			"accounts": accounts,
+		}
+	)
+	entry.user_remark = f"benchmarks/bench_p8.py, {rows} rows"
+	return entry.insert()
+
+
+def submit_seconds(on: bool, company: str, rows: int) -> float:
+	wait_drained()
+	set_streaming(on)
+	entry = journal_entry(company, rows)
+	frappe.db.commit()
+	started = time.perf_counter()
+	entry._submit()  # in the request, as the background job ERPNext queues would
+	frappe.db.commit()
+	seconds = time.perf_counter() - started
+	print(f"streaming {'on ' if on else 'off'} {entry.name}: {seconds:.2f} s", flush=True)
+	return seconds
+
+
+def main() -> None:
+	frappe.init(site=SITE, sites_path=".")
+	frappe.connect()
+	frappe.set_user("Administrator")
+	try:
+		was = bool(frappe.db.get_single_value("Streaming Settings", "enabled"))
+		company = COMPANY or frappe.defaults.get_global_default("company")
+		submit_seconds(True, company, 200)  # warm-up
+		times = {True: [], False: []}
+		for round_ in range(ROUNDS):
+			for on in (True, False) if round_ % 2 == 0 else (False, True):
+				times[on].append(submit_seconds(on, company, ROWS))
+		wait_drained()
+		set_streaming(was)
+		on, off = statistics.median(times[True]), statistics.median(times[False])
+		verdict = "pass" if on / off <= TARGET else "MISSED"
+		print(f"P8 {ROWS:,}-row Journal Entry: on {on:.2f} s, off {off:.2f} s (medians of {ROUNDS})")
+		print(f"P8 ratio on/off {on / off:.3f} (target <= {TARGET}): {verdict}")
+	finally:
+		frappe.destroy()
+
+
+if __name__ == "__main__":
+	main()
