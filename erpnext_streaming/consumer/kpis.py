@@ -147,14 +147,8 @@ class StockPosition:
 
 	def positions(self) -> dict[tuple[str, str, str], dict[str, Any]]:
 		out: dict[tuple, dict] = defaultdict(lambda: {"qty": 0.0, "value": ZERO, "in": 0.0, "out": 0.0})
-		for (company, vtype, vno, *_, reversal), (
-			_,
-			posted,
-			item,
-			warehouse,
-			qty,
-			value,
-		) in self.rows.items():
+		for (company, vtype, vno, *_, reversal), (_, posted, *row) in self.rows.items():
+			item, warehouse, qty, value = row
 			if self.reversals.stands((company, vtype, vno), posted, reversal):
 				position = out[(company, item, warehouse)]
 				position["qty"] += qty

@@ -138,9 +138,7 @@ def _norm(value: Any) -> Any:
 		return value
 
 
-def state_of(doc: Any, fields: Sequence[str]) -> tuple | None:
-	if doc is None:
-		return None
+def state_of(doc: Any, fields: Sequence[str]) -> tuple:
 	return tuple(_norm(_get(doc, f)) for f in fields)
 
 
@@ -188,7 +186,7 @@ def changed_without_hook(
 		(doctype, status_like),
 		as_dict=True,
 	)
-	return [r["name"] for r in rows if list(state_of(r, fields)) != json.loads(r["state"] or "null")]
+	return [r["name"] for r in rows if list(state_of(r, fields)) != json.loads(r["state"] or "[]")]
 
 
 def capture_failed(buffer: Buffer, doc: Any, route: Route | None, method: str, reason: str) -> Captured:
