@@ -108,8 +108,6 @@ is spliced into each by the loader).
   amount differs from the last state the stream emitted for it (each partial payment,
   credit note or cancelled payment), and a daily job sends the Overdue status ERPNext
   sets without a hook.
-- **Drafts** send no change events: `status_changed` and `progressed` only for docstatus
-  1 or 2.
 - **Ledger row names** are temporary hashes that ERPNext renames hourly: join GL and
   stock ledger rows on `voucher_type`, `voucher_no` and `voucher_detail_no` (also in the
   envelope), never on `name`.
