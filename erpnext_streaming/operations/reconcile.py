@@ -89,7 +89,7 @@ class Difference:
 	erpnext: Any
 
 	def text(self) -> str:
-		return f"{self.what} {' / '.join(str(k) for k in self.key)}: stream {self.stream}, ERPNext {self.erpnext}"
+		return f"{self.what} {' / '.join(str(k) for k in self.key)}: stream {_shown(self.stream)}, ERPNext {_shown(self.erpnext)}"
 
 
 @dataclass
@@ -126,6 +126,14 @@ class Report:
 		if len(self.differences) > limit:
 			out.append(f"  ... and {len(self.differences) - limit:,} more")
 		return out
+
+
+def _shown(value: Any) -> str:
+	if isinstance(value, tuple):
+		return " / ".join(_shown(v) for v in value)
+	if isinstance(value, int | float | Decimal):
+		return format(Decimal(str(value)).normalize(), "f")
+	return str(value)
 
 
 def _newer(rows: dict, key: tuple, event: Event, value: Any) -> None:
