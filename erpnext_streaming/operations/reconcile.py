@@ -156,10 +156,9 @@ class StreamFigures:
 		self.sle_rows: dict[tuple, tuple] = {}
 		self.gl_rows: dict[tuple, tuple] = {}
 		self.ple_rows: dict[tuple, tuple] = {}
-		self.reversed: set[tuple[str, str, str, str]] = (
-			set()
-		)  # (company, ledger, type, no) with reversal rows
-		self.vouchers: set[tuple[str, str, str, str]] = set()  # (company, ledger, type, no)
+		# (company, ledger, voucher type, voucher no): with events, with reversal rows
+		self.vouchers: set[tuple] = set()
+		self.reversed: set[tuple] = set()
 
 	def apply(self, event: Event) -> None:
 		d = event.document
@@ -168,22 +167,22 @@ class StreamFigures:
 		balance = event.doctype != GL
 		if not self.scope.covers(event.company, d.get("posting_date"), balance):
 			return
+		voucher = (event.company, event.doctype, d.get("voucher_type"), d.get("voucher_no"))
 		if self.scope.covers(event.company, d.get("posting_date")):
-			self.vouchers.add((event.company, event.doctype, d.get("voucher_type"), d.get("voucher_no")))
+			self.vouchers.add(voucher)
 		if d.get("is_cancelled"):
-			self.reversed.add((event.company, event.doctype, d.get("voucher_type"), d.get("voucher_no")))
+			self.reversed.add(voucher)
 		if event.doctype == SLE:
-			self._sle(event, d)
+			self._sle(event, d, voucher)
 		elif event.doctype == GL:
-			self._gl(event, d)
+			self._gl(event, d, voucher)
 		else:
 			amount = d.get("amount") or ZERO
 			against = (d.get("against_voucher_type"), d.get("against_voucher_no"))
 			_newer(self.ple_rows, (event.company, event.name), event, (against, amount))
 
-	def _gl(self, event: Event, d: dict) -> None:
+	def _gl(self, event: Event, d: dict, voucher: tuple) -> None:
 		debit, credit = d.get("debit") or ZERO, d.get("credit") or ZERO
-		voucher = (event.company, GL, d.get("voucher_type"), d.get("voucher_no"))
 		key = (
 			*voucher, d.get("voucher_detail_no"), d.get("account"), d.get("party"), d.get("cost_center"),
 			d.get("against_voucher"), _sign(debit - credit),
@@ -198,8 +197,7 @@ class StreamFigures:
 				out[(company, account)][1] += credit
 		return {key: tuple(pair) for key, pair in out.items()}
 
-	def _sle(self, event: Event, d: dict) -> None:
-		voucher = (event.company, SLE, d.get("voucher_type"), d.get("voucher_no"))
+	def _sle(self, event: Event, d: dict, voucher: tuple) -> None:
 		key = (
 			*voucher,
 			d.get("voucher_detail_no"),
