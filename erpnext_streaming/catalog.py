@@ -87,7 +87,7 @@ def _routes_for(row: CatalogRow, config: StreamingConfig) -> dict[tuple[str, str
 
 
 def default_catalog_rows(topic_prefix: str = c.DEFAULT_TOPIC_PREFIX) -> list[dict]:
-	"""Catalog rows for the five built-in doctypes, every applicable event switched on."""
+	"""Catalog rows for the built-in doctypes, every applicable event switched on."""
 	rows = []
 	for spec in c.BUILTIN_SPECS:
 		kinds = spec.kinds

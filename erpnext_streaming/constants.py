@@ -2,7 +2,7 @@
 
 Everything that more than one module needs to agree on lives here: doctype and table
 names, Event Log statuses, the lifecycle events the app can stream, and the defaults
-for the five ERPNext doctypes the product was built for. This module imports nothing
+for the built-in ERPNext doctypes. This module imports nothing
 from Frappe so the hot path, the delivery core and the pytest suite can share it.
 """
 
@@ -22,6 +22,8 @@ EVENT_LOG_TABLE = f"tab{EVENT_LOG_DOCTYPE}"
 # Frappe's autoincrement naming draws names from this MariaDB sequence
 # (frappe/database/sequence.py: scrub(doctype + "_id_seq"), nocache, nocycle).
 EVENT_LOG_SEQUENCE = "streaming_event_log_id_seq"
+# the state the stream last emitted per document (emitters/capture.py, change events)
+EMITTED_STATE_TABLE = "tabStreaming Emitted State"
 # the delivery queue (delivery/bundles.py): one bundle per transaction and company, the
 # per-company cursors, and the receipts of delivered batches not yet settled in the log
 BUNDLE_DOCTYPE = "Streaming Delivery Bundle"
@@ -150,9 +152,9 @@ class DoctypeSpec:
 	"""How a doctype streams: its triggers, catalog description and change-event rules.
 
 	`state_fields` define a change (kind CHANGE) event: one is emitted only when their
-	values differ from the document's previous state (`get_doc_before_save()`, or the
-	state an earlier event of the same transaction carried); `coalesce` says how the
-	remaining change events of one document are reduced at commit.
+	values differ from the state the stream last emitted for the document (an earlier
+	event of the same transaction, else the Streaming Emitted State row); `coalesce` says
+	how the remaining change events of one document are reduced at commit.
 	"""
 
 	doctype: str
@@ -177,9 +179,10 @@ CANCELLED = Trigger("on_cancel", Kind.CANCEL, "cancelled")
 UPDATED_AFTER_SUBMIT = Trigger("on_update_after_submit", Kind.UPDATE_AFTER_SUBMIT, "updated_after_submit")
 POSTED = Trigger("on_submit", Kind.SUBMIT, "posted")
 
-# The five doctypes of the product card. Facts behind each trigger list:
+# The built-in doctypes. Facts behind each trigger list:
 # ../shared/reference/frappe-erpnext-v15-facts.md ("Document events", "ERPNext ledger
-# behaviour"): ledger rows are inserted with submit (on_submit fires, also for reversal
+# behaviour"): ledger rows (GL, stock and payment ledger: erpnext/accounts/utils.py
+# create_payment_ledger_entry) are inserted with submit (on_submit fires, also for reversal
 # rows on cancel) and never see on_cancel; status and progress of invoices and work
 # orders move through db_set (on_change only); Job Card drafts change through save().
 BUILTIN_SPECS: tuple[DoctypeSpec, ...] = (
@@ -243,6 +246,23 @@ BUILTIN_SPECS: tuple[DoctypeSpec, ...] = (
 		),
 		state_fields=("status", "total_completed_qty"),
 		coalesce=Coalesce.PER_STATUS,
+	),
+	DoctypeSpec(
+		doctype="Payment Entry",
+		triggers=(SUBMITTED, CANCELLED, UPDATED_AFTER_SUBMIT),
+		description=(
+			"Payment submitted, cancelled or updated after submit. What it does to receivables "
+			"travels as Payment Ledger Entry rows and the invoices' status_changed events."
+		),
+	),
+	DoctypeSpec(
+		doctype="Payment Ledger Entry",
+		triggers=(POSTED,),
+		description=(
+			"Every payment ledger row as it is posted (ERPNext's source of outstanding amounts). A cancel "
+			"posts reversal rows with delinked = 1 that delink the originals: outstanding per "
+			"against_voucher_no = sum of amount of the rows not delinked."
+		),
 	),
 )
 

@@ -17,7 +17,7 @@ after_migrate = "erpnext_streaming.install.after_migrate"
 
 # Capture (facts file, "Document events" and "ERPNext ledger behaviour"): each handler is
 # tiny; it asks the cached catalog and returns at once when the (doctype, method) is not
-# streamed or streaming is off. The five built-in doctypes list exactly the methods that
+# streamed or streaming is off. The built-in doctypes list exactly the methods that
 # carry their events; "*" is the generic path for submittable doctypes an admin adds to
 # the catalog, and skips the built-ins so no event is captured twice.
 _handle = "erpnext_streaming.emitters.handler.handle"
@@ -30,8 +30,10 @@ doc_events = {
 		"on_update_after_submit": _handle,
 		"on_change": _handle,
 	},
+	"Payment Entry": {"on_submit": _handle, "on_cancel": _handle, "on_update_after_submit": _handle},
 	# ledger rows are inserted with submit(); reversal rows of a cancel too
 	"GL Entry": {"on_submit": _handle},
+	"Payment Ledger Entry": {"on_submit": _handle},
 	"Stock Ledger Entry": {"on_submit": _handle},
 	"Work Order": {
 		"on_submit": _handle,
@@ -65,6 +67,8 @@ default_log_clearing_doctypes = {"Streaming Event Log": 30}
 scheduler_events = {
 	"cron": {
 		"* * * * *": ["erpnext_streaming.delivery.jobs.sweep"],
+		# after ERPNext's daily update_invoice_status, whose bulk UPDATE to Overdue fires no hook
+		"30 1 * * *": ["erpnext_streaming.emitters.handler.emit_changes_without_hook"],
 	},
 	# safety net of the revaluation job queued after each completed repost (Redis down
 	# then, a job that paused or failed): runs unfinished revaluations

@@ -107,17 +107,13 @@ def test_a_status_change_before_the_submit_of_the_same_invoice_is_folded_into_th
 		("Stock Ledger Entry", "posted"), ("Sales Invoice", "submitted")]  # fmt: skip
 
 
-def test_db_set_status_change_is_detected_against_the_state_before_save():
+def test_a_change_event_of_a_document_the_stream_never_emitted_is_emitted():
+	"""Without an emitted state to compare with, the current state is news to consumers."""
 	buffer = capture.Buffer()
-	before = {"status": "Unpaid", "outstanding_amount": 100.0}
-	same = Doc(
-		"Sales Invoice", before=before, name="SINV-1", company="A", status="Unpaid", outstanding_amount=100
-	)
-	assert take(buffer, same, "on_change") is None  # 100 == 100.0: no change
-	paid = Doc(
-		"Sales Invoice", before=before, name="SINV-1", company="A", status="Paid", outstanding_amount=0
-	)
+	paid = Doc("Sales Invoice", before={"status": "Paid", "outstanding_amount": 0}, name="SINV-1",
+		company="A", status="Paid", outstanding_amount=0)  # fmt: skip
 	assert take(buffer, paid, "on_change").route.event_type == "status_changed"
+	assert take(buffer, paid, "on_change") is None  # the same state again: nothing new
 
 
 def test_sales_invoice_status_events_keep_only_the_last_state_of_the_transaction():
@@ -146,14 +142,10 @@ def test_work_order_progress_keeps_the_last_state_of_each_status_so_no_transitio
 
 def test_job_card_emits_only_when_status_or_completed_qty_changed():
 	buffer = capture.Buffer()
-	before = {"status": "Open", "total_completed_qty": 0}
+	buffer.known_state[("Job Card", "JC-1")] = ("Open", 0.0)  # what the stream last emitted
 	jc = dict(name="JC-1", company="A", work_order="WO-1", operation="Cutting")
-	take(buffer, Doc("Job Card", before=before, status="Open", total_completed_qty=0, **jc), "on_update")
-	take(
-		buffer,
-		Doc("Job Card", before=before, status="Work In Progress", total_completed_qty=0, **jc),
-		"on_update",
-	)
+	take(buffer, Doc("Job Card", status="Open", total_completed_qty=0, **jc), "on_update")
+	take(buffer, Doc("Job Card", status="Work In Progress", total_completed_qty=0, **jc), "on_update")
 	take(buffer, Doc("Job Card", status="Work In Progress", total_completed_qty=0, **jc), "on_change")  # same
 	take(buffer, Doc("Job Card", status="Completed", total_completed_qty=5, **jc), "on_update")
 	assert [e.state for e in capture.coalesce(buffer.events)] == [
@@ -284,3 +276,69 @@ def test_a_document_that_cannot_be_built_at_flush_becomes_a_dead_letter_and_the_
 	]
 	assert records[1].last_error == "ValueError: cannot build SLE-bad"
 	assert len(errors) == 1
+
+
+def pay(name: str, outstanding: float, status: str) -> list[tuple]:
+	"""One committed transaction of ERPNext's update_voucher_outstanding (erpnext/accounts/utils.py):
+	`frappe.db.set_value` of outstanding_amount, then `set_status(update=True)`, whose db_set
+	loads the "before" copy from the row (already holding the new amount) and fires on_change."""
+	frappe.db.sql(
+		"UPDATE `tabSales Invoice` SET outstanding_amount = %s WHERE name = %s", (outstanding, name)
+	)
+	before = frappe.db.sql("SELECT status, outstanding_amount FROM `tabSales Invoice` WHERE name = %s",
+		(name,), as_dict=True)[0]  # fmt: skip
+	frappe.db.sql("UPDATE `tabSales Invoice` SET status = %s WHERE name = %s", (status, name))
+	buffer = capture.Buffer()
+	buffer.db = frappe.db  # the handler's buffer reads the emitted states from the site's database
+	invoice = Doc("Sales Invoice", before=dict(before), name=name, company="A", status=status,
+		outstanding_amount=outstanding, modified=T0, docstatus=1)  # fmt: skip
+	take(buffer, invoice, "on_change")
+	records = capture.flush(buffer, frappe.db, RecordingCodec())
+	frappe.db.commit()
+	return [(r.event_type, json.loads(r.payload)["document"]["outstanding_amount"]) for r in records]
+
+
+@pytest.mark.integration
+def test_every_change_of_outstanding_amount_is_emitted_also_when_the_status_stays(site):
+	"""Issue 17 item 1: invoice 100, payment 30, second payment 30, cancel of the second."""
+	insert("Sales Invoice", name="SINV-1", company="A", status="Unpaid", outstanding_amount=100,
+		docstatus=1, modified=T0)  # fmt: skip
+	buffer = capture.Buffer()
+	buffer.db = frappe.db
+	take(buffer, Doc("Sales Invoice", name="SINV-1", company="A", status="Unpaid", outstanding_amount=100.0,
+		modified=T0, docstatus=1), "on_submit")  # fmt: skip
+	assert [r.event_type for r in capture.flush(buffer, frappe.db, RecordingCodec())] == ["submitted"]
+	frappe.db.commit()
+
+	assert pay("SINV-1", 70.0, "Partly Paid") == [("status_changed", 70.0)]
+	assert pay("SINV-1", 40.0, "Partly Paid") == [("status_changed", 40.0)]  # the status stays
+	assert pay("SINV-1", 70.0, "Partly Paid") == [("status_changed", 70.0)]  # that payment cancelled
+	assert pay("SINV-1", 70.0, "Partly Paid") == []  # a save that changes nothing emits nothing
+
+
+def emit(name: str, method: str, status: str, outstanding: float) -> list[str]:
+	"""One committed transaction with one hook of an invoice, through the flush."""
+	buffer = capture.Buffer()
+	buffer.db = frappe.db
+	take(buffer, Doc("Sales Invoice", name=name, company="A", status=status, outstanding_amount=outstanding,
+		modified=T0, docstatus=1), method)  # fmt: skip
+	records = capture.flush(buffer, frappe.db, RecordingCodec())
+	frappe.db.commit()
+	return [r.event_type for r in records]
+
+
+@pytest.mark.integration
+def test_invoices_made_overdue_without_a_hook_are_found_against_the_last_emitted_state(site):
+	"""Issue 17 item 1: erpnext's daily update_invoice_status sets Overdue with a bulk UPDATE."""
+	for name in ("SINV-1", "SINV-2", "SINV-3"):
+		insert("Sales Invoice", name=name, company="A", status="Unpaid", outstanding_amount=100, docstatus=1,
+			modified=T0)  # fmt: skip
+		assert emit(name, "on_submit", "Unpaid", 100.0) == ["submitted"]
+	insert("Sales Invoice", name="SINV-4", company="A", status="Overdue", outstanding_amount=5, docstatus=1,
+		modified=T0)  # submitted before streaming was enabled: never emitted  # fmt: skip
+	frappe.db.sql("UPDATE `tabSales Invoice` SET status = 'Overdue' WHERE name IN ('SINV-1', 'SINV-2')")
+	frappe.db.commit()
+	assert capture.changed_without_hook(frappe.db) == ["SINV-1", "SINV-2", "SINV-4"]
+
+	assert emit("SINV-1", "on_change", "Overdue", 100.0) == ["status_changed"]  # what the daily job does
+	assert capture.changed_without_hook(frappe.db) == ["SINV-2", "SINV-4"]

@@ -9,7 +9,15 @@ from frappe import standin
 from erpnext_streaming import catalog, constants
 from erpnext_streaming.settings import StreamingConfig
 
-FIVE = ["Sales Invoice", "GL Entry", "Stock Ledger Entry", "Work Order", "Job Card"]
+BUILT_IN = [
+	"Sales Invoice",
+	"GL Entry",
+	"Stock Ledger Entry",
+	"Work Order",
+	"Job Card",
+	"Payment Entry",
+	"Payment Ledger Entry",
+]
 
 
 def settings(**overrides) -> dict:
@@ -20,7 +28,7 @@ def settings(**overrides) -> dict:
 
 def test_defaults_cover_the_five_card_doctypes_with_their_applicable_events():
 	rows = {r["document_type"]: r for r in catalog.default_catalog_rows()}
-	assert list(rows) == FIVE
+	assert list(rows) == BUILT_IN
 	assert {k: rows["Sales Invoice"][k] for k in ("on_submit", "on_cancel", "on_update_after_submit", "on_change")} == {
 		"on_submit": 1, "on_cancel": 1, "on_update_after_submit": 1, "on_change": 1}  # fmt: skip
 	for ledger in ("GL Entry", "Stock Ledger Entry"):
@@ -45,7 +53,7 @@ def test_routes_follow_the_catalog_rows():
 	assert cat.route("Work Order", "on_update_after_submit").event_type == "progressed"
 	assert cat.route("Job Card", "on_update").event_type == "status_changed"
 	assert cat.route("Customer", "on_update") is None
-	assert cat.doctypes == frozenset(FIVE)
+	assert cat.doctypes == frozenset(BUILT_IN)
 
 
 def test_row_overrides_topic_version_masks_and_switches():
@@ -79,11 +87,11 @@ def test_disabled_streaming_has_no_routes():
 
 
 def test_seeding_adds_missing_builtins_once_and_never_overrides_admin_rows():
-	installed = set(FIVE)
+	installed = set(BUILT_IN)
 	rows = catalog.missing_default_rows([], [], installed, "erpnext")
-	assert [r["document_type"] for r in rows] == FIVE
+	assert [r["document_type"] for r in rows] == BUILT_IN
 	# the admin edited Sales Invoice and deleted Job Card (it was seeded before)
-	rows = catalog.missing_default_rows(["Sales Invoice", "GL Entry"], FIVE, installed, "erpnext")
+	rows = catalog.missing_default_rows(["Sales Invoice", "GL Entry"], BUILT_IN, installed, "erpnext")
 	assert rows == []
 	# ERPNext installed after the app: only then are its doctypes seeded
 	assert catalog.missing_default_rows([], [], {"Job Card"}, "erpnext")[0]["document_type"] == "Job Card"

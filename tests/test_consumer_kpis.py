@@ -22,6 +22,7 @@ from erpnext_streaming.consumer.alerts import ThresholdAlerts
 from erpnext_streaming.consumer.kpis import (
 	CashExposure,
 	JobCardTimes,
+	PaymentLedger,
 	RevenueVelocity,
 	StockPosition,
 	WorkOrderBoard,
@@ -123,17 +124,14 @@ def test_kpis_equal_the_values_computed_from_the_documents(seed, shuffle):
 			minutes[moment][1] += d(invoice["base_grand_total"])
 		assert revenue.per_minute(company) == {m: tuple(v) for m, v in sorted(minutes.items())}
 
-	# stock: quantities and values over every ledger row (reversals included); movement of standing vouchers
+	# stock: quantities, values and movement over the rows ERPNext's Stock Balance counts (is_cancelled
+	# = 0 in the database: the stream's originals of a cancelled voucher still say false)
 	expected = defaultdict(lambda: {"qty": 0.0, "value": Decimal(0), "in": 0.0, "out": 0.0})
-	cancelled_vouchers = {
-		(s["company"], s["voucher_type"], s["voucher_no"]) for s in workload.sles if s["is_cancelled"]
-	}
-	for sle in workload.sles:
+	for sle in (s for s in workload.sles if not s["is_cancelled"]):
 		position = expected[(sle["company"], sle["item_code"], sle["warehouse"])]
 		position["qty"] += sle["actual_qty"]
 		position["value"] += d(sle["stock_value_difference"])
-		if (sle["company"], sle["voucher_type"], sle["voucher_no"]) not in cancelled_vouchers:
-			position["in" if sle["actual_qty"] > 0 else "out"] += abs(sle["actual_qty"])
+		position["in" if sle["actual_qty"] > 0 else "out"] += abs(sle["actual_qty"])
 	assert stock.positions() == dict(expected)
 	for (company, item, warehouse), (qty, value) in workload.stock.items():  # the generator's own books
 		assert stock.positions()[(company, item, warehouse)]["qty"] == qty
@@ -141,7 +139,7 @@ def test_kpis_equal_the_values_computed_from_the_documents(seed, shuffle):
 
 	# cash and receivables from the general ledger
 	balances = Counter()
-	for gl in workload.gles:
+	for gl in (g for g in workload.gles if not g["is_cancelled"]):
 		balances[(gl["company"], cash.account_type(gl))] += d(gl["debit"]) - d(gl["credit"])
 	assert cash.balances() == {k: v for k, v in balances.items()}
 	for company in workload.companies:
@@ -234,6 +232,102 @@ def test_hysteresis_keeps_a_wobble_around_the_threshold_quiet():
 	assert [a.crossing for a in fired if a] == [1, 2]
 	above = ThresholdAlerts({"k": 10.0}, below=False)
 	assert [bool(above.observe("k", v)) for v in (5, 11, 12, 9, 11)] == [False, True, False, False, True]
+
+
+# -- cancellations, as ERPNext writes them (issue 17 item 7) ---------------------------------------
+
+
+def ledger(doctype: str, sequence: int, name: str, voucher: str, **document) -> Event:
+	"""A `posted` ledger row event at its place in the company's order."""
+	moment = datetime(2026, 11, 23, 9, 0, tzinfo=UTC) + timedelta(seconds=sequence)
+	voucher_type, voucher_no = voucher.split(":")
+	record = {
+		"event_id": f"{doctype}/{name}", "event_type": "posted", "doctype": doctype, "name": name,
+		"company": "A", "event_time": moment, "modified": moment,
+		"document": {"voucher_type": voucher_type, "voucher_no": voucher_no, **document},
+	}  # fmt: skip
+	return Event.from_record(record, sequence=sequence)
+
+
+def in_any_order(events: list[Event], kpi, seed: int = 7):
+	"""Every order, duplicates included, gives the same figures."""
+	shuffled = events + events[:3]
+	random.Random(seed).shuffle(shuffled)
+	for event in shuffled:
+		kpi.apply(event)
+	return kpi
+
+
+def sle(sequence, name, voucher, qty, value, cancelled=False, detail="d1"):
+	return ledger("Stock Ledger Entry", sequence, name, voucher, voucher_detail_no=detail, item_code="BOLT",
+		warehouse="Stores - A", actual_qty=qty, stock_value_difference=d(value), is_cancelled=cancelled)  # fmt: skip
+
+
+def test_stock_value_leaves_out_a_cancelled_voucher_whose_reversal_carries_no_value():
+	"""ERPNext's reversal row of a cancel has actual_qty negated but stock_value_difference 0
+	(update_entries_after skips is_cancelled rows), and the original stays is_cancelled = false in
+	the stream; Stock Balance leaves both out. A Landed Cost Voucher's re-posted rows stand."""
+	events = [
+		sle(1, "s1", "Purchase Receipt:PR-1", 5.0, "50"),
+		sle(2, "s2", "Sales Invoice:SINV-1", -1.0, "-10"),
+		sle(3, "s3", "Sales Invoice:SINV-1", 1.0, "0", cancelled=True),  # the cancel's reversal
+		sle(4, "s4", "Purchase Receipt:PR-2", 2.0, "20"),
+		sle(5, "s5", "Purchase Receipt:PR-2", -2.0, "0", cancelled=True),  # landed cost: cancel ...
+		sle(6, "s6", "Purchase Receipt:PR-2", 2.0, "24"),  # ... and re-post, same voucher and line
+	]
+	stock = in_any_order(events, StockPosition())
+	assert stock.positions() == {
+		("A", "BOLT", "Stores - A"): {"qty": 7.0, "value": d("74"), "in": 7.0, "out": 0.0}
+	}
+
+
+def gle(sequence, name, voucher, account, debit, credit, cancelled=False):
+	return ledger("GL Entry", sequence, name, voucher, account=account, debit=d(debit), credit=d(credit),
+		is_cancelled=cancelled, voucher_detail_no=None, party=None, cost_center="Main - A")  # fmt: skip
+
+
+def test_gl_debit_and_credit_per_account_leave_out_a_cancelled_voucher_as_the_general_ledger_does():
+	events = [
+		gle(1, "g1", "Sales Invoice:SINV-1", "Debtors - A", "100", "0"),
+		gle(2, "g2", "Sales Invoice:SINV-1", "Sales - A", "0", "100"),
+		gle(3, "g3", "Sales Invoice:SINV-2", "Debtors - A", "40", "0"),
+		gle(4, "g4", "Sales Invoice:SINV-2", "Sales - A", "0", "40"),
+		gle(5, "g5", "Sales Invoice:SINV-1", "Debtors - A", "0", "100", cancelled=True),  # reversal rows
+		gle(6, "g6", "Sales Invoice:SINV-1", "Sales - A", "100", "0", cancelled=True),
+	]
+	cash = in_any_order(events, CashExposure({"Debtors - A": "Receivable"}))
+	assert cash.per_account() == {
+		("A", "Debtors - A"): (d("40"), d("0")),
+		("A", "Sales - A"): (d("0"), d("40")),
+	}
+	assert cash.exposure("A")["receivable"] == d("40")
+
+
+def ple(sequence, name, voucher, amount, delinked=False, against="Sales Invoice:SINV-1"):
+	against_type, against_no = against.split(":")
+	return ledger("Payment Ledger Entry", sequence, name, voucher, account="Debtors - A", party_type="Customer",
+		party="C1", account_type="Receivable", against_voucher_type=against_type, against_voucher_no=against_no,
+		amount=d(amount), amount_in_account_currency=d(amount), delinked=delinked)  # fmt: skip
+
+
+def test_receivables_from_payment_ledger_events_follow_erpnexts_delinking():
+	"""Invoice 100, payment 30, second payment 30, cancel of the second, credit note 10: outstanding
+	60, as ERPNext's invoice and Accounts Receivable say; the cancelled payment's original row
+	stays delinked = false in the stream (delink_original_entry is a bulk UPDATE)."""
+	events = [
+		ple(1, "p1", "Sales Invoice:SINV-1", "100"),
+		ple(2, "p2", "Payment Entry:PE-1", "-30"),
+		ple(3, "p3", "Payment Entry:PE-2", "-30"),
+		ple(4, "p4", "Payment Entry:PE-2", "30", delinked=True),  # the cancel of PE-2
+		ple(5, "p5", "Sales Invoice:CN-1", "-10"),  # credit note against SINV-1
+		ple(6, "p6", "Sales Invoice:SINV-2", "25", against="Sales Invoice:SINV-2"),
+	]
+	payments = in_any_order(events, PaymentLedger())
+	assert payments.outstanding() == {
+		("A", "Receivable", "Sales Invoice", "SINV-1"): d("60"),
+		("A", "Receivable", "Sales Invoice", "SINV-2"): d("25"),
+	}
+	assert payments.receivable("A") == d("85")
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -38,9 +38,12 @@ def _resolves(path: str) -> bool:
 	return callable(getattr(importlib.import_module(module), name))
 
 
-def test_the_sweeper_runs_every_minute_and_resolves_to_the_job():
-	assert hooks.scheduler_events["cron"] == {"* * * * *": ["erpnext_streaming.delivery.jobs.sweep"]}
-	assert _resolves(hooks.scheduler_events["cron"]["* * * * *"][0])
+def test_the_sweeper_runs_every_minute_and_the_overdue_job_daily_after_erpnexts():
+	assert hooks.scheduler_events["cron"] == {
+		"* * * * *": ["erpnext_streaming.delivery.jobs.sweep"],
+		"30 1 * * *": ["erpnext_streaming.emitters.handler.emit_changes_without_hook"],
+	}
+	assert all(_resolves(path) for paths in hooks.scheduler_events["cron"].values() for path in paths)
 
 
 def test_revaluations_follow_completed_reposts_with_an_hourly_safety_net():

@@ -2,7 +2,8 @@
 same bytes, and every schema keeps its canonical forms, fingerprint and version.
 
 `fixtures/release_bytes.json` was written once, by the release before fastavro took over the
-encoding (it had its own generated writer and its own canonical form and CRC-64-AVRO). It is
+encoding (it had its own generated writer and its own canonical form and CRC-64-AVRO); a schema
+shipped later got its entry once, when it was added (Payment Entry, Payment Ledger Entry). It is
 the truth to compare with, never regenerated: a difference here means consumers would see
 other bytes, another fingerprint or another derived version for the same event.
 
@@ -28,6 +29,8 @@ from fixtures.erpnext import (
 	cancelled_sales_invoice,
 	gl_entry,
 	job_card_transitions,
+	payment_entry,
+	payment_ledger_entry,
 	stock_ledger_entry,
 	submitted_sales_invoice,
 	work_order,
@@ -59,6 +62,11 @@ ERPNEXT_DOCUMENTS = {
 	},
 	"Work Order": {"submitted": work_order},
 	"Job Card": {f"transition {i}": (lambda i=i: job_card_transitions()[i]) for i in range(5)},
+	"Payment Entry": {"submitted": payment_entry, "cancelled": lambda: payment_entry(cancelled=True)},
+	"Payment Ledger Entry": {
+		"payment": lambda: payment_ledger_entry("ple-1", -30.0),
+		"reversal": lambda: payment_ledger_entry("ple-2", 30.0, delinked=1),
+	},
 }
 
 # an admin-added doctype, as `frappe.get_meta(...).fields` gives it: one field of each fieldtype

@@ -20,7 +20,15 @@ from erpnext_streaming.schemas import (
 from erpnext_streaming.schemas.derive import logical_canonical_form
 from erpnext_streaming.schemas.registry import PACKAGE_DIR
 
-FIVE = ("GL Entry", "Job Card", "Sales Invoice", "Stock Ledger Entry", "Work Order")
+BUILT_IN = (
+	"GL Entry",
+	"Job Card",
+	"Payment Entry",
+	"Payment Ledger Entry",
+	"Sales Invoice",
+	"Stock Ledger Entry",
+	"Work Order",
+)
 ENVELOPE = json.loads((PACKAGE_DIR / "envelope.v1.avsc").read_text())
 DECIMAL = {"type": "bytes", "logicalType": "decimal", "precision": 21, "scale": 9}
 
@@ -35,15 +43,15 @@ def walk_fields(record: dict, prefix: str = ""):
 			yield from walk_fields(kind, prefix + f["name"] + ".")
 
 
-def test_the_five_card_doctypes_ship_a_v1_schema_each():
-	assert shipped_doctypes() == FIVE
-	assert set(FIVE) == {s.doctype for s in constants.BUILTIN_SPECS}
-	for doctype in FIVE:
+def test_the_built_in_doctypes_ship_a_v1_schema_each():
+	assert shipped_doctypes() == BUILT_IN
+	assert set(BUILT_IN) == {s.doctype for s in constants.BUILTIN_SPECS}
+	for doctype in BUILT_IN:
 		assert versions(doctype) == (1,)
 		assert get_event_schema(doctype) is get_event_schema(doctype, 1)  # parsed once, cached
 
 
-@pytest.mark.parametrize("doctype", FIVE)
+@pytest.mark.parametrize("doctype", BUILT_IN)
 def test_event_schema_opens_with_the_envelope_and_ends_with_the_document(doctype):
 	schema = get_event_schema(doctype)
 	record = schema.name.rpartition(".")[2]
@@ -57,7 +65,7 @@ def test_event_schema_opens_with_the_envelope_and_ends_with_the_document(doctype
 	assert schema.document_schema["type"] == "record"
 
 
-@pytest.mark.parametrize("doctype", FIVE)
+@pytest.mark.parametrize("doctype", BUILT_IN)
 def test_every_field_has_a_doc_and_follows_the_type_rules(doctype):
 	schema = get_event_schema(doctype)
 	for path, field in walk_fields(schema.schema):
@@ -102,7 +110,7 @@ def test_child_tables_are_arrays_of_records():
 			assert fields[fieldname]["type"]["items"]["name"] == record
 
 
-@pytest.mark.parametrize("doctype", FIVE)
+@pytest.mark.parametrize("doctype", BUILT_IN)
 def test_canonical_form_and_fingerprint_match_fastavro(doctype):
 	schema = get_event_schema(doctype)
 	assert schema.canonical == to_parsing_canonical_form(schema.schema)
@@ -121,7 +129,7 @@ def crc64_avro_bitwise(data: bytes) -> int:
 	return fp
 
 
-@pytest.mark.parametrize("doctype", FIVE)
+@pytest.mark.parametrize("doctype", BUILT_IN)
 def test_fingerprint_is_crc64_avro_of_the_canonical_form_little_endian(doctype):
 	schema = get_event_schema(doctype)
 	expected = crc64_avro_bitwise(schema.canonical.encode()).to_bytes(8, "little").hex()

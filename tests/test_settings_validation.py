@@ -222,8 +222,10 @@ def test_producer_property_values_are_checked_by_librdkafka():
 class Facts:
 	"""DoctypeFacts of a site with ERPNext's doctypes and one custom submittable doctype."""
 
-	submittable = frozenset({"Sales Invoice", "Work Order", "Job Card", "Purchase Receipt", "Delivery Note"})
-	plain = frozenset({"GL Entry", "Stock Ledger Entry", "Customer"})
+	submittable = frozenset(
+		{"Sales Invoice", "Work Order", "Job Card", "Purchase Receipt", "Delivery Note", "Payment Entry"}
+	)
+	plain = frozenset({"GL Entry", "Stock Ledger Entry", "Payment Ledger Entry", "Customer"})
 	fields = MappingProxyType({"Sales Invoice": {"customer", "tax_id", "items.item_name"}})
 
 	def exists(self, doctype):
@@ -255,6 +257,9 @@ def test_builtin_and_submittable_doctypes_are_accepted():
 		row("GL Entry", 2),
 		row("Stock Ledger Entry", 3),
 		row("Purchase Receipt", 4, on_cancel=True, topic="erp.receipts"),
+		row("Payment Entry", 5, on_cancel=True, on_update_after_submit=True),
+		# not marked submittable, but ERPNext inserts every row with submit(): on_submit fires
+		row("Payment Ledger Entry", 6),
 	]
 	v.validate_catalog(rows, Facts(), "erpnext")
 

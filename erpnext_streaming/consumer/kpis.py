@@ -11,6 +11,15 @@ and stock ledger rows hourly): voucher type and number, voucher detail, item or 
 and the side (a reversal row swaps debit/credit or negates the quantity, so it is a row
 of its own). When a row is seen again with a newer `modified` (a revaluation), the newer
 version replaces the older one.
+
+Cancellations follow ERPNext's reports (docs/consumer-guide.md, "Cancellations"): a cancel
+posts reversal rows (GL and stock: is_cancelled = true; payment ledger: delinked = true)
+and flags the rows they reverse by a bulk UPDATE that sends no event, so the originals stay
+is_cancelled / delinked = false in the stream. `Reversals` applies the rule: a reversal
+row and every row of its voucher posted before it (lower company sequence) are left out,
+as ERPNext's General Ledger, Stock Balance and Accounts Receivable leave out
+is_cancelled / delinked rows. (Summing originals and reversals does not do it: a stock
+reversal row carries stock_value_difference 0, not the negated value.)
 """
 
 from __future__ import annotations
@@ -37,6 +46,31 @@ def _version(event: Event) -> tuple:
 
 def _sign(value: float | Decimal | None) -> int:
 	return ((value or 0) > 0 and 1) or ((value or 0) < 0 and -1) or 0
+
+
+class Reversals:
+	"""Which ledger rows a cancel took out: ERPNext's bulk UPDATEs (erpnext/accounts/
+	general_ledger.py make_reverse_gl_entries, erpnext/stock/stock_ledger.py set_as_cancel,
+	erpnext/accounts/utils.py delink_original_entry) flag every row of the voucher that
+	exists when the reversal rows are posted; rows posted later (a Landed Cost Voucher
+	reposts its receipt's rows) stand."""
+
+	def __init__(self):
+		self.latest: dict[tuple, float] = {}  # group -> company sequence of its latest reversal row
+
+	def note(self, group: tuple, event: Event, reversal: bool) -> None:
+		if reversal:
+			position = float("inf") if event.sequence is None else event.sequence
+			self.latest[group] = max(position, self.latest.get(group, -1))
+
+	def stands(self, group: tuple, posted: int | None, reversal: bool) -> bool:
+		return not reversal and (posted or 0) > self.latest.get(group, -1)
+
+
+def _posted(known: tuple | None, event: Event) -> int | None:
+	"""Where the row was posted in the company order: a revaluation keeps the row's place; a row
+	posted again under the same key (a re-post) takes the new one."""
+	return known[1] if known and event.event_type == "revalued" else event.sequence
 
 
 class RevenueVelocity:
@@ -86,13 +120,13 @@ class RevenueVelocity:
 
 class StockPosition:
 	"""On-hand quantity, stock value and movement per (company, item, warehouse) from Stock
-	Ledger Entry events. Quantity and value are sums over ledger rows (reversal rows cancel
-	their originals; a revaluation of a row replaces its value); movement counts the in and
-	out quantities of vouchers that stand (a cancelled voucher's moves drop out)."""
+	Ledger Entry events, as ERPNext's Stock Balance computes them: sums of actual_qty and
+	stock_value_difference over the rows that stand (`Reversals`; a revaluation of a row
+	replaces its value); movement counts their in and out quantities."""
 
 	def __init__(self):
-		self.rows: dict[tuple, tuple[tuple, str, str, float, Decimal]] = {}
-		self.cancelled_vouchers: set[tuple[str, str, str]] = set()
+		self.rows: dict[tuple, tuple] = {}
+		self.reversals = Reversals()
 
 	def apply(self, event: Event) -> tuple[str, str, str] | None:
 		"""Apply one event; returns the (company, item, warehouse) it touched, if any."""
@@ -101,22 +135,30 @@ class StockPosition:
 		d = event.document
 		qty, value = d.get("actual_qty") or 0.0, d.get("stock_value_difference") or ZERO
 		voucher = (event.company, d.get("voucher_type"), d.get("voucher_no"))
-		if d.get("is_cancelled"):
-			self.cancelled_vouchers.add(voucher)
+		reversal = bool(d.get("is_cancelled"))
+		self.reversals.note(voucher, event, reversal)
 		side = _sign(qty) or _sign(value)
-		key = (*voucher, d.get("voucher_detail_no"), d.get("item_code"), d.get("warehouse"), side)
+		key = (*voucher, d.get("voucher_detail_no"), d.get("item_code"), d.get("warehouse"), side, reversal)
 		known = self.rows.get(key)
 		if known is None or _version(event) >= known[0]:
-			self.rows[key] = (_version(event), d.get("item_code"), d.get("warehouse"), qty, value)
+			row = (d.get("item_code"), d.get("warehouse"), qty, value)
+			self.rows[key] = (_version(event), _posted(known, event), *row)
 		return (event.company, d.get("item_code"), d.get("warehouse"))
 
 	def positions(self) -> dict[tuple[str, str, str], dict[str, Any]]:
 		out: dict[tuple, dict] = defaultdict(lambda: {"qty": 0.0, "value": ZERO, "in": 0.0, "out": 0.0})
-		for (company, vtype, vno, *_), (_, item, warehouse, qty, value) in self.rows.items():
-			position = out[(company, item, warehouse)]
-			position["qty"] += qty
-			position["value"] += value
-			if (company, vtype, vno) not in self.cancelled_vouchers:
+		for (company, vtype, vno, *_, reversal), (
+			_,
+			posted,
+			item,
+			warehouse,
+			qty,
+			value,
+		) in self.rows.items():
+			if self.reversals.stands((company, vtype, vno), posted, reversal):
+				position = out[(company, item, warehouse)]
+				position["qty"] += qty
+				position["value"] += value
 				position["in" if qty > 0 else "out"] += abs(qty)
 		return dict(out)
 
@@ -125,14 +167,16 @@ class StockPosition:
 
 
 class CashExposure:
-	"""Balance (debit - credit, company currency) per company and account type from GL
-	Entry events. `account_types` maps account names to Receivable, Payable, Cash, Bank, ...
-	(your chart of accounts); unmapped accounts fall back to the party type (Customer ->
-	Receivable, Supplier -> Payable) or the account name (Cash, Bank), else "Other"."""
+	"""Debit and credit (company currency) per account, and balance per company and account
+	type, from GL Entry events: the rows that stand (`Reversals`), as ERPNext's General
+	Ledger shows them. `account_types` maps account names to Receivable, Payable, Cash,
+	Bank, ... (your chart of accounts); unmapped accounts fall back to the party type
+	(Customer -> Receivable, Supplier -> Payable) or the account name (Cash, Bank), else "Other"."""
 
 	def __init__(self, account_types: Mapping[str, str] | None = None):
 		self.account_types = dict(account_types or {})
-		self.rows: dict[tuple, tuple[tuple, str, Decimal]] = {}
+		self.rows: dict[tuple, tuple] = {}
+		self.reversals = Reversals()
 
 	def account_type(self, doc: dict) -> str:
 		account = doc.get("account") or ""
@@ -145,25 +189,88 @@ class CashExposure:
 		if event.doctype != "GL Entry":
 			return
 		d = event.document
-		net = (d.get("debit") or ZERO) - (d.get("credit") or ZERO)
+		debit, credit = d.get("debit") or ZERO, d.get("credit") or ZERO
+		reversal = bool(d.get("is_cancelled"))
+		self.reversals.note((event.company, d.get("voucher_type"), d.get("voucher_no")), event, reversal)
 		key = (
 			event.company, d.get("voucher_type"), d.get("voucher_no"), d.get("voucher_detail_no"),
-			d.get("account"), d.get("party"), d.get("cost_center"), _sign(net),
+			d.get("account"), d.get("party"), d.get("cost_center"), _sign(debit - credit), reversal,
 		)  # fmt: skip
 		known = self.rows.get(key)
 		if known is None or _version(event) >= known[0]:
-			self.rows[key] = (_version(event), self.account_type(d), net)
+			row = (d.get("account"), self.account_type(d), debit, credit)
+			self.rows[key] = (_version(event), _posted(known, event), *row)
+
+	def standing(self):
+		for (company, vtype, vno, *_, reversal), (_, posted, *row) in self.rows.items():
+			if self.reversals.stands((company, vtype, vno), posted, reversal):
+				yield (company, *row)
+
+	def per_account(self) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
+		"""(company, account) -> (debit, credit), as ERPNext's General Ledger totals them."""
+		out: dict[tuple, list] = defaultdict(lambda: [ZERO, ZERO])
+		for company, account, _, debit, credit in self.standing():
+			out[(company, account)][0] += debit
+			out[(company, account)][1] += credit
+		return {key: (debit, credit) for key, (debit, credit) in out.items()}
 
 	def balances(self) -> dict[tuple[str, str], Decimal]:
 		out: Counter = Counter()
-		for (company, *_), (_, account_type, net) in self.rows.items():
-			out[(company, account_type)] += net
+		for company, _, account_type, debit, credit in self.standing():
+			out[(company, account_type)] += debit - credit
 		return {key: Decimal(value) for key, value in out.items()}
 
 	def exposure(self, company: str) -> dict[str, Decimal]:
 		balances = self.balances()
 		get = lambda t: balances.get((company, t), ZERO)  # noqa: E731
 		return {"cash": get("Cash") + get("Bank"), "receivable": get("Receivable"), "payable": get("Payable")}
+
+
+class PaymentLedger:
+	"""Outstanding per (company, account_type, against_voucher_type, against_voucher_no) from
+	Payment Ledger Entry events, as ERPNext computes it (erpnext/accounts/utils.py
+	QueryPaymentLedger, the Accounts Receivable report): the sum of amount_in_account_currency
+	(what an invoice's outstanding_amount is) or amount (company currency) over the rows not
+	delinked. A row with delinked = true is a cancel's reversal; ERPNext delinked the rows it
+	reverses (same company, account, party, voucher and against voucher) by a bulk UPDATE, so
+	both are left out (`Reversals`). Row names are stable: a row is its name."""
+
+	def __init__(self):
+		self.rows: dict[tuple[str, str], tuple] = {}
+		self.reversals = Reversals()
+
+	@staticmethod
+	def group(company: str, d: dict) -> tuple:
+		fields = ("account", "party_type", "party", "voucher_type", "voucher_no", "against_voucher_type")
+		return (company, *(d.get(f) for f in fields), d.get("against_voucher_no"))
+
+	def apply(self, event: Event) -> None:
+		if event.doctype != "Payment Ledger Entry":
+			return
+		d, key = event.document, (event.company, event.name)
+		self.reversals.note(self.group(event.company, d), event, bool(d.get("delinked")))
+		known = self.rows.get(key)
+		if known is None or _version(event) >= known[0]:
+			self.rows[key] = (_version(event), _posted(known, event), d)
+
+	def outstanding(self, in_account_currency: bool = True) -> dict[tuple[str, str, str, str], Decimal]:
+		field = "amount_in_account_currency" if in_account_currency else "amount"
+		out: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
+		for (company, _), (_, posted, d) in self.rows.items():
+			if self.reversals.stands(self.group(company, d), posted, bool(d.get("delinked"))):
+				key = (
+					company,
+					d.get("account_type"),
+					d.get("against_voucher_type"),
+					d.get("against_voucher_no"),
+				)
+				out[key] += d.get(field) or ZERO
+		return dict(out)
+
+	def receivable(self, company: str) -> Decimal:
+		"""What customers owe the company, company currency."""
+		totals = self.outstanding(in_account_currency=False).items()
+		return sum((v for (owner, kind, *_), v in totals if owner == company and kind == "Receivable"), ZERO)
 
 
 class JobCardTimes:

@@ -14,10 +14,20 @@ Why the flush reads the database (facts file, "ERPNext ledger behaviour", and is
   events whose row no longer exists or whose `modified` went back in time. Limit: a
   rolled-back `db_set(..., update_modified=False)` leaves `modified` unchanged and is not
   detected.
+
+Why change events compare with the state the stream last EMITTED, not with
+`get_doc_before_save()`: ERPNext writes an invoice's outstanding_amount with
+`frappe.db.set_value` and only then `set_status(update=True)` (erpnext/accounts/utils.py
+update_voucher_outstanding), whose `db_set` loads the "before" copy from the row that
+already holds the new amount (frappe/model/document.py db_set); and the daily Overdue
+update is a bulk UPDATE with no hook at all. The emitted state of each document is kept in
+Streaming Emitted State (written at flush with one statement, read by primary key).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -85,11 +95,25 @@ class Buffer:
 	"""The events of one database transaction, in hook order (ledger rows before vouchers)."""
 
 	events: list[Captured] = field(default_factory=list)
-	known_state: dict[tuple[str, str], tuple] = field(default_factory=dict)
+	known_state: dict[tuple[str, str], tuple | None] = field(default_factory=dict)
 	logged: set[str] = field(default_factory=set)
+	db: Database | None = None  # where the emitted states are stored
 
 	def __len__(self) -> int:
 		return len(self.events)
+
+	def last_state(self, key: tuple[str, str]) -> tuple | None:
+		"""The state the stream last emitted for a document: this transaction's, else the stored one."""
+		if key not in self.known_state and self.db is not None:
+			sql = f"SELECT `state` FROM `{c.EMITTED_STATE_TABLE}` WHERE `name` = %s"
+			rows = self.db.sql(sql, (state_key(*key),))
+			self.known_state[key] = tuple(json.loads(rows[0][0])) if rows else None
+		return self.known_state.get(key)
+
+
+def state_key(doctype: str, name: str) -> str:
+	"""The Streaming Emitted State row's name: MD5 of `doctype|name` (SQL: `MD5(CONCAT(...))`)."""
+	return hashlib.md5(f"{doctype}|{name}".encode()).hexdigest()
 
 
 def _get(doc: Any, fieldname: str) -> Any:
@@ -124,11 +148,6 @@ def state_of(doc: Any, fields: Sequence[str]) -> tuple | None:
 	return tuple(_norm(_get(doc, f)) for f in fields)
 
 
-def _previous_state(doc: Any, fields: Sequence[str]) -> tuple | None:
-	getter = getattr(doc, "get_doc_before_save", None)
-	return state_of(getter() if callable(getter) else None, fields)
-
-
 def capture(buffer: Buffer, doc: Any, route: Route, now: datetime, codec: Codec) -> Captured | None:
 	"""Buffer one event for `doc`; returns it, or None when a change event changed nothing.
 
@@ -144,10 +163,8 @@ def capture(buffer: Buffer, doc: Any, route: Route, now: datetime, codec: Codec)
 	)
 	if spec.state_fields:
 		event.state = state_of(doc, spec.state_fields)
-		if route.kind == c.Kind.CHANGE:
-			previous = buffer.known_state.get(event.key) or _previous_state(doc, spec.state_fields)
-			if previous == event.state:
-				return None
+		if route.kind == c.Kind.CHANGE and buffer.last_state(event.key) == event.state:
+			return None
 		buffer.known_state[event.key] = event.state
 	event.envelope = codec.envelope(doc, route, now)
 	if route.doctype in DEFERRED_DOCTYPES:
@@ -156,6 +173,26 @@ def capture(buffer: Buffer, doc: Any, route: Route, now: datetime, codec: Codec)
 		event.document = codec.build(doc, route)
 	buffer.events.append(event)
 	return event
+
+
+def changed_without_hook(
+	db: Database, doctype: str = "Sales Invoice", status_like: str = "Overdue%"
+) -> list[str]:
+	"""Submitted documents in a status ERPNext sets without a hook whose state differs from the
+	one the stream last emitted (or was never emitted), in one query.
+
+	erpnext/controllers/accounts_controller.py update_invoice_status, a daily job, marks
+	invoices Overdue (or "Overdue and Discounted") with one bulk UPDATE: no doc_event fires.
+	"""
+	fields = c.spec_for(doctype).state_fields
+	rows = db.sql(
+		f"SELECT d.`name`, {', '.join(f'd.`{f}`' for f in fields)}, s.`state` FROM `tab{doctype}` d"
+		f" LEFT JOIN `{c.EMITTED_STATE_TABLE}` s ON s.`name` = MD5(CONCAT(%s, '|', d.`name`))"
+		" WHERE d.`docstatus` = 1 AND d.`status` LIKE %s ORDER BY d.`name`",
+		(doctype, status_like),
+		as_dict=True,
+	)
+	return [r["name"] for r in rows if list(state_of(r, fields)) != json.loads(r["state"] or "null")]
 
 
 def capture_failed(buffer: Buffer, doc: Any, route: Route | None, method: str, reason: str) -> Captured:
@@ -281,7 +318,25 @@ def flush(
 			if on_error:
 				on_error(event, e)
 			records.append(codec.dead_letter(event, describe_error(e)))
+	remember(db, events)
 	return records
+
+
+def remember(db: Database, events: Sequence[Captured]) -> None:
+	"""Store the state each event carries as the document's last emitted state (one statement)."""
+	rows = {}
+	for event in events:
+		fields = c.spec_for(event.doctype).state_fields
+		if fields and event.document is not None and not event.failure:
+			state = json.dumps(state_of(event.document, fields))
+			rows[state_key(event.doctype, event.name)] = (event.doctype, event.name, state)
+	if rows:
+		db.sql(
+			f"INSERT INTO `{c.EMITTED_STATE_TABLE}` (`name`, `creation`, `modified`, `reference_doctype`, "
+			f"`reference_name`, `state`) VALUES {', '.join(['(%s, NOW(6), NOW(6), %s, %s, %s)'] * len(rows))}"
+			" ON DUPLICATE KEY UPDATE `state` = VALUES(`state`), `modified` = VALUES(`modified`)",
+			[value for key, row in rows.items() for value in (key, *row)],
+		)
 
 
 def describe_error(error: Exception) -> str:
