@@ -1,7 +1,6 @@
 """`bench streaming reconcile` against real Kafka and MariaDB: ledger rows written to the
 tables ERPNext's reports read, the same rows as events on the topics (encoded with the
-shipped GL Entry and Stock Ledger Entry schemas, and a schema derived for Payment Ledger
-Entry), and the command run on the stand-in site. Twin:
+shipped GL Entry, Stock Ledger Entry and Payment Ledger Entry schemas), and the command run on the stand-in site. Twin:
 erpnext_streaming/tests/test_reconcile.py.
 
 The rows follow ERPNext's own writes: a cancelled payment sets `is_cancelled = 1` on its
@@ -34,7 +33,6 @@ from erpnext_streaming import commands
 from erpnext_streaming.constants import SETTINGS_DOCTYPE
 from erpnext_streaming.operations import reconcile
 from erpnext_streaming.schemas import get_event_schema
-from erpnext_streaming.schemas.derive import derive_schema
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +50,7 @@ PLE_DOCTYPE = {
 SCHEMAS = {
 	"GL Entry": get_event_schema("GL Entry"),
 	"Stock Ledger Entry": get_event_schema("Stock Ledger Entry"),
-	"Payment Ledger Entry": derive_schema("Payment Ledger Entry", PLE_FIELDS, {}),
+	"Payment Ledger Entry": get_event_schema("Payment Ledger Entry"),
 }
 ACME, GLOBEX = "Acme Corp", "Globex Ltd"
 DAY = date(2026, 11, 2)

@@ -8,23 +8,19 @@ per company:
   every voucher with events has rows (a rolled-back voucher must not be in the stream);
 - GL debit and credit per account: ERPNext's General Ledger and Trial Balance read
   `tabGL Entry` with `is_cancelled = 0` (erpnext/accounts/report/general_ledger/
-  general_ledger.py `get_conditions`). A cancelled voucher's originals and reversal rows
-  are all `is_cancelled = 1` there (general_ledger.py `make_reverse_gl_entries` runs
-  `set_as_cancel` then posts the swapped rows); in the stream the originals stay
-  `is_cancelled = false`, so a voucher with a reversal row counts for nothing;
+  general_ledger.py `get_conditions`); the stream side is the kit's
+  `CashExposure.per_account` (its `Reversals` rule for cancellations);
 - stock quantity and value per item and warehouse at `to_date`: ERPNext's Stock Balance
   sums `actual_qty` and `stock_value_difference` of rows with `is_cancelled = 0` in
   (posting_datetime, creation) order (erpnext/stock/report/stock_balance/stock_balance.py
   `prepare_item_warehouse_map`), which is the last such row's `qty_after_transaction` and
   `stock_value`. The stream side takes the same last row (posting_datetime, then commit
-  order) of the vouchers that stand: a Stock Reconciliation row has `actual_qty` 0 and
-  sets `qty_after_transaction` (stock_reconciliation.py `get_sle_for_items`), and a
-  reversal row's `stock_value_difference` is 0, so sums of differences are not the balance;
+  order) of the rows that stand by the kit's `Reversals` rule. Not the kit's
+  `StockPosition`, which sums `actual_qty`: a Stock Reconciliation row has `actual_qty` 0
+  and sets `qty_after_transaction` (stock_reconciliation.py `get_sle_for_items`);
 - outstanding per invoice at `to_date`: Accounts Receivable sums Payment Ledger Entry
-  `amount` with `delinked = 0` per against voucher (accounts_receivable.py). A cancelled
-  payment delinks its rows with a bulk UPDATE and inserts reversal rows of the opposite
-  sign (erpnext/accounts/utils.py `create_payment_ledger_entry`, `delink_original_entry`),
-  so the sum of every streamed row's amount equals that figure.
+  `amount` with `delinked = 0` per against voucher (accounts_receivable.py); the stream
+  side is the kit's `PaymentLedger.outstanding` in company currency.
 
 Memory: figures are kept per ledger row by business key (the kit's rule: a repeated or
 revalued event replaces its row, so duplicates count once) and per reported key; events
@@ -42,6 +38,7 @@ from decimal import Decimal
 from typing import Any
 
 from erpnext_streaming.consumer.decoding import Event
+from erpnext_streaming.consumer.kpis import CashExposure, PaymentLedger, Reversals
 
 GL, SLE, PLE = "GL Entry", "Stock Ledger Entry", "Payment Ledger Entry"
 LEDGERS = (GL, SLE, PLE)
@@ -144,84 +141,62 @@ def _newer(rows: dict, key: tuple, event: Event, value: Any) -> None:
 		rows[key] = (version, value)
 
 
-def _sign(value: Decimal) -> int:
-	return (value > 0) - (value < 0)
-
-
 class StreamFigures:
-	"""The stream side, fed with every released event (`apply`)."""
+	"""The stream side, fed with every released event (`apply`): the consumer kit's
+	`CashExposure` (GL per account) and `PaymentLedger` (outstanding), and the last stock
+	row of each item and warehouse."""
 
 	def __init__(self, scope: Scope):
 		self.scope = scope
+		self.ledger, self.payments = CashExposure(), PaymentLedger()
 		self.sle_rows: dict[tuple, tuple] = {}
-		self.gl_rows: dict[tuple, tuple] = {}
-		self.ple_rows: dict[tuple, tuple] = {}
-		# (company, ledger, voucher type, voucher no): with events, with reversal rows
-		self.vouchers: set[tuple] = set()
-		self.reversed: set[tuple] = set()
+		self.reversals = Reversals()
+		self.vouchers: set[tuple] = set()  # (company, ledger, voucher type, voucher no) with events
 
 	def apply(self, event: Event) -> None:
 		d = event.document
 		if event.doctype not in LEDGERS:
 			return
-		balance = event.doctype != GL
-		if not self.scope.covers(event.company, d.get("posting_date"), balance):
+		if not self.scope.covers(event.company, d.get("posting_date"), balance=event.doctype != GL):
 			return
 		voucher = (event.company, event.doctype, d.get("voucher_type"), d.get("voucher_no"))
 		if self.scope.covers(event.company, d.get("posting_date")):
 			self.vouchers.add(voucher)
-		if d.get("is_cancelled"):
-			self.reversed.add(voucher)
 		if event.doctype == SLE:
 			self._sle(event, d, voucher)
-		elif event.doctype == GL:
-			self._gl(event, d, voucher)
 		else:
-			amount = d.get("amount") or ZERO
-			against = (d.get("against_voucher_type"), d.get("against_voucher_no"))
-			_newer(self.ple_rows, (event.company, event.name), event, (against, amount))
-
-	def _gl(self, event: Event, d: dict, voucher: tuple) -> None:
-		debit, credit = d.get("debit") or ZERO, d.get("credit") or ZERO
-		key = (
-			*voucher, d.get("voucher_detail_no"), d.get("account"), d.get("party"), d.get("cost_center"),
-			d.get("against_voucher"), _sign(debit - credit),
-		)  # fmt: skip
-		_newer(self.gl_rows, key, event, (d.get("account"), debit, credit))
+			self.ledger.apply(event)
+			self.payments.apply(event)
 
 	def gl(self) -> dict[tuple, tuple[Decimal, Decimal]]:
-		out: dict[tuple, list] = defaultdict(lambda: [ZERO, ZERO])
-		for (company, ledger, vtype, vno, *_), (_, (account, debit, credit)) in self.gl_rows.items():
-			if (company, ledger, vtype, vno) not in self.reversed:
-				out[(company, account)][0] += debit
-				out[(company, account)][1] += credit
-		return {key: tuple(pair) for key, pair in out.items()}
+		return self.ledger.per_account()
 
 	def _sle(self, event: Event, d: dict, voucher: tuple) -> None:
-		key = (
-			*voucher,
-			d.get("voucher_detail_no"),
-			d.get("item_code"),
-			d.get("warehouse"),
-			d.get("is_cancelled"),
-		)
+		reversal = bool(d.get("is_cancelled"))
+		self.reversals.note(voucher, event, reversal)
+		key = (*voucher, d.get("voucher_detail_no"), d.get("item_code"), d.get("warehouse"), reversal)
+		known = self.sle_rows.get(key)
+		posted = known[1][1] if known and event.event_type == "revalued" else event.sequence  # as the kit
 		place = (d.get("posting_datetime"), event.sequence or 0, event.emitted_at or event.event_time)
-		value = (place, d.get("qty_after_transaction") or 0.0, d.get("stock_value") or ZERO)
-		_newer(self.sle_rows, key, event, value)
+		_newer(
+			self.sle_rows,
+			key,
+			event,
+			(place, posted, d.get("qty_after_transaction") or 0.0, d.get("stock_value") or ZERO),
+		)
 
 	def stock_balances(self) -> dict[tuple, tuple]:
 		last: dict[tuple, tuple] = {}
-		for (company, ledger, vtype, vno, _, item, warehouse, _), (_, row) in self.sle_rows.items():
-			if (company, ledger, vtype, vno) in self.reversed:
-				continue
-			key = (company, item, warehouse)
-			if key not in last or row[0] > last[key][0]:
-				last[key] = row
-		return {key: (qty, value) for key, (_, qty, value) in last.items()}
+		for (*voucher, _, item, warehouse, reversal), (_, row) in self.sle_rows.items():
+			if self.reversals.stands(tuple(voucher), row[1], reversal):
+				key = (voucher[0], item, warehouse)
+				if key not in last or row[0] > last[key][0]:
+					last[key] = row
+		return {key: (qty, value) for key, (_, _, qty, value) in last.items()}
 
 	def outstanding(self) -> dict[tuple, Decimal]:
 		out: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
-		for (company, _), (_, (against, amount)) in self.ple_rows.items():
+		for (company, _, *against), amount in self.payments.outstanding(in_account_currency=False).items():
 			out[(company, *against)] += amount
 		return dict(out)
 
