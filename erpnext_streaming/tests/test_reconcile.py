@@ -1,9 +1,10 @@
 """`bench streaming reconcile` on a real ERPNext and the bench's Kafka (twin of
 tests/test_reconcile.py).
 
-The test posts its own ledger for our test company (erpnext_records): a stock receipt of
-a new item, an invoice that updates stock, a payment of it and, when the catalog streams
-Payment Ledger Entry, a second payment that is cancelled. The app captures the rows;
+Each test makes a company of its own (reconcile compares a whole company, and the site's
+other companies may hold anything) and posts its ledger: a stock receipt of a new item,
+an invoice that updates stock, a payment of it and, when the catalog streams Payment
+Ledger Entry, a second payment that is cancelled. The app captures the rows;
 the app's drainer (run in-process on this connection, as in test_large_invoice.py)
 delivers them to topics of this run; then reconcile reads those topics and ERPNext's
 tables on this same connection, so it sees the test's uncommitted rows and nothing
@@ -36,8 +37,6 @@ from erpnext_streaming.tests.test_commands import this_site
 from erpnext_streaming.tests.test_large_invoice import BOOTSTRAP, NoWake
 from erpnext_streaming.tests.utils import commits_as_savepoints, enable_streaming
 
-COMPANY = erpnext_records.COMPANY
-
 
 class TestReconcile(FrappeTestCase):
 	@classmethod
@@ -60,6 +59,18 @@ class TestReconcile(FrappeTestCase):
 			future.result(15)
 		self.isolation = frappe.db.sql("SELECT @@SESSION.tx_isolation")[0][0]
 		enable_streaming(event_catalog=self.rows, dead_letter_topic=self.dead_letters)
+		self.company = frappe.get_doc(
+			{
+				"doctype": "Company",
+				"company_name": f"_ES Reconcile {run}",
+				"abbr": f"_ESR{run[:4]}",
+				"default_currency": erpnext_records.CURRENCY,
+				"country": erpnext_records.COUNTRY,
+				"chart_of_accounts": "Standard",
+				"enable_perpetual_inventory": 1,
+			}
+		).insert(ignore_permissions=True)  # ERPNext makes its accounts, cost center, warehouses
+		self.warehouse = f"Stores - {self.company.abbr}"
 
 	def tearDown(self):
 		handler.clear()
@@ -82,16 +93,20 @@ class TestReconcile(FrappeTestCase):
 		"""The test's ledger, committed (as savepoints) and delivered."""
 		from erpnext.accounts.doctype.payment_entry.payment_entry import get_payment_entry
 
-		self.assertFalse(
-			frappe.db.exists("GL Entry", {"company": COMPANY}),
-			f"{COMPANY} holds ledger rows this test did not post: reconcile compares the whole company",
-		)
+		company = self.company
 		item = erpnext_records.stock_item(f"_ES Reconciled {frappe.generate_hash(length=6)}").name
 		with commits_as_savepoints():
-			erpnext_records.stock_entry(item_code=item, qty=10, rate=10, target=erpnext_records.WAREHOUSE)
+			erpnext_records.stock_entry(
+				company=company.name, item_code=item, qty=10, rate=10, target=self.warehouse
+			)
 			if lose_the_receipts_events:
 				handler.clear()  # ledger rows without their events
-			invoice = erpnext_records.sales_invoice(item_code=item, qty=2, rate=50, update_stock=1)
+			invoice = erpnext_records.sales_invoice(
+				company=company.name, debit_to=company.default_receivable_account,
+				income_account=company.default_income_account, cost_center=company.cost_center,
+				expense_account=company.default_expense_account, warehouse=self.warehouse,
+				item_code=item, qty=2, rate=50, update_stock=1,
+			)  # fmt: skip
 			frappe.db.commit()
 			for cancel in (False, "Payment Ledger Entry" in self.topics()):
 				payment = get_payment_entry("Sales Invoice", invoice.name)
@@ -136,7 +151,7 @@ class TestReconcile(FrappeTestCase):
 		doc = frappe.get_single(SETTINGS_DOCTYPE)
 		consumer = reconcile._consumer(doc, StreamingConfig.from_doc(doc), self.topics())
 		try:
-			return reconcile.reconcile(consumer, frappe.db, reconcile.Scope(COMPANY), self.topics())
+			return reconcile.reconcile(consumer, frappe.db, reconcile.Scope(self.company.name), self.topics())
 		finally:
 			consumer.close()
 
@@ -155,14 +170,14 @@ class TestReconcile(FrappeTestCase):
 		report = self.reconcile()
 		self.assertEqual([d.text() for d in report.differences], [])
 		self.assertEqual(report.problems, self.unavailable())
-		counts = report.companies[COMPANY]
+		counts = report.companies[self.company.name]
 		self.assertEqual(counts["vouchers_without_events"] + counts["vouchers_only_in_stream"], 0)
 		self.assertGreaterEqual(
 			counts["vouchers_with_events"], 5
 		)  # GL and SLE of receipt and invoice, GL of a payment
 		self.assertEqual(counts["stock_keys"], 1)
 		if "Payment Ledger Entry" in self.topics():
-			self.assertEqual(report.companies[COMPANY]["invoices"], 1)
+			self.assertEqual(counts["invoices"], 1)
 			self.assertEqual(frappe.db.get_value("Sales Invoice", invoice.name, "outstanding_amount"), 70)
 
 	def test_ledger_rows_without_events_are_differences_and_the_command_exits_1(self):
@@ -173,7 +188,7 @@ class TestReconcile(FrappeTestCase):
 			with patch.object(commands, "connect", this_site):
 				result = CliRunner().invoke(
 					commands.streaming,
-					["reconcile", "--quiet", "--company", COMPANY],
+					["reconcile", "--quiet", "--company", self.company.name],
 					obj={"sites": [frappe.local.site]},
 					catch_exceptions=False,
 				)
@@ -185,10 +200,11 @@ class TestReconcile(FrappeTestCase):
 				with open(path, "w") as f:
 					f.write(kept)
 		self.assertEqual(result.exit_code, 1, result.output)
-		self.assertIn(f"{COMPANY}: voucher GL Entry / Stock Entry / ", result.output)
-		self.assertIn(f"{COMPANY}: voucher Stock Ledger Entry / Stock Entry / ", result.output)
-		self.assertIn(f"{COMPANY}: GL debit/credit ", result.output)
+		company = self.company.name
+		self.assertIn(f"{company}: voucher GL Entry / Stock Entry / ", result.output)
+		self.assertIn(f"{company}: voucher Stock Ledger Entry / Stock Entry / ", result.output)
+		self.assertIn(f"{company}: GL debit/credit ", result.output)
 		self.assertTrue(result.output.rstrip().endswith("The stream differs"))
 		self.assertFalse(stored["ok"])
 		self.assertGreaterEqual(stored["differences"], 2)
-		self.assertEqual(json.loads(json.dumps(stored))["scope"]["company"], COMPANY)
+		self.assertEqual(json.loads(json.dumps(stored))["scope"]["company"], company)
