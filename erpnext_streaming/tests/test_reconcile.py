@@ -140,7 +140,10 @@ class TestReconcile(FrappeTestCase):
 			if not frappe.db.exists(EVENT_LOG_DOCTYPE, {"topic": ("in", topics), "status": ("!=", "Sent")}):
 				return
 			time.sleep(1)
-		self.fail("the test's events were not all delivered")
+		pending = frappe.get_all(
+			EVENT_LOG_DOCTYPE, {"topic": ("in", topics), "status": ("!=", "Sent")}, ["status", "last_error"]
+		)
+		self.fail(f"the test's events were not all delivered: {pending[:3]}")
 
 	def drain_once(self):
 		config = StreamingConfig.from_doc(frappe.get_single(SETTINGS_DOCTYPE))
