@@ -214,6 +214,14 @@ def test_a_stream_that_equals_the_ledger_has_no_differences(books, bench):
 	assert stored["ok"] and stored["differences"] == 0 and stored["messages"] == len(books.events) + 3
 	assert reconcile.last_result() == stored
 
+	result = bench("--quiet", "--from-date", "2026-11-03")  # GL and vouchers from a day after; balances stay
+	assert result.exit_code == 0, result.output
+	assert (
+		f"{ACME}: 0 voucher(s) with events, 0 without, 0 only in the stream; compared 0 account(s), "
+		in result.output
+	)
+	assert "1 item/warehouse(s), 1 invoice(s): 0 difference(s)" in result.output
+
 
 def test_a_missing_event_and_a_wrong_amount_are_differences(books, bench):
 	standard_books(books, drop="gl row")
@@ -225,9 +233,11 @@ def test_a_missing_event_and_a_wrong_amount_are_differences(books, bench):
 	assert reconcile.last_result()["differences"] == 1
 
 
-def test_a_voucher_without_events_is_a_difference(books, bench):
+def test_a_voucher_without_events_and_events_without_a_voucher_are_differences(books, bench):
 	standard_books(books, drop="voucher")
-	bench.produce(books.events)
+	ghost = {"name": "gl-ghost", "company": ACME, "voucher_type": "Sales Invoice", "voucher_no": "SINV-GHOST"}
+	ghost.update(account="Sales", debit=Decimal(0), credit=Decimal(7), posting_date=DAY, is_cancelled=0)
+	bench.produce([*books.events, books._event("GL Entry", ghost)])  # rolled back, yet streamed
 	result = bench("--quiet", "--to-date", "2026-11-30")
 	assert result.exit_code == 1, result.output
 	assert f"{GLOBEX}: 0 voucher(s) with events, 1 without" in result.output
@@ -236,7 +246,12 @@ def test_a_voucher_without_events_is_a_difference(books, bench):
 		in result.output
 	)
 	assert f"  {GLOBEX}: GL debit/credit Cash - G: stream 0 / 0, ERPNext 75 / 0" in result.output
-	assert f"{ACME}: 10 voucher(s) with events, 0 without" in result.output
+	assert f"{ACME}: 10 voucher(s) with events, 0 without, 1 only in the stream" in result.output
+	assert (
+		f"  {ACME}: voucher GL Entry / Sales Invoice / SINV-GHOST: stream events, ERPNext no ledger rows"
+		in result.output
+	)
+	assert f"  {ACME}: GL debit/credit Sales: stream 0 / 107, ERPNext 0 / 100" in result.output
 
 
 def test_a_wrong_outstanding_amount_is_a_difference(books, bench):
