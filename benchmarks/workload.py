@@ -5,9 +5,8 @@ document has, real fieldnames), renamed per transaction and spread over 3 compan
 
 - a Sales Invoice with 1 or 20 items, submitted with stock (`update_stock`): one Stock
   Ledger Entry per item (on_submit, valuation still empty: ERPNext writes it afterwards
-  with `db_update()`), five GL Entries, one Payment Ledger Entry (not in the default
-  catalog: it costs the generic handler one catalog lookup), the invoice's on_submit and
-  the on_change that follows it;
+  with `db_update()`), five GL Entries, one Payment Ledger Entry, the invoice's on_submit
+  and the on_change that follows it;
 - Work Order progress: one transaction per `db_set` of status and quantities (on_change);
 - Job Card transitions: Open -> Work In Progress -> On Hold -> Completed (on_update and
   on_change), then the submit; one transaction per save.
@@ -86,8 +85,9 @@ class Documents:
 			account=f"Debtors - {a}", party_type="Customer", party=invoice.customer, voucher_type="Sales Invoice",
 			voucher_no=name, against_voucher_type="Sales Invoice", against_voucher_no=name, amount=grand,
 			amount_in_account_currency=grand, account_currency="INR", posting_date=invoice.posting_date,
+			modified=invoice.modified, delinked=0,
 		)  # fmt: skip
-		tx.hooks.append((ple, "on_submit"))
+		tx.hook(ple, "on_submit")
 		tx.hook(invoice, "on_submit")
 		tx.hooks.append((invoice, "on_change"))  # Document.submit() runs on_change after on_submit
 		return tx

@@ -32,6 +32,10 @@ ROW_COLUMNS = {
 		"company", "item_code", "warehouse", "voucher_type", "voucher_no", "actual_qty", "is_cancelled",
 		*capture.SLE_VALUATION_FIELDS,
 	),
+	"Payment Entry": ("company", "payment_type", "party", "paid_amount", "status"),
+	"Payment Ledger Entry": (
+		"company", "account", "voucher_type", "voucher_no", "against_voucher_no", "amount", "delinked",
+	),
 	"Work Order": ("company", "status", "production_item", "qty", "produced_qty"),
 	"Job Card": ("company", "work_order", "operation", "status", "for_quantity", "total_completed_qty"),
 }  # fmt: skip
@@ -79,7 +83,8 @@ def write_rows(db: Any, tx: Transaction) -> None:
 			values,
 		)
 	for doctype, name in tx.cancels:
-		db.sql(f"UPDATE `tab{doctype}` SET `is_cancelled` = 1 WHERE `name` = %s", (name,))
+		flag = "delinked" if doctype == "Payment Ledger Entry" else "is_cancelled"
+		db.sql(f"UPDATE `tab{doctype}` SET `{flag}` = 1 WHERE `name` = %s", (name,))
 
 
 def commit_transaction(

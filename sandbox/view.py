@@ -13,6 +13,7 @@ from erpnext_streaming.consumer.decoding import Event
 from erpnext_streaming.consumer.kpis import (
 	CashExposure,
 	JobCardTimes,
+	PaymentLedger,
 	RevenueVelocity,
 	StockPosition,
 	WorkOrderBoard,
@@ -29,6 +30,7 @@ class LiveState:
 	revenue: RevenueVelocity = field(default_factory=lambda: RevenueVelocity(window=timedelta(minutes=1)))
 	stock: StockPosition = field(default_factory=StockPosition)
 	cash: CashExposure = field(default_factory=CashExposure)
+	payments: PaymentLedger = field(default_factory=PaymentLedger)
 	jobs: JobCardTimes = field(default_factory=JobCardTimes)
 	orders: WorkOrderBoard = field(default_factory=WorkOrderBoard)
 	reorder: ThresholdAlerts = field(default_factory=lambda: ThresholdAlerts(lambda key: REORDER_LEVEL))
@@ -43,7 +45,7 @@ class LiveState:
 			self.consumed += 1
 			self.late += event.late
 			self.by_doctype[event.doctype] = self.by_doctype.get(event.doctype, 0) + 1
-			for kpi in (self.revenue, self.cash, self.jobs, self.orders):
+			for kpi in (self.revenue, self.cash, self.payments, self.jobs, self.orders):
 				kpi.apply(event)
 			key = self.stock.apply(event)
 			if key:
@@ -78,7 +80,7 @@ def render(state: LiveState, header: list[str], footer: list[str], companies: tu
 		per_minute = state.revenue.velocity(company, newest)[1] if newest else Decimal(0)
 		exposure = state.cash.exposure(company)
 		lines.append(
-			f"{company:<18}{count:>9}{_money(value)}{_money(per_minute)}{_money(exposure['receivable'])}"
+			f"{company:<18}{count:>9}{_money(value)}{_money(per_minute)}{_money(state.payments.receivable(company))}"
 			f"{_money(exposure['cash'])}{len(state.orders.open_orders(company)):>9}"
 		)
 	positions = state.stock.positions()

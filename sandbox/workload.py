@@ -7,13 +7,15 @@ voucher, as ERPNext fires them), plus the rows it leaves in ERPNext's tables (wh
 capture flush reconciles against) and the ledger rows it flags `is_cancelled` by SQL.
 
 Kinds, per company (3 by default): stock receipts, sales invoices with stock (SLE + GL:
-debtors, sales, tax, COGS, stock), payments (GL bank/debtors, the invoice's outstanding
-and status change), cancellations of unpaid invoices (reversal SLE and GL rows with
-`is_cancelled = 1`, then the cancelled invoice), valuation-only stock reconciliations
+debtors, sales, tax, COGS, stock; the invoice's Payment Ledger Entry), payments (GL
+bank/debtors, a Payment Ledger Entry against the invoice, the Payment Entry, the invoice's
+outstanding and status change), cancellations of unpaid invoices (reversal SLE and GL rows
+with `is_cancelled = 1`, the stock reversal valued 0 as ERPNext leaves it, a Payment Ledger
+reversal with `delinked = 1`; the originals flagged by SQL; then the cancelled invoice), valuation-only stock reconciliations
 (an SLE with no quantity and a value difference), work orders (submit, progress,
 completion) and their job cards (open, started, completed with time logs, submitted).
 
-The generator keeps every document it made (`sles`, `gles`, `invoices`, `job_cards`,
+The generator keeps every document it made (`sles`, `gles`, `ples`, `invoices`, `job_cards`,
 `work_orders`), so tests can compute the KPIs directly from the documents.
 """
 
@@ -58,6 +60,7 @@ class Transaction:
 	hooks: list[tuple[Doc, str]] = field(default_factory=list)
 	rows: list[tuple[str, dict]] = field(default_factory=list)  # (doctype, columns) to upsert
 	cancels: list[tuple[str, str]] = field(default_factory=list)  # (doctype, name) flagged by SQL
+	# (is_cancelled; delinked for Payment Ledger Entry)
 
 	def hook(self, doc: Doc, method: str, row: bool = True) -> Doc:
 		self.hooks.append((doc, method))
@@ -93,6 +96,7 @@ class Workload:
 		self.stock: dict[tuple[str, str, str], list[float]] = {}  # (company, item, wh) -> [qty, value]
 		self.sles: list[Doc] = []
 		self.gles: list[Doc] = []
+		self.ples: list[Doc] = []
 		self.invoices: dict[str, Doc] = {}
 		self.paid: set[str] = set()
 		self.work_orders: dict[str, Doc] = {}
@@ -206,6 +210,22 @@ class Workload:
 		self.gles.append(gl)
 		return gl
 
+	def _ple(
+		self, company: str, voucher: tuple, against: str, amount: float, moment: datetime, party: str
+	) -> Doc:
+		"""A receivable row as erpnext/accounts/utils.py get_payment_ledger_entries builds it. Named
+		without a random draw, so the workload of a seed is the one it was before these rows."""
+		ple = Doc(
+			"Payment Ledger Entry",
+			name=f"ple-{len(self.ples) + 1}", docstatus=1, modified=moment, company=company,
+			posting_date=moment.date(), account_type="Receivable", account=f"Debtors - {abbr(company)}",
+			party_type="Customer", party=party, voucher_type=voucher[0], voucher_no=voucher[1],
+			against_voucher_type="Sales Invoice", against_voucher_no=against, amount=money(amount),
+			amount_in_account_currency=money(amount), account_currency="USD", delinked=0,
+		)  # fmt: skip
+		self.ples.append(ple)
+		return ple
+
 	def stock_receipt(self, company: str, opening: bool = False) -> Transaction:
 		tx = Transaction("stock receipt", company)
 		moment = self._now()
@@ -262,6 +282,7 @@ class Workload:
 		)
 		tx.hook(self._gl(company, f"Cost of Goods Sold - {a}", money(cogs), 0, voucher, moment), "on_submit")
 		tx.hook(self._gl(company, f"Stock In Hand - {a}", 0, money(cogs), voucher, moment), "on_submit")
+		tx.hook(self._ple(company, voucher, name, grand, moment, customer), "on_submit")
 		invoice = Doc(
 			"Sales Invoice",
 			name=name, docstatus=1, modified=moment, company=company, customer=customer, customer_name=customer,
@@ -284,10 +305,18 @@ class Workload:
 		amount = invoice["outstanding_amount"]
 		tx.hook(self._gl(company, f"Bank - {a}", amount, 0, voucher, moment), "on_submit")
 		tx.hook(self._gl(company, f"Debtors - {a}", 0, amount, voucher, moment, party_type="Customer", party=invoice["customer"], against_voucher_type="Sales Invoice", against_voucher=invoice_name), "on_submit")  # fmt: skip
+		tx.hook(self._ple(company, voucher, invoice_name, -amount, moment, invoice["customer"]), "on_submit")
 		before = {k: invoice[k] for k in ("status", "outstanding_amount")}
 		invoice.update(status="Paid", outstanding_amount=0.0, modified=moment)
 		paid = Doc("Sales Invoice", before=before, **{k: v for k, v in invoice.items() if k != "doctype"})
 		tx.hook(paid, "on_change")  # db_set of status and outstanding: only on_change fires
+		reference = {"name": f"pref-{voucher[1]}", "idx": 1, "reference_doctype": "Sales Invoice",
+			"reference_name": invoice_name, "allocated_amount": amount, "outstanding_amount": amount}  # fmt: skip
+		payment = Doc("Payment Entry", name=voucher[1], docstatus=1, modified=moment, company=company,
+			payment_type="Receive", posting_date=moment.date(), status="Submitted", party_type="Customer",
+			party=invoice["customer"], paid_from=f"Debtors - {a}", paid_to=f"Bank - {a}", paid_amount=amount,
+			received_amount=amount, total_allocated_amount=amount, references=[reference])  # fmt: skip
+		tx.hook(payment, "on_submit")
 		self.paid.add(invoice_name)
 		return tx
 
@@ -301,6 +330,11 @@ class Workload:
 			tx.cancels.append(("Stock Ledger Entry", sle["name"]))
 			reversal = self._sle(company, sle["item_code"], sle["warehouse"], -sle["actual_qty"], -sle["stock_value_difference"], ("Sales Invoice", invoice_name, sle["voucher_detail_no"]), moment)  # fmt: skip
 			reversal.update(is_cancelled=1, posting_date=sle["posting_date"], posting_time=sle["posting_time"], posting_datetime=sle["posting_datetime"])  # fmt: skip
+			# ERPNext never values a cancelled row (update_entries_after skips it): the book above is
+			# right, the row says 0
+			reversal.update(
+				stock_value_difference=0.0, qty_after_transaction=0.0, stock_value=0.0, valuation_rate=0.0
+			)
 			tx.hook(reversal, "on_submit")
 		for gl in [g for g in self.gles if g["voucher_no"] == invoice_name and not g["is_cancelled"]]:
 			gl["is_cancelled"] = 1
@@ -311,7 +345,13 @@ class Workload:
 				is_cancelled=1, posting_date=gl["posting_date"], remarks=f"On cancellation of {invoice_name}"
 			)
 			tx.hook(reversal, "on_submit")
-		invoice.update(docstatus=2, status="Cancelled", modified=moment)
+		for ple in [p for p in self.ples if p["voucher_no"] == invoice_name and not p["delinked"]]:
+			ple["delinked"] = 1  # delink_original_entry: a bulk UPDATE, no hook
+			tx.cancels.append(("Payment Ledger Entry", ple["name"]))
+			reversal = self._ple(company, ("Sales Invoice", invoice_name), ple["against_voucher_no"], -ple["amount"], moment, ple["party"])  # fmt: skip
+			reversal.update(delinked=1)
+			tx.hook(reversal, "on_submit")
+		invoice.update(docstatus=2, status="Cancelled", outstanding_amount=0.0, modified=moment)
 		tx.hook(Doc("Sales Invoice", **{k: v for k, v in invoice.items() if k != "doctype"}), "on_cancel")
 		return tx
 

@@ -92,19 +92,26 @@ def through_the_kit(events: list[Event], rng: random.Random) -> list[Event]:
 def test_kpis_equal_the_values_computed_from_the_documents(seed, shuffle):
 	workload, events = generate(seed, 260)
 	released = through_the_kit(events, random.Random(shuffle))
-	revenue, stock, cash, jobs, board = (
+	revenue, stock, cash, payments, jobs, board = (
 		RevenueVelocity(),
 		StockPosition(),
 		CashExposure(),
+		PaymentLedger(),
 		JobCardTimes(),
 		WorkOrderBoard(),
 	)
 	for event in released:
-		for kpi in (revenue, stock, cash, jobs, board):
+		for kpi in (revenue, stock, cash, payments, jobs, board):
 			kpi.apply(event)
 
 	doctypes = Counter(e.doctype for e in events)
-	assert {"Sales Invoice", "GL Entry", "Stock Ledger Entry", "Work Order", "Job Card"} <= set(doctypes)
+	assert {
+		"Sales Invoice",
+		"Payment Entry",
+		"Payment Ledger Entry",
+		"GL Entry",
+		"Stock Ledger Entry",
+	} <= set(doctypes)
 	cancelled = [i for i in workload.invoices.values() if i["docstatus"] == 2]
 	assert cancelled and any(s["is_cancelled"] for s in workload.sles), "the stream has cancellations"
 
@@ -152,6 +159,12 @@ def test_kpis_equal_the_values_computed_from_the_documents(seed, shuffle):
 			Decimal(0),
 		)
 		assert cash.exposure(company)["receivable"] == receivable, "receivable = what the invoices still owe"
+		assert payments.receivable(company) == receivable, "the same from the Payment Ledger events"
+	assert {k: v for k, v in payments.outstanding().items() if v} == {
+		(i["company"], "Receivable", "Sales Invoice", n): d(i["outstanding_amount"])
+		for n, i in workload.invoices.items()
+		if i["outstanding_amount"]
+	}
 
 	# job cards: cycle and idle time per work order + operation, from the final documents
 	want = {}

@@ -42,7 +42,9 @@ from erpnext_streaming.operations import status
 
 pytestmark = pytest.mark.integration
 
-BUILTIN = ("gl-entry", "job-card", "sales-invoice", "stock-ledger-entry", "work-order")
+BUILTIN = (
+	"gl-entry", "job-card", "payment-entry", "payment-ledger-entry", "sales-invoice", "stock-ledger-entry", "work-order"
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +116,13 @@ def test_check_connection_lists_missing_topics_and_create_topics_creates_them_on
 		"  cc.sales-invoice: present, 2 partitions, replication factor 1, min.insync.replicas 1\n"
 		in result.stdout
 	)
-	assert "5 topic(s) missing: " in result.stdout and "streaming create-topics" in result.stdout
+	assert "7 topic(s) missing: " in result.stdout and "streaming create-topics" in result.stdout
 	assert "warning" not in result.stdout  # one broker: replication 1 is all there is
 
 	before = existing(strict)
 	result = bench("create-topics", "--dry-run")
 	assert result.exit_code == 0, result.output
-	assert result.stdout.count("Would create cc.") == 5
+	assert result.stdout.count("Would create cc.") == 7
 	assert "Would create cc.dead-letter: 1 partition, replication factor 1, min.insync.replicas 1\n" in (
 		result.stdout
 	)
@@ -130,7 +132,7 @@ def test_check_connection_lists_missing_topics_and_create_topics_creates_them_on
 	result = bench("create-topics")
 	print(f"$ bench --site SITE streaming create-topics\n{result.stdout}")
 	assert result.exit_code == 0, result.output
-	assert result.stdout.count("Created cc.") == 5
+	assert result.stdout.count("Created cc.") == 7
 	assert "Created cc.gl-entry: 6 partitions, replication factor 1, min.insync.replicas 1\n" in result.stdout
 	assert layout(strict, "cc.gl-entry") == (6, 1, "1")
 	assert layout(strict, "cc.dead-letter") == (1, 1, "1")
@@ -203,7 +205,7 @@ def test_on_three_brokers_the_recommendation_is_replication_3_and_min_insync_2(s
 		assert "  three.gl-entry: MISSING, create with 6 partitions, replication factor 3, " in result.stdout
 		assert "  three.dlq: MISSING, create with 1 partition, replication factor 3, " in result.stdout
 		missing = [line for line in result.stdout.splitlines() if ": MISSING, " in line]
-		assert len(missing) == 5 and all(line.endswith(", min.insync.replicas 2") for line in missing)
+		assert len(missing) == 7 and all(line.endswith(", min.insync.replicas 2") for line in missing)
 		assert (
 			"  three.sales-invoice: present, 6 partitions, replication factor 1, min.insync.replicas 2\n"
 			in result.stdout

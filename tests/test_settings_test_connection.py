@@ -25,6 +25,8 @@ def test_the_answer_lists_the_catalog_topics_and_whether_they_exist(site, kafka_
 		"tc.dead-letter": False,
 		"tc.gl-entry": False,
 		"tc.job-card": False,
+		"tc.payment-entry": False,
+		"tc.payment-ledger-entry": False,
 		"tc.sales-invoice": True,
 		"tc.stock-ledger-entry": False,
 		"tc.work-order": False,

@@ -258,13 +258,8 @@ class PaymentLedger:
 		out: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
 		for (company, _), (_, posted, d) in self.rows.items():
 			if self.reversals.stands(self.group(company, d), posted, bool(d.get("delinked"))):
-				key = (
-					company,
-					d.get("account_type"),
-					d.get("against_voucher_type"),
-					d.get("against_voucher_no"),
-				)
-				out[key] += d.get(field) or ZERO
+				against = (d.get(f) for f in ("account_type", "against_voucher_type", "against_voucher_no"))
+				out[(company, *against)] += d.get(field) or ZERO
 		return dict(out)
 
 	def receivable(self, company: str) -> Decimal:

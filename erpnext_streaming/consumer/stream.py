@@ -39,7 +39,7 @@ HELD = datetime.min.replace(tzinfo=timezone.utc) + timedelta(days=366)
 
 
 def default_topics(prefix: str = DEFAULT_TOPIC_PREFIX) -> list[str]:
-	"""The topics of the five built-in doctypes under a topic prefix."""
+	"""The topics of the built-in doctypes under a topic prefix."""
 	return [default_topic(prefix, spec.doctype) for spec in BUILTIN_SPECS]
 
 

@@ -68,14 +68,28 @@ is spliced into each by the loader).
 
 ## Cancellation, reversal and valuation
 
-- **Cancel** of a voucher (e.g. a Sales Invoice) is its `cancelled` event (docstatus 2)
-  plus the **reversal ledger rows** ERPNext posts: GL Entries with debit and credit
-  swapped and Stock Ledger Entries with `actual_qty` negated, all with
-  `is_cancelled = true`, as `posted` events. The original ledger rows are flagged
-  `is_cancelled` by raw SQL, which fires no hook: they are **never re-emitted**; mark
-  them cancelled from the reversal (join on `voucher_type` + `voucher_no`). With
-  Accounts Settings "immutable ledger", reversal rows carry `is_cancelled = false` and
-  today's posting date instead.
+- **Cancel** of a voucher is its `cancelled` event (docstatus 2) plus the **reversal
+  ledger rows** ERPNext posts as `posted` events: GL Entries with debit and credit swapped
+  and Stock Ledger Entries with `actual_qty` negated, both `is_cancelled = true`, and
+  Payment Ledger Entries with `amount` negated and `delinked = true`. A stock reversal
+  row's `stock_value_difference`, `qty_after_transaction` and `stock_value` are 0 (ERPNext
+  never values a cancelled row). ERPNext flags the rows they reverse (`is_cancelled`,
+  `delinked`) by bulk UPDATEs, which fire no hook: the originals are **never re-emitted**
+  and stay false in the stream. Rule: a reversal row and every row of its voucher
+  (payment ledger: same account, party, voucher and against voucher) with a lower company
+  sequence are out of every balance, as in ERPNext's reports; rows posted later stand
+  (docs/consumer-guide.md, "Cancellations and reversals"). With Accounts Settings
+  "immutable ledger", GL reversal rows carry `is_cancelled = false` and today's posting
+  date instead.
+- **Payments**: Payment Ledger Entry rows are ERPNext's source of outstanding amounts:
+  outstanding per `against_voucher_type` + `against_voucher_no` = sum of
+  `amount_in_account_currency` (or `amount`, company currency) over the rows not
+  delinked. A Sales Invoice sends `status_changed` whenever its status or outstanding
+  amount differs from the last state the stream emitted for it (each partial payment,
+  credit note or cancelled payment), and a daily job sends the Overdue status ERPNext
+  sets without a hook.
+- **Drafts** send no change events: `status_changed` and `progressed` only for docstatus
+  1 or 2.
 - **Ledger row names** are temporary hashes that ERPNext renames hourly: join GL and
   stock ledger rows on `voucher_type`, `voucher_no` and `voucher_detail_no` (also in the
   envelope), never on `name`.

@@ -86,6 +86,26 @@ STOCK_LEDGER_ENTRY = _doctype(
 		("is_cancelled", "Check"),
 	],
 )
+PAYMENT_ENTRY = _doctype(
+	"Payment Entry",
+	[("payment_type", "Select"), ("party", "Dynamic Link"), ("paid_amount", "Currency"), ("status", "Select"),
+	 ("company", "Link")],
+	is_submittable=1,
+)  # fmt: skip
+PAYMENT_LEDGER_ENTRY = _doctype(
+	"Payment Ledger Entry",
+	[
+		("posting_date", "Date"),
+		("account", "Link"),
+		("voucher_type", "Link"),
+		("voucher_no", "Dynamic Link"),
+		("against_voucher_type", "Link"),
+		("against_voucher_no", "Dynamic Link"),
+		("amount", "Currency"),
+		("delinked", "Check"),
+		("company", "Link"),
+	],
+)
 WORK_ORDER = _doctype(
 	"Work Order",
 	[
@@ -124,4 +144,7 @@ ERPNEXT_INDEXES: dict[str, dict[str, tuple[str, ...]]] = {
 	},
 }
 
-ERPNEXT_TABLES = (SALES_INVOICE, SALES_INVOICE_ITEM, GL_ENTRY, STOCK_LEDGER_ENTRY, WORK_ORDER, JOB_CARD)
+ERPNEXT_TABLES = (
+	SALES_INVOICE, SALES_INVOICE_ITEM, GL_ENTRY, STOCK_LEDGER_ENTRY, PAYMENT_ENTRY, PAYMENT_LEDGER_ENTRY,
+	WORK_ORDER, JOB_CARD,
+)  # fmt: skip
