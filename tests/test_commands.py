@@ -54,6 +54,7 @@ def test_frappe_finds_the_command_group():
 		"replay",
 		"backfill",
 		"export-schemas",
+		"reconcile",
 	}
 
 

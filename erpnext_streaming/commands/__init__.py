@@ -420,3 +420,36 @@ def export_schemas(ctx, directory):
 
 
 commands = [streaming]
+
+
+@streaming.command("reconcile")
+@click.option("--company", help="Only this company")
+@click.option("--from-date", type=DATE, help="GL and vouchers posted from this date, YYYY-MM-DD")
+@click.option("--to-date", type=DATE, help="... up to and including; balances as of this date")
+@click.option("--quiet", is_flag=True, help="No progress bar")
+@click.pass_context
+def reconcile(ctx, company=None, from_date=None, to_date=None, quiet=False):
+	"""Prove the stream: ledger figures computed from the topics vs ERPNext's own (vouchers with
+	and without events, GL per account, stock per item and warehouse, outstanding per invoice).
+
+	Exit code 0 when they agree, 1 when anything differs or cannot be read."""
+	from erpnext_streaming.operations import reconcile as core
+
+	scope = core.Scope(company, from_date and from_date.date(), to_date and to_date.date())
+	try:
+		with connect(ctx), sigterm_as_interrupt():
+			report = core.on_site(scope, stream=None if quiet else sys.stderr)
+	except click.UsageError:
+		raise
+	except KeyboardInterrupt:
+		ctx.exit(EXIT_INTERRUPTED)
+	except Exception as e:
+		fail(ctx, e)
+	click.echo(f"Read {report.messages:,} message(s)")
+	for line in report.lines():
+		click.secho(line, fg="red" if line.startswith(("Problem", "  ")) else None)
+	click.secho(
+		"The stream equals the ledger" if report.ok else "The stream differs",
+		fg="green" if report.ok else "red",
+	)
+	ctx.exit(EXIT_OK if report.ok else EXIT_FAILED)

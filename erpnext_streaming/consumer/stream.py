@@ -93,6 +93,22 @@ class EventConsumer:
 			return None
 		return HELD if None in behind else min(behind)
 
+	def ends(self, timeout: float = 10.0) -> tuple[dict[tuple[str, int], int], list[str]]:
+		"""How many messages each partition of the topics holds now, and the topics that do
+		not exist: what a reader that stops at the end (`streaming reconcile`) waits for."""
+		from confluent_kafka import TopicPartition
+
+		found = self._consumer.list_topics(timeout=timeout).topics
+		sizes, missing = {}, []
+		for topic in self.topics:
+			if topic not in found or found[topic].error is not None:
+				missing.append(topic)
+				continue
+			for p in found[topic].partitions:
+				low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+				sizes[(topic, p)] = high - low
+		return sizes, missing
+
 	def poll(self, timeout: float = 1.0, max_messages: int = 500) -> list[Event]:
 		"""Events released by this poll, in order (see `Reorderer`)."""
 		out: list[Event] = []

@@ -6,6 +6,7 @@ Framework-free cores (each takes a `frappe.db`-shaped `db`, a clock and plain va
 - `jobs`: the Streaming Backfill table (checkpoints) and the chunked, resumable run loop
 - `backfill`: which historical documents a backfill visits, in chunks
 - `revaluation`: which stock ledger rows a completed Repost Item Valuation rewrote
+- `reconcile`: ledger figures from the topics vs ERPNext's own (`streaming reconcile`)
 - `schema_export`: `.avsc` files and a manifest for a schema registry or consumers
 - `progress`: a progress bar with rate and ETA
 - `secrets`: redaction of known secrets from anything shown

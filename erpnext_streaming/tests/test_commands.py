@@ -56,6 +56,7 @@ class TestStreamingCommands(FrappeTestCase):
 				"replay",
 				"backfill",
 				"export-schemas",
+				"reconcile",
 			},
 		)
 

@@ -155,6 +155,18 @@ class RedisCache:
 cache: RedisCache | None = None
 
 
+def get_site_path(*joins: str) -> str:
+	"""A path in the site's folder; the stand-in's sites live under the temp dir, each with
+	the `private/files` and `public/files` folders `bench new-site` makes."""
+	import os
+	import tempfile
+
+	root = os.path.join(tempfile.gettempdir(), "standin-sites", local.site)
+	for folder in ("private", "public"):
+		os.makedirs(os.path.join(root, folder, "files"), exist_ok=True)
+	return os.path.join(root, *joins)
+
+
 def get_cached_doc(doctype: str, name: str | None = None):
 	from frappe import standin
 
