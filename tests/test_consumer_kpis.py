@@ -271,9 +271,24 @@ def in_any_order(events: list[Event], kpi, seed: int = 7):
 	return kpi
 
 
-def sle(sequence, name, voucher, qty, value, cancelled=False, detail="d1"):
+def sle(sequence, name, voucher, qty, value, cancelled=False, detail="d1", after=None):
+	moment = datetime(2026, 11, 23, 9, 0) + timedelta(seconds=sequence)
 	return ledger("Stock Ledger Entry", sequence, name, voucher, voucher_detail_no=detail, item_code="BOLT",
-		warehouse="Stores - A", actual_qty=qty, stock_value_difference=d(value), is_cancelled=cancelled)  # fmt: skip
+		warehouse="Stores - A", actual_qty=qty, stock_value_difference=d(value), is_cancelled=cancelled,
+		qty_after_transaction=after, posting_datetime=moment)  # fmt: skip
+
+
+def test_a_stock_reconciliation_sets_the_quantity_as_stock_balance_does():
+	"""A Stock Reconciliation row of a non-batch item has actual_qty 0 and sets
+	qty_after_transaction (erpnext/stock/stock_ledger.py update_entries_after.process_sle):
+	the quantity is that, plus the moves after it."""
+	events = [
+		sle(1, "s1", "Purchase Receipt:PR-1", 5.0, "50", after=5.0),
+		sle(2, "s2", "Stock Reconciliation:SR-1", 0.0, "30", after=8.0),
+		sle(3, "s3", "Sales Invoice:SINV-1", -1.0, "-10", after=7.0),
+	]
+	stock = in_any_order(events, StockPosition())
+	assert stock.positions()[("A", "BOLT", "Stores - A")]["qty"] == 7.0
 
 
 def test_stock_value_leaves_out_a_cancelled_voucher_whose_reversal_carries_no_value():
@@ -281,12 +296,12 @@ def test_stock_value_leaves_out_a_cancelled_voucher_whose_reversal_carries_no_va
 	(update_entries_after skips is_cancelled rows), and the original stays is_cancelled = false in
 	the stream; Stock Balance leaves both out. A Landed Cost Voucher's re-posted rows stand."""
 	events = [
-		sle(1, "s1", "Purchase Receipt:PR-1", 5.0, "50"),
-		sle(2, "s2", "Sales Invoice:SINV-1", -1.0, "-10"),
+		sle(1, "s1", "Purchase Receipt:PR-1", 5.0, "50", after=5.0),
+		sle(2, "s2", "Sales Invoice:SINV-1", -1.0, "-10", after=4.0),
 		sle(3, "s3", "Sales Invoice:SINV-1", 1.0, "0", cancelled=True),  # the cancel's reversal
-		sle(4, "s4", "Purchase Receipt:PR-2", 2.0, "20"),
+		sle(4, "s4", "Purchase Receipt:PR-2", 2.0, "20", after=6.0),
 		sle(5, "s5", "Purchase Receipt:PR-2", -2.0, "0", cancelled=True),  # landed cost: cancel ...
-		sle(6, "s6", "Purchase Receipt:PR-2", 2.0, "24"),  # ... and re-post, same voucher and line
+		sle(6, "s6", "Purchase Receipt:PR-2", 2.0, "24", after=7.0),  # ... and re-post, same voucher and line
 	]
 	stock = in_any_order(events, StockPosition())
 	assert stock.positions() == {
@@ -314,6 +329,13 @@ def test_gl_debit_and_credit_per_account_leave_out_a_cancelled_voucher_as_the_ge
 		("A", "Sales - A"): (d("0"), d("40")),
 	}
 	assert cash.exposure("A")["receivable"] == d("40")
+
+
+def test_journal_entry_lines_that_look_alike_are_rows_of_their_own():
+	"""A Journal Entry's GL rows have no voucher_detail_no: 3 equal lines are 3 rows (their names)."""
+	events = [gle(n, f"g{n}", "Journal Entry:JV-1", "Cash - A", "5", "0") for n in (1, 2, 3)]
+	cash = in_any_order(events, CashExposure())
+	assert cash.per_account() == {("A", "Cash - A"): (d("15"), d("0"))}
 
 
 def ple(sequence, name, voucher, amount, delinked=False, against="Sales Invoice:SINV-1"):
@@ -361,7 +383,7 @@ def sle_event(modified: datetime, value: str) -> Event:
 		"company": "A", "event_time": modified.replace(tzinfo=UTC), "modified": modified.replace(tzinfo=UTC),
 		"document": {
 			"voucher_type": "Purchase Receipt", "voucher_no": "PR-1", "voucher_detail_no": "pri-1",
-			"item_code": "BOLT", "warehouse": "Stores - A", "actual_qty": 5.0,
+			"item_code": "BOLT", "warehouse": "Stores - A", "actual_qty": 5.0, "qty_after_transaction": 5.0,
 			"stock_value_difference": Decimal(value), "is_cancelled": False,
 		},
 	}  # fmt: skip
