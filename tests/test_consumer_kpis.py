@@ -132,16 +132,19 @@ def test_kpis_equal_the_values_computed_from_the_documents(seed, shuffle):
 		assert revenue.per_minute(company) == {m: tuple(v) for m, v in sorted(minutes.items())}
 
 	# stock: quantities, values and movement over the rows ERPNext's Stock Balance counts (is_cancelled
-	# = 0 in the database: the stream's originals of a cancelled voucher still say false)
+	# = 0 in the database: the stream's originals of a cancelled voucher still say false); a Stock
+	# Reconciliation row sets the quantity (a later cancel of an earlier sale does not change it)
 	expected = defaultdict(lambda: {"qty": 0.0, "value": Decimal(0), "in": 0.0, "out": 0.0})
-	for sle in (s for s in workload.sles if not s["is_cancelled"]):
+	for sle in sorted(
+		(s for s in workload.sles if not s["is_cancelled"]), key=lambda s: s["posting_datetime"]
+	):
 		position = expected[(sle["company"], sle["item_code"], sle["warehouse"])]
-		position["qty"] += sle["actual_qty"]
+		absolute = sle["voucher_type"] == "Stock Reconciliation" and not sle.get("batch_no")
+		position["qty"] = sle["qty_after_transaction"] if absolute else position["qty"] + sle["actual_qty"]
 		position["value"] += d(sle["stock_value_difference"])
 		position["in" if sle["actual_qty"] > 0 else "out"] += abs(sle["actual_qty"])
 	assert stock.positions() == dict(expected)
-	for (company, item, warehouse), (qty, value) in workload.stock.items():  # the generator's own books
-		assert stock.positions()[(company, item, warehouse)]["qty"] == qty
+	for (company, item, warehouse), (_, value) in workload.stock.items():  # the generator's own books
 		assert stock.positions()[(company, item, warehouse)]["value"] == d(value)
 
 	# cash and receivables from the general ledger
@@ -280,8 +283,8 @@ def sle(sequence, name, voucher, qty, value, cancelled=False, detail="d1", after
 
 def test_a_stock_reconciliation_sets_the_quantity_as_stock_balance_does():
 	"""A Stock Reconciliation row of a non-batch item has actual_qty 0 and sets
-	qty_after_transaction (erpnext/stock/stock_ledger.py update_entries_after.process_sle):
-	the quantity is that, plus the moves after it."""
+	qty_after_transaction: Stock Balance takes that, plus the moves after it
+	(erpnext/stock/report/stock_balance/stock_balance.py prepare_item_warehouse_map)."""
 	events = [
 		sle(1, "s1", "Purchase Receipt:PR-1", 5.0, "50", after=5.0),
 		sle(2, "s2", "Stock Reconciliation:SR-1", 0.0, "30", after=8.0),

@@ -6,10 +6,11 @@ result depends on the set of events, not on their order, and applying an event t
 changes nothing (the kit already drops duplicates; the KPIs are idempotent anyway), so
 late events and reversals simply correct the figures.
 
-Ledger rows are identified by their business key, never by `name` (ERPNext renames GL
-and stock ledger rows hourly): voucher type and number, voucher detail, item or account,
-and the side (a reversal row swaps debit/credit or negates the quantity, so it is a row
-of its own). When a row is seen again with a newer `modified` (a revaluation), the newer
+A GL row is its voucher and `name` (a Journal Entry's equal lines have no voucher_detail_no:
+only the name tells them apart; ERPNext renames the rows hourly, after their `posted` event).
+A stock row is its business key (a `revalued` event may come after the rename): voucher,
+voucher detail, item, warehouse and side (a reversal negates the quantity, so it is a row of
+its own). When a row is seen again with a newer `modified` (a revaluation), the newer
 version replaces the older one.
 
 Cancellations follow ERPNext's reports (docs/consumer-guide.md, "Cancellations"): a cancel
@@ -120,9 +121,12 @@ class RevenueVelocity:
 
 class StockPosition:
 	"""On-hand quantity, stock value and movement per (company, item, warehouse) from Stock
-	Ledger Entry events, as ERPNext's Stock Balance computes them: sums of actual_qty and
-	stock_value_difference over the rows that stand (`Reversals`; a revaluation of a row
-	replaces its value); movement counts their in and out quantities."""
+	Ledger Entry events, as ERPNext's Stock Balance computes them over the rows that stand
+	(`Reversals`; a revaluation of a row replaces its values). In (posting_datetime, company
+	order), the quantity adds each row's actual_qty, except a Stock Reconciliation row without
+	batch, which sets it to its qty_after_transaction (its actual_qty is 0:
+	erpnext/stock/report/stock_balance/stock_balance.py prepare_item_warehouse_map); the value is the sum of stock_value_difference;
+	movement counts the rows' in and out quantities."""
 
 	def __init__(self):
 		self.rows: dict[tuple, tuple] = {}
@@ -141,19 +145,24 @@ class StockPosition:
 		key = (*voucher, d.get("voucher_detail_no"), d.get("item_code"), d.get("warehouse"), side, reversal)
 		known = self.rows.get(key)
 		if known is None or _version(event) >= known[0]:
-			row = (d.get("item_code"), d.get("warehouse"), qty, value)
+			sets = d.get("voucher_type") == "Stock Reconciliation" and not d.get("batch_no")
+			after = (d.get("qty_after_transaction") or 0.0) if sets else None
+			row = (d.get("item_code"), d.get("warehouse"), qty, value, d.get("posting_datetime"), after)
 			self.rows[key] = (_version(event), _posted(known, event), *row)
 		return (event.company, d.get("item_code"), d.get("warehouse"))
 
 	def positions(self) -> dict[tuple[str, str, str], dict[str, Any]]:
 		out: dict[tuple, dict] = defaultdict(lambda: {"qty": 0.0, "value": ZERO, "in": 0.0, "out": 0.0})
-		for (company, vtype, vno, *_, reversal), (_, posted, *row) in self.rows.items():
-			item, warehouse, qty, value = row
-			if self.reversals.stands((company, vtype, vno), posted, reversal):
-				position = out[(company, item, warehouse)]
-				position["qty"] += qty
-				position["value"] += value
-				position["in" if qty > 0 else "out"] += abs(qty)
+		standing = (
+			((row[4] or datetime.min, posted or 0), company, row)
+			for (company, vtype, vno, *_, reversal), (_, posted, *row) in self.rows.items()
+			if self.reversals.stands((company, vtype, vno), posted, reversal)
+		)
+		for _, company, (item, warehouse, qty, value, _, after) in sorted(standing, key=lambda r: r[0]):
+			position = out[(company, item, warehouse)]
+			position["qty"] = position["qty"] + qty if after is None else after
+			position["value"] += value
+			position["in" if qty > 0 else "out"] += abs(qty)
 		return dict(out)
 
 	def on_hand(self, key: tuple[str, str, str]) -> float:
@@ -186,10 +195,7 @@ class CashExposure:
 		debit, credit = d.get("debit") or ZERO, d.get("credit") or ZERO
 		reversal = bool(d.get("is_cancelled"))
 		self.reversals.note((event.company, d.get("voucher_type"), d.get("voucher_no")), event, reversal)
-		key = (
-			event.company, d.get("voucher_type"), d.get("voucher_no"), d.get("voucher_detail_no"),
-			d.get("account"), d.get("party"), d.get("cost_center"), _sign(debit - credit), reversal,
-		)  # fmt: skip
+		key = (event.company, d.get("voucher_type"), d.get("voucher_no"), event.name, reversal)
 		known = self.rows.get(key)
 		if known is None or _version(event) >= known[0]:
 			row = (d.get("account"), self.account_type(d), debit, credit)

@@ -11,13 +11,11 @@ per company:
   general_ledger.py `get_conditions`); the stream side is the kit's
   `CashExposure.per_account` (its `Reversals` rule for cancellations);
 - stock quantity and value per item and warehouse at `to_date`: ERPNext's Stock Balance
-  sums `actual_qty` and `stock_value_difference` of rows with `is_cancelled = 0` in
-  (posting_datetime, creation) order (erpnext/stock/report/stock_balance/stock_balance.py
-  `prepare_item_warehouse_map`), which is the last such row's `qty_after_transaction` and
-  `stock_value`. The stream side takes the same last row (posting_datetime, then commit
-  order) of the rows that stand by the kit's `Reversals` rule. Not the kit's
-  `StockPosition`, which sums `actual_qty`: a Stock Reconciliation row has `actual_qty` 0
-  and sets `qty_after_transaction` (stock_reconciliation.py `get_sle_for_items`);
+  walks the rows with `is_cancelled = 0` in (posting_datetime, creation) order, adding
+  `actual_qty` (a Stock Reconciliation row sets the quantity) and `stock_value_difference`
+  (erpnext/stock/report/stock_balance/stock_balance.py `prepare_item_warehouse_map`), which
+  is the last such row's `qty_after_transaction` and `stock_value`; the stream side is the
+  kit's `StockPosition` (same walk over the rows that stand by its `Reversals` rule);
 - outstanding per invoice at `to_date`: Accounts Receivable sums Payment Ledger Entry
   `amount` with `delinked = 0` per against voucher (accounts_receivable.py); the stream
   side is the kit's `PaymentLedger.outstanding` in company currency.
@@ -38,7 +36,7 @@ from decimal import Decimal
 from typing import Any
 
 from erpnext_streaming.consumer.decoding import Event
-from erpnext_streaming.consumer.kpis import CashExposure, PaymentLedger, Reversals
+from erpnext_streaming.consumer.kpis import CashExposure, PaymentLedger, StockPosition
 
 GL, SLE, PLE = "GL Entry", "Stock Ledger Entry", "Payment Ledger Entry"
 LEDGERS = (GL, SLE, PLE)
@@ -133,24 +131,13 @@ def _shown(value: Any) -> str:
 	return str(value)
 
 
-def _newer(rows: dict, key: tuple, event: Event, value: Any) -> None:
-	"""Keep the newest version of a ledger row (`modified`, then sequence), as the kit does."""
-	version = (event.modified or event.event_time, event.sequence or 0)
-	known = rows.get(key)
-	if known is None or version >= known[0]:
-		rows[key] = (version, value)
-
-
 class StreamFigures:
 	"""The stream side, fed with every released event (`apply`): the consumer kit's
-	`CashExposure` (GL per account) and `PaymentLedger` (outstanding), and the last stock
-	row of each item and warehouse."""
+	`StockPosition`, `CashExposure` (GL per account) and `PaymentLedger` (outstanding)."""
 
 	def __init__(self, scope: Scope):
 		self.scope = scope
-		self.ledger, self.payments = CashExposure(), PaymentLedger()
-		self.sle_rows: dict[tuple, tuple] = {}
-		self.reversals = Reversals()
+		self.stock, self.ledger, self.payments = StockPosition(), CashExposure(), PaymentLedger()
 		self.vouchers: set[tuple] = set()  # (company, ledger, voucher type, voucher no) with events
 
 	def apply(self, event: Event) -> None:
@@ -159,40 +146,16 @@ class StreamFigures:
 			return
 		if not self.scope.covers(event.company, d.get("posting_date"), balance=event.doctype != GL):
 			return
-		voucher = (event.company, event.doctype, d.get("voucher_type"), d.get("voucher_no"))
 		if self.scope.covers(event.company, d.get("posting_date")):
-			self.vouchers.add(voucher)
-		if event.doctype == SLE:
-			self._sle(event, d, voucher)
-		else:
-			self.ledger.apply(event)
-			self.payments.apply(event)
+			self.vouchers.add((event.company, event.doctype, d.get("voucher_type"), d.get("voucher_no")))
+		for kpi in (self.stock, self.ledger, self.payments):
+			kpi.apply(event)
 
 	def gl(self) -> dict[tuple, tuple[Decimal, Decimal]]:
 		return self.ledger.per_account()
 
-	def _sle(self, event: Event, d: dict, voucher: tuple) -> None:
-		reversal = bool(d.get("is_cancelled"))
-		self.reversals.note(voucher, event, reversal)
-		key = (*voucher, d.get("voucher_detail_no"), d.get("item_code"), d.get("warehouse"), reversal)
-		known = self.sle_rows.get(key)
-		posted = known[1][1] if known and event.event_type == "revalued" else event.sequence  # as the kit
-		place = (d.get("posting_datetime"), event.sequence or 0, event.emitted_at or event.event_time)
-		_newer(
-			self.sle_rows,
-			key,
-			event,
-			(place, posted, d.get("qty_after_transaction") or 0.0, d.get("stock_value") or ZERO),
-		)
-
 	def stock_balances(self) -> dict[tuple, tuple]:
-		last: dict[tuple, tuple] = {}
-		for (*voucher, _, item, warehouse, reversal), (_, row) in self.sle_rows.items():
-			if self.reversals.stands(tuple(voucher), row[1], reversal):
-				key = (voucher[0], item, warehouse)
-				if key not in last or row[0] > last[key][0]:
-					last[key] = row
-		return {key: (qty, value) for key, (_, _, qty, value) in last.items()}
+		return {key: (p["qty"], p["value"]) for key, p in self.stock.positions().items()}
 
 	def outstanding(self) -> dict[tuple, Decimal]:
 		out: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
