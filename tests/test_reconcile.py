@@ -63,6 +63,7 @@ class Books:
 		self.events: list[tuple[str, str, bytes, list]] = []  # (doctype, company, value, headers)
 		self.sequences: Counter[str] = Counter()
 		self.clock = datetime(2026, 11, 2, 9, 0)
+		self.values: Counter[tuple] = Counter()  # stock_value per (company, item, warehouse)
 
 	def _row(self, doctype: str, row: dict, stream: bool = True, **differs) -> None:
 		self.clock += timedelta(seconds=1)
@@ -114,7 +115,9 @@ class Books:
 			"company": company, "voucher_type": voucher[0], "voucher_no": voucher[1], "item_code": item,
 			"warehouse": warehouse, "actual_qty": qty, "qty_after_transaction": after,
 			"stock_value": Decimal(value), "posting_date": DAY, "posting_datetime": moment, "is_cancelled": 0,
+			"stock_value_difference": Decimal(value) - self.values[(company, item, warehouse)],
 		}  # fmt: skip
+		self.values[(company, item, warehouse)] = Decimal(value)
 		self._row("Stock Ledger Entry", row, stream)
 
 	def ple(self, company, voucher, against, value, stream=True, **differs):
