@@ -43,7 +43,7 @@ def commits_as_savepoints():
 	callbacks (as Frappe's does) and moves a savepoint instead of committing; after_commit
 	callbacks (the drainer wake-up) are dropped, so no job reaches the bench's queues;
 	`frappe.db.rollback()` goes back to the last such "commit"."""
-	db = frappe.db
+	db = frappe.local.db  # the object, not the proxy: rollback to a savepoint calls its class
 
 	def commit():
 		db.before_rollback.reset()
