@@ -257,3 +257,23 @@ def test_the_job_table_round_trips_scope_and_checkpoint(site):
 		for j in jobs.find_unfinished(frappe.db, jobs.Kind.REVALUATION, repost_item_valuation="REPOST-0001")
 	] == [job.name]
 	assert jobs.find_unfinished(frappe.db, jobs.Kind.BACKFILL) == []
+
+
+def test_a_backfill_does_not_post_again_a_ledger_row_that_a_cancel_flagged_after_its_event(site):
+	"""ERPNext's cancel flags the voucher's original rows by a bulk UPDATE of is_cancelled and
+	modified (erpnext/stock/stock_ledger.py set_as_cancel): each row's `posted` event was sent
+	already, so a backfill after live capture posts it again under no new id."""
+	from test_revaluation import sle
+
+	configure()
+	sle("SLE-1", "ITEM-A", "Stores - WP", datetime(2024, 3, 1, 10))
+	frappe.db.commit()
+	assert ops.backfill("Stock Ledger Entry")[0].job.emitted == 1
+	frappe.db.sql(
+		"UPDATE `tabStock Ledger Entry` SET is_cancelled = 1, modified = %s WHERE name = 'SLE-1'",
+		(datetime(2024, 3, 2, 9),),
+	)
+	frappe.db.commit()
+	again, _ = ops.backfill("Stock Ledger Entry")
+	assert (again.job.emitted, again.job.skipped) == (0, 1)
+	assert [(r.reference_name, r.event_type) for r in event_log()] == [("SLE-1", "posted")]

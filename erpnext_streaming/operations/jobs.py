@@ -258,17 +258,27 @@ class RunResult:
 
 def existing_event_ids(db: Any, event_ids: Sequence[str]) -> set[str]:
 	"""Which of these event ids the Event Log already holds (index on event_id)."""
+	return _in_event_log(db, "event_id", event_ids)
+
+
+def posted_already(db: Any, doctype: str, names: Sequence[str]) -> set[str]:
+	"""Which of these ledger rows the Event Log holds a `posted` event of (index on
+	reference_name). A ledger row is posted once: ERPNext changes it later only by a cancel's
+	bulk UPDATE of is_cancelled / delinked and `modified` (erpnext/accounts/general_ledger.py
+	make_reverse_gl_entries, erpnext/stock/stock_ledger.py set_as_cancel, erpnext/accounts/
+	utils.py delink_original_entry), which the stream states with the reversal rows."""
+	posted = " AND `event_type` = 'posted' AND `reference_doctype` = %s"
+	return _in_event_log(db, "reference_name", names, posted, doctype)
+
+
+def _in_event_log(db: Any, column: str, values: Sequence[str], where: str = "", *args: Any) -> set[str]:
 	found: set[str] = set()
-	ids = list(dict.fromkeys(event_ids))
-	for start in range(0, len(ids), 1000):
-		chunk = ids[start : start + 1000]
-		found.update(
-			r[0]
-			for r in db.sql(
-				f"SELECT `event_id` FROM `{EVENT_LOG_TABLE}` WHERE `event_id` IN ({', '.join(['%s'] * len(chunk))})",
-				chunk,
-			)
-		)
+	values = list(dict.fromkeys(values))
+	for start in range(0, len(values), 1000):
+		chunk = values[start : start + 1000]
+		marks = ", ".join(["%s"] * len(chunk))
+		sql = f"SELECT `{column}` FROM `{EVENT_LOG_TABLE}` WHERE `{column}` IN ({marks}){where}"
+		found.update(r[0] for r in db.sql(sql, [*chunk, *args]))
 	return found
 
 
@@ -379,7 +389,10 @@ def _write_chunk(
 	it in ONE commit. Returns the records written."""
 	records = build_records(db, rows, route, codec, now)
 	seen = existing_event_ids(db, [r.event_id for r in records])
-	fresh = [r for r in records if r.event_id not in seen]
+	posted = posted_already(
+		db, route.doctype, [r.reference_name for r in records if r.event_type == "posted"]
+	)
+	fresh = [r for r in records if r.event_id not in seen and r.reference_name not in posted]
 	write(db, fresh, now, user, context)
 	job.checkpoint = checkpoint
 	job.processed += len(rows)

@@ -115,6 +115,19 @@ class TestLedgerScenario(FrappeTestCase):
 		entry.submit()
 		return order
 
+	def journal_entry(self, company, lines):
+		"""A Journal Entry of equal lines: its GL rows differ only by name (no voucher_detail_no)."""
+		rows = [{"account": f"Cash - {company.abbr}", "debit_in_account_currency": 5}] * lines
+		rows += [{"account": company.default_income_account, "credit_in_account_currency": 5}] * lines
+		entry = frappe.get_doc(
+			{"doctype": "Journal Entry", "company": company.name, "posting_date": today(), "accounts": rows}
+		)
+		for row in entry.accounts:
+			row.cost_center = company.cost_center
+		entry.insert()
+		entry.submit()
+		return entry
+
 	def day_of_business(self):
 		from erpnext.stock.doctype.stock_reconciliation.test_stock_reconciliation import (
 			create_stock_reconciliation,
@@ -139,7 +152,9 @@ class TestLedgerScenario(FrappeTestCase):
 		self.invoice(first, [(item, 1, 30) for item in items])
 		self.invoice(second, [(items[0], 3, 40)])
 		frappe.db.commit()
-		self.invoice(first, [(items[1], 1, 25)]).cancel()
+		cancelled = self.invoice(first, [(items[1], 1, 25)])
+		frappe.db.commit()
+		cancelled.cancel()
 		frappe.db.commit()
 		self.pay(single, 30)
 		frappe.db.commit()
@@ -153,6 +168,8 @@ class TestLedgerScenario(FrappeTestCase):
 			company=first.name, item_code=items[3], warehouse=f"Stores - {first.abbr}", qty=60, rate=12,
 			expense_account=f"Stock Adjustment - {first.abbr}", cost_center=first.cost_center,
 		)  # fmt: skip
+		self.invoice(first, [(items[3], 1, 30)])  # a move after the reconciliation
+		self.journal_entry(first, lines=3)
 		frappe.db.commit()
 		frappe.db.savepoint("bulk")
 		phantom = self.invoice(second, [(items[0], 1, 100)])
