@@ -108,9 +108,10 @@ is spliced into each by the loader).
   amount differs from the last state the stream emitted for it (each partial payment,
   credit note or cancelled payment), and a daily job sends the Overdue status ERPNext
   sets without a hook.
-- **Ledger row names** are temporary hashes that ERPNext renames hourly: join GL and
-  stock ledger rows on `voucher_type`, `voucher_no` and `voucher_detail_no` (also in the
-  envelope), never on `name`.
+- **Ledger row names** are temporary hashes that ERPNext renames hourly, after the row's
+  `posted` event: join GL and stock ledger rows to other data on `voucher_type`,
+  `voucher_no` and `voucher_detail_no` (also in the envelope). Within the stream a GL row
+  is its voucher and `name` (a Journal Entry's equal lines differ only by name).
 - **Stock valuation**: ERPNext computes a Stock Ledger Entry's `qty_after_transaction`,
   `valuation_rate`, `stock_value`, `stock_value_difference` and `stock_queue` after the
   row's hook has run; the event carries the committed values (see "Committed state").
