@@ -20,7 +20,7 @@ per company:
   `amount` with `delinked = 0` per against voucher (accounts_receivable.py); the stream
   side is the kit's `PaymentLedger.outstanding` in company currency.
 
-Memory: figures are kept per ledger row by business key (the kit's rule: a repeated or
+Memory: figures are kept per ledger row (the kit's row identity: a repeated or
 revalued event replaces its row, so duplicates count once) and per reported key; events
 themselves are never held beyond the kit's reorder window.
 """
