@@ -1,6 +1,6 @@
 """Generate docs/event-catalog.md from the shipped schemas and the built-in catalog.
 
-    python -m erpnext_streaming.schemas.docs > docs/event-catalog.md
+    python scripts/event_catalog.py > docs/event-catalog.md
 
 Everything per doctype comes from the `.avsc` files (record and field docs, types) and
 `constants.BUILTIN_SPECS` (event types, triggers, default topic); a test compares the
@@ -9,14 +9,18 @@ committed file with this output, so the catalog cannot drift from the schemas.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from erpnext_streaming import constants as c
 from erpnext_streaming.schemas import types
 from erpnext_streaming.schemas.evolution import describe
 from erpnext_streaming.schemas.registry import SchemaRegistry, default_registry
 
-COMMAND = "python -m erpnext_streaming.schemas.docs > docs/event-catalog.md"
+COMMAND = "python scripts/event_catalog.py > docs/event-catalog.md"
 
 INTRO = f"""\
 # Event catalog
