@@ -1,25 +1,10 @@
 """The topics the app writes: which it needs, how we recommend creating them, and creating them.
 
-Recommendation policy (stated once; docs/operations.md "Topics" repeats it):
-
-- **Partitions: 6** for an event topic. Every message is keyed by its company and the app
-  orders per company only, so partitions bound consumer parallelism and nothing else; 6
-  spreads a handful of companies over a consumer group of up to 6 members and stays cheap
-  on a small cluster. The count of an existing topic is never changed: adding partitions
-  moves keys to other partitions and breaks the per-company order consumers rely on.
-- **Dead-letter topic: 1 partition.** Dead letters are rare, need no parallelism, and in one
-  partition they read back in the order they died.
-- **Replication factor: min(3, brokers).** Three copies survive one broker down (and a
-  second one lost while the first is away); a smaller cluster cannot hold more copies than
-  it has brokers.
-- **min.insync.replicas: min(2, replication factor).** The producer sends with `acks=all`,
-  which only waits for the in-sync replicas: with `min.insync.replicas=1` an acknowledged
-  write can live on one broker alone and be lost with it. 2 of 3 keeps every acknowledged
-  write on two brokers and still accepts writes with one broker down.
-
-Existing topics are only described, never altered; a warning says when one is weaker than
-this on a cluster of 3 or more brokers. `streaming create-topics` creates the missing ones
-through the AdminClient, with `min.insync.replicas` as a topic config.
+The recommendation and its reasons are in docs/operations.md, "Topics": 6 partitions for an
+event topic (keys are companies, so partitions bound consumer parallelism only), 1 for the
+dead-letter topic, replication min(3, brokers), min.insync.replicas min(2, replication),
+because `acks=all` waits only for the in-sync replicas. Existing topics are only described,
+never altered: adding partitions would move keys and break per-company order.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
-"""Validation rules for Streaming Settings, free of Frappe.
+"""Validation rules for Streaming Settings, free of Frappe: the controller's `validate()` turns
+`InvalidSetting` into `frappe.throw`. Every message starts with the field's label (and row).
 
-The controller's `validate()` calls these one by one and turns `InvalidSetting` into
-`frappe.throw`; the pytest suite calls them directly. Every message starts with the
-label of the field (and the row, for child tables) so an admin knows what to fix.
-
-Rules and their sources:
-- bootstrap list: librdkafka `bootstrap.servers`, "CSV list of broker host or host:port";
-  we require the port so a typo such as `kafka.local` is caught at save, not at 3 a.m.
-- topic names: Apache Kafka `org.apache.kafka.common.internals.Topic.validate`: legal
-  characters `[a-zA-Z0-9._-]`, at most 249 characters, not `.` or `..`.
-- producer properties: librdkafka's configuration table (`kafka_properties`).
+Sources: librdkafka `bootstrap.servers` ("CSV list of broker host or host:port"; we require
+the port so a typo is caught at save); Kafka `org.apache.kafka.common.internals.Topic.validate`
+(`[a-zA-Z0-9._-]`, at most 249 characters, not `.` or `..`); librdkafka's configuration table
+(`kafka_properties`).
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
 """bench commands: `bench --site SITE streaming <command>` (Frappe collects `commands`).
 
-A thin Click layer: it parses options, connects to the site, calls
-`erpnext_streaming.operations.site` and turns the result into text and an exit code.
-
-Exit codes (docs/operations.md):
-  0  done (status: healthy, or streaming disabled)
-  1  failed: Kafka unreachable, a chunk failed, another run holds the backfill,
-     status degraded or down
-  2  refused: bad options or a request that cannot run (nothing was changed)
-  130  interrupted (Ctrl-C or SIGTERM): backfill and replay resume from their checkpoint
+A thin Click layer over `erpnext_streaming.operations.site`: parse options, connect to the
+site, print the result, exit with a code (0 done, 1 failed, 2 refused, 130 interrupted;
+docs/operations.md).
 """
 
 from __future__ import annotations

@@ -1,18 +1,8 @@
-"""Frappe glue for delivery: the drainer job, the sweeper job, enqueueing the drainer.
+"""Frappe glue for delivery: the drainer job (`drain`), the sweeper job (`sweep`, every minute)
+and enqueueing the drainer.
 
-- `drain`: the drainer (RQ `long` queue or the site's own, `DRAINER_JOB_IDS`, deduplicated):
-  reads Streaming Settings once, builds one producer config (the SASL password and the
-  client key are read here, with `get_password`, and go nowhere else), runs `Drainer.run`
-  on this job's `frappe.db` and the site's Redis for one slice, and hands over to a
-  successor when work is left (delivery/lifecycle.py); saving the settings ends the slice.
-- `sweep`: scheduler, every minute (hooks.py `scheduler_events`).
-- `enqueue_drainer` / `ensure_drainer`: used by the after-commit wake-up and the sweeper.
-
-Tuning without a form field (site config, `bench --site S set-config KEY VALUE`):
-`erpnext_streaming_lease_seconds`, `erpnext_streaming_drainer_max_runtime_seconds`,
-`erpnext_streaming_drainer_slice_seconds`, `erpnext_streaming_drainer_slice_batches`,
-`erpnext_streaming_drainer_idle_exit_seconds`, `erpnext_streaming_drainer_poll_seconds`,
-`erpnext_streaming_drainer_queue`.
+The SASL password and the client key are read here with `get_password` and go nowhere else.
+Tuning keys (site config): docs/architecture.md, "Tuning (site config)".
 """
 
 from __future__ import annotations

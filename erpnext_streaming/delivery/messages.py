@@ -1,15 +1,9 @@
-"""An Event Log row as a Kafka message: key, value and headers.
+"""An Event Log row as a Kafka message: key (the company, UTF-8), value (the stored Avro bytes,
+framed per the row's encoding: `framing.py`) and CloudEvents binary-mode headers.
 
-Key: the company, UTF-8 (with `partitioner=murmur2_random` a company always lands on the
-partition a Java client would pick). Value: the stored Avro bytes, framed per the row's
-encoding (`framing.py`: schemaless, single-object or Confluent wire format). Headers:
-CloudEvents binary mode (`ce_id`, `ce_type`, `ce_source`, `ce_subject`, `ce_time`,
-`ce_specversion`), `content-type` (following the encoding), the schema (`schema_name`,
-`schema_version`, `schema_fingerprint`) and the company's gapless sequence
-(`es_company_sequence`). A dead-letter copy carries the stored schemaless bytes with
-`content-type: application/avro` and the same headers, plus `es_error*`,
-`es_original_topic`, `es_attempts`, `es_event_log` and, when the row was meant to be
-framed, `es_encoding`.
+The headers, dead-letter headers and the bundle format are specified once, in
+docs/architecture.md ("Event record", "Bundle format", "Large events in parts" for the
+dead-letter copy).
 """
 
 from __future__ import annotations

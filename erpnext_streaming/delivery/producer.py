@@ -1,12 +1,9 @@
 """A small interface over confluent_kafka.Producer: send a batch, get every delivery report.
 
-The drainer creates one `KafkaProducer` per drain (a new idempotent producer needs about
-half a second before its first delivery) and sends each batch with `start` (hand every
-message to librdkafka) and `finish` (wait, within a bound, for the batch's delivery
-reports: `flush(timeout)`); between the two the drainer claims its next batch, so the
-database work overlaps the broker's. `send` is both at once. Messages left without
-a report when the bound runs out count as failed, are purged, and the instance is marked
-for discarding, so a late report can never be confused with a later batch.
+`start` hands a batch to librdkafka and `finish` waits, bounded, for its reports
+(`flush(timeout)`), so the drainer claims its next batch in between. Messages left without a
+report when the bound runs out count as failed, are purged, and the instance is marked for
+discarding, so a late report can never be confused with a later batch.
 """
 
 from __future__ import annotations

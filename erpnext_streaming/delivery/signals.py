@@ -1,17 +1,11 @@
-"""Redis signals between the after-commit path, the drainer and the sweeper.
+"""Redis signals between the after-commit path, the drainer and the sweeper, on the queue Redis
+(`frappe.conf.redis_queue`, where RQ lives; docs/architecture.md, "Wake-up, exit and takeover").
 
-Two keys per site on the queue Redis (`frappe.conf.redis_queue`, where RQ lives):
-- `erpnext_streaming|<site>|wake`: a list holding at most one token. The after-commit
-  path pushes one; the drainer waits on it with BLPOP, so it wakes within milliseconds of
-  a commit and otherwise sleeps without polling the database.
-- `erpnext_streaming|<site>|drainer`: the running drainer's heartbeat (its owner id,
-  with a TTL of one lease period, refreshed every loop). Present = a drainer is running.
-  The after-commit path reads it in the same round trip as the push and only enqueues
-  a drainer when it is absent; the sweeper uses it to recognize a dead drainer whose RQ
-  job still says "started" (its worker was killed).
-
-`CircuitBreaker` keeps the after-commit path from waiting on a dead Redis again and
-again: after one failure Redis is skipped for a while, and the failure is logged once.
+The wake-up list holds at most one token: the drainer BLPOPs it, so it wakes within
+milliseconds of a commit without polling the database. The heartbeat (owner id, TTL of one
+lease) says a drainer runs, so a commit enqueues one only when it is absent and the sweeper
+recognises a dead drainer whose RQ job still says "started". `CircuitBreaker` keeps the
+after-commit path from waiting on a dead Redis again and again.
 """
 
 from __future__ import annotations

@@ -1,25 +1,10 @@
 """Chunked, resumable emission of events for existing rows: backfills and revaluations.
 
-A job is a row of Streaming Backfill (kind Backfill or Revaluation) holding its scope,
-its progress counters and a JSON checkpoint. `run` repeats, chunk by chunk:
-
-1. `source.fetch(db, checkpoint, chunk_size)`: the next rows (dicts) and the checkpoint
-   after them;
-2. capture each row through the normal capture core (`emitters.capture`: the same
-   builders, masking, envelope and Avro codec as the live hooks; a row that cannot be
-   built becomes a Dead outbox row with the reason, like a live capture failure);
-3. `capture.flush` (reconcile + encode) and drop records whose event id is already in
-   the Event Log (a re-run, or an event the live hooks already wrote for the same state);
-4. `outbox.write.write` and the job's new checkpoint and counters, then COMMIT: the events of
-   a chunk and the checkpoint after it are committed together, so a run stopped
-   anywhere (an exception, Ctrl-C, a killed process) resumes exactly after the last
-   committed chunk and writes no event twice.
-
-Event ids are deterministic (UUIDv5 of doctype|name|event_type|modified), so even a
-complete re-run produces the ids consumers have already seen.
-
-A MariaDB named lock per job keeps two runs of the same job apart; it dies with the
-connection, so a killed run leaves nothing to clean up.
+A job is a Streaming Backfill row (scope, counters, JSON checkpoint). `run` fetches a chunk
+from its `Source`, captures each row through the live capture core (`emitters.capture`),
+drops event ids already in the Event Log, and commits the chunk's events with the checkpoint
+after them, so a run stopped anywhere resumes after the last committed chunk and writes no
+event twice. A MariaDB named lock per job keeps two runs apart and dies with the connection.
 """
 
 from __future__ import annotations

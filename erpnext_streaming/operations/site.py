@@ -151,10 +151,6 @@ def health(check_broker: bool = True) -> dict[str, Any]:
 	return redact(status_core.health_payload(report, max_lag_seconds()), secrets())
 
 
-def catalog_topics(config: StreamingConfig) -> list[str]:
-	return [topic for topic, _ in topics_core.needed(config)]
-
-
 def check_connection(timeout: float = 10.0) -> dict[str, Any]:
 	"""describe_cluster of the saved connection, plus the state of each topic the app writes
 	(`topics.survey`: exists, layout or our recommendation, warnings)."""

@@ -1,15 +1,9 @@
 """What the stream is doing: counts, ages, last delivery, per-topic totals, health.
 
-`collect(db, now)` reads the Streaming Event Log with index-friendly queries only (the
-`status` index is `(status, name)` in InnoDB, so "the oldest row of a status" and "the
-newest Sent row" are one index dive each; counts per status are index-only scans). The
-per-topic table is one grouped scan of the log and is optional (`per_topic=False` for
-the health endpoint, which monitoring calls often).
-
-`health_payload(report, ...)` turns a report into the JSON of `api.health`;
-`render_text(report)` is what `bench streaming status` prints. Neither reads anything:
-the Frappe glue (`operations.site`) adds the broker check and the drainer heartbeat,
-and redacts secrets.
+`collect` reads the Event Log with index-friendly queries only (the `(status, name)` index
+makes "oldest of a status" and "newest Sent" one dive each); the per-topic table is a grouped
+scan of the log, skipped for the often-called health endpoint. `health_payload` and
+`render_text` read nothing: `operations.site` adds the broker check and the heartbeat.
 """
 
 from __future__ import annotations

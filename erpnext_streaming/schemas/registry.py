@@ -1,21 +1,10 @@
 """The schema loader: `.avsc` files -> self-contained, parsed, fingerprinted event schemas.
 
-Files live in `schemas/avro/` and are named `<scrubbed doctype>.v<N>.avsc`
-(`sales_invoice.v1.avsc`); the envelope is `envelope.v<N>.avsc`, a record whose fields
-open every event. An event file is a record naming its doctype and envelope version in
-two extra attributes:
-
-    {"type": "record", "name": "SalesInvoiceEvent", "namespace": "io.erpnext.streaming",
-     "erpnext.doctype": "Sales Invoice", "erpnext.envelope": 1,
-     "fields": [{"name": "document", "type": {...}}]}
-
-The loader splices the envelope's fields in front of the event's own fields and drops
-`erpnext.envelope`, so each published schema stands alone (what consumers and schema
-registries want), and the envelope is written once. Each (doctype, version) is read and
-parsed once per process (`fastavro.parse_schema`) and cached.
-
-Shipped files never change once released: a change is a new version file, checked by
-`schemas.evolution` (a test runs it over every shipped schema).
+Files are `schemas/avro/<scrubbed doctype>.v<N>.avsc` naming their doctype and envelope
+version (`erpnext.doctype`, `erpnext.envelope`); the envelope (`envelope.v<N>.avsc`) is
+written once and its fields are spliced in front of each event's, so every published schema
+stands alone, as consumers and registries want. Shipped files never change once released: a
+change is a new version file, checked by `schemas.evolution`.
 """
 
 from __future__ import annotations
