@@ -239,18 +239,14 @@ def validate_producer_properties(
 				f"{where}: '{key}' holds a secret, and Producer Properties are stored unencrypted "
 				"(shown in the form, the version history and exports); see docs/security.md",
 			)
-		if key not in kp.PRODUCER_PROPERTIES:
-			raise InvalidSetting(
-				"producer_properties",
-				f"{where}: '{key}' is not a librdkafka producer property "
-				"(see librdkafka CONFIGURATION.md; consumer-only and deprecated properties are refused)",
-			)
 		if key in seen:
 			raise InvalidSetting("producer_properties", f"{where}: '{key}' is already set in row {seen[key]}")
 		if value == "":
 			raise InvalidSetting("producer_properties", f"{where}: '{key}' needs a value")
 		if problem := kp.guarantee_problem(key, value):
 			raise InvalidSetting("producer_properties", f"{where}: '{key}' = '{value}' {problem}")
+		if librdkafka_check and (error := librdkafka_check({key: value})):
+			raise InvalidSetting("producer_properties", f"{where}: {error}")
 		seen[key] = number
 		props[key] = value
 	if props and librdkafka_check and (error := librdkafka_check(props)):
