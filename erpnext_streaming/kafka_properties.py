@@ -58,10 +58,8 @@ DEFAULT_PRODUCER_PROPERTIES: dict[str, str] = {
 	# ksqlDB and Java producers compute for the same key.
 	"partitioner": "murmur2_random",
 	"compression.type": "lz4",
-	# librdkafka's own default: the drainer already hands it a batch at once (up to Batch
-	# Size messages in a tight loop), so a longer linger only delays each batch's first send
-	# (at 20 ms a batch's acknowledgements came in well after the next claim: P3 in
-	# benchmarks/RESULTS.md), while 5 ms still gathers the burst into per-partition sets.
+	# librdkafka's own default: the drainer hands it a whole batch at once, so a longer
+	# linger only delays each batch's first send (docs/architecture.md, "Tuning").
 	"linger.ms": "5",
 	"message.timeout.ms": "30000",
 	# a topic missing from the cluster (auto.create.topics.enable=false) is reported as

@@ -11,7 +11,7 @@ import json
 import signal
 import sys
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import click
 
@@ -81,6 +81,22 @@ def sigterm_as_interrupt():
 		signal.signal(signal.SIGTERM, previous)
 
 
+def on_site(ctx: click.Context, call, refused: tuple[type[Exception], ...] = (), interruptible: bool = False):
+	"""`call(operations.site)` on the bench's site. A `refused` error exits 2, any other 1
+	(`fail`); with `interruptible`, SIGTERM stops like Ctrl-C and the caller's `call` sees it."""
+	try:
+		with connect(ctx), sigterm_as_interrupt() if interruptible else nullcontext():
+			from erpnext_streaming.operations import site
+
+			return call(site)
+	except (click.UsageError, KeyboardInterrupt):
+		raise
+	except refused as e:
+		fail(ctx, Refused(str(e)), EXIT_USAGE)
+	except Exception as e:
+		fail(ctx, e)
+
+
 @click.group("streaming")
 def streaming():
 	"""Operate erpnext_streaming: status, connection, topics, requeue, replay, backfill, schemas."""
@@ -98,21 +114,13 @@ def status(ctx, as_json=False, no_broker=False):
 	Exit code 0 when healthy (or streaming is disabled), 1 when degraded or down."""
 	from erpnext_streaming.operations.status import Health
 
-	try:
-		with connect(ctx):
-			from erpnext_streaming.operations import site
-
-			if as_json:
-				payload = site.status_json(check_broker=not no_broker)
-				click.echo(json.dumps(payload, indent=2, default=str))
-				health = payload["status"]
-			else:
-				text, health = site.status_text(check_broker=not no_broker)
-				click.echo(text, nl=False)
-	except click.UsageError:
-		raise
-	except Exception as e:
-		fail(ctx, e)
+	if as_json:
+		payload = on_site(ctx, lambda site: site.status_json(check_broker=not no_broker))
+		click.echo(json.dumps(payload, indent=2, default=str))
+		health = payload["status"]
+	else:
+		text, health = on_site(ctx, lambda site: site.status_text(check_broker=not no_broker))
+		click.echo(text, nl=False)
 	ctx.exit(EXIT_OK if health in (Health.OK, Health.DISABLED) else EXIT_FAILED)
 
 
@@ -153,21 +161,12 @@ def _layout(partitions, replication_factor, min_insync_replicas) -> str:
 
 
 def _cluster_answer(ctx, ask) -> tuple[str, dict]:
-	"""(site name, `ask(operations.site)`'s answer) on the site; exits 1 when Kafka does not
-	answer, and through `fail` on any other error."""
-	try:
-		with connect(ctx) as site_name:
-			from erpnext_streaming.operations import site
-
-			answer = ask(site)
-	except click.UsageError:
-		raise
-	except Exception as e:
-		fail(ctx, e)
+	"""(site name, `ask(operations.site)`'s answer); exits 1 when Kafka does not answer."""
+	answer = on_site(ctx, ask)
 	if not answer.get("ok"):
 		click.secho(f"Kafka is not reachable: {answer.get('error')}", fg="red", err=True)
 		ctx.exit(EXIT_FAILED)
-	return site_name, answer
+	return ctx.obj["sites"][0], answer
 
 
 def _topic_state(entry: dict) -> str:
@@ -238,15 +237,9 @@ def _report_created(created: list[dict], dry_run: bool) -> int:
 @click.pass_context
 def requeue(ctx, statuses=(), since=None, doctype=None, company=None, dry_run=False):
 	"""Queue Failed/Dead events again (attempts reset); rows being delivered are left alone."""
-	try:
-		with connect(ctx):
-			from erpnext_streaming.operations import site
-
-			result = site.requeue(statuses or ("Failed", "Dead"), since, doctype, company, dry_run)
-	except click.UsageError:
-		raise
-	except Exception as e:
-		fail(ctx, e)
+	result = on_site(
+		ctx, lambda site: site.requeue(statuses or ("Failed", "Dead"), since, doctype, company, dry_run)
+	)
 	if dry_run:
 		click.echo(f"{result['matched']:,} event(s) would be requeued")
 	else:
@@ -267,31 +260,17 @@ def replay(ctx, start, end=None, doctype=None, company=None, topic=None, chunk_s
 	"""Publish Sent events again with the same event ids (copies go through the outbox)."""
 	from erpnext_streaming.operations.replay import ReplayRefused
 
+	def run(site):
+		from frappe.utils import now_datetime
+
+		end_ = end or now_datetime()
+		return site.replay(start, end_, doctype, company, topic, chunk_size, dry_run, stream=sys.stderr)
+
 	try:
-		with connect(ctx), sigterm_as_interrupt():
-			from frappe.utils import now_datetime
-
-			from erpnext_streaming.operations import site
-
-			result = site.replay(
-				start,
-				end or now_datetime(),
-				doctype,
-				company,
-				topic,
-				chunk_size,
-				dry_run,
-				stream=sys.stderr,
-			)
-	except click.UsageError:
-		raise
-	except ReplayRefused as e:
-		fail(ctx, Refused(str(e)), EXIT_USAGE)
+		result = on_site(ctx, run, refused=(ReplayRefused,), interruptible=True)
 	except KeyboardInterrupt:
 		click.secho("Interrupted: the chunks committed so far are queued", fg="yellow", err=True)
 		ctx.exit(EXIT_INTERRUPTED)
-	except Exception as e:
-		fail(ctx, e)
 	if result.dry_run:
 		click.echo(f"{result.matched:,} Sent event(s) would be replayed")
 	else:
@@ -334,35 +313,28 @@ def backfill(
 		"from_date": from_date.date() if from_date else None,
 		"to_date": to_date.date() if to_date else None,
 	}
-	try:
-		with connect(ctx), sigterm_as_interrupt():
-			from erpnext_streaming.operations import site
-
-			if dry_run:
-				count = site.backfill_scope_count(doctype, **scope)
-			else:
-				result, _resumed = site.backfill(
-					doctype,
-					**scope,
-					chunk_size=chunk_size,
-					restart=restart,
-					stream=None if quiet else sys.stderr,
-					announce=lambda job, again: click.echo(
-						f"Resuming backfill #{job.name} of {doctype} after {job.processed:,} of {job.total:,} documents"
-						if again
-						else f"Backfill #{job.name} of {doctype}",
-						err=True,
-					),
-				)
-	except click.UsageError:
-		raise
-	except BackfillRefused as e:
-		fail(ctx, Refused(str(e)), EXIT_USAGE)
-	except Exception as e:
-		fail(ctx, e)
 	if dry_run:
+		count = on_site(ctx, lambda site: site.backfill_scope_count(doctype, **scope), (BackfillRefused,))
 		click.echo(f"{count:,} submitted {doctype} document(s) in scope; nothing was written")
 		ctx.exit(EXIT_OK)
+
+	def announce(job, again):
+		click.echo(
+			f"Resuming backfill #{job.name} of {doctype} after {job.processed:,} of {job.total:,} documents"
+			if again
+			else f"Backfill #{job.name} of {doctype}",
+			err=True,
+		)
+
+	stream = None if quiet else sys.stderr
+	result, _resumed = on_site(
+		ctx,
+		lambda site: site.backfill(
+			doctype, **scope, chunk_size=chunk_size, restart=restart, stream=stream, announce=announce
+		),
+		(BackfillRefused,),
+		interruptible=True,
+	)
 	_exit_with_backfill_result(ctx, result)
 
 
@@ -398,17 +370,7 @@ def export_schemas(ctx, directory):
 	"""Write every event schema as .avsc (self-contained) plus manifest.json to DIRECTORY."""
 	from erpnext_streaming.operations.schema_export import ExportRefused
 
-	try:
-		with connect(ctx):
-			from erpnext_streaming.operations import site
-
-			written = site.export_schemas(directory)
-	except click.UsageError:
-		raise
-	except ExportRefused as e:
-		fail(ctx, Refused(str(e)), EXIT_USAGE)
-	except Exception as e:
-		fail(ctx, e)
+	written = on_site(ctx, lambda site: site.export_schemas(directory), (ExportRefused,))
 	click.echo(f"Wrote {len(written) - 1} schema file(s) and manifest.json to {directory}")
 	ctx.exit(EXIT_OK)
 
