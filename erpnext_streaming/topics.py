@@ -10,7 +10,7 @@ never altered: adding partitions would move keys and break per-company order.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from erpnext_streaming import constants as c
@@ -76,20 +76,7 @@ class TopicState:
 	warnings: tuple[str, ...] = field(default=())
 
 	def as_dict(self) -> dict[str, Any]:
-		return {
-			"topic": self.topic,
-			"dead_letter": self.dead_letter,
-			"exists": self.exists,
-			"partitions": self.partitions,
-			"replication_factor": self.replication_factor,
-			"min_insync_replicas": self.min_insync_replicas,
-			"recommended": {
-				"partitions": self.recommended.partitions,
-				"replication_factor": self.recommended.replication_factor,
-				"min_insync_replicas": self.recommended.min_insync_replicas,
-			},
-			"warnings": list(self.warnings),
-		}
+		return {**asdict(self), "warnings": list(self.warnings)}
 
 
 def assess(
@@ -103,16 +90,11 @@ def assess(
 		if described is None:
 			states.append(TopicState(topic, dead_letter, False, recommended))
 			continue
-		state = TopicState(
-			topic,
-			dead_letter,
-			True,
-			recommended,
-			partitions=described.get("partitions"),
-			replication_factor=described.get("replication_factor"),
-			min_insync_replicas=described.get("min_insync_replicas"),
-		)
-		states.append(TopicState(**{**state.__dict__, "warnings": tuple(_warnings(state, brokers))}))
+		layout_of = {
+			key: described.get(key) for key in ("partitions", "replication_factor", "min_insync_replicas")
+		}
+		state = TopicState(topic, dead_letter, True, recommended, **layout_of)
+		states.append(replace(state, warnings=tuple(_warnings(state, brokers))))
 	return states
 
 
@@ -187,14 +169,8 @@ def create_missing(
 		except KafkaException as e:
 			error = e.args[0] if e.args else e
 			existed = getattr(error, "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS
-			results.append(
-				Created(
-					state.topic,
-					state.recommended,
-					explain_error(error, state.topic, _principal(conf)),
-					existed,
-				)
-			)
+			explained = explain_error(error, state.topic, _principal(conf))
+			results.append(Created(state.topic, state.recommended, explained, existed))
 	return results
 
 
@@ -264,12 +240,7 @@ def create(
 	answer, states = _survey(config, conf, timeout)
 	if answer["ok"]:
 		answer["created"] = [
-			{
-				"topic": result.topic,
-				"recommended": result.recommended.text(),
-				"error": result.error,
-				"existed": result.existed,
-			}
+			{**asdict(result), "recommended": result.recommended.text()}
 			for result in create_missing(conf, states, validate_only=dry_run, timeout=timeout)
 		]
 	return answer
