@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -81,26 +81,13 @@ class Job:
 	finished_at: datetime | None = None
 
 	def summary(self) -> dict[str, Any]:
-		return {
-			"name": self.name,
-			"kind": self.kind,
-			"status": self.status,
-			"reference_doctype": self.reference_doctype,
-			"company": self.company,
-			"repost_item_valuation": self.repost_item_valuation,
-			"total": self.total,
-			"processed": self.processed,
-			"emitted": self.emitted,
-			"skipped": self.skipped,
-			"last_error": self.last_error,
-		}
+		hidden = ("from_date", "to_date", "scope", "checkpoint", "started_at", "finished_at")
+		return {k: v for k, v in asdict(self).items() if k not in hidden}
 
 
-_COLUMNS = (
-	"name", "kind", "status", "reference_doctype", "company", "from_date", "to_date",
-	"repost_item_valuation", "scope", "checkpoint", "total", "processed", "emitted", "skipped",
-	"last_error", "started_at", "finished_at",
-)  # fmt: skip
+_COLUMNS = tuple(f.name for f in fields(Job))
+_SELECT = f"SELECT {', '.join(f'`{c}`' for c in _COLUMNS)} FROM {_J}"
+_UNFINISHED = f"`status` IN ({', '.join(['%s'] * len(JobStatus.UNFINISHED))})"
 
 
 def _loads(text: str | None) -> Any:
@@ -147,9 +134,7 @@ def create(db: Any, kind: str, now: datetime, user: str = SYSTEM_USER, **fields:
 
 
 def load(db: Any, name: Any) -> Job:
-	rows = db.sql(
-		f"SELECT {', '.join(f'`{c}`' for c in _COLUMNS)} FROM {_J} WHERE `name` = %s", (name,), as_dict=True
-	)
+	rows = db.sql(f"{_SELECT} WHERE `name` = %s", (name,), as_dict=True)
 	if not rows:
 		raise LookupError(f"{JOB_DOCTYPE} {name} does not exist")
 	return _job(rows[0])
@@ -157,13 +142,7 @@ def load(db: Any, name: Any) -> Job:
 
 def find_unfinished(db: Any, kind: str, **match: Any) -> list[Job]:
 	"""Unfinished jobs of a kind whose scope fields equal `match` (None matches NULL), oldest first."""
-	conditions, values = (
-		["`kind` = %s", f"`status` IN ({', '.join(['%s'] * len(JobStatus.UNFINISHED))})"],
-		[
-			kind,
-			*JobStatus.UNFINISHED,
-		],
-	)
+	conditions, values = ["`kind` = %s", _UNFINISHED], [kind, *JobStatus.UNFINISHED]
 	for column, value in match.items():
 		if value is None or value == "":
 			text = column not in ("from_date", "to_date")  # '' is no DATE value
@@ -171,18 +150,13 @@ def find_unfinished(db: Any, kind: str, **match: Any) -> list[Job]:
 		else:
 			conditions.append(f"`{column}` = %s")
 			values.append(value)
-	rows = db.sql(
-		f"SELECT {', '.join(f'`{c}`' for c in _COLUMNS)} FROM {_J} WHERE {' AND '.join(conditions)} ORDER BY `name`",
-		values,
-		as_dict=True,
-	)
+	rows = db.sql(f"{_SELECT} WHERE {' AND '.join(conditions)} ORDER BY `name`", values, as_dict=True)
 	return [_job(r) for r in rows]
 
 
 def unfinished(db: Any, limit: int = 20) -> list[Job]:
 	rows = db.sql(
-		f"SELECT {', '.join(f'`{c}`' for c in _COLUMNS)} FROM {_J} "
-		f"WHERE `status` IN ({', '.join(['%s'] * len(JobStatus.UNFINISHED))}) ORDER BY `name` LIMIT %s",
+		f"{_SELECT} WHERE {_UNFINISHED} ORDER BY `name` LIMIT %s",
 		[*JobStatus.UNFINISHED, limit],
 		as_dict=True,
 	)
