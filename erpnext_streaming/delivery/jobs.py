@@ -7,6 +7,8 @@ Tuning keys (site config): docs/architecture.md, "Tuning (site config)".
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import frappe
 from frappe.utils import now_datetime
 from rq.job import JobStatus
@@ -111,13 +113,7 @@ def sweep() -> dict:
 	if not config.enabled:
 		return {"ran": False, "drainer": "streaming is disabled"}
 	lease = build_drainer_config(config, kafka_config.producer_config(config)).lease
-	result = sweeper.sweep(frappe.db, now_datetime(), lambda: ensure_drainer(stale_after=lease))
-	return {
-		"ran": result.ran,
-		"released": result.released,
-		"pending": result.pending,
-		"drainer": result.drainer,
-	}
+	return asdict(sweeper.sweep(frappe.db, now_datetime(), lambda: ensure_drainer(stale_after=lease)))
 
 
 def enqueue_drainer(successor: bool = False) -> None:
