@@ -17,6 +17,7 @@ import base64
 import itertools
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,7 @@ from erpnext_streaming.outbox.records import (
 )
 
 _INSERT_HEAD = "INSERT INTO `{}` ({}) VALUES ".format(EVENT_LOG_TABLE, ", ".join(f"`{c}`" for c in COLUMNS))
+_RECORD_FIELDS = tuple(field.name for field in fields(OutboxRecord))
 _ROW = "({})".format(", ".join(["%s"] * len(COLUMNS)))
 _SAVEPOINT = "erpnext_streaming_outbox"
 
@@ -147,32 +149,10 @@ def lock_counters(db: Database, companies: Sequence[str]) -> None:
 def _event_row(name: int, record: OutboxRecord, sequence: int, now: datetime, user: str) -> dict[str, Any]:
 	"""The Event Log row of a record, by column, with the payload's bytes (`write` stores
 	them as base64 text; `bundles.write` takes them as they are)."""
-	return {
-		"name": name,
-		"creation": now,
-		"modified": now,
-		"modified_by": user,
-		"owner": user,
-		"docstatus": 0,
-		"idx": 0,
-		"event_id": record.event_id,
-		"status": record.status,
-		"event_type": record.event_type,
-		"reference_doctype": record.reference_doctype,
-		"reference_name": record.reference_name,
-		"company": record.company,
-		"event_time": record.event_time,
-		"topic": record.topic,
-		"message_key": record.message_key,
-		"company_sequence": sequence,
-		"schema_name": record.schema_name,
-		"schema_version": record.schema_version,
-		"schema_fingerprint": record.schema_fingerprint,
-		"encoding": record.encoding,
-		"attempts": 0,
-		"payload": record.payload,
-		"last_error": truncate_error(record.last_error),
-	}
+	row = {field: getattr(record, field) for field in _RECORD_FIELDS}
+	row.update(name=name, creation=now, modified=now, modified_by=user, owner=user, docstatus=0, idx=0)
+	row.update(company_sequence=sequence, attempts=0, last_error=truncate_error(record.last_error))
+	return row
 
 
 def _bundle_keys(next_sequence: Mapping[str, Iterator[int]]) -> dict[str, str]:
