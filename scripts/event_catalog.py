@@ -111,7 +111,7 @@ is spliced into each by the loader).
 ## Schema evolution
 
 Shipped versions never change. A new version must read every earlier version's data
-(BACKWARD_TRANSITIVE; checked in CI by `erpnext_streaming.schemas.evolution`): add
+(BACKWARD_TRANSITIVE; checked in CI by `scripts/schema_evolution.py`): add
 fields with defaults, make fields optional, widen numbers; never change a type, a
 decimal's precision or scale, or a logical type. A catalog row's Schema Version pins a
 version (0 = the newest).

@@ -6,7 +6,6 @@ from erpnext_streaming.schemas.errors import (
 	BuildError,
 	EncodeError,
 	EventDataError,
-	IncompatibleSchemaError,
 	SchemaError,
 	UnknownSchemaError,
 )
