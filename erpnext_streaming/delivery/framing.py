@@ -18,10 +18,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from erpnext_streaming.constants import Encoding
 from erpnext_streaming.delivery.policy import Classified
 from erpnext_streaming.delivery.state import Outcome
 from erpnext_streaming.schemas import EventSchema, UnknownSchemaError, default_registry
@@ -47,12 +45,6 @@ class FramingError(Exception):
 		if self.retriable:
 			return Classified(Outcome.RETRIABLE, False, f"schema registry unavailable: {self.message}")
 		return Classified(Outcome.PERMANENT, False, self.message)
-
-
-@dataclass(frozen=True, slots=True)
-class Framed:
-	value: bytes
-	content_type: str
 
 
 def single_object(fingerprint_hex: str, body: bytes) -> bytes:
@@ -312,23 +304,13 @@ class SchemaIds:
 
 
 class Framer:
-	"""Frames rows for the drainer: `frame(row, body) -> Framed`. `ids` is needed only for
-	the Confluent encoding; `schema_lookup(doctype, version, fingerprint)` finds the writer
-	schema to register (shipped schemas by default; the Frappe glue adds derived ones)."""
+	"""Confluent framing for the drainer (schemaless and single-object bodies are framed in
+	the user's transaction, `messages.bundle`). `schema_lookup(doctype, version, fingerprint)`
+	finds the writer schema to register (shipped by default; the Frappe glue adds derived ones)."""
 
 	def __init__(self, ids: SchemaIds | None = None, schema_lookup: SchemaLookup = shipped_schema):
 		self.ids = ids
 		self.schema_lookup = schema_lookup
-
-	def frame(self, row: Any, body: bytes) -> Framed:
-		encoding = row.get("encoding") or Encoding.DEFAULT
-		if encoding == Encoding.SCHEMALESS:
-			return Framed(body, Encoding.CONTENT_TYPE[encoding])
-		if encoding == Encoding.SINGLE_OBJECT:
-			return Framed(single_object(row["schema_fingerprint"], body), Encoding.CONTENT_TYPE[encoding])
-		if encoding == Encoding.CONFLUENT:
-			return Framed(self.confluent(row, body), Encoding.CONTENT_TYPE[encoding])
-		raise FramingError(f"unknown encoding {encoding!r}")
 
 	def confluent(self, row: Any, body: bytes) -> bytes:
 		from confluent_kafka.schema_registry import prefix_schema_id_serializer

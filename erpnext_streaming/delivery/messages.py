@@ -67,24 +67,6 @@ def headers(
 	return [(name, str(value).encode("utf-8")) for name, value in named]
 
 
-def build(row: Any, site: str, time_zone: ZoneInfo, framer: Framer | None = None) -> OutgoingMessage:
-	"""The message of a row, framed per its encoding. Raises on a row that cannot be a
-	message (poison), and `framing.FramingError` when the framing fails (a registry that
-	refuses the schema, or cannot be reached)."""
-	if not row["topic"]:
-		raise ValueError("the row has no topic")
-	if not row["event_id"]:
-		raise ValueError("the row has no event id")
-	framed = (framer or DEFAULT_FRAMER).frame(row, decode_payload(row["payload"] or ""))
-	return OutgoingMessage(
-		ref=row["name"],
-		topic=row["topic"],
-		key=message_key(row),
-		value=framed.value,
-		headers=headers(row, site, time_zone, framed.content_type),
-	)
-
-
 # -- bundles: messages built in the user's transaction ---------------------------------
 #
 # `bundle` writes, `read` and `refs` read the bundle format (format 3), specified once in
