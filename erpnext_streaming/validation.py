@@ -15,6 +15,7 @@ from typing import Protocol
 
 from erpnext_streaming import constants as c
 from erpnext_streaming import kafka_properties as kp
+from erpnext_streaming.schemas import versions as schema_versions
 from erpnext_streaming.settings import CatalogRow
 
 TOPIC_MAX_LENGTH = 249
@@ -290,7 +291,7 @@ def validate_catalog(rows: Iterable[CatalogRow], facts: DoctypeFacts, topic_pref
 		if row.topic:
 			validate_topic_name(row.topic, "event_catalog", f"{where} Topic")
 		if row.schema_version:
-			shipped = schema_versions(doctype)
+			shipped = schema_versions(doctype)  # () for a doctype without shipped schemas
 			if row.schema_version not in shipped:
 				choices = (
 					", ".join(map(str, shipped))
@@ -421,12 +422,6 @@ def registry_client_missing() -> str | None:
 	except ImportError as e:
 		return str(e)
 	return None
-
-
-def schema_versions(doctype: str) -> tuple[int, ...]:
-	from erpnext_streaming.schemas import shipped_doctypes, versions
-
-	return versions(doctype) if doctype in shipped_doctypes() else ()
 
 
 def _label(fieldname: str) -> str:
