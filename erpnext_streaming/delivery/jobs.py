@@ -7,6 +7,7 @@ Tuning keys (site config): docs/architecture.md, "Tuning (site config)".
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict
 
 import frappe
@@ -273,7 +274,7 @@ def _queue_credentials() -> dict:
 
 def _record(redis_client, site: str, stats: dict) -> None:
 	"""Running totals of the site's drainers (for health checks and the tests)."""
-	try:
+	with contextlib.suppress(Exception):
 		key = signals.stats_key(site)
 		pipe = redis_client.pipeline(transaction=False)
 		pipe.hincrby(key, "runs", 1)
@@ -283,5 +284,3 @@ def _record(redis_client, site: str, stats: dict) -> None:
 		pipe.hset(key, "last_exit_reason", stats.get("exit_reason") or "")
 		pipe.expire(key, 7 * 24 * 3600)
 		pipe.execute()
-	except Exception:
-		pass

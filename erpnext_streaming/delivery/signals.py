@@ -10,6 +10,7 @@ after-commit path from waiting on a dead Redis again and again.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -85,10 +86,8 @@ class RedisWake:
 			return False
 
 	def clear(self) -> None:
-		try:
+		with contextlib.suppress(Exception):
 			self.client.delete(self.key)
-		except Exception:
-			pass
 
 	def pending(self) -> bool:
 		try:
@@ -114,16 +113,12 @@ class RedisHeartbeat:
 			return True  # Redis is down: run on the database's leases alone
 
 	def beat(self, ttl: float) -> None:
-		try:
+		with contextlib.suppress(Exception):
 			self.client.set(self.key, self.owner, px=int(ttl * 1000))
-		except Exception:
-			pass
 
 	def release(self) -> None:
-		try:
+		with contextlib.suppress(Exception):
 			self.client.eval(_DELETE_IF_OWNER, 1, self.key, self.owner)
-		except Exception:
-			pass
 
 
 class CircuitBreaker:

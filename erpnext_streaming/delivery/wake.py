@@ -9,6 +9,7 @@ timeouts, then a circuit breaker); rows written meanwhile stay Queued for the sw
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import frappe
@@ -52,7 +53,7 @@ def _client():
 
 
 def _failed(error: Exception) -> None:
-	try:
+	with contextlib.suppress(Exception):
 		if breaker.failure():
 			_log(
 				"warning",
@@ -60,12 +61,8 @@ def _failed(error: Exception) -> None:
 				f"Redis is skipped for {breaker.open_seconds:g} s, committed events wait in the outbox "
 				"for the sweeper",
 			)
-	except Exception:
-		pass
 
 
 def _log(level: str, message: str) -> None:
-	try:
+	with contextlib.suppress(Exception):
 		getattr(frappe.logger(LOGGER), level)(message)
-	except Exception:
-		pass
