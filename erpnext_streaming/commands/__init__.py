@@ -8,12 +8,13 @@ docs/operations.md).
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import traceback
 from contextlib import contextmanager, nullcontext
 
 import click
+
+from erpnext_streaming.delivery.lifecycle import handling_sigterm
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -63,29 +64,16 @@ def fail(ctx: click.Context, error: BaseException, code: int = EXIT_FAILED) -> N
 	ctx.exit(code)
 
 
-@contextmanager
-def sigterm_as_interrupt():
+def _interrupt(signum, frame):
 	"""SIGTERM (a stopped service, a killed screen) stops like Ctrl-C: at a chunk boundary."""
-
-	def interrupt(signum, frame):
-		raise KeyboardInterrupt
-
-	try:
-		previous = signal.signal(signal.SIGTERM, interrupt)
-	except ValueError:  # not the main thread
-		yield
-		return
-	try:
-		yield
-	finally:
-		signal.signal(signal.SIGTERM, previous)
+	raise KeyboardInterrupt
 
 
 def on_site(ctx: click.Context, call, refused: tuple[type[Exception], ...] = (), interruptible: bool = False):
 	"""`call(operations.site)` on the bench's site. A `refused` error exits 2, any other 1
 	(`fail`); with `interruptible`, SIGTERM stops like Ctrl-C and the caller's `call` sees it."""
 	try:
-		with connect(ctx), sigterm_as_interrupt() if interruptible else nullcontext():
+		with connect(ctx), handling_sigterm(_interrupt) if interruptible else nullcontext():
 			from erpnext_streaming.operations import site
 
 			return call(site)

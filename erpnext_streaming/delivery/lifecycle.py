@@ -77,23 +77,25 @@ class StopSignals:
 			return "settings changed"
 		return None
 
-	@contextlib.contextmanager
-	def on_sigterm(self) -> Iterator[None]:
+	def on_sigterm(self) -> contextlib.AbstractContextManager:
 		"""Within: SIGTERM marks the drainer to stop at its next batch boundary (RQ's work
 		horse leaves SIGTERM at its default, which would kill the batch in flight)."""
+		return handling_sigterm(lambda signum, frame: setattr(self, "terminated", True))
 
-		def stop(signum, frame):
-			self.terminated = True
 
-		try:
-			previous = signal.signal(signal.SIGTERM, stop)
-		except ValueError:  # not the main thread: nothing to install
-			yield
-			return
-		try:
-			yield
-		finally:
-			signal.signal(signal.SIGTERM, previous)
+@contextlib.contextmanager
+def handling_sigterm(handler: Callable[[int, Any], None]) -> Iterator[None]:
+	"""Within: `handler` answers SIGTERM (off the main thread, where Python cannot install a
+	signal handler, nothing changes)."""
+	try:
+		previous = signal.signal(signal.SIGTERM, handler)
+	except ValueError:
+		yield
+		return
+	try:
+		yield
+	finally:
+		signal.signal(signal.SIGTERM, previous)
 
 
 def needs_successor(exit_reason: str, work_left: Callable[[], bool]) -> bool:
