@@ -33,9 +33,10 @@ class Recommendation:
 	min_insync_replicas: int
 
 	def text(self) -> str:
+		isr = "?" if self.min_insync_replicas is None else self.min_insync_replicas  # not readable
 		return (
 			f"{self.partitions} partition{'s' if self.partitions != 1 else ''}, "
-			f"replication factor {self.replication_factor}, min.insync.replicas {self.min_insync_replicas}"
+			f"replication factor {self.replication_factor}, min.insync.replicas {isr}"
 		)
 
 

@@ -140,12 +140,12 @@ def check_connection(ctx, timeout=10.0):
 	ctx.exit(EXIT_FAILED if missing else EXIT_OK)
 
 
-def _layout(partitions, replication_factor, min_insync_replicas) -> str:
-	isr = "?" if min_insync_replicas is None else min_insync_replicas
-	return (
-		f"{partitions} partition{'s' if partitions != 1 else ''}, replication factor {replication_factor}, "
-		f"min.insync.replicas {isr}"
-	)
+def _layout(layout: dict) -> str:
+	from erpnext_streaming.topics import Recommendation
+
+	return Recommendation(
+		**{k: layout[k] for k in ("partitions", "replication_factor", "min_insync_replicas")}
+	).text()
 
 
 def _cluster_answer(ctx, ask) -> tuple[str, dict]:
@@ -159,13 +159,8 @@ def _cluster_answer(ctx, ask) -> tuple[str, dict]:
 
 def _topic_state(entry: dict) -> str:
 	if entry["exists"]:
-		return "present, " + _layout(
-			entry["partitions"], entry["replication_factor"], entry["min_insync_replicas"]
-		)
-	recommended = entry["recommended"]
-	return "MISSING, create with " + _layout(
-		recommended["partitions"], recommended["replication_factor"], recommended["min_insync_replicas"]
-	)
+		return "present, " + _layout(entry)
+	return "MISSING, create with " + _layout(entry["recommended"])
 
 
 @streaming.command("create-topics")
