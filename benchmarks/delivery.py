@@ -210,7 +210,9 @@ def outgoing(s: Site) -> list:
 		rows = db.sql(f"SELECT * FROM `{EVENT_LOG_TABLE}` ORDER BY name", as_dict=True)
 	finally:
 		db.close()
-	return [messages.build(row, s.spec["site"], ZoneInfo("UTC")) for row in rows]
+	ready: list = []
+	messages.read(messages.bundle(rows, s.spec["site"], ZoneInfo("UTC")), None, ready, {})
+	return ready
 
 
 def raw_rate(bootstrap: str, batch: list) -> float:

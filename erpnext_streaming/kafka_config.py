@@ -8,6 +8,8 @@ and never stored here.
 
 from __future__ import annotations
 
+import re
+
 from erpnext_streaming import kafka_properties as kp
 from erpnext_streaming.settings import StreamingConfig
 
@@ -81,25 +83,45 @@ def redacted(conf: dict[str, str]) -> dict[str, str]:
 
 
 def librdkafka_check(props: dict[str, str]) -> str | None:
-	"""Ask librdkafka whether it accepts these property values; the error text or None.
+	"""Ask librdkafka whether it accepts these producer properties; the error text or None.
 
-	A producer is configured without bootstrap servers, so nothing connects; it is
-	discarded at once. librdkafka's message names the property and the accepted range.
+	librdkafka's own property table decides (the app keeps no copy of it): it refuses unknown
+	names and bad values, and warns (CONFWARN, served by `poll`) about consumer-only and
+	deprecated properties, which are refused too. Without bootstrap servers the producer
+	connects nowhere; it is discarded at once.
 	"""
 	from confluent_kafka import KafkaException, Producer
 
+	if "logger" in props:  # confluent_kafka's Python option, set here by the check itself
+		return _refusal("logger")
+	warnings = _Warnings()
 	try:
-		Producer({**props, "log_level": 0, "logger": _silent})
+		Producer({**props, "log_level": 4, "logger": warnings}).poll(0)
 	except KafkaException as e:
-		return e.args[0].str() if e.args and hasattr(e.args[0], "str") else str(e)
-	except (TypeError, ValueError) as e:
+		text = e.args[0].str() if e.args and hasattr(e.args[0], "str") else str(e)
+		return _unknown(text) or text
+	except (TypeError, ValueError, AttributeError) as e:
 		return str(e)
-	return None
+	return next(filter(None, map(_unknown, warnings.messages)), None)
 
 
-class _SilentLogger:
-	def log(self, *args, **kwargs) -> None:
-		pass
+_UNKNOWN = re.compile(
+	r'No such configuration property: "([^"]+)"|Configuration property (\S+) is (a consumer property|deprecated)'
+)
 
 
-_silent = _SilentLogger()
+def _unknown(text: str) -> str | None:
+	match = _UNKNOWN.search(text)
+	return _refusal(match[1] or match[2], match[3]) if match else None
+
+
+def _refusal(name: str, why: str | None = None) -> str:
+	return f"'{name}' is not a librdkafka producer property{f' ({why})' if why else ''}; see CONFIGURATION.md"
+
+
+class _Warnings:
+	def __init__(self) -> None:
+		self.messages: list[str] = []
+
+	def log(self, level: int, fmt: str, *args) -> None:
+		self.messages.append(fmt % args if args else fmt)

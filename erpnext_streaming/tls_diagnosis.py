@@ -10,6 +10,7 @@ settings: its validity dates, its names, its issuer. Used by `cluster.describe_c
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import re
@@ -90,10 +91,8 @@ def _names(certificate) -> list[str]:
 
 
 def _matches(name: str, host: str) -> bool:
-	try:
+	with contextlib.suppress(ValueError):
 		return ipaddress.ip_address(host) == ipaddress.ip_address(name)
-	except ValueError:
-		pass
 	name, host = name.lower().rstrip("."), host.lower().rstrip(".")
 	if name.startswith("*."):
 		return "." in host and host.split(".", 1)[1] == name[2:]

@@ -1,31 +1,16 @@
 """The topics the app writes: which it needs, how we recommend creating them, and creating them.
 
-Recommendation policy (stated once; docs/operations.md "Topics" repeats it):
-
-- **Partitions: 6** for an event topic. Every message is keyed by its company and the app
-  orders per company only, so partitions bound consumer parallelism and nothing else; 6
-  spreads a handful of companies over a consumer group of up to 6 members and stays cheap
-  on a small cluster. The count of an existing topic is never changed: adding partitions
-  moves keys to other partitions and breaks the per-company order consumers rely on.
-- **Dead-letter topic: 1 partition.** Dead letters are rare, need no parallelism, and in one
-  partition they read back in the order they died.
-- **Replication factor: min(3, brokers).** Three copies survive one broker down (and a
-  second one lost while the first is away); a smaller cluster cannot hold more copies than
-  it has brokers.
-- **min.insync.replicas: min(2, replication factor).** The producer sends with `acks=all`,
-  which only waits for the in-sync replicas: with `min.insync.replicas=1` an acknowledged
-  write can live on one broker alone and be lost with it. 2 of 3 keeps every acknowledged
-  write on two brokers and still accepts writes with one broker down.
-
-Existing topics are only described, never altered; a warning says when one is weaker than
-this on a cluster of 3 or more brokers. `streaming create-topics` creates the missing ones
-through the AdminClient, with `min.insync.replicas` as a topic config.
+The recommendation and its reasons are in docs/operations.md, "Topics": 6 partitions for an
+event topic (keys are companies, so partitions bound consumer parallelism only), 1 for the
+dead-letter topic, replication min(3, brokers), min.insync.replicas min(2, replication),
+because `acks=all` waits only for the in-sync replicas. Existing topics are only described,
+never altered: adding partitions would move keys and break per-company order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from erpnext_streaming import constants as c
@@ -48,9 +33,10 @@ class Recommendation:
 	min_insync_replicas: int
 
 	def text(self) -> str:
+		isr = "?" if self.min_insync_replicas is None else self.min_insync_replicas  # not readable
 		return (
 			f"{self.partitions} partition{'s' if self.partitions != 1 else ''}, "
-			f"replication factor {self.replication_factor}, min.insync.replicas {self.min_insync_replicas}"
+			f"replication factor {self.replication_factor}, min.insync.replicas {isr}"
 		)
 
 
@@ -91,20 +77,7 @@ class TopicState:
 	warnings: tuple[str, ...] = field(default=())
 
 	def as_dict(self) -> dict[str, Any]:
-		return {
-			"topic": self.topic,
-			"dead_letter": self.dead_letter,
-			"exists": self.exists,
-			"partitions": self.partitions,
-			"replication_factor": self.replication_factor,
-			"min_insync_replicas": self.min_insync_replicas,
-			"recommended": {
-				"partitions": self.recommended.partitions,
-				"replication_factor": self.recommended.replication_factor,
-				"min_insync_replicas": self.recommended.min_insync_replicas,
-			},
-			"warnings": list(self.warnings),
-		}
+		return {**asdict(self), "warnings": list(self.warnings)}
 
 
 def assess(
@@ -118,16 +91,11 @@ def assess(
 		if described is None:
 			states.append(TopicState(topic, dead_letter, False, recommended))
 			continue
-		state = TopicState(
-			topic,
-			dead_letter,
-			True,
-			recommended,
-			partitions=described.get("partitions"),
-			replication_factor=described.get("replication_factor"),
-			min_insync_replicas=described.get("min_insync_replicas"),
-		)
-		states.append(TopicState(**{**state.__dict__, "warnings": tuple(_warnings(state, brokers))}))
+		layout_of = {
+			key: described.get(key) for key in ("partitions", "replication_factor", "min_insync_replicas")
+		}
+		state = TopicState(topic, dead_letter, True, recommended, **layout_of)
+		states.append(replace(state, warnings=tuple(_warnings(state, brokers))))
 	return states
 
 
@@ -202,14 +170,8 @@ def create_missing(
 		except KafkaException as e:
 			error = e.args[0] if e.args else e
 			existed = getattr(error, "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS
-			results.append(
-				Created(
-					state.topic,
-					state.recommended,
-					explain_error(error, state.topic, _principal(conf)),
-					existed,
-				)
-			)
+			explained = explain_error(error, state.topic, _principal(conf))
+			results.append(Created(state.topic, state.recommended, explained, existed))
 	return results
 
 
@@ -279,12 +241,7 @@ def create(
 	answer, states = _survey(config, conf, timeout)
 	if answer["ok"]:
 		answer["created"] = [
-			{
-				"topic": result.topic,
-				"recommended": result.recommended.text(),
-				"error": result.error,
-				"existed": result.existed,
-			}
+			{**asdict(result), "recommended": result.recommended.text()}
 			for result in create_missing(conf, states, validate_only=dry_run, timeout=timeout)
 		]
 	return answer

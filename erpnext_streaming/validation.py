@@ -1,15 +1,10 @@
-"""Validation rules for Streaming Settings, free of Frappe.
+"""Validation rules for Streaming Settings, free of Frappe: the controller's `validate()` turns
+`InvalidSetting` into `frappe.throw`. Every message starts with the field's label (and row).
 
-The controller's `validate()` calls these one by one and turns `InvalidSetting` into
-`frappe.throw`; the pytest suite calls them directly. Every message starts with the
-label of the field (and the row, for child tables) so an admin knows what to fix.
-
-Rules and their sources:
-- bootstrap list: librdkafka `bootstrap.servers`, "CSV list of broker host or host:port";
-  we require the port so a typo such as `kafka.local` is caught at save, not at 3 a.m.
-- topic names: Apache Kafka `org.apache.kafka.common.internals.Topic.validate`: legal
-  characters `[a-zA-Z0-9._-]`, at most 249 characters, not `.` or `..`.
-- producer properties: librdkafka's configuration table (`kafka_properties`).
+Sources: librdkafka `bootstrap.servers` ("CSV list of broker host or host:port"; we require
+the port so a typo is caught at save); Kafka `org.apache.kafka.common.internals.Topic.validate`
+(`[a-zA-Z0-9._-]`, at most 249 characters, not `.` or `..`); librdkafka's configuration table
+(`kafka_properties`).
 """
 
 from __future__ import annotations
@@ -20,6 +15,7 @@ from typing import Protocol
 
 from erpnext_streaming import constants as c
 from erpnext_streaming import kafka_properties as kp
+from erpnext_streaming.schemas import versions as schema_versions
 from erpnext_streaming.settings import CatalogRow
 
 TOPIC_MAX_LENGTH = 249
@@ -244,18 +240,14 @@ def validate_producer_properties(
 				f"{where}: '{key}' holds a secret, and Producer Properties are stored unencrypted "
 				"(shown in the form, the version history and exports); see docs/security.md",
 			)
-		if key not in kp.PRODUCER_PROPERTIES:
-			raise InvalidSetting(
-				"producer_properties",
-				f"{where}: '{key}' is not a librdkafka producer property "
-				"(see librdkafka CONFIGURATION.md; consumer-only and deprecated properties are refused)",
-			)
 		if key in seen:
 			raise InvalidSetting("producer_properties", f"{where}: '{key}' is already set in row {seen[key]}")
 		if value == "":
 			raise InvalidSetting("producer_properties", f"{where}: '{key}' needs a value")
 		if problem := kp.guarantee_problem(key, value):
 			raise InvalidSetting("producer_properties", f"{where}: '{key}' = '{value}' {problem}")
+		if librdkafka_check and (error := librdkafka_check({key: value})):
+			raise InvalidSetting("producer_properties", f"{where}: {error}")
 		seen[key] = number
 		props[key] = value
 	if props and librdkafka_check and (error := librdkafka_check(props)):
@@ -299,7 +291,7 @@ def validate_catalog(rows: Iterable[CatalogRow], facts: DoctypeFacts, topic_pref
 		if row.topic:
 			validate_topic_name(row.topic, "event_catalog", f"{where} Topic")
 		if row.schema_version:
-			shipped = schema_versions(doctype)
+			shipped = schema_versions(doctype)  # () for a doctype without shipped schemas
 			if row.schema_version not in shipped:
 				choices = (
 					", ".join(map(str, shipped))
@@ -430,12 +422,6 @@ def registry_client_missing() -> str | None:
 	except ImportError as e:
 		return str(e)
 	return None
-
-
-def schema_versions(doctype: str) -> tuple[int, ...]:
-	from erpnext_streaming.schemas import shipped_doctypes, versions
-
-	return versions(doctype) if doctype in shipped_doctypes() else ()
 
 
 def _label(fieldname: str) -> str:

@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 
 import fastavro
 import pytest
+from test_bundle_format import message_of
 
 from erpnext_streaming.constants import Encoding
 from erpnext_streaming.consumer import DecodeError, Decoder, SchemaStore, encoding_of
-from erpnext_streaming.delivery import messages
 from erpnext_streaming.schemas.derive import derive_schema
 
 STOCK_ENTRY = [
@@ -46,7 +46,7 @@ def derived_message(encoding: str):
 		"schema_name": schema.name, "schema_version": schema.version, "schema_fingerprint": schema.fingerprint,
 		"encoding": encoding, "payload": base64.b64encode(body.getvalue()).decode(),
 	}  # fmt: skip
-	return schema, record, messages.build(row, "s", timezone.utc)
+	return schema, record, message_of(row, "s", timezone.utc)
 
 
 @pytest.mark.parametrize("encoding", [Encoding.SCHEMALESS, Encoding.SINGLE_OBJECT])

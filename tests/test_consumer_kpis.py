@@ -15,6 +15,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_bundle_format import message_of
 
 from erpnext_streaming.constants import Encoding
 from erpnext_streaming.consumer import Decoder, Event, Reorderer
@@ -27,7 +28,6 @@ from erpnext_streaming.consumer.kpis import (
 	StockPosition,
 	WorkOrderBoard,
 )
-from erpnext_streaming.delivery import messages
 from erpnext_streaming.emitters.codec import AvroCodec
 from sandbox import pipeline
 from sandbox.workload import Workload
@@ -57,7 +57,7 @@ def generate(seed: int, transactions: int, encoding: str = Encoding.SINGLE_OBJEC
 				"company_sequence": sequences[record.company],
 				"payload": base64.b64encode(record.payload).decode(),
 			}  # fmt: skip
-			message = messages.build(row, "sandbox.local", UTC)
+			message = message_of(row, "sandbox.local", UTC)
 			events.append(decoder.decode(message.value, message.headers, topic=record.topic))
 	return workload, events
 

@@ -24,6 +24,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 from delivery_support import CODEC, commit_transaction, consume, event, new_topic, rows
 from harness.services import free_port
+from test_bundle_format import message_of
 from test_delivery_drainer import make_drainer, producer_conf
 from test_schema_files import crc64_avro_bitwise  # the specification's algorithm, bit by bit
 
@@ -61,7 +62,7 @@ def test_single_object_encoding_round_trips_with_the_specification_fingerprint(d
 	body = shipped.body()
 	row = message_row(Encoding.SINGLE_OBJECT, schema, body)
 
-	message = messages.build(row, "site.local", timezone.utc)
+	message = message_of(row, "site.local", timezone.utc)
 	assert message.value[:2] == b"\xc3\x01"
 	assert message.value[2:10] == expected
 	assert message.value[10:] == body
@@ -78,10 +79,10 @@ def test_single_object_encoding_round_trips_with_the_specification_fingerprint(d
 def test_schemaless_stays_the_stored_bytes_with_application_avro():
 	schema = get_event_schema("GL Entry")
 	body = ShippedRecord("GL Entry").body()
-	message = messages.build(message_row(Encoding.SCHEMALESS, schema, body), "s", timezone.utc)
+	message = message_of(message_row(Encoding.SCHEMALESS, schema, body), "s", timezone.utc)
 	assert message.value == body and dict(message.headers)["content-type"] == b"application/avro"
 	legacy = message_row("", schema, body)  # rows written before the encoding column
-	assert messages.build(legacy, "s", timezone.utc).value == body
+	assert message_of(legacy, "s", timezone.utc).value == body
 
 
 # -- Confluent wire format -----------------------------------------------------------------
@@ -224,12 +225,11 @@ def test_an_unreachable_registry_is_retriable_and_confluent_needs_a_registry():
 	schema = get_event_schema("GL Entry")
 	row = message_row(Encoding.CONFLUENT, schema, ShippedRecord("GL Entry").body())
 	closed = framing.Framer(framing.SchemaIds.from_config({"url": f"http://127.0.0.1:{free_port()}"}))
-	with pytest.raises(framing.FramingError) as error:
-		messages.build(row, "s", timezone.utc, closed)
-	assert error.value.retriable and error.value.classified().outcome.value == "retriable"
-	with pytest.raises(framing.FramingError) as error:
-		messages.build(row, "s", timezone.utc)  # no registry configured
-	assert not error.value.retriable and "no Schema Registry URL" in error.value.message
+	for framer, outcome, says in ((closed, "retriable", "schema registry unavailable"),
+		(None, "permanent", "no Schema Registry URL")):  # fmt: skip
+		failed: dict = {}
+		messages.read(messages.bundle([row], "s", timezone.utc), framer, [], failed)
+		assert failed[row["name"]].outcome.value == outcome and says in failed[row["name"]].reason
 
 
 @pytest.mark.parametrize(

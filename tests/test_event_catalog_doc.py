@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import runpy
 import subprocess
 import sys
 from pathlib import Path
-
-from erpnext_streaming.schemas import docs
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = ROOT / "docs" / "event-catalog.md"
+SCRIPT = ROOT / "scripts" / "event_catalog.py"
+docs = SimpleNamespace(**runpy.run_path(str(SCRIPT)))
 
 
 def test_committed_event_catalog_equals_the_generated_one():
 	assert CATALOG.read_text(encoding="utf-8") == docs.render(), f"regenerate it: {docs.COMMAND}"
 
 
-def test_the_generator_runs_as_a_module():
+def test_the_generator_runs_as_a_script():
 	out = subprocess.run(
-		[sys.executable, "-m", "erpnext_streaming.schemas.docs"],
+		[sys.executable, str(SCRIPT)],
 		capture_output=True,
 		text=True,
 		check=True,

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+import runpy
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fixtures.erpnext import submitted_sales_invoice
 
 from erpnext_streaming.emitters.builders import get_builder
 from erpnext_streaming.emitters.envelope import build_envelope
-from erpnext_streaming.schemas import IncompatibleSchemaError, SchemaRegistry, evolution
+from erpnext_streaming.schemas import SchemaRegistry
 from erpnext_streaming.schemas.registry import PACKAGE_DIR
 from erpnext_streaming.schemas.serializer import AvroEventSerializer, decode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "schemas"
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "schema_evolution.py"
+evolution = SimpleNamespace(**runpy.run_path(str(SCRIPT)))
+IncompatibleSchemaError = evolution.IncompatibleSchemaError
 
 
 def registry(*folders: str) -> SchemaRegistry:

@@ -1,25 +1,20 @@
 """bench commands: `bench --site SITE streaming <command>` (Frappe collects `commands`).
 
-A thin Click layer: it parses options, connects to the site, calls
-`erpnext_streaming.operations.site` and turns the result into text and an exit code.
-
-Exit codes (docs/operations.md):
-  0  done (status: healthy, or streaming disabled)
-  1  failed: Kafka unreachable, a chunk failed, another run holds the backfill,
-     status degraded or down
-  2  refused: bad options or a request that cannot run (nothing was changed)
-  130  interrupted (Ctrl-C or SIGTERM): backfill and replay resume from their checkpoint
+A thin Click layer over `erpnext_streaming.operations.site`: parse options, connect to the
+site, print the result, exit with a code (0 done, 1 failed, 2 refused, 130 interrupted;
+docs/operations.md).
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import click
+
+from erpnext_streaming.delivery.lifecycle import handling_sigterm
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -69,22 +64,25 @@ def fail(ctx: click.Context, error: BaseException, code: int = EXIT_FAILED) -> N
 	ctx.exit(code)
 
 
-@contextmanager
-def sigterm_as_interrupt():
+def _interrupt(signum, frame):
 	"""SIGTERM (a stopped service, a killed screen) stops like Ctrl-C: at a chunk boundary."""
+	raise KeyboardInterrupt
 
-	def interrupt(signum, frame):
-		raise KeyboardInterrupt
 
+def on_site(ctx: click.Context, call, refused: tuple[type[Exception], ...] = (), interruptible: bool = False):
+	"""`call(operations.site)` on the bench's site. A `refused` error exits 2, any other 1
+	(`fail`); with `interruptible`, SIGTERM stops like Ctrl-C and the caller's `call` sees it."""
 	try:
-		previous = signal.signal(signal.SIGTERM, interrupt)
-	except ValueError:  # not the main thread
-		yield
-		return
-	try:
-		yield
-	finally:
-		signal.signal(signal.SIGTERM, previous)
+		with connect(ctx), handling_sigterm(_interrupt) if interruptible else nullcontext():
+			from erpnext_streaming.operations import site
+
+			return call(site)
+	except (click.UsageError, KeyboardInterrupt):
+		raise
+	except refused as e:
+		fail(ctx, Refused(str(e)), EXIT_USAGE)
+	except Exception as e:
+		fail(ctx, e)
 
 
 @click.group("streaming")
@@ -104,21 +102,13 @@ def status(ctx, as_json=False, no_broker=False):
 	Exit code 0 when healthy (or streaming is disabled), 1 when degraded or down."""
 	from erpnext_streaming.operations.status import Health
 
-	try:
-		with connect(ctx):
-			from erpnext_streaming.operations import site
-
-			if as_json:
-				payload = site.status_json(check_broker=not no_broker)
-				click.echo(json.dumps(payload, indent=2, default=str))
-				health = payload["status"]
-			else:
-				text, health = site.status_text(check_broker=not no_broker)
-				click.echo(text, nl=False)
-	except click.UsageError:
-		raise
-	except Exception as e:
-		fail(ctx, e)
+	if as_json:
+		payload = on_site(ctx, lambda site: site.status_json(check_broker=not no_broker))
+		click.echo(json.dumps(payload, indent=2, default=str))
+		health = payload["status"]
+	else:
+		text, health = on_site(ctx, lambda site: site.status_text(check_broker=not no_broker))
+		click.echo(text, nl=False)
 	ctx.exit(EXIT_OK if health in (Health.OK, Health.DISABLED) else EXIT_FAILED)
 
 
@@ -150,41 +140,27 @@ def check_connection(ctx, timeout=10.0):
 	ctx.exit(EXIT_FAILED if missing else EXIT_OK)
 
 
-def _layout(partitions, replication_factor, min_insync_replicas) -> str:
-	isr = "?" if min_insync_replicas is None else min_insync_replicas
-	return (
-		f"{partitions} partition{'s' if partitions != 1 else ''}, replication factor {replication_factor}, "
-		f"min.insync.replicas {isr}"
-	)
+def _layout(layout: dict) -> str:
+	from erpnext_streaming.topics import Recommendation
+
+	return Recommendation(
+		**{k: layout[k] for k in ("partitions", "replication_factor", "min_insync_replicas")}
+	).text()
 
 
 def _cluster_answer(ctx, ask) -> tuple[str, dict]:
-	"""(site name, `ask(operations.site)`'s answer) on the site; exits 1 when Kafka does not
-	answer, and through `fail` on any other error."""
-	try:
-		with connect(ctx) as site_name:
-			from erpnext_streaming.operations import site
-
-			answer = ask(site)
-	except click.UsageError:
-		raise
-	except Exception as e:
-		fail(ctx, e)
+	"""(site name, `ask(operations.site)`'s answer); exits 1 when Kafka does not answer."""
+	answer = on_site(ctx, ask)
 	if not answer.get("ok"):
 		click.secho(f"Kafka is not reachable: {answer.get('error')}", fg="red", err=True)
 		ctx.exit(EXIT_FAILED)
-	return site_name, answer
+	return ctx.obj["sites"][0], answer
 
 
 def _topic_state(entry: dict) -> str:
 	if entry["exists"]:
-		return "present, " + _layout(
-			entry["partitions"], entry["replication_factor"], entry["min_insync_replicas"]
-		)
-	recommended = entry["recommended"]
-	return "MISSING, create with " + _layout(
-		recommended["partitions"], recommended["replication_factor"], recommended["min_insync_replicas"]
-	)
+		return "present, " + _layout(entry)
+	return "MISSING, create with " + _layout(entry["recommended"])
 
 
 @streaming.command("create-topics")
@@ -244,15 +220,9 @@ def _report_created(created: list[dict], dry_run: bool) -> int:
 @click.pass_context
 def requeue(ctx, statuses=(), since=None, doctype=None, company=None, dry_run=False):
 	"""Queue Failed/Dead events again (attempts reset); rows being delivered are left alone."""
-	try:
-		with connect(ctx):
-			from erpnext_streaming.operations import site
-
-			result = site.requeue(statuses or ("Failed", "Dead"), since, doctype, company, dry_run)
-	except click.UsageError:
-		raise
-	except Exception as e:
-		fail(ctx, e)
+	result = on_site(
+		ctx, lambda site: site.requeue(statuses or ("Failed", "Dead"), since, doctype, company, dry_run)
+	)
 	if dry_run:
 		click.echo(f"{result['matched']:,} event(s) would be requeued")
 	else:
@@ -273,31 +243,17 @@ def replay(ctx, start, end=None, doctype=None, company=None, topic=None, chunk_s
 	"""Publish Sent events again with the same event ids (copies go through the outbox)."""
 	from erpnext_streaming.operations.replay import ReplayRefused
 
+	def run(site):
+		from frappe.utils import now_datetime
+
+		end_ = end or now_datetime()
+		return site.replay(start, end_, doctype, company, topic, chunk_size, dry_run, stream=sys.stderr)
+
 	try:
-		with connect(ctx), sigterm_as_interrupt():
-			from frappe.utils import now_datetime
-
-			from erpnext_streaming.operations import site
-
-			result = site.replay(
-				start,
-				end or now_datetime(),
-				doctype,
-				company,
-				topic,
-				chunk_size,
-				dry_run,
-				stream=sys.stderr,
-			)
-	except click.UsageError:
-		raise
-	except ReplayRefused as e:
-		fail(ctx, Refused(str(e)), EXIT_USAGE)
+		result = on_site(ctx, run, refused=(ReplayRefused,), interruptible=True)
 	except KeyboardInterrupt:
 		click.secho("Interrupted: the chunks committed so far are queued", fg="yellow", err=True)
 		ctx.exit(EXIT_INTERRUPTED)
-	except Exception as e:
-		fail(ctx, e)
 	if result.dry_run:
 		click.echo(f"{result.matched:,} Sent event(s) would be replayed")
 	else:
@@ -340,35 +296,28 @@ def backfill(
 		"from_date": from_date.date() if from_date else None,
 		"to_date": to_date.date() if to_date else None,
 	}
-	try:
-		with connect(ctx), sigterm_as_interrupt():
-			from erpnext_streaming.operations import site
-
-			if dry_run:
-				count = site.backfill_scope_count(doctype, **scope)
-			else:
-				result, _resumed = site.backfill(
-					doctype,
-					**scope,
-					chunk_size=chunk_size,
-					restart=restart,
-					stream=None if quiet else sys.stderr,
-					announce=lambda job, again: click.echo(
-						f"Resuming backfill #{job.name} of {doctype} after {job.processed:,} of {job.total:,} documents"
-						if again
-						else f"Backfill #{job.name} of {doctype}",
-						err=True,
-					),
-				)
-	except click.UsageError:
-		raise
-	except BackfillRefused as e:
-		fail(ctx, Refused(str(e)), EXIT_USAGE)
-	except Exception as e:
-		fail(ctx, e)
 	if dry_run:
+		count = on_site(ctx, lambda site: site.backfill_scope_count(doctype, **scope), (BackfillRefused,))
 		click.echo(f"{count:,} submitted {doctype} document(s) in scope; nothing was written")
 		ctx.exit(EXIT_OK)
+
+	def announce(job, again):
+		click.echo(
+			f"Resuming backfill #{job.name} of {doctype} after {job.processed:,} of {job.total:,} documents"
+			if again
+			else f"Backfill #{job.name} of {doctype}",
+			err=True,
+		)
+
+	stream = None if quiet else sys.stderr
+	result, _resumed = on_site(
+		ctx,
+		lambda site: site.backfill(
+			doctype, **scope, chunk_size=chunk_size, restart=restart, stream=stream, announce=announce
+		),
+		(BackfillRefused,),
+		interruptible=True,
+	)
 	_exit_with_backfill_result(ctx, result)
 
 
@@ -404,17 +353,7 @@ def export_schemas(ctx, directory):
 	"""Write every event schema as .avsc (self-contained) plus manifest.json to DIRECTORY."""
 	from erpnext_streaming.operations.schema_export import ExportRefused
 
-	try:
-		with connect(ctx):
-			from erpnext_streaming.operations import site
-
-			written = site.export_schemas(directory)
-	except click.UsageError:
-		raise
-	except ExportRefused as e:
-		fail(ctx, Refused(str(e)), EXIT_USAGE)
-	except Exception as e:
-		fail(ctx, e)
+	written = on_site(ctx, lambda site: site.export_schemas(directory), (ExportRefused,))
 	click.echo(f"Wrote {len(written) - 1} schema file(s) and manifest.json to {directory}")
 	ctx.exit(EXIT_OK)
 
@@ -437,14 +376,11 @@ def reconcile(ctx, company=None, from_date=None, to_date=None, quiet=False):
 
 	scope = core.Scope(company, from_date and from_date.date(), to_date and to_date.date())
 	try:
-		with connect(ctx), sigterm_as_interrupt():
-			report = core.on_site(scope, stream=None if quiet else sys.stderr)
-	except click.UsageError:
-		raise
+		report = on_site(
+			ctx, lambda site: core.on_site(scope, stream=None if quiet else sys.stderr), interruptible=True
+		)
 	except KeyboardInterrupt:
 		ctx.exit(EXIT_INTERRUPTED)
-	except Exception as e:
-		fail(ctx, e)
 	click.echo(f"Read {report.messages:,} message(s)")
 	for line in report.lines():
 		click.secho(line, fg="red" if line.startswith(("Problem", "  ")) else None)

@@ -1,42 +1,14 @@
-"""The delivery queue: bundles, per-company cursors and receipts.
+"""The delivery queue: bundles, per-company cursors and receipts (docs/architecture.md,
+"The delivery queue", "Claims, leases and locks").
 
-Why a queue of its own: reading one Event Log row per event and marking it Sent costs
-the database more than everything else the drainer does (docs/architecture.md, "The
-delivery queue"). So the outbox writes, beside the transaction's Event Log rows, ONE
-bundle per company: that company's events of the transaction as messages ready to produce
-(`messages.bundle`; format in docs/architecture.md, "Bundle format"). The drainer then:
-
-- claims bundles, not rows: per company the bundles after its cursor, in name order;
-- keeps one cursor row per company (`tabStreaming Delivery Cursor`): the last bundle
-  delivered (`delivered_through`), the retry state of the next one (attempts, next
-  attempt, last error) and the lease (which drainer delivers the company now);
-- records a delivered batch as ONE receipt row (each event's partition and offset) and
-  moves the cursors, in one transaction of two statements;
-- settles receipts into the Event Log (rows Sent with partition and offset) in bulk, off
-  the delivery path (`settle`): when it has nothing to deliver, before it leaves, and at
-  least every `SETTLE_AFTER_SECONDS` under sustained load; the sweeper settles what a
-  dead drainer left. Settled bundles are deleted.
-
-So a delivered event's Event Log row shows Queued until its receipt is settled (normally
-milliseconds after the drainer goes idle; at most about `SETTLE_AFTER_SECONDS` under
-sustained load); Failed and Dead rows are marked at once.
-
-Ordering: per company, bundle names follow commit order (outbox.write draws them while it
-holds the company's counter row lock), so a cursor walks each company in sequence order.
-A bundle with an undelivered event stops its company (the cursor stays before it, with
-its retry state) until it is retried; events after it in the same batch are sent again
-then (at least once). An event that can never be delivered (too large, refused schema,
-poison) goes Dead on its own and does not hold the company back.
-
-Locking: user transactions only INSERT bundles (under their company's counter lock) and
-never touch cursors or receipts; the drainer updates cursors and receipts only, by
-primary key, and deletes bundles by primary key under READ COMMITTED, so nothing here
-waits on a user transaction or makes one wait. Claimers are serialized by the claim lock
-(`outbox.mariadb.get_lock`), so a cursor's lease is read and written by one claimer at a time.
-
-Collation: cursors are keyed like the company counters (`outbox.records.bucket`), under the
-database's collation, so names that differ only in case or trailing spaces share a
-cursor; every query matches companies in SQL, never in Python.
+The outbox writes ONE bundle per company per transaction, its events as ready messages,
+because reading and updating one Event Log row per event cost the database more than
+everything else the drainer does. The drainer claims bundles after each company's cursor,
+records a delivered batch as one receipt plus the cursor moves, and settles receipts into
+the Event Log (rows Sent) off the delivery path. User transactions only INSERT bundles, and
+the drainer touches cursors, receipts and bundles by primary key under READ COMMITTED, so
+nothing here waits on a user transaction. Companies are matched in SQL, under the database's
+collation (`outbox.records.bucket`), never in Python.
 """
 
 from __future__ import annotations

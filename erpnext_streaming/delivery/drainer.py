@@ -1,32 +1,12 @@
-"""The drainer: one long-running loop per site that publishes the delivery queue in order.
+"""The drainer: one long-running loop per site that publishes the delivery queue in order
+(docs/architecture.md, "Design: one drainer per site, in slices", has its round step by step).
 
-It holds ONE producer for its whole run (`publisher.Publisher`: a new idempotent producer
-is slow to deliver its first message; docs/architecture.md, "Design: one long-running
-drainer per site"), and repeats:
-1. claim a batch of bundles under the claim lock (`bundles.claim`: per company the
-   bundles after its cursor, the company leased on its cursor; a company whose next
-   bundle waits for its retry yields nothing), with the Dead rows whose dead-letter copy
-   is still pending (`outbox.outcomes.claim_dead_letters`), and commit;
-2. finish the batch started in the previous round: wait, bounded, for every delivery
-   report, decide each bundle's outcome (`outcomes.decide`), copy
-   new Dead events to the dead-letter topic, and record the outcome in one transaction:
-   the delivered events become ONE receipt and the cursors move
-   (`bundles.record_delivered`); a company with a failed event keeps its retry state on
-   its cursor, its undelivered events are marked Failed or Dead; the claimed bundles of a
-   company it left waiting for a retry are dropped;
-3. copy the claimed Dead rows whose dead-letter copy was pending (capture failures);
-4. start the claimed batch: produce its messages in name order (= per-company sequence
-   order) without waiting, so its acknowledgements arrive while the next round claims;
-5. settle receipts into the Event Log (rows Sent) when a round had nothing to deliver,
-   and under sustained load `bundles.SETTLE_AFTER_SECONDS` after the first receipt left
-   unsettled;
-6. when there is nothing to do, wait on the wake-up list (or until the next retry is
-   due), and leave after `idle_exit_seconds` without work or before `max_runtime_seconds`
-   (well inside the long queue's 1500 s job timeout) so a fresh drainer takes over.
-
-Everything it touches comes in through the constructor (database, producer factory, wake
-source, heartbeat, clock, configuration, retry policy; `environment`), so it runs the same
-in an RQ job (delivery/jobs.py), in the sandbox and in a test.
+It holds ONE producer for its whole run because a new idempotent producer is slow to deliver
+its first message. Each round claims the next batch, finishes the previous one (delivery
+reports, outcomes, one receipt and the cursor moves in one transaction), copies pending dead
+letters and starts the claimed batch without waiting, so acknowledgements arrive while the
+next round claims. Everything it touches comes in through the constructor (`environment`),
+so it runs the same in an RQ job (delivery/jobs.py), in the sandbox and in a test.
 """
 
 from __future__ import annotations

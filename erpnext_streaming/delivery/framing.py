@@ -1,39 +1,12 @@
-"""Message framing at publish time: schemaless Avro, Avro single-object, Confluent wire format.
+"""Message framing at publish time: schemaless Avro, Avro single-object, Confluent wire format
+(docs/schema-registry.md has the byte layouts and the registry steps).
 
-Capture writes the plain (schemaless) Avro body into the Event Log inside the user's
-transaction, with the row's `encoding`, and never calls a network service there. The
-drainer frames each message here, just before producing it:
-
-| encoding (`constants.Encoding`) | message value | content-type |
-|---|---|---|
-| Schemaless Avro (default) | the body | `application/avro` |
-| Single-object Avro | `C3 01` + the 8-byte CRC-64-AVRO fingerprint (little-endian, from the row) + the body | `application/avro; encoding=single-object` |
-| Confluent Schema Registry | `00` + the 4-byte schema id (big-endian) + the body | `application/avro; encoding=confluent` |
-
-Every encoding keeps the schema headers (`schema_name`, `schema_version`,
-`schema_fingerprint`), so a consumer can always tell what it holds.
-
-Confluent: the schema id comes from a registry through `confluent_kafka.schema_registry`
-(its `SchemaRegistryClient`, subject name strategies, `SchemaId` and
-`prefix_schema_id_serializer`; no registry client of our own). `SchemaIds.schema_id`:
-1. a per-process cache (registry URL, subject, fingerprint) -> id: the registry is asked
-   once per schema version per process;
-2. `lookup_schema(subject, schema)`: already registered -> its id;
-3. not registered: if auto-registration is off, refuse; else ask the registry whether
-   the new version is compatible with the subject's versions (its own compatibility
-   level) and refuse when it says no; then `register_schema` (a registry also refuses an
-   incompatible schema there, with HTTP 409);
-4. a refusal is permanent (`FramingError(retriable=False)`: the row goes Dead with the
-   registry's message, before anything of that version is published) and remembered for
-   `refusal_ttl` seconds, so a batch asks once; a registry that cannot be reached is
-   retriable (the row goes Failed with backoff and holds back its company, like a broker
-   outage), and for `unavailable_ttl` seconds the other rows fail at once with the same
-   reason instead of each waiting for the network.
-
-confluent_kafka's `mock://` registry (`MockSchemaRegistryClient`, used by the tests)
-stores schemas but has no compatibility endpoint; for it only, step 3 asks the app's own
-evolution check (`schemas.evolution`, Avro resolution rules) against the latest
-registered version, the registry's default BACKWARD rule.
+Capture writes the plain Avro body inside the user's transaction and never calls a network
+service there, so the drainer frames each message here, just before producing it. Confluent
+schema ids come from `confluent_kafka.schema_registry` (lookup, compatibility check,
+register), cached per process; a refusal is permanent (the row goes Dead before anything of
+that version is published), an unreachable registry is retriable (Failed, holding its
+company back like a broker outage), and both are remembered for a while so a batch asks once.
 """
 
 from __future__ import annotations
@@ -45,10 +18,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from erpnext_streaming.constants import Encoding
 from erpnext_streaming.delivery.policy import Classified
 from erpnext_streaming.delivery.state import Outcome
 from erpnext_streaming.schemas import EventSchema, UnknownSchemaError, default_registry
@@ -74,12 +45,6 @@ class FramingError(Exception):
 		if self.retriable:
 			return Classified(Outcome.RETRIABLE, False, f"schema registry unavailable: {self.message}")
 		return Classified(Outcome.PERMANENT, False, self.message)
-
-
-@dataclass(frozen=True, slots=True)
-class Framed:
-	value: bytes
-	content_type: str
 
 
 def single_object(fingerprint_hex: str, body: bytes) -> bytes:
@@ -339,23 +304,13 @@ class SchemaIds:
 
 
 class Framer:
-	"""Frames rows for the drainer: `frame(row, body) -> Framed`. `ids` is needed only for
-	the Confluent encoding; `schema_lookup(doctype, version, fingerprint)` finds the writer
-	schema to register (shipped schemas by default; the Frappe glue adds derived ones)."""
+	"""Confluent framing for the drainer (schemaless and single-object bodies are framed in
+	the user's transaction, `messages.bundle`). `schema_lookup(doctype, version, fingerprint)`
+	finds the writer schema to register (shipped by default; the Frappe glue adds derived ones)."""
 
 	def __init__(self, ids: SchemaIds | None = None, schema_lookup: SchemaLookup = shipped_schema):
 		self.ids = ids
 		self.schema_lookup = schema_lookup
-
-	def frame(self, row: Any, body: bytes) -> Framed:
-		encoding = row.get("encoding") or Encoding.DEFAULT
-		if encoding == Encoding.SCHEMALESS:
-			return Framed(body, Encoding.CONTENT_TYPE[encoding])
-		if encoding == Encoding.SINGLE_OBJECT:
-			return Framed(single_object(row["schema_fingerprint"], body), Encoding.CONTENT_TYPE[encoding])
-		if encoding == Encoding.CONFLUENT:
-			return Framed(self.confluent(row, body), Encoding.CONTENT_TYPE[encoding])
-		raise FramingError(f"unknown encoding {encoding!r}")
 
 	def confluent(self, row: Any, body: bytes) -> bytes:
 		from confluent_kafka.schema_registry import prefix_schema_id_serializer

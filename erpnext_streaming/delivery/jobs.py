@@ -1,22 +1,14 @@
-"""Frappe glue for delivery: the drainer job, the sweeper job, enqueueing the drainer.
+"""Frappe glue for delivery: the drainer job (`drain`), the sweeper job (`sweep`, every minute)
+and enqueueing the drainer.
 
-- `drain`: the drainer (RQ `long` queue or the site's own, `DRAINER_JOB_IDS`, deduplicated):
-  reads Streaming Settings once, builds one producer config (the SASL password and the
-  client key are read here, with `get_password`, and go nowhere else), runs `Drainer.run`
-  on this job's `frappe.db` and the site's Redis for one slice, and hands over to a
-  successor when work is left (delivery/lifecycle.py); saving the settings ends the slice.
-- `sweep`: scheduler, every minute (hooks.py `scheduler_events`).
-- `enqueue_drainer` / `ensure_drainer`: used by the after-commit wake-up and the sweeper.
-
-Tuning without a form field (site config, `bench --site S set-config KEY VALUE`):
-`erpnext_streaming_lease_seconds`, `erpnext_streaming_drainer_max_runtime_seconds`,
-`erpnext_streaming_drainer_slice_seconds`, `erpnext_streaming_drainer_slice_batches`,
-`erpnext_streaming_drainer_idle_exit_seconds`, `erpnext_streaming_drainer_poll_seconds`,
-`erpnext_streaming_drainer_queue`.
+The SASL password and the client key are read here with `get_password` and go nowhere else.
+Tuning keys (site config): docs/architecture.md, "Tuning (site config)".
 """
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import asdict
 from zoneinfo import ZoneInfo
 
 import frappe
@@ -134,13 +126,7 @@ def sweep() -> dict:
 		lambda owner: signals.owner_alive(redis_client, site, owner),
 		MessageContext(site, ZoneInfo(get_system_timezone() or "UTC")),
 	)
-	return {
-		"ran": result.ran,
-		"released": result.released,
-		"pending": result.pending,
-		"drainer": result.drainer,
-		"lost_rows_queued": result.lost,
-	}
+	return asdict(result)
 
 
 def enqueue_drainer(successor: bool = False) -> None:
@@ -303,7 +289,7 @@ def _queue_credentials() -> dict:
 
 def _record(redis_client, site: str, stats: dict) -> None:
 	"""Running totals of the site's drainers (for health checks and the tests)."""
-	try:
+	with contextlib.suppress(Exception):
 		key = signals.stats_key(site)
 		pipe = redis_client.pipeline(transaction=False)
 		pipe.hincrby(key, "runs", 1)
@@ -313,5 +299,3 @@ def _record(redis_client, site: str, stats: dict) -> None:
 		pipe.hset(key, "last_exit_reason", stats.get("exit_reason") or "")
 		pipe.expire(key, 7 * 24 * 3600)
 		pipe.execute()
-	except Exception:
-		pass

@@ -1,19 +1,11 @@
-"""When a drainer job stops between batches, and who takes over (Frappe and RQ glue).
+"""When a drainer job stops between batches, and who takes over (Frappe and RQ glue;
+docs/operations.md, "Sizing workers").
 
-A drainer job is not a service: it shares RQ's workers with ERPNext's own long jobs, and
-deploys stop those workers. So it stops at a batch boundary when
-- its slice is over (`erpnext_streaming_drainer_slice_seconds`, 60 s by default, or
-  `..._slice_batches`): it goes to the back of the queue, behind the jobs already waiting
-  (Repost Item Valuation and the like), instead of holding a worker for long;
-- its worker was asked to stop: RQ answers SIGTERM with a warm shutdown that waits for the
-  running job (rq 1.15 `Worker.request_stop` stores `shutdown_requested_date` in the
-  worker's hash), and a SIGTERM may reach the work horse itself (a process group stop);
-- Streaming Settings were saved: the next job reads them and builds a new producer.
-
-Whenever it stops with work left, or a commit's wake-up arrived while it was leaving (a
-commit's own enqueue is skipped while this job still counts as started), it enqueues its
-successor before the job ends. The two job ids alternate (`JOB_IDS`), so the successor is
-never deduplicated against the job that enqueues it.
+A drainer shares RQ's workers with ERPNext's long jobs and deploys stop those workers, so it
+stops at a batch boundary when its slice is over, when its worker was asked to stop (rq 1.15
+`Worker.request_stop` stores `shutdown_requested_date` in the worker's hash; a SIGTERM may
+also reach the work horse), or when Streaming Settings were saved. With work left it enqueues
+its successor under the other of the two `JOB_IDS`, so RQ's deduplication never drops it.
 """
 
 from __future__ import annotations
@@ -85,23 +77,25 @@ class StopSignals:
 			return "settings changed"
 		return None
 
-	@contextlib.contextmanager
-	def on_sigterm(self) -> Iterator[None]:
+	def on_sigterm(self) -> contextlib.AbstractContextManager:
 		"""Within: SIGTERM marks the drainer to stop at its next batch boundary (RQ's work
 		horse leaves SIGTERM at its default, which would kill the batch in flight)."""
+		return handling_sigterm(lambda signum, frame: setattr(self, "terminated", True))
 
-		def stop(signum, frame):
-			self.terminated = True
 
-		try:
-			previous = signal.signal(signal.SIGTERM, stop)
-		except ValueError:  # not the main thread: nothing to install
-			yield
-			return
-		try:
-			yield
-		finally:
-			signal.signal(signal.SIGTERM, previous)
+@contextlib.contextmanager
+def handling_sigterm(handler: Callable[[int, Any], None]) -> Iterator[None]:
+	"""Within: `handler` answers SIGTERM (off the main thread, where Python cannot install a
+	signal handler, nothing changes)."""
+	try:
+		previous = signal.signal(signal.SIGTERM, handler)
+	except ValueError:
+		yield
+		return
+	try:
+		yield
+	finally:
+		signal.signal(signal.SIGTERM, previous)
 
 
 def needs_successor(exit_reason: str, work_left: Callable[[], bool]) -> bool:

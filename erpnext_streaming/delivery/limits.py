@@ -1,16 +1,9 @@
 """How large a message each topic takes, learned once per topic per drainer run.
 
-The limit of a topic is the smaller of the producer's own `message.max.bytes` (librdkafka
-refuses a larger message before sending it; default 1,000,000) and the topic's
-`max.message.bytes` (the broker refuses a larger record batch; its default follows the
-broker's `message.max.bytes`, 1,048,588), read with the admin API (DescribeConfigs on the
-topic) the first time the run sends to the topic. When the topic's value cannot be read
-(no DescribeConfigs permission, the topic is missing, the cluster does not answer), the
-producer's own limit is used for the rest of the run: a part the broker still refuses as
-too large sends its event Dead, as before parts existed.
-
-A producer that is not a `KafkaProducer` (a test's) may lack `message_max_bytes` and
-`topic_max_bytes`: then the limit is `parts.DEFAULT_LIMIT`.
+The smaller of the producer's `message.max.bytes` (librdkafka refuses a larger message) and
+the topic's `max.message.bytes` (the broker refuses a larger batch), read with
+DescribeConfigs on first use. When the topic's value cannot be read, the producer's limit is
+used for the rest of the run, and a part the broker still refuses sends its event Dead.
 """
 
 from __future__ import annotations

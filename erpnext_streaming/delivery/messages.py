@@ -1,15 +1,9 @@
-"""An Event Log row as a Kafka message: key, value and headers.
+"""An Event Log row as a Kafka message: key (the company, UTF-8), value (the stored Avro bytes,
+framed per the row's encoding: `framing.py`) and CloudEvents binary-mode headers.
 
-Key: the company, UTF-8 (with `partitioner=murmur2_random` a company always lands on the
-partition a Java client would pick). Value: the stored Avro bytes, framed per the row's
-encoding (`framing.py`: schemaless, single-object or Confluent wire format). Headers:
-CloudEvents binary mode (`ce_id`, `ce_type`, `ce_source`, `ce_subject`, `ce_time`,
-`ce_specversion`), `content-type` (following the encoding), the schema (`schema_name`,
-`schema_version`, `schema_fingerprint`) and the company's gapless sequence
-(`es_company_sequence`). A dead-letter copy carries the stored schemaless bytes with
-`content-type: application/avro` and the same headers, plus `es_error*`,
-`es_original_topic`, `es_attempts`, `es_event_log` and, when the row was meant to be
-framed, `es_encoding`.
+The headers, dead-letter headers and the bundle format are specified once, in
+docs/architecture.md ("Event record", "Bundle format", "Large events in parts" for the
+dead-letter copy).
 """
 
 from __future__ import annotations
@@ -71,24 +65,6 @@ def headers(
 		("es_company_sequence", row["company_sequence"] or 0),
 	]
 	return [(name, str(value).encode("utf-8")) for name, value in named]
-
-
-def build(row: Any, site: str, time_zone: ZoneInfo, framer: Framer | None = None) -> OutgoingMessage:
-	"""The message of a row, framed per its encoding. Raises on a row that cannot be a
-	message (poison), and `framing.FramingError` when the framing fails (a registry that
-	refuses the schema, or cannot be reached)."""
-	if not row["topic"]:
-		raise ValueError("the row has no topic")
-	if not row["event_id"]:
-		raise ValueError("the row has no event id")
-	framed = (framer or DEFAULT_FRAMER).frame(row, decode_payload(row["payload"] or ""))
-	return OutgoingMessage(
-		ref=row["name"],
-		topic=row["topic"],
-		key=message_key(row),
-		value=framed.value,
-		headers=headers(row, site, time_zone, framed.content_type),
-	)
 
 
 # -- bundles: messages built in the user's transaction ---------------------------------

@@ -1,12 +1,9 @@
-"""What became of a started batch: from its delivery reports, per bundle, the events
-delivered, the company left waiting for a retry, or the events that go Dead.
+"""What became of a started batch, per bundle: the events delivered, the company left waiting
+for a retry, or the events that go Dead (docs/architecture.md, "Order per company").
 
-A bundle is tried as a whole (docs/architecture.md, "State machine" and "Order per
-company"): an undelivered retriable event stops its company before that bundle, with the
-retry state on the company's cursor, and the company's later bundles of the batch are sent
-again with it (at least once); an event that can never be delivered (too large, refused,
-poison), or whose bundle ran out of attempts, goes Dead on its own and its company moves
-on. Pure: the drainer records the result (`Drainer.finish`).
+A bundle is tried as a whole: an undelivered retriable event stops its company, and the
+company's later bundles of the batch are sent again with it (at least once); an event that
+can never be delivered, or whose bundle ran out of attempts, goes Dead on its own. Pure.
 """
 
 from __future__ import annotations

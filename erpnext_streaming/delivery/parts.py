@@ -1,21 +1,10 @@
-"""A large event as ordered parts: split before producing, folded back into one delivery.
+"""A large event as ordered parts: split before producing, folded back into one delivery
+(docs/architecture.md, "Large events in parts"; the headers are in docs/consumer-guide.md).
 
-An event whose value does not fit the message limit of its topic (`limits.TopicLimits`:
-the smaller of the producer's `message.max.bytes` and the topic's `max.message.bytes`)
-is sent as `n` consecutive messages on the same key, so they land in the same partition
-in order (the idempotent producer keeps that order through its own retries). Part `i`
-carries bytes `[(i-1)*size, i*size)` of the value, where `size` is the limit less
-`HEADROOM` (key, headers, record and batch framing), the event's own headers, and:
-
-- `es_part`: `"i/n"`, 1-based;
-- `es_parts_checksum`: SHA-256 (hex) of the whole value;
-- `es_part_of`: the event id (`ce_id`).
-
-The event is delivered when all its parts are (`merge`: its partition and offset are its
-first part's); if any part fails the whole event is tried again with its bundle, so parts
-may repeat (the consumer kit drops a part it holds: `consumer/parts.py`). An event that
-would need more than `MAX_PARTS` parts is refused (`Unsplittable`): it goes Dead as too
-large, like a message over the limit before.
+Parts go as consecutive messages on the same key, so they land in one partition in order
+(the idempotent producer keeps that order through its retries). The event is delivered when
+all its parts are; a failed part retries the whole event, so the consumer kit drops parts it
+already holds (`consumer/parts.py`).
 """
 
 from __future__ import annotations

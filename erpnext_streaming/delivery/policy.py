@@ -1,30 +1,11 @@
-"""Retry policy (exponential backoff with jitter, capped) and Kafka error classification.
+"""Retry policy (exponential backoff with jitter, capped) and Kafka error classification
+(docs/architecture.md, "Retry policy and error classification", lists the codes and why).
 
-Classification (issue "Delivery", point 5):
-- `KafkaError.fatal()`: the producer instance is unusable. The batch's undelivered rows
-  are retried (RETRIABLE) and the drainer discards the producer. Errors that say the
-  idempotent producer's own state is broken (fenced, unknown producer id, bad epoch,
-  out-of-order sequence) are handled the same way even when librdkafka does not flag
-  them fatal: measured on Tansu, after message timeouts during a broker outage the same
-  producer got PRODUCER_FENCED for every later message, while a new one delivered.
-- poison, never worth a retry (PERMANENT -> Dead at once): the message is too large, the
-  topic name is invalid, the record cannot be encoded.
-- held (HELD -> Failed with backoff, never Dead): the cluster refuses until an admin acts:
-  authorization denied (a missing ACL), the topic does not exist (with
-  `auto.create.topics.enable=false`), or the connection itself is refused: a wrong SASL
-  password, a broker certificate that is expired, untrusted or for another host name, a
-  client certificate the broker rejects. Killing the events would skip them past their
-  company's later events; holding the company keeps the order, and health says why. A
-  refused connection also replaces the producer, so the next attempt uses the settings as
-  saved then (delivery/jobs.py). librdkafka reports a refused connection only to the error
-  callback, the messages themselves time out: the producer blames the timeout on it
-  (`refusal`, `blame`).
-- retriable (RETRIABLE -> Failed with backoff, Dead when attempts run out): broker
-  unavailable, timeouts, leader changes, and anything librdkafka flags `retriable()`.
-- anything else is also RETRIABLE: a wrongly retried error costs a few delayed attempts
-  and ends Dead anyway, while a wrongly killed event is skipped past its company's order.
-  librdkafka does not set `retriable()` on delivery-report errors (only on some API
-  errors), so the explicit code lists below carry the decision.
+Unknown codes are RETRIABLE: a wrong retry costs a few delayed attempts and ends Dead, a
+wrong kill would skip an event past its company's order. librdkafka does not set
+`retriable()` on delivery-report errors, so the explicit code lists below decide. A refused
+connection (SASL, TLS) reaches only the error callback while the messages time out, so the
+producer blames the timeout on it (`refusal`, `blame`).
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """A small interface over confluent_kafka.Producer: send a batch, get every delivery report.
 
-The drainer creates one `KafkaProducer` per drain (a new idempotent producer needs about
-half a second before its first delivery) and sends each batch with `start` (hand every
-message to librdkafka) and `finish` (wait, within a bound, for the batch's delivery
-reports: `flush(timeout)`); between the two the drainer claims its next batch, so the
-database work overlaps the broker's. `send` is both at once. Messages left without
-a report when the bound runs out count as failed, are purged, and the instance is marked
-for discarding, so a late report can never be confused with a later batch.
+`start` hands a batch to librdkafka and `finish` waits, bounded, for its reports
+(`flush(timeout)`), so the drainer claims its next batch in between. Messages left without a
+report when the bound runs out count as failed, are purged, and the instance is marked for
+discarding, so a late report can never be confused with a later batch.
 """
 
 from __future__ import annotations
@@ -119,9 +116,7 @@ class KafkaProducer:
 		up to `timeout` for anything it still holds). True if it was replaced."""
 		if max_bytes >= self.batch_bytes or self._producer is None:
 			return False
-		if self._producer.flush(timeout):
-			self._producer.purge(in_queue=True, in_flight=True, blocking=True)
-			self._producer.poll(0)
+		_flush_or_purge(self._producer, timeout)
 		self._conf = {**self._conf, "batch.size": str(max_bytes)}
 		self._producer = _client(self._conf)
 		self.batch_bytes = max_bytes
@@ -149,13 +144,8 @@ class KafkaProducer:
 
 	def finish(self, sending: Sending) -> BatchResult:
 		messages, deliveries, timeout = sending.messages, sending.deliveries, sending.timeout
-		remaining = self._producer.flush(max(0.0, sending.deadline - time.monotonic()))
-		result = BatchResult(deliveries)
-		if remaining:
-			# bounded flush ran out: purge so no report of this batch arrives later
-			result.discard = True
-			self._producer.purge(in_queue=True, in_flight=True, blocking=True)
-			self._producer.poll(0)
+		remaining = _flush_or_purge(self._producer, max(0.0, sending.deadline - time.monotonic()))
+		result = BatchResult(deliveries, discard=remaining > 0)
 		for message in messages:
 			if message.ref not in deliveries:
 				deliveries[message.ref] = Delivery(
@@ -220,11 +210,18 @@ class KafkaProducer:
 		"""Wait (bounded) for anything still in flight, then drop the instance."""
 		producer, self._producer = self._producer, None
 		self._admin = None
-		if producer is None:
-			return
-		if producer.flush(timeout):
-			producer.purge(in_queue=True, in_flight=True, blocking=True)
-			producer.poll(0)
+		if producer is not None:
+			_flush_or_purge(producer, timeout)
+
+
+def _flush_or_purge(producer: Any, timeout: float) -> int:
+	"""Wait up to `timeout` for every delivery report; what is left then is purged, so no
+	report of it can arrive later. Returns how many messages were left."""
+	remaining = producer.flush(timeout)
+	if remaining:
+		producer.purge(in_queue=True, in_flight=True, blocking=True)
+		producer.poll(0)
+	return remaining
 
 
 def _client(conf: dict[str, Any]) -> Any:

@@ -1,18 +1,11 @@
 """The drainer's producer: one for a whole run, made on first use and replaced after an
 error that leaves it unusable, and the copies of Dead events on the dead-letter topic.
 
-librdkafka: after `KafkaError.fatal()` a producer instance produces nothing more, and an
-idempotent producer whose state was lost (fenced, unknown producer id) keeps failing
-(`policy.classify`), so such a producer is closed without waiting and the next batch makes
-a new one. A producer that cannot be made at all (e.g. an unreadable certificate) fails
-the batch's messages with the reason instead of raising, so the rows back off and end
-Dead with a reason visible in the Event Log, instead of crashing every drainer.
-
-An event larger than its topic's message limit (`limits.TopicLimits`) is handed to the
-producer as ordered parts (`parts.split`) and its parts' reports come back as one
-(`parts.merge`): the drainer sees events, never parts. The producer builds record batches
-no larger than the smallest limit of the topics it sends to (`KafkaProducer.cap_batches`).
-Dead-letter copies are never split (a copy too large is sent without its value).
+After `KafkaError.fatal()` a librdkafka producer produces nothing more, and a fenced
+idempotent producer keeps failing (`policy.classify`), so such a producer is closed without
+waiting and the next batch makes a new one. A producer that cannot be made (an unreadable
+certificate) fails the batch's messages with the reason instead of raising. Large events go
+as parts (`parts.split`/`merge`): the drainer sees events, never parts.
 """
 
 from __future__ import annotations
@@ -62,10 +55,6 @@ class Publisher:
 		self.secrets = tuple(s for s in secrets if s and len(s) >= 3)
 		self._producer: Producer | None = None
 		self.limits = TopicLimits(log, self.redact)
-
-	def add_secrets(self, *secrets: str | None) -> None:
-		"""More values to redact (credentials read again for a new producer)."""
-		self.secrets += tuple(s for s in secrets if s and len(s) >= 3 and s not in self.secrets)
 
 	@property
 	def has_producer(self) -> bool:

@@ -1,25 +1,19 @@
-"""Redis signals between the after-commit path, the drainer and the sweeper.
+"""Redis signals between the after-commit path, the drainer and the sweeper, on the queue Redis
+(`frappe.conf.redis_queue`, where RQ lives; docs/architecture.md, "Wake-up, exit and takeover").
 
-Two keys per site on the queue Redis (`frappe.conf.redis_queue`, where RQ lives):
-- `erpnext_streaming|<site>|wake`: a list holding at most one token. The after-commit
-  path pushes one; the drainer waits on it with BLPOP, so it wakes within milliseconds of
-  a commit and otherwise sleeps without polling the database.
-- `erpnext_streaming|<site>|drainer`: the running drainer's heartbeat (its owner id).
-  Present = a drainer is running. The after-commit path reads it in the same round trip
-  as the push and only enqueues a drainer when it is absent; the sweeper uses it to
-  recognize a dead drainer whose RQ job still says "started" (its worker was killed).
-- `erpnext_streaming|<site>|alive|<owner>`: present while that drainer's process lives
-  (until it has given its leases back). The sweeper frees the leases of an owner without
-  it at once, instead of waiting a whole lease.
-Both keys have a short TTL (`HEARTBEAT_SECONDS`), refreshed by a thread beside the
-drainer's loop: a SIGKILLed drainer disappears within seconds, a busy one never does.
-
-`CircuitBreaker` keeps the after-commit path from waiting on a dead Redis again and
-again: after one failure Redis is skipped for a while, and the failure is logged once.
+The wake-up list holds at most one token: the drainer BLPOPs it, so it wakes within
+milliseconds of a commit without polling the database. The heartbeat (owner id) says a
+drainer runs, so a commit enqueues one only when it is absent and the sweeper recognises a
+dead drainer whose RQ job still says "started". A drainer's alive key lives until it has
+given its leases back: the sweeper frees the leases of an owner without one at once, not a
+lease later. Both have a short TTL (`HEARTBEAT_SECONDS`), refreshed by a thread beside the
+drainer's loop, so a SIGKILLed drainer disappears within seconds and a busy one never does.
+`CircuitBreaker` keeps the after-commit path from waiting on a dead Redis again and again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -111,10 +105,8 @@ class RedisWake:
 			return False
 
 	def clear(self) -> None:
-		try:
+		with contextlib.suppress(Exception):
 			self.client.delete(self.key)
-		except Exception:
-			pass
 
 	def pending(self) -> bool:
 		try:
@@ -150,19 +142,15 @@ class RedisHeartbeat:
 	def release(self) -> None:
 		"""Give up the heartbeat (a commit now enqueues a new drainer); still alive."""
 		self._held = False
-		try:
+		with contextlib.suppress(Exception):
 			self.client.eval(_DELETE_IF_OWNER, 1, self.key, self.owner)
-		except Exception:
-			pass
 
 	def close(self) -> None:
 		"""The drainer is gone: its leases are given back (or expire)."""
 		self.release()
 		self._stop.set()
-		try:
+		with contextlib.suppress(Exception):
 			self.client.delete(self.alive)
-		except Exception:
-			pass
 
 	def _pulse_forever(self) -> None:
 		if self._thread is None:
@@ -177,14 +165,12 @@ class RedisHeartbeat:
 			self._beat()
 
 	def _beat(self) -> None:
-		try:
+		with contextlib.suppress(Exception):
 			pipe = self.client.pipeline(transaction=False)
 			pipe.set(self.alive, self.owner, px=self.ttl_ms)
 			if self._held:
 				pipe.eval(_EXTEND_IF_OWNER, 1, self.key, self.owner, self.ttl_ms)
 			pipe.execute()
-		except Exception:
-			pass
 
 
 class CircuitBreaker:

@@ -1,21 +1,8 @@
-"""The Streaming Event Log state machine, as data (docs/architecture.md, "Delivery").
+"""The Streaming Event Log state machine, as data (docs/architecture.md, "State machine").
 
-    Queued --delivered--> Sent
-    Queued --retriable--> Failed (attempts + 1, next attempt after backoff), or Dead
-                          when that was the last allowed attempt
-    Queued --held-------> Failed (attempts + 1, next attempt after backoff), never Dead
-    Queued --permanent--> Dead
-    Failed --delivered--> Sent
-    Failed --retriable--> Failed (attempts + 1) or Dead, as above
-    Failed --held-------> Failed (attempts + 1), never Dead
-    Failed --permanent--> Dead
-    Failed --requeue----> Queued (attempts 0)        requeue: System Manager only
-    Dead   --requeue----> Queued (attempts 0)
-
-`attempts` counts failed attempts. Sent is final; Dead is final until a requeue. A Dead
-row also gets a copy on the dead-letter topic (`dead_lettered_at` says when). Held is what
-only an admin of the cluster can fix (a missing ACL, a topic to create): the company waits,
-retried with backoff, and health says why; its events go on in order once it is fixed.
+`attempts` counts failed attempts. Sent is final; Dead is final until a requeue. Held is what
+only an admin of the cluster can fix (a missing ACL, a topic to create): never Dead, so the
+company waits in order and health says why.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """The sweeper (scheduler, every minute): the safety net under the after-commit wake-up.
 
-It releases expired leases (a drainer died mid-batch), settles the receipts a dead
-drainer left (`bundles.settle`), and, when a drainer would have something to do (a
-company's next bundle is due, or a Dead row's dead-letter copy is pending), makes sure a
-drainer is queued or running. It covers Redis being down at commit time, a drainer that
-died, and a retry that became due after the drainer left. Concurrent runs are
-harmless: a MariaDB named lock lets one run at a time (the other returns at once), lease
-releases are conditional primary-key updates, and the drainer job is deduplicated.
+It releases expired leases, settles receipts a dead drainer left, and makes sure a drainer
+is queued or running when a company's next bundle is due or a dead-letter copy is pending:
+this covers Redis down at commit time, a dead drainer, and a retry due after the drainer
+left. A MariaDB named lock lets one run at a time.
 """
 
 from __future__ import annotations

@@ -1,17 +1,15 @@
 """The after-commit wake-up (Frappe glue): `after_commit()` runs in `frappe.db.after_commit`
 after the capture flush wrote rows (or a requeue changed rows).
 
-It pushes a token to the site's wake-up list and, in the same round trip, reads the
-drainer's heartbeat; only when no drainer is running does it enqueue one (deduplicated
-job id, so a queued one is not queued twice). It NEVER raises: an exception here would
-surface as a 500 on a request whose data is already committed. It never waits long on a
-dead Redis either: 0.25 s socket timeouts, and after a failure a circuit breaker skips
-Redis for `BREAKER_SECONDS` (the failure is logged once per outage). Rows written
-meanwhile stay Queued; the sweeper delivers them once Redis is back.
+It pushes a wake token and, in the same round trip, reads the drainer's heartbeat, and
+enqueues a drainer only when none runs. It NEVER raises (the request's data is already
+committed, an exception would be a 500) and never waits long on a dead Redis (0.25 s
+timeouts, then a circuit breaker); rows written meanwhile stay Queued for the sweeper.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import frappe
@@ -55,7 +53,7 @@ def _client():
 
 
 def _failed(error: Exception) -> None:
-	try:
+	with contextlib.suppress(Exception):
 		if breaker.failure():
 			_log(
 				"warning",
@@ -63,12 +61,8 @@ def _failed(error: Exception) -> None:
 				f"Redis is skipped for {breaker.open_seconds:g} s, committed events wait in the outbox "
 				"for the sweeper",
 			)
-	except Exception:
-		pass
 
 
 def _log(level: str, message: str) -> None:
-	try:
+	with contextlib.suppress(Exception):
 		getattr(frappe.logger(LOGGER), level)(message)
-	except Exception:
-		pass

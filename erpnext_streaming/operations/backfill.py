@@ -1,20 +1,11 @@
 """Which historical documents a backfill visits, chunk by chunk (`jobs.Source`).
 
-A backfill emits the doctype's submit event (`submitted`, or `posted` for ledger rows)
-for every submitted document (docstatus 1) in scope, with the document's current state,
-through the normal capture core and outbox (see `jobs`). Its event id is the live one's
-formula, so a document unchanged since its live event gets the very same id.
-
-Rows are visited in primary-key order (`name > last name`, the clustered index of every
-Frappe table), with optional filters on company and on the document's date column
-(`posting_date`, else `transaction_date`, else the date of `creation`). Child tables are
-read in one query per table per chunk and attached to their parents, so a chunk of N
-documents costs 1 + (number of child tables) queries.
-
-Limit: GL Entry and Stock Ledger Entry rows are inserted under temporary hash names that
-ERPNext's hourly job renames; a row renamed during a backfill may be visited under its
-new name too (its new name gives it a new event id) or, if its new name sorts before
-the checkpoint, not at all. Backfill ledger doctypes after the rename job has run.
+Each submitted document in scope is emitted with its submit event and the live event id
+formula, so a document unchanged since its live event gets the very same id. Rows go in
+primary-key order (the clustered index of every Frappe table); child tables are read in one
+query per table per chunk. GL Entry and Stock Ledger Entry rows are inserted under temporary
+hash names that ERPNext's hourly job renames, so backfill those after it has run
+(docs/operations.md, "Backfill").
 """
 
 from __future__ import annotations

@@ -1,32 +1,17 @@
 """Chunked, resumable emission of events for existing rows: backfills and revaluations.
 
-A job is a row of Streaming Backfill (kind Backfill or Revaluation) holding its scope,
-its progress counters and a JSON checkpoint. `run` repeats, chunk by chunk:
-
-1. `source.fetch(db, checkpoint, chunk_size)`: the next rows (dicts) and the checkpoint
-   after them;
-2. capture each row through the normal capture core (`emitters.capture`: the same
-   builders, masking, envelope and Avro codec as the live hooks; a row that cannot be
-   built becomes a Dead outbox row with the reason, like a live capture failure);
-3. `capture.flush` (reconcile + encode) and drop records whose event id is already in
-   the Event Log (a re-run, or an event the live hooks already wrote for the same state);
-4. `outbox.write.write` and the job's new checkpoint and counters, then COMMIT: the events of
-   a chunk and the checkpoint after it are committed together, so a run stopped
-   anywhere (an exception, Ctrl-C, a killed process) resumes exactly after the last
-   committed chunk and writes no event twice.
-
-Event ids are deterministic (UUIDv5 of doctype|name|event_type|modified), so even a
-complete re-run produces the ids consumers have already seen.
-
-A MariaDB named lock per job keeps two runs of the same job apart; it dies with the
-connection, so a killed run leaves nothing to clean up.
+A job is a Streaming Backfill row (scope, counters, JSON checkpoint). `run` fetches a chunk
+from its `Source`, captures each row through the live capture core (`emitters.capture`),
+drops event ids already in the Event Log, and commits the chunk's events with the checkpoint
+after them, so a run stopped anywhere resumes after the last committed chunk and writes no
+event twice. A MariaDB named lock per job keeps two runs apart and dies with the connection.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -96,26 +81,13 @@ class Job:
 	finished_at: datetime | None = None
 
 	def summary(self) -> dict[str, Any]:
-		return {
-			"name": self.name,
-			"kind": self.kind,
-			"status": self.status,
-			"reference_doctype": self.reference_doctype,
-			"company": self.company,
-			"repost_item_valuation": self.repost_item_valuation,
-			"total": self.total,
-			"processed": self.processed,
-			"emitted": self.emitted,
-			"skipped": self.skipped,
-			"last_error": self.last_error,
-		}
+		hidden = ("from_date", "to_date", "scope", "checkpoint", "started_at", "finished_at")
+		return {k: v for k, v in asdict(self).items() if k not in hidden}
 
 
-_COLUMNS = (
-	"name", "kind", "status", "reference_doctype", "company", "from_date", "to_date",
-	"repost_item_valuation", "scope", "checkpoint", "total", "processed", "emitted", "skipped",
-	"last_error", "started_at", "finished_at",
-)  # fmt: skip
+_COLUMNS = tuple(f.name for f in fields(Job))
+_SELECT = f"SELECT {', '.join(f'`{c}`' for c in _COLUMNS)} FROM {_J}"
+_UNFINISHED = f"`status` IN ({', '.join(['%s'] * len(JobStatus.UNFINISHED))})"
 
 
 def _loads(text: str | None) -> Any:
@@ -162,9 +134,7 @@ def create(db: Any, kind: str, now: datetime, user: str = SYSTEM_USER, **fields:
 
 
 def load(db: Any, name: Any) -> Job:
-	rows = db.sql(
-		f"SELECT {', '.join(f'`{c}`' for c in _COLUMNS)} FROM {_J} WHERE `name` = %s", (name,), as_dict=True
-	)
+	rows = db.sql(f"{_SELECT} WHERE `name` = %s", (name,), as_dict=True)
 	if not rows:
 		raise LookupError(f"{JOB_DOCTYPE} {name} does not exist")
 	return _job(rows[0])
@@ -172,13 +142,7 @@ def load(db: Any, name: Any) -> Job:
 
 def find_unfinished(db: Any, kind: str, **match: Any) -> list[Job]:
 	"""Unfinished jobs of a kind whose scope fields equal `match` (None matches NULL), oldest first."""
-	conditions, values = (
-		["`kind` = %s", f"`status` IN ({', '.join(['%s'] * len(JobStatus.UNFINISHED))})"],
-		[
-			kind,
-			*JobStatus.UNFINISHED,
-		],
-	)
+	conditions, values = ["`kind` = %s", _UNFINISHED], [kind, *JobStatus.UNFINISHED]
 	for column, value in match.items():
 		if value is None or value == "":
 			text = column not in ("from_date", "to_date")  # '' is no DATE value
@@ -186,18 +150,13 @@ def find_unfinished(db: Any, kind: str, **match: Any) -> list[Job]:
 		else:
 			conditions.append(f"`{column}` = %s")
 			values.append(value)
-	rows = db.sql(
-		f"SELECT {', '.join(f'`{c}`' for c in _COLUMNS)} FROM {_J} WHERE {' AND '.join(conditions)} ORDER BY `name`",
-		values,
-		as_dict=True,
-	)
+	rows = db.sql(f"{_SELECT} WHERE {' AND '.join(conditions)} ORDER BY `name`", values, as_dict=True)
 	return [_job(r) for r in rows]
 
 
 def unfinished(db: Any, limit: int = 20) -> list[Job]:
 	rows = db.sql(
-		f"SELECT {', '.join(f'`{c}`' for c in _COLUMNS)} FROM {_J} "
-		f"WHERE `status` IN ({', '.join(['%s'] * len(JobStatus.UNFINISHED))}) ORDER BY `name` LIMIT %s",
+		f"{_SELECT} WHERE {_UNFINISHED} ORDER BY `name` LIMIT %s",
 		[*JobStatus.UNFINISHED, limit],
 		as_dict=True,
 	)

@@ -1,18 +1,9 @@
 """A progress bar with count, percentage, rate and ETA for long bench commands.
 
-    Backfill Sales Invoice  [##########..........]  5,000/10,000  50%  1,234/s  ETA 0:00:04
-
-On a terminal it redraws one line (carriage return) at most every `interval` seconds;
-anywhere else (a log file, a pipe, a test) it writes a line whenever another whole
-percent is done, so a run of any size logs at most about a hundred lines. The clock is
-injected, so tests need no sleeping.
-
-Not `click.progressbar` (click 8), for two things these commands rely on: off a terminal
-click writes the label once and no progress at all, so a backfill logged to a file would
-show nothing until it ends; and a resumed backfill starts at its checkpoint, which click
-counts as done in the first instant, so its rate and ETA are far off (900 of 1,000 rows
-resumed, then 10 rows a second: click's ETA is under a second, the true one 9 s). Here
-the rate counts from where the run resumed.
+Not `click.progressbar`: off a terminal click writes no progress at all (a backfill logged to
+a file would show nothing until it ends), and it counts a resumed run's checkpoint as done in
+the first instant, so its rate and ETA are far off. Here the rate counts from where the run
+resumed; off a terminal a line is written per whole percent.
 """
 
 from __future__ import annotations

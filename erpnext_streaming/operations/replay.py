@@ -1,17 +1,10 @@
 """Replay: publish Sent events again, with the same event ids, through the outbox.
 
-For every Sent row written to the outbox in [start, end) (its `creation`), optionally of
-one doctype, company or topic, a copy is written to the outbox as a new Queued row with
-the same event id, event type, reference, topic, key, schema and payload bytes. The
-drainer publishes the copies like any other rows, in order per company, with retries
-and dead letters. Each copy gets the next `company_sequence` of its company, so the
-per-company sequence stays gapless and in commit order; consumers recognise the replayed
-events by their `ce_id` (unchanged) and deduplicate or reprocess as they need. The
-original rows are left as they were (their partition and offset stay on record).
-
-Chunks of `chunk_size` rows are committed one by one (the copies of a chunk in one
-multi-row INSERT); the walk goes through the `status` index in name order, so the whole
-replay reads each Sent row once.
+Each Sent row created in [start, end) (optionally of one doctype, company or topic) is
+copied as a new Queued row with the same event id and payload bytes, and the next
+`company_sequence` of its company, so the sequence stays gapless and in commit order and
+consumers recognise a replayed event by its unchanged `ce_id`. The originals keep their
+partition and offset. Chunks are committed one by one, walking the `status` index.
 """
 
 from __future__ import annotations

@@ -1,33 +1,19 @@
 """Revaluation after a stock repost: which Stock Ledger Entries a Repost Item Valuation
-rewrote, and how they are emitted again.
+rewrote, and how they are emitted again (docs/operations.md, "Stock reposts").
 
 What ERPNext does (erpnext/stock/doctype/repost_item_valuation, erpnext/stock/stock_ledger.py,
-v15): `repost()` walks `items_to_be_repost`, a list of (item_code, warehouse,
-posting_date, posting_time). For each it runs `update_entries_after`, which re-computes
-every non-cancelled SLE of that item and warehouse from the entry before that posting
-datetime onward, in (posting_datetime, creation) order, and writes qty_after_transaction,
-valuation_rate, stock_value, stock_value_difference, stock_queue and `modified = now()`
-with `db_update()` (no hooks). Items and warehouses that depend on a reposted one
-(transfers, manufacture) are appended to the same list as it runs. "Based on Item and
-Warehouse" starts from one pair; "Based on Transaction" from the voucher's SLEs grouped
-by item and warehouse. Then the GL entries of every affected voucher are deleted and
-posted again (`make_gl_entries(from_repost=True)`: those fire hooks and stream as
-`posted` GL Entry events on their own). At the end `set_status("Completed")` is a
-`db_set`, so the Repost Item Valuation's `on_change` fires while the repost's reposting
-data (the full list, in `reposting_data_file` or `items_to_be_repost`) is still there.
+v15): `repost()` walks `items_to_be_repost` (item_code, warehouse, posting_date,
+posting_time), appending the pairs that depend on a reposted one as it runs; for each,
+`update_entries_after` rewrites every non-cancelled SLE of the pair from that posting
+datetime onward with `db_update()` (no hooks) and `modified = now()`. GL entries are posted
+again and stream on their own. `set_status("Completed")` is a `db_set`, so the repost's
+`on_change` fires while its full list is still there.
 
-So the scope of a revaluation is that final list, deduplicated to the earliest start per
-(item, warehouse): every non-cancelled SLE of the pair with posting_datetime at or after
-the start. (It may include the few rows at the start timestamp that ERPNext skipped as
-"before" the voucher; they carry their current values, so re-applying them is harmless.)
-Each is emitted as a `revalued` event with the Stock Ledger Entry schema, routed like the
-catalog's `posted` SLE events (topic, schema version, masking). Its event id is the usual
-UUIDv5 of doctype|name|revalued|modified, and the repost set `modified`, so each repost
-gives new ids and a resumed emission repeats none.
-
-`LedgerSource` walks the pairs in order with a keyset on (posting_datetime, creation,
-name), which ERPNext's own index `(item_code, warehouse, posting_datetime, creation)`
-serves.
+So the scope is that list, deduplicated to the earliest start per (item, warehouse), each
+row emitted as a `revalued` SLE event routed like the catalog's `posted` SLE events. Its id
+is the usual UUIDv5 over the new `modified`, so each repost gives new ids and a resumed run
+repeats none. `LedgerSource` walks the pairs with a keyset on (posting_datetime, creation,
+name), served by ERPNext's index `(item_code, warehouse, posting_datetime, creation)`.
 """
 
 from __future__ import annotations

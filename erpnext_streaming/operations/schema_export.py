@@ -1,12 +1,8 @@
 """Write the event schemas to a folder: one self-contained `.avsc` per doctype and version,
-plus `manifest.json`.
+plus `manifest.json` (doctype, version, name, fingerprint, shipped or derived, topic).
 
-Each file is the schema exactly as the app encodes with it (the envelope spliced in), so
-its Parsing Canonical Form and fingerprint equal the `schema_fingerprint` header of the
-messages. The manifest lists, per file: doctype, version, full name, fingerprint,
-whether the schema is shipped or derived from an admin-added doctype's meta, and the
-topic the catalog routes that doctype to (empty when it does not stream). Nothing else
-is written: no connection settings, no secrets.
+Each file is the schema exactly as the app encodes with it, so its fingerprint equals the
+messages' `schema_fingerprint` header. No connection settings or secrets are written.
 """
 
 from __future__ import annotations

@@ -47,13 +47,12 @@ def settings() -> tuple[Any, StreamingConfig]:
 	return doc, StreamingConfig.from_doc(doc)
 
 
-def sasl_password(doc: Any) -> str | None:
-	return doc.get_password("sasl_password", raise_exception=False) or None
+def admin(doc: Any, config: StreamingConfig) -> dict[str, str]:
+	"""The AdminClient configuration of the saved connection, with the credentials the
+	drainer reads (`delivery.jobs.credentials`)."""
+	from erpnext_streaming.delivery.jobs import credentials
 
-
-def ssl_key(doc: Any) -> str | None:
-	"""The Client Key (mutual TLS), read like the SASL password."""
-	return doc.get_password("ssl_key", raise_exception=False) or None
+	return admin_config(config, *credentials(doc, config))
 
 
 def secrets() -> tuple[str, ...]:
@@ -83,12 +82,10 @@ def _wake_after_commit() -> None:
 # -- status, health, connection ----------------------------------------------------------
 
 
-def broker_status(
-	config: StreamingConfig, password: str | None, timeout: float, key: str | None = None
-) -> dict[str, Any]:
+def broker_status(doc: Any, config: StreamingConfig, timeout: float) -> dict[str, Any]:
 	if not config.bootstrap_servers:
 		return {"reachable": False, "error": "Bootstrap Servers is empty"}
-	answer = describe_cluster(admin_config(config, password, key), timeout=timeout)
+	answer = describe_cluster(admin(doc, config), timeout=timeout)
 	if answer["ok"]:
 		return {
 			"reachable": True,
@@ -126,7 +123,7 @@ def status_report(
 	)
 	report.enabled = config.enabled
 	if check_broker:
-		report.broker = broker_status(config, sasl_password(doc), timeout, ssl_key(doc))
+		report.broker = broker_status(doc, config, timeout)
 	report.drainer = drainer_status()
 	report.jobs = [job.summary() for job in jobs.unfinished(frappe.db)]
 	return report
@@ -155,14 +152,10 @@ def health(check_broker: bool = True) -> dict[str, Any]:
 	report.broker = frappe.cache.get_value(BROKER_CHECK_KEY, expires=True) if check_broker else None
 	if check_broker and report.broker is None:
 		doc, config = settings()
-		report.broker = broker_status(config, sasl_password(doc), BROKER_TIMEOUT_SECONDS, ssl_key(doc))
+		report.broker = broker_status(doc, config, BROKER_TIMEOUT_SECONDS)
 		report.broker["checked_at"] = now_datetime().isoformat(sep=" ", timespec="seconds")
 		frappe.cache.set_value(BROKER_CHECK_KEY, report.broker, expires_in_sec=BROKER_CHECK_SECONDS)
 	return redact(status_core.health_payload(report, max_lag_seconds()), secrets())
-
-
-def catalog_topics(config: StreamingConfig) -> list[str]:
-	return [topic for topic, _ in topics_core.needed(config)]
 
 
 def check_connection(timeout: float = 10.0) -> dict[str, Any]:
@@ -171,7 +164,7 @@ def check_connection(timeout: float = 10.0) -> dict[str, Any]:
 	doc, config = settings()
 	if not config.bootstrap_servers:
 		return {"ok": False, "error": "Bootstrap Servers is empty: enter host:port in Streaming Settings"}
-	answer = topics_core.survey(config, admin_config(config, sasl_password(doc), ssl_key(doc)), timeout)
+	answer = topics_core.survey(config, admin(doc, config), timeout)
 	return redact(answer, secrets())
 
 
@@ -180,7 +173,7 @@ def create_topics(dry_run: bool = False, timeout: float = topics_core.DEFAULT_TI
 	doc, config = settings()
 	if not config.bootstrap_servers:
 		return {"ok": False, "error": "Bootstrap Servers is empty: enter host:port in Streaming Settings"}
-	conf = admin_config(config, sasl_password(doc), ssl_key(doc))
+	conf = admin(doc, config)
 	answer = topics_core.create(config, conf, dry_run=dry_run, timeout=timeout)
 	if answer["ok"]:
 		answer["held"] = status_core.held(frappe.db)

@@ -1,19 +1,12 @@
 """What the stream is doing: counts, ages, last delivery, per-topic totals, health.
 
-`collect(db, now)` reads the Streaming Event Log with index-friendly queries only (the
-`status` index is `(status, name)` in InnoDB, so "the oldest row of a status" and "the
-newest Sent row" are one index dive each). `full=False` is the health endpoint's form,
-which monitoring polls: it counts only the rows not delivered (an index range that stays
-small while the stream flows) and skips the per-topic table (a grouped scan of the log).
-
-Dead letters degrade health while they are new (`DEAD_LETTER_WINDOW_SECONDS`): someone
-should look. Older ones are reported apart, as waiting for a decision, so one dead letter
-left on purpose does not make the stream look unhealthy forever.
-
-`health_payload(report, ...)` turns a report into the JSON of `api.health`;
-`render_text(report)` is what `bench streaming status` prints. Neither reads anything:
-the Frappe glue (`operations.site`) adds the broker check and the drainer heartbeat,
-and redacts secrets.
+`collect` reads the Event Log with index-friendly queries only (the `(status, name)` index
+makes "oldest of a status" and "newest Sent" one dive each). `full=False` is the often-polled
+health endpoint's form: it counts only undelivered rows and skips the per-topic table (a
+grouped scan of the log). Dead letters degrade health while they are new
+(`DEAD_LETTER_WINDOW_SECONDS`); older ones wait for a decision without making the stream look
+unhealthy for ever. `health_payload` and `render_text` read nothing: `operations.site` adds
+the broker check and the heartbeat.
 """
 
 from __future__ import annotations

@@ -44,10 +44,8 @@ def statement_budget(db: Database) -> int:
 	budget = getattr(db, _BUDGET_ATTRIBUTE, None)
 	if budget is None:
 		budget = max(int(db.sql("SELECT @@max_allowed_packet")[0][0]) // 2, MIN_STATEMENT_BUDGET)
-		try:
+		with contextlib.suppress(AttributeError):  # a database object without attributes: read it each time
 			setattr(db, _BUDGET_ATTRIBUTE, budget)
-		except AttributeError:  # a database object without attributes: read it each time
-			pass
 	return budget
 
 

@@ -1,16 +1,11 @@
 """Delivery outcomes on Event Log rows: Sent (with partition and offset), Failed, Dead,
 dead-letter copies, their leases, and retention.
 
-The drainer delivers from the delivery queue (delivery/bundles.py: bundles, cursors,
-receipts) and comes here for the Event Log rows. User transactions INSERT into this table
-all the time and nothing here may block them, so
-- the drainer's session runs READ COMMITTED (`mariadb.use_read_committed`): its SELECTs
-  are consistent reads that lock nothing, and no statement takes gap or next-key locks;
-- every UPDATE names its rows by primary key and re-checks its condition, so it locks
-  exactly those committed rows, which no user transaction holds;
-- claimers are serialized by a MariaDB named lock (`mariadb.get_lock`), never by row locks.
-Row leases (`lease_owner`, `lease_expires_at`) are taken only for dead-letter copies of
-Dead rows (`claim_dead_letters`); delivery leases live on the cursors.
+User transactions INSERT into this table all the time and nothing here may block them: the
+drainer's session is READ COMMITTED (consistent reads, no gap locks), every UPDATE names its
+rows by primary key and re-checks its condition, and claimers are serialized by a MariaDB
+named lock, never by row locks. Row leases exist only for dead-letter copies; delivery
+leases live on the cursors (delivery/bundles.py).
 """
 
 from __future__ import annotations

@@ -1,33 +1,14 @@
 """The outbox write: a transaction's events into the Streaming Event Log and their delivery
 bundles, inside the user's transaction, just before COMMIT (the `before_commit` flush of
-emitters/handler.py), so a rollback leaves nothing and a commit makes the events as
-durable as the document itself.
+emitters/handler.py), so a rollback leaves nothing and a commit makes the events as durable
+as the document (docs/architecture.md, "Guarantees and their limits").
 
-Writing a transaction's events costs six statements for an ordinary document (a large one
-takes more, see below):
-1. a savepoint (the write is all or nothing inside the user's transaction),
-2. one upsert of the per-company counters (companies sorted, so concurrent transactions
-   lock them in the same order and cannot deadlock on them),
-3. one read of the new counter values,
-4. the rows' names, drawn from the Event Log's sequence in one statement,
-5. one multi-row INSERT of the events,
-6. one multi-row INSERT of their delivery bundles, one per company, holding its events
-   as ready messages (delivery/bundles.py: what the drainer reads instead of the rows).
-The counter rows stay locked until COMMIT (InnoDB holds an upserted row's lock to the end
-of the transaction), so two transactions with events of the same company commit one after
-the other: for every company, name order, company_sequence order, bundle order and commit
-order agree, and the sequence has no gaps (a consumer can detect loss).
-Counter rows are keyed under the database's collation: names that differ only in case or
-trailing spaces are one row, and their events share its sequence.
-The lock is taken in before_commit, after all of ERPNext's own work, and held only for
-the insert and the COMMIT.
-
-A transaction of any size: MariaDB refuses a statement larger than its
-`max_allowed_packet` (error 1153, and the connection is dropped), and ERPNext submits
-Journal Entries of tens of thousands of rows in one transaction. So the INSERTs of steps
-5 and 6 are cut by bytes under half that limit (`mariadb.statement_budget`), and a
-company's events go into as many bundles as needed; names, sequences and bundle order
-are drawn as before, so order and gaplessness do not change.
+The per-company counter rows are upserted in sorted order (no deadlock between concurrent
+transactions) and stay locked until COMMIT (InnoDB keeps an upserted row's lock to the end
+of the transaction), so per company name order, company_sequence, bundle order and commit
+order agree and the sequence has no gaps. MariaDB refuses a statement over
+`max_allowed_packet` (error 1153) and ERPNext submits Journal Entries of tens of thousands
+of rows in one transaction, so the INSERTs are cut by bytes (`mariadb.statement_budget`).
 """
 
 from __future__ import annotations
@@ -36,6 +17,7 @@ import base64
 import itertools
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +44,7 @@ from erpnext_streaming.outbox.records import (
 )
 
 _INSERT_HEAD = "INSERT INTO `{}` ({}) VALUES ".format(EVENT_LOG_TABLE, ", ".join(f"`{c}`" for c in COLUMNS))
+_RECORD_FIELDS = tuple(field.name for field in fields(OutboxRecord))
 _ROW = "({})".format(", ".join(["%s"] * len(COLUMNS)))
 _SAVEPOINT = "erpnext_streaming_outbox"
 
@@ -166,32 +149,10 @@ def lock_counters(db: Database, companies: Sequence[str]) -> None:
 def _event_row(name: int, record: OutboxRecord, sequence: int, now: datetime, user: str) -> dict[str, Any]:
 	"""The Event Log row of a record, by column, with the payload's bytes (`write` stores
 	them as base64 text; `bundles.write` takes them as they are)."""
-	return {
-		"name": name,
-		"creation": now,
-		"modified": now,
-		"modified_by": user,
-		"owner": user,
-		"docstatus": 0,
-		"idx": 0,
-		"event_id": record.event_id,
-		"status": record.status,
-		"event_type": record.event_type,
-		"reference_doctype": record.reference_doctype,
-		"reference_name": record.reference_name,
-		"company": record.company,
-		"event_time": record.event_time,
-		"topic": record.topic,
-		"message_key": record.message_key,
-		"company_sequence": sequence,
-		"schema_name": record.schema_name,
-		"schema_version": record.schema_version,
-		"schema_fingerprint": record.schema_fingerprint,
-		"encoding": record.encoding,
-		"attempts": 0,
-		"payload": record.payload,
-		"last_error": truncate_error(record.last_error),
-	}
+	row = {field: getattr(record, field) for field in _RECORD_FIELDS}
+	row.update(name=name, creation=now, modified=now, modified_by=user, owner=user, docstatus=0, idx=0)
+	row.update(company_sequence=sequence, attempts=0, last_error=truncate_error(record.last_error))
+	return row
 
 
 def _bundle_keys(next_sequence: Mapping[str, Iterator[int]]) -> dict[str, str]:

@@ -1,27 +1,13 @@
 """Event schemas derived from doctype meta, for submittable doctypes an admin adds to the catalog.
 
-`derive_schema(doctype, fields, child_fields)` takes the doctype's fields as Frappe meta
-gives them (`frappe.get_meta(doctype).fields`: objects or dicts with `fieldname`,
-`fieldtype`, `options`, `label`; or `(fieldname, fieldtype, options[, label])` tuples)
-and returns a self-contained `EventSchema` of the same shape as the shipped ones: the
-envelope, then `document` with `name`, `docstatus` and every streamable field in meta
-order, typed by `schemas.types` (Currency decimal(21,9), Float double, Date date,
-Datetime local-timestamp-micros, Check boolean, ...). Table fields become arrays of
-child records when `child_fields[child doctype]` is given, and are left out otherwise;
-`child_doctypes(fields)` names the child metas to load. Password, Signature and layout
-fields are never streamed; unknown fieldtypes, tables without child meta and fieldnames
-that are not Avro names are left out too, and listed in the record's `doc`. Two tables
-of the same child doctype share one child record (the second refers to it by name).
-
-Version: derived schemas are numbered by content, not by hand. The version is
-`0x40000000 | (first four bytes, little-endian, of the CRC-64-AVRO fingerprint of the
-canonical form with logical types kept) & 0x3FFFFFFF`: a positive 32-bit int at or
-above 2**30, so never one of the small hand-numbered shipped versions; the same fields
-always give the same version, on any site, and any change of a field's name, type or
-order gives another one (labels and descriptions do not count). The logical types are
-kept because the specification's canonical form ("Parsing Canonical Form for Schemas",
-[STRIP]) drops them, and would let a Date field turned Int keep its version.
-`EventSchema.fingerprint` stays the standard CRC-64-AVRO of the Parsing Canonical Form.
+`derive_schema` takes `frappe.get_meta(doctype).fields` (objects, dicts or tuples) and returns
+an `EventSchema` shaped like the shipped ones, typed by `schemas.types`. Fields that cannot
+stream (unknown fieldtypes, tables without child meta, non-Avro names) are left out and listed
+in the record's `doc`. The version is numbered by content (`0x40000000 |` 30 bits of the
+CRC-64-AVRO fingerprint of the canonical form WITH logical types; see docs/event-catalog.md):
+the same fields give the same version on any site, never a hand-numbered one. Logical types
+are kept because the specification's Parsing Canonical Form strips them, and a Date field
+turned Int would keep its version.
 """
 
 from __future__ import annotations

@@ -15,18 +15,6 @@ class UnknownSchemaError(SchemaError, LookupError):
 	"""No schema for this doctype (or this version of it)."""
 
 
-class IncompatibleSchemaError(SchemaError):
-	"""A schema version cannot read data written with another version.
-
-	`problems` lists every reason, each a full sentence such as
-	"SalesInvoiceEvent v2 cannot read v1: field 'document.x' was added without a default".
-	"""
-
-	def __init__(self, problems: list[str]):
-		super().__init__("\n".join(problems))
-		self.problems = list(problems)
-
-
 class EventDataError(ValueError):
 	"""A document cannot become a valid event record. `field` is the dotted path at fault."""
 

@@ -1,40 +1,15 @@
-"""Schema evolution check: can every version read the data of every earlier one?
+"""Schema evolution, structurally: can data written with one schema be read with another?
 
-The shipped rule is BACKWARD_TRANSITIVE (Avro / Confluent terms): a consumer on version N
-reads what any version < N wrote. Allowed: add a field with a default, make a field
-optional (`T` -> `["null", T]`), widen a number (int -> long -> float -> double), remove
-a field. Refused: add a field without a default, change a type, change decimal
-precision/scale or a logical type, rename a record without an alias, drop enum symbols.
-`FORWARD_TRANSITIVE` (older readers read newer data, so removing a field needs a default
-in the old version) and `FULL_TRANSITIVE` (both) are available for stricter policies.
-
-Two checks per (reader, writer) pair:
-1. structural: the Avro specification's schema resolution rules, walked field by field,
-   plus logical types (a `date` read as a plain `int`, or a decimal at another scale,
-   decodes to the wrong value without any error);
-2. resolution: sample records of the writer schema (every optional field set, then every
-   optional field null) written with fastavro and read back with the reader schema.
-
-Each problem is a sentence, e.g.
-"SalesInvoiceEvent v2 cannot read v1: field 'document.region' was added without a default".
+The Avro specification's schema resolution rules ("Schema Resolution"), walked field by
+field, plus logical types (a `date` read as a plain `int`, or a decimal at another scale,
+decodes to the wrong value without any error). Each problem is a sentence. Used when a
+Schema Registry cannot say why it refuses a version (delivery/framing.py) and by the check
+of the shipped versions (scripts/schema_evolution.py).
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timezone
-from decimal import Decimal
-from io import BytesIO
 from typing import Any
-
-from fastavro import schemaless_reader, schemaless_writer
-
-from erpnext_streaming.schemas.errors import IncompatibleSchemaError
-from erpnext_streaming.schemas.registry import EventSchema, SchemaRegistry, default_registry
-
-BACKWARD_TRANSITIVE = "BACKWARD_TRANSITIVE"
-FORWARD_TRANSITIVE = "FORWARD_TRANSITIVE"
-FULL_TRANSITIVE = "FULL_TRANSITIVE"
-MODES = (BACKWARD_TRANSITIVE, FORWARD_TRANSITIVE, FULL_TRANSITIVE)
 
 PRIMITIVES = frozenset(("null", "boolean", "int", "long", "float", "double", "bytes", "string"))
 NAMED = frozenset(("record", "error", "enum", "fixed"))
@@ -78,7 +53,7 @@ def _named_types(schema: Any, namespace: str | None = None, out: dict | None = N
 	return out
 
 
-class _Side:
+class Side:
 	"""One schema being compared: resolves named-type references within it."""
 
 	def __init__(self, schema: dict):
@@ -129,7 +104,7 @@ def _kind(schema: Any) -> str:
 
 class _Comparison:
 	def __init__(self, reader: dict, writer: dict, added: str):
-		self.reader, self.writer = _Side(reader), _Side(writer)
+		self.reader, self.writer = Side(reader), Side(writer)
 		self.added = added  # "added" when the reader is newer, "removed" when older
 		self.problems: list[str] = []
 		self._seen: set[tuple[str, str]] = set()
@@ -214,108 +189,3 @@ def structural_problems(reader: dict, writer: dict, added: str = "added") -> lis
 	comparison = _Comparison(reader, writer, added)
 	comparison.compare(reader, writer, "", None, None)
 	return comparison.problems
-
-
-# -- resolution with fastavro -----------------------------------------------------------------
-
-
-def sample(schema: Any, side: _Side, filled: bool, namespace: str | None = None) -> Any:
-	"""A record valid for `schema`: optional fields set (`filled`) or null, one row per table or none."""
-	schema = side.resolve(schema, namespace)
-	if isinstance(schema, list):
-		branches = [b for b in schema if b != "null"]
-		if "null" in schema and not (filled and branches):
-			return None
-		return sample(branches[0], side, filled, namespace)
-	if isinstance(schema, str):
-		return {
-			"null": None,
-			"boolean": True,
-			"int": 7,
-			"long": 7,
-			"float": 1.5,
-			"double": 1.5,
-			"bytes": b"b",
-			"string": "s",
-		}[schema]
-	logical, kind = schema.get("logicalType"), schema["type"]
-	if logical == "decimal":
-		return Decimal(1).scaleb(-schema.get("scale", 0))
-	if logical:
-		return {
-			"date": date(2024, 3, 1),
-			"time-micros": time(10, 15, 3, 250),
-			"time-millis": time(10, 15, 3, 250000),
-			"timestamp-micros": datetime(2024, 3, 1, 10, 15, 3, 250, tzinfo=timezone.utc),
-			"timestamp-millis": datetime(2024, 3, 1, 10, 15, 3, 250000, tzinfo=timezone.utc),
-			"local-timestamp-micros": datetime(2024, 3, 1, 10, 15, 3, 250),
-			"local-timestamp-millis": datetime(2024, 3, 1, 10, 15, 3, 250000),
-			"uuid": "1267ae89-6de4-5619-9e24-c73dcfce39c0",
-		}.get(logical, sample(kind, side, filled, namespace))
-	if kind == "array":
-		return [sample(schema["items"], side, filled, namespace)] if filled else []
-	if kind == "map":
-		return {"k": sample(schema["values"], side, filled, namespace)} if filled else {}
-	if kind == "enum":
-		return schema["symbols"][0]
-	if kind == "fixed":
-		return b"\0" * schema["size"]
-	inner = schema["_fullname"].rpartition(".")[0]
-	return {f["name"]: sample(f["type"], side, filled, inner) for f in schema["fields"]}
-
-
-def resolution_problems(reader: EventSchema, writer: EventSchema) -> list[str]:
-	"""Write sample records with `writer` and read them with `reader` through fastavro."""
-	side = _Side(writer.schema)
-	problems = []
-	for filled in (True, False):
-		which = "with every optional field set" if filled else "with every optional field null"
-		buffer = BytesIO()
-		try:
-			schemaless_writer(buffer, writer.parsed, sample(writer.schema, side, filled))
-			buffer.seek(0)
-			schemaless_reader(buffer, writer.parsed, reader.parsed)
-		except Exception as e:  # fastavro: SchemaResolutionError, ValueError, ...
-			problems.append(f"reading a v{writer.version} record {which} fails: {e}")
-	return problems
-
-
-# -- the check --------------------------------------------------------------------------------
-
-
-def pair_problems(reader: EventSchema, writer: EventSchema) -> list[str]:
-	"""Why `reader` cannot read data written with `writer`, each as a full sentence."""
-	added = "added" if reader.version > writer.version else "removed"
-	if reader.name != writer.name:
-		problems = [f"the record name changed from {writer.name} to {reader.name}"]
-	else:
-		problems = structural_problems(reader.schema, writer.schema, added)
-		problems = problems or resolution_problems(reader, writer)
-	return [f"{reader.label} cannot read v{writer.version}: {p}" for p in problems]
-
-
-def doctype_problems(registry: SchemaRegistry, doctype: str, mode: str = BACKWARD_TRANSITIVE) -> list[str]:
-	if mode not in MODES:
-		raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-	schemas = [registry.get(doctype, v) for v in registry.versions(doctype)]
-	problems = []
-	for i, newer in enumerate(schemas):
-		for older in schemas[:i]:
-			if mode != FORWARD_TRANSITIVE:
-				problems += pair_problems(newer, older)
-			if mode != BACKWARD_TRANSITIVE:
-				problems += pair_problems(older, newer)
-	return problems
-
-
-def check(registry: SchemaRegistry | None = None, mode: str = BACKWARD_TRANSITIVE) -> list[str]:
-	"""Every problem over every doctype of the registry (default: the shipped schemas)."""
-	registry = registry or default_registry()
-	return [p for doctype in registry.shipped_doctypes() for p in doctype_problems(registry, doctype, mode)]
-
-
-def assert_compatible(registry: SchemaRegistry | None = None, mode: str = BACKWARD_TRANSITIVE) -> None:
-	"""Raise `IncompatibleSchemaError` listing every problem, if there is any."""
-	problems = check(registry, mode)
-	if problems:
-		raise IncompatibleSchemaError(problems)

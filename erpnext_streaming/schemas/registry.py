@@ -1,25 +1,15 @@
 """The schema loader: `.avsc` files -> self-contained, parsed, fingerprinted event schemas.
 
-Files live in `schemas/avro/` and are named `<scrubbed doctype>.v<N>.avsc`
-(`sales_invoice.v1.avsc`); the envelope is `envelope.v<N>.avsc`, a record whose fields
-open every event. An event file is a record naming its doctype and envelope version in
-two extra attributes:
-
-    {"type": "record", "name": "SalesInvoiceEvent", "namespace": "io.erpnext.streaming",
-     "erpnext.doctype": "Sales Invoice", "erpnext.envelope": 1,
-     "fields": [{"name": "document", "type": {...}}]}
-
-The loader splices the envelope's fields in front of the event's own fields and drops
-`erpnext.envelope`, so each published schema stands alone (what consumers and schema
-registries want), and the envelope is written once. Each (doctype, version) is read and
-parsed once per process (`fastavro.parse_schema`) and cached.
-
-Shipped files never change once released: a change is a new version file, checked by
-`schemas.evolution` (a test runs it over every shipped schema).
+Files are `schemas/avro/<scrubbed doctype>.v<N>.avsc` naming their doctype and envelope
+version (`erpnext.doctype`, `erpnext.envelope`); the envelope (`envelope.v<N>.avsc`) is
+written once and its fields are spliced in front of each event's, so every published schema
+stands alone, as consumers and registries want. Shipped files never change once released: a
+change is a new version file, checked by `schemas.evolution`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -47,19 +37,11 @@ def scrub(doctype: str) -> str:
 
 @dataclass(frozen=True, eq=False)
 class EventSchema:
-	"""One version of one doctype's event schema, ready to encode with.
-
-	- `doctype`, `version`: what it is (a derived schema's version comes from its fingerprint)
-	- `name`: full record name, e.g. `io.erpnext.streaming.SalesInvoiceEvent`
-	- `schema`: the self-contained schema as a dict (envelope spliced in); treat as read-only
-	- `parsed`: `fastavro.parse_schema(schema)`, for `schemaless_writer` / `schemaless_reader`
-	- `canonical`: the Parsing Canonical Form string (Avro 1.11 specification, "Parsing
-	  Canonical Form for Schemas"; `fastavro.schema.to_parsing_canonical_form`)
-	- `fingerprint`: CRC-64-AVRO of `canonical` (specification, "Schema Fingerprints";
-	  `fastavro.schema.fingerprint`): 16 lowercase hex digits of the 8 bytes little-endian,
-	  the byte order of single-object encoding and of Java's `SchemaNormalization`
-	- `source`: the file it came from, or `derived:<doctype>`
-	"""
+	"""One version of one doctype's event schema, ready to encode with: `schema` is the
+	self-contained dict (read-only), `parsed` fastavro's, `canonical` the Parsing Canonical
+	Form and `fingerprint` its CRC-64-AVRO (Avro specification, "Schema Fingerprints"): 16 hex
+	digits of the 8 bytes little-endian, as single-object encoding and Java's
+	`SchemaNormalization` have them. `source`: the file, or `derived:<doctype>`."""
 
 	doctype: str
 	version: int
@@ -202,15 +184,10 @@ class SchemaRegistry:
 		return [self.get(d, v) for d in self.shipped_doctypes() for v in self.versions(d)]
 
 
-_default: SchemaRegistry | None = None
-
-
+@functools.cache
 def default_registry() -> SchemaRegistry:
 	"""The registry of the shipped schemas (`schemas/avro/`), built once per process."""
-	global _default
-	if _default is None:
-		_default = SchemaRegistry()
-	return _default
+	return SchemaRegistry()
 
 
 def get_event_schema(doctype: str, version: int = 0) -> EventSchema:

@@ -1,34 +1,12 @@
-"""How Frappe fieldtypes become Avro types: one table for the shipped and the derived schemas.
+"""How Frappe fieldtypes become Avro types: one table for the shipped and the derived schemas
+(the whole table, and why money is decimal(21,9) and datetimes local-timestamp-micros, is in
+docs/event-catalog.md, generated from the sets below).
 
-| Frappe fieldtype | Avro type | Python value in a record |
-|---|---|---|
-| Data, Link, Dynamic Link, Select, Small Text, Text, Long Text, Text Editor, Read Only, Code, HTML Editor, Markdown Editor, JSON, Phone, Autocomplete, Barcode, Color, Icon, Attach, Attach Image, Geolocation | `string` | `str` |
-| Int | `int` (32-bit, Frappe's `int(11)`) | `int` |
-| Long Int | `long` | `int` |
-| Check | `boolean`, default false (never null) | `bool` |
-| Currency | `bytes`, logicalType `decimal`, precision 21, scale 9 (Frappe's `decimal(21,9)` column) | `decimal.Decimal` |
-| Float, Percent, Rating, Duration | `double` | `float` |
-| Date | `int`, logicalType `date` | `datetime.date` |
-| Datetime | `long`, logicalType `local-timestamp-micros` (wall clock of the site's time zone) | naive `datetime.datetime` |
-| Time | `long`, logicalType `time-micros` | `datetime.time` |
-| Table, Table MultiSelect | `array` of the child doctype's record, default `[]` | `list[dict]` |
-| Password, Signature, layout fields (Section/Column/Tab Break, HTML, Button, Fold, Heading, Image) | not streamed | |
-
-Every other field is optional: `["null", T]` with default null, so a schema can gain a
-field without breaking readers and a missing value is null rather than an error. The
-exceptions are a document's `name` (string) and `docstatus` (int), a child row's `name`
-and `idx`, Check fields (boolean, default false) and tables (array, default []).
-
-Money is exact: a Currency value becomes `Decimal(str(value))` quantized to 9 places
-(ROUND_HALF_UP, what MariaDB does when it stores the same value in `decimal(21,9)`), so
-the consumer reads the number the database holds. Quantities, rates and percentages
-(Float) are doubles: Frappe holds them in memory as Python floats (`flt`), so a double
-carries exactly the value the document has, and consumers sum and compare them natively.
-
-Datetimes: Frappe stores naive wall-clock datetimes in the site's time zone (System
-Settings), so document fields use `local-timestamp-micros`, which says exactly that. The
-envelope's `event_time`, `emitted_at` and `modified` are instants (`timestamp-micros`,
-UTC), converted with the site's time zone by `emitters.envelope`.
+Every field is optional (`["null", T]`, default null) so a schema can gain a field without
+breaking readers, except a document's `name` and `docstatus`, a child row's `name` and
+`idx`, Check fields (boolean, default false) and tables (array, default []). A Currency
+value is `Decimal(str(value))` quantized to 9 places ROUND_HALF_UP, what MariaDB does when
+it stores the value in Frappe's `decimal(21,9)` column.
 """
 
 from __future__ import annotations

@@ -108,7 +108,10 @@ class TestEncodingRows(FrappeTestCase):
 		record, row, schema = self.confluent_row()
 		config = StreamingConfig(schema_registry_url=f"mock://{uuid.uuid4().hex}")
 		framer = jobs.build_framer(config, None)
-		message = messages.build(row, "site", ZoneInfo("UTC"), framer)
+		ready, failed = [], {}
+		messages.read(messages.bundle([row], "site", ZoneInfo("UTC")), framer, ready, failed)
+		self.assertEqual(failed, {})
+		(message,) = ready
 		client = framing.registry_client(framing.registry_config(config.schema_registry_url))
 		subject = f"{row.topic}-{schema.name}"
 		self.assertEqual(message.value[0], 0)
@@ -116,7 +119,7 @@ class TestEncodingRows(FrappeTestCase):
 			int.from_bytes(message.value[1:5], "big"), client.get_latest_version(subject).schema_id
 		)
 		self.assertEqual(message.value[5:], record.payload)
-		self.assertIn(("content-type", b"application/avro; encoding=confluent"), message.headers)
+		self.assertEqual(message.headers["content-type"], "application/avro; encoding=confluent")
 
 
 class TestStoredSchemas(FrappeTestCase):

@@ -1,6 +1,6 @@
 """Generate docs/event-catalog.md from the shipped schemas and the built-in catalog.
 
-    python -m erpnext_streaming.schemas.docs > docs/event-catalog.md
+    python scripts/event_catalog.py > docs/event-catalog.md
 
 Everything per doctype comes from the `.avsc` files (record and field docs, types) and
 `constants.BUILTIN_SPECS` (event types, triggers, default topic); a test compares the
@@ -9,14 +9,18 @@ committed file with this output, so the catalog cannot drift from the schemas.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from erpnext_streaming import constants as c
 from erpnext_streaming.schemas import types
 from erpnext_streaming.schemas.evolution import describe
 from erpnext_streaming.schemas.registry import SchemaRegistry, default_registry
 
-COMMAND = "python -m erpnext_streaming.schemas.docs > docs/event-catalog.md"
+COMMAND = "python scripts/event_catalog.py > docs/event-catalog.md"
 
 INTRO = f"""\
 # Event catalog
@@ -139,7 +143,7 @@ is spliced into each by the loader).
 ## Schema evolution
 
 Shipped versions never change. A new version must read every earlier version's data
-(BACKWARD_TRANSITIVE; checked in CI by `erpnext_streaming.schemas.evolution`): add
+(BACKWARD_TRANSITIVE; checked in CI by `scripts/schema_evolution.py`): add
 fields with defaults, make fields optional, widen numbers; never change a type, a
 decimal's precision or scale, or a logical type. A catalog row's Schema Version pins a
 version (0 = the newest).
