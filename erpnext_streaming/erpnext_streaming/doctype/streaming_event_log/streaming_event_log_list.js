@@ -9,8 +9,14 @@ const STREAMING_STATUS_COLOURS = {
 };
 
 frappe.listview_settings["Streaming Event Log"] = {
-	add_fields: ["status", "attempts", "last_error"],
+	add_fields: ["status", "attempts", "last_error", "reference_doctype", "reference_name"],
 	has_indicator_for_draft: true,
+	formatters: {
+		// the subject: "Sales Invoice ACC-SINV-0001 · submitted"
+		event_type(value, df, doc) {
+			return [doc.reference_doctype, doc.reference_name, "·", value].filter(Boolean).join(" ");
+		},
+	},
 
 	get_indicator(doc) {
 		let colour = STREAMING_STATUS_COLOURS[doc.status] || "gray";
