@@ -1,7 +1,7 @@
 // Copyright (c) 2026, erpnext_streaming developers and contributors
 // License: MIT. See LICENSE
 
-// Written by the app only (no Save). Live progress, Cancel and Resume for backfills;
+// Written by the app only (no Save). Live progress, Stop, Resume and Cancel for backfills;
 // a new record is started from the list's "Start Backfill" dialog instead.
 frappe.ui.form.on("Streaming Backfill", {
 	onload(frm) {
@@ -21,20 +21,34 @@ frappe.ui.form.on("Streaming Backfill", {
 		const doc = frm.doc;
 		if (doc.status === "Running") show_progress(frm, doc.processed, doc.total);
 		if (doc.kind !== "Backfill" || !frappe.user.has_role("System Manager")) return;
-		const api = "erpnext_streaming.erpnext_streaming.doctype.streaming_backfill.streaming_backfill";
+		const api =
+			"erpnext_streaming.erpnext_streaming.doctype.streaming_backfill.streaming_backfill";
+		const call = (method) =>
+			frappe
+				.call({ method: `${api}.${method}`, args: { name: doc.name } })
+				.then(() => frm.reload_doc());
 		if (["Queued", "Interrupted", "Failed"].includes(doc.status)) {
-			frm.add_custom_button(__("Resume"), () =>
-				frappe.call({ method: `${api}.resume`, args: { name: doc.name } }).then(() => {
-					frappe.show_alert({ message: __("Resumed in the background"), indicator: "green" });
-					frm.reload_doc();
-				})
-			);
+			frm.add_custom_button(__("Resume"), () => {
+				frappe.show_alert({
+					message: __("Resumed in the background"),
+					indicator: "green",
+				});
+				call("resume");
+			});
 		}
-		if (["Queued", "Running", "Interrupted", "Failed"].includes(doc.status)) {
+		if (doc.status === "Running") {
+			frm.add_custom_button(__("Stop"), () =>
+				frappe.confirm(
+					__("Stop after the current chunk? Resume continues from there."),
+					() => call("cancel"),
+				),
+			);
+		} else if (["Queued", "Interrupted", "Failed"].includes(doc.status)) {
 			frm.add_custom_button(__("Cancel"), () =>
-				frappe.confirm(__("Cancel this backfill? Events already written stay queued."), () =>
-					frappe.call({ method: `${api}.cancel`, args: { name: doc.name } }).then(() => frm.reload_doc())
-				)
+				frappe.confirm(
+					__("Cancel this backfill for good? Events already written stay queued."),
+					() => call("cancel"),
+				),
 			);
 		}
 	},
@@ -45,6 +59,9 @@ function show_progress(frm, processed, total) {
 	frm.dashboard.show_progress(
 		__("Backfill"),
 		percent,
-		__("{0} of {1} documents", [format_number(processed, null, 0), format_number(total, null, 0)])
+		__("{0} of {1} documents", [
+			format_number(processed, null, 0),
+			format_number(total, null, 0),
+		]),
 	);
 }

@@ -3,7 +3,7 @@
 
 """Backfills started from the desk (the Streaming Backfill list's "Start Backfill" dialog):
 the same resumable job as `bench streaming backfill` (`operations.site.backfill`), run by
-an RQ worker, with live progress and cancel/resume. System Manager only."""
+an RQ worker, with live progress and stop, resume and cancel. System Manager only."""
 
 import frappe
 from frappe import _
@@ -89,7 +89,7 @@ def resume(name: int | str) -> int:
 	job = jobs.load(frappe.db, name)
 	if job.kind != jobs.Kind.BACKFILL or job.status not in jobs.JobStatus.UNFINISHED:
 		frappe.throw(_("Only an unfinished backfill can be resumed"))
-	frappe.cache.delete_value(_cancel_key(job.name))
+	frappe.cache.delete_value(_stop_key(job.name))
 	frappe.enqueue(run, queue="long", timeout=24 * 3600, job_id=f"streaming-backfill-{job.name}",
 		deduplicate=True, enqueue_after_commit=True, name=job.name)  # fmt: skip
 	return job.name
@@ -97,23 +97,25 @@ def resume(name: int | str) -> int:
 
 @frappe.whitelist(methods=["POST"])
 def cancel(name: int | str) -> None:
-	"""Cancel an unfinished backfill: a running one stops after its current chunk (what it
-	wrote stays written; event ids are skipped if it is started again)."""
+	"""A running backfill stops after its current chunk and is Interrupted (Resume continues
+	it from its checkpoint, as the bench command after Ctrl-C); any other unfinished one is
+	Cancelled. What was written stays written."""
 	frappe.only_for("System Manager")
 	job = jobs.load(frappe.db, name)
 	if job.status not in jobs.JobStatus.UNFINISHED:
 		frappe.throw(_("This backfill is {0}").format(_(job.status)))
-	frappe.cache.set_value(_cancel_key(job.name), 1, expires_in_sec=24 * 3600)
-	if job.status != jobs.JobStatus.RUNNING:
-		_mark_cancelled(job)
+	if job.status == jobs.JobStatus.RUNNING:
+		frappe.cache.set_value(_stop_key(job.name), 1, expires_in_sec=24 * 3600)
+	else:
+		_end(job, jobs.JobStatus.CANCELLED, "cancelled from the desk")
 
 
-def _cancel_key(name) -> str:
-	return f"erpnext_streaming:backfill-cancel:{name}"
+def _stop_key(name) -> str:
+	return f"erpnext_streaming:backfill-stop:{name}"
 
 
-def _mark_cancelled(job: jobs.Job) -> None:
-	job.status, job.last_error = jobs.JobStatus.CANCELLED, "cancelled from the desk"
+def _end(job: jobs.Job, status: str, reason: str) -> None:
+	job.status, job.last_error = status, reason
 	jobs.save(frappe.db, job, frappe.utils.now_datetime())
 
 
@@ -138,10 +140,10 @@ def run(name: int) -> None:
 		return
 	result, _resumed = site.backfill(
 		job.reference_doctype, job.company, job.from_date, job.to_date,
-		progress=_Progress(job.name), stop=lambda: bool(frappe.cache.get_value(_cancel_key(job.name))),
+		progress=_Progress(job.name), stop=lambda: bool(frappe.cache.get_value(_stop_key(job.name))),
 	)  # fmt: skip
 	if result.outcome == jobs.Outcome.PAUSED:
-		_mark_cancelled(result.job)
+		_end(result.job, jobs.JobStatus.INTERRUPTED, "stopped from the desk; Resume continues it")
 		frappe.db.commit()
 	frappe.publish_realtime(PROGRESS_EVENT, {"name": result.job.name, "status": result.job.status},
 		user=frappe.session.user)  # fmt: skip

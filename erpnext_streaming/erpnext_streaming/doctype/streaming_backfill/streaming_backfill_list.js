@@ -1,7 +1,8 @@
 // Copyright (c) 2026, erpnext_streaming developers and contributors
 // License: MIT. See LICENSE
 
-const BACKFILL_API = "erpnext_streaming.erpnext_streaming.doctype.streaming_backfill.streaming_backfill";
+const BACKFILL_API =
+	"erpnext_streaming.erpnext_streaming.doctype.streaming_backfill.streaming_backfill";
 const BACKFILL_COLOURS = {
 	Queued: "blue",
 	Running: "orange",
@@ -44,9 +45,16 @@ function start_backfill_dialog() {
 					label: __("Document Type"),
 					options: doctypes,
 					reqd: 1,
-					description: __("Submitted documents of this type are sent as submitted events."),
+					description: __(
+						"Submitted documents of this type are sent as submitted events.",
+					),
 				},
-				{ fieldname: "company", fieldtype: "Link", options: "Company", label: __("Company") },
+				{
+					fieldname: "company",
+					fieldtype: "Link",
+					options: "Company",
+					label: __("Company"),
+				},
 				{ fieldname: "column_break", fieldtype: "Column Break" },
 				{ fieldname: "from_date", fieldtype: "Date", label: __("From Date") },
 				{ fieldname: "to_date", fieldtype: "Date", label: __("To Date") },
@@ -56,23 +64,28 @@ function start_backfill_dialog() {
 			primary_action_label: __("Count documents"),
 			primary_action(values) {
 				const method = counted === null ? "count" : "start";
-				frappe.call({ method: `${BACKFILL_API}.${method}`, args: values, freeze: true }).then((r) => {
-					if (method === "start") {
-						dialog.hide();
-						frappe.show_alert({ message: __("Backfill started"), indicator: "green" });
-						frappe.set_route("Form", "Streaming Backfill", r.message);
-						return;
-					}
-					counted = r.message;
-					dialog.fields_dict.summary.$wrapper.html(
-						`<p class="backfill-count">${__(
-							"{0} submitted document(s) in scope. Event ids already in the Event Log are skipped.",
-							[format_number(counted, null, 0)]
-						)}</p>`
-					);
-					dialog.set_primary_action(__("Start backfill"), dialog.primary_action);
-					dialog.get_primary_btn().text(__("Start backfill"));
-				});
+				frappe
+					.call({ method: `${BACKFILL_API}.${method}`, args: values, freeze: true })
+					.then((r) => {
+						if (method === "start") {
+							dialog.hide();
+							frappe.show_alert({
+								message: __("Backfill started"),
+								indicator: "green",
+							});
+							frappe.set_route("Form", "Streaming Backfill", r.message);
+							return;
+						}
+						counted = r.message;
+						dialog.fields_dict.summary.$wrapper.html(
+							`<p class="backfill-count">${__(
+								"{0} submitted document(s) in scope. Event ids already in the Event Log are skipped.",
+								[format_number(counted, null, 0)],
+							)}</p>`,
+						);
+						dialog.set_primary_action(__("Start backfill"), dialog.primary_action);
+						dialog.get_primary_btn().text(__("Start backfill"));
+					});
 			},
 		});
 		// a changed scope must be counted again

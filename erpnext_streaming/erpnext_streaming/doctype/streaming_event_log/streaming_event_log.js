@@ -8,7 +8,9 @@ frappe.ui.form.on("Streaming Event Log", {
 		const doc = frm.doc;
 		frm.disable_save();
 		frm.page.set_title(
-			[doc.reference_doctype, doc.reference_name, "·", doc.event_type].filter(Boolean).join(" ")
+			[doc.reference_doctype, doc.reference_name, "·", doc.event_type]
+				.filter(Boolean)
+				.join(" "),
 		);
 		if (doc.status === "Dead") show_dead_letter_copy(frm);
 		if (["Failed", "Dead"].includes(doc.status) && frappe.user.has_role("System Manager")) {
@@ -33,7 +35,7 @@ function show_dead_letter_copy(frm) {
 				frappe.datetime.str_to_user(doc.dead_lettered_at),
 				`<a href="${list}">${__("Other dead events of this topic")}</a>`,
 			]),
-			"red"
+			"red",
 		);
 	});
 }
@@ -52,6 +54,6 @@ function requeue(frm) {
 						frm.reload_doc();
 					}
 				},
-			})
+			}),
 	);
 }

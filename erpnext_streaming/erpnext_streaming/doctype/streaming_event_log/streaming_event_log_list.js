@@ -14,7 +14,9 @@ frappe.listview_settings["Streaming Event Log"] = {
 	formatters: {
 		// the subject: "Sales Invoice ACC-SINV-0001 · submitted"
 		event_type(value, df, doc) {
-			return [doc.reference_doctype, doc.reference_name, "·", value].filter(Boolean).join(" ");
+			return [doc.reference_doctype, doc.reference_name, "·", value]
+				.filter(Boolean)
+				.join(" ");
 		},
 	},
 
@@ -33,7 +35,9 @@ frappe.listview_settings["Streaming Event Log"] = {
 				return;
 			}
 			frappe.confirm(
-				__("Requeue {0} event(s)? Only Failed and Dead rows are accepted.", [names.length]),
+				__("Requeue {0} event(s)? Only Failed and Dead rows are accepted.", [
+					names.length,
+				]),
 				() =>
 					frappe.call({
 						method: "erpnext_streaming.api.requeue",
@@ -48,7 +52,7 @@ frappe.listview_settings["Streaming Event Log"] = {
 								listview.refresh();
 							}
 						},
-					})
+					}),
 			);
 		});
 	},
