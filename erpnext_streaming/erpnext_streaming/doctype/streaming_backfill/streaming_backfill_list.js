@@ -17,10 +17,11 @@ frappe.listview_settings["Streaming Backfill"] = {
 		return [__(doc.status), BACKFILL_COLOURS[doc.status] || "gray", "status,=," + doc.status];
 	},
 	onload(listview) {
-		listview.page.set_primary_action(__("Start Backfill"), () => start_backfill_dialog());
 		frappe.realtime.on("streaming_backfill_progress", () => listview.refresh());
 	},
-	refresh() {
+	refresh(listview) {
+		// the doctype is in_create (no New): this button replaces it
+		listview.page.set_primary_action(__("Start Backfill"), () => start_backfill_dialog());
 		// /app/streaming-backfill/new sends the admin here, to the dialog
 		if (frappe.route_options && frappe.route_options.start_backfill) {
 			delete frappe.route_options.start_backfill;
