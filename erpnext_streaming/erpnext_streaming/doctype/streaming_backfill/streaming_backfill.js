@@ -40,15 +40,15 @@ frappe.ui.form.on("Streaming Backfill", {
 			frm.add_custom_button(__("Stop"), () =>
 				frappe.confirm(
 					__("Stop after the current chunk? Resume continues from there."),
-					() => call("cancel"),
-				),
+					() => call("cancel")
+				)
 			);
 		} else if (["Queued", "Interrupted", "Failed"].includes(doc.status)) {
 			frm.add_custom_button(__("Cancel"), () =>
 				frappe.confirm(
 					__("Cancel this backfill for good? Events already written stay queued."),
-					() => call("cancel"),
-				),
+					() => call("cancel")
+				)
 			);
 		}
 	},
@@ -62,6 +62,6 @@ function show_progress(frm, processed, total) {
 		__("{0} of {1} documents", [
 			format_number(processed, null, 0),
 			format_number(total, null, 0),
-		]),
+		])
 	);
 }

@@ -47,7 +47,7 @@ function start_backfill_dialog() {
 					options: doctypes,
 					reqd: 1,
 					description: __(
-						"Submitted documents of this type are sent as submitted events.",
+						"Submitted documents of this type are sent as submitted events."
 					),
 				},
 				{
@@ -81,8 +81,8 @@ function start_backfill_dialog() {
 						dialog.fields_dict.summary.$wrapper.html(
 							`<p class="backfill-count">${__(
 								"{0} submitted document(s) in scope. Event ids already in the Event Log are skipped.",
-								[format_number(counted, null, 0)],
-							)}</p>`,
+								[format_number(counted, null, 0)]
+							)}</p>`
 						);
 						dialog.set_primary_action(__("Start backfill"), dialog.primary_action);
 						dialog.get_primary_btn().text(__("Start backfill"));

@@ -10,8 +10,9 @@ frappe.ui.form.on("Streaming Event Log", {
 		frm.page.set_title(
 			[doc.reference_doctype, doc.reference_name, "·", doc.event_type]
 				.filter(Boolean)
-				.join(" "),
+				.join(" ")
 		);
+		frm.page.$title_area.find(".title-text").css("max-width", "none"); // the name is the point
 		if (doc.status === "Dead") show_dead_letter_copy(frm);
 		if (["Failed", "Dead"].includes(doc.status) && frappe.user.has_role("System Manager")) {
 			frm.add_custom_button(__("Requeue"), () => requeue(frm)).addClass("btn-primary");
@@ -35,7 +36,7 @@ function show_dead_letter_copy(frm) {
 				frappe.datetime.str_to_user(doc.dead_lettered_at),
 				`<a href="${list}">${__("Other dead events of this topic")}</a>`,
 			]),
-			"red",
+			"red"
 		);
 	});
 }
@@ -54,6 +55,6 @@ function requeue(frm) {
 						frm.reload_doc();
 					}
 				},
-			}),
+			})
 	);
 }

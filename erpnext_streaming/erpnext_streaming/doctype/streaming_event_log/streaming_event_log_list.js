@@ -52,7 +52,7 @@ frappe.listview_settings["Streaming Event Log"] = {
 								listview.refresh();
 							}
 						},
-					}),
+					})
 			);
 		});
 	},
