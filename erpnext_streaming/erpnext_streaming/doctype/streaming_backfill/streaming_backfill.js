@@ -7,7 +7,8 @@ frappe.ui.form.on("Streaming Backfill", {
 	onload(frm) {
 		frappe.realtime.on("streaming_backfill_progress", (data) => {
 			if (frm.doc.name != data.name) return;
-			if (data.status) frm.reload_doc();
+			// a new status (started, ended) brings its buttons; then the bar moves live
+			if (data.status || frm.doc.status !== "Running") frm.reload_doc();
 			else show_progress(frm, data.processed, data.total);
 		});
 	},
