@@ -124,6 +124,30 @@ def events_per_minute(chart_name: str | None = None, filters: dict | str | None 
 	frappe.only_for("System Manager")
 	from erpnext_streaming.operations import status
 
-	data = status.per_minute(frappe.db, now_datetime())
+	data = cut_spikes(status.per_minute(frappe.db, now_datetime()))
 	data["type"] = "bar"
+	return data
+
+
+SPIKE_FACTOR = 5
+
+
+def cut_spikes(data: dict) -> dict:
+	"""One burst (a backfill sends 90,000 events in a minute) flattens every other bar. A
+	minute above SPIKE_FACTOR x the typical busy minute (lower median) is drawn at that
+	height, its statuses in proportion, and a marker line (frappe-charts `yMarkers`) gives
+	its real total."""
+	totals = [sum(minute) for minute in zip(*(d["values"] for d in data["datasets"]), strict=True)]
+	busy = sorted(t for t in totals if t)
+	ceiling = SPIKE_FACTOR * busy[(len(busy) - 1) // 2] if len(busy) >= 3 else None
+	spikes = [(label, t) for label, t in zip(data["labels"], totals, strict=True) if ceiling and t > ceiling]
+	if not spikes:
+		return data
+	for dataset in data["datasets"]:
+		dataset["values"] = [
+			v if t <= ceiling else round(v * ceiling / t)
+			for v, t in zip(dataset["values"], totals, strict=True)
+		]
+	text = ", ".join(f"{label} {total:,}" for label, total in spikes[:3])
+	data["yMarkers"] = [{"label": _("cut: {0} events").format(text), "value": ceiling}]
 	return data

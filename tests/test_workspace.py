@@ -143,3 +143,24 @@ def test_chart_source_folders_are_python_packages():
 		assert (MODULE_DIR / "dashboard_chart_source" / scrub(name) / "__init__.py").exists()
 	assert (MODULE_DIR / "dashboard_chart_source" / "__init__.py").exists()
 	assert Path(MODULE_DIR / "workspace" / "erpnext_streaming" / "erpnext_streaming.json").exists()
+
+
+def test_a_burst_is_cut_with_a_marker_so_the_other_minutes_stay_readable():
+	from erpnext_streaming.api import cut_spikes
+
+	data = {
+		"labels": ["10:00", "10:01", "10:02", "10:03", "10:04"],
+		"datasets": [
+			{"name": "Sent", "values": [3, 4, 60000, 0, 5]},
+			{"name": "Dead", "values": [1, 0, 30000, 0, 0]},
+		],
+	}
+	cut = cut_spikes(data)
+	assert [d["values"] for d in cut["datasets"]] == [[3, 4, 13, 0, 5], [1, 0, 7, 0, 0]]
+	(marker,) = cut["yMarkers"]
+	assert marker["value"] == 20 and "10:02" in marker["label"] and "90,000" in marker["label"]
+	calm = {"labels": ["10:00", "10:01"], "datasets": [{"name": "Sent", "values": [5, 7]}]}
+	assert cut_spikes(calm) == {
+		"labels": ["10:00", "10:01"],
+		"datasets": [{"name": "Sent", "values": [5, 7]}],
+	}
