@@ -39,4 +39,3 @@ class TestDeskBackfill(FrappeTestCase):
 		self.assertEqual(jobs.load(frappe.db, job.name).status, jobs.JobStatus.RUNNING)
 		self.assertTrue(frappe.cache.get_value(desk._stop_key(job.name)))
 		frappe.cache.delete_value(desk._stop_key(job.name))
-
