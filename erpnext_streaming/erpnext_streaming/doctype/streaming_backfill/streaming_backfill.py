@@ -114,6 +114,12 @@ def _stop_key(name) -> str:
 	return f"erpnext_streaming:backfill-stop:{name}"
 
 
+def stop_requested(name) -> bool:
+	"""Asked by the running job after each chunk: straight from Redis (`get_value` would keep
+	its first answer in the process's local cache, frappe/utils/redis_wrapper.py)."""
+	return bool(frappe.cache.exists(_stop_key(name)))
+
+
 def _end(job: jobs.Job, status: str, reason: str) -> None:
 	job.status, job.last_error = status, reason
 	jobs.save(frappe.db, job, frappe.utils.now_datetime())
@@ -140,7 +146,7 @@ def run(name: int) -> None:
 		return
 	result, _resumed = site.backfill(
 		job.reference_doctype, job.company, job.from_date, job.to_date,
-		progress=_Progress(job.name), stop=lambda: bool(frappe.cache.get_value(_stop_key(job.name))),
+		progress=_Progress(job.name), stop=lambda: stop_requested(job.name),
 	)  # fmt: skip
 	if result.outcome == jobs.Outcome.PAUSED:
 		_end(result.job, jobs.JobStatus.INTERRUPTED, "stopped from the desk; Resume continues it")
