@@ -71,7 +71,7 @@ class TestWorkspace(FrappeTestCase):
 		]
 		self.assertEqual(len(blocks), 13)
 		for block in blocks:
-			labels = [item["label"] for item in page[block["type"] + "s"]["items"]]
+			labels = [item.get("label") for item in page[block["type"] + "s"]["items"]]
 			self.assertIn(block["data"][kinds[block["type"]]], labels, block["id"])
 
 	def test_no_help_text_is_swallowed_as_html(self):
