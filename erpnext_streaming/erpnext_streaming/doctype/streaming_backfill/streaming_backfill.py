@@ -84,14 +84,15 @@ def start(doctype: str, company: str | None = None, from_date: str | None = None
 
 @frappe.whitelist(methods=["POST"])
 def resume(name: int | str) -> int:
-	"""Run an unfinished backfill (again) in the background; one run per job at a time."""
+	"""Run an unfinished backfill (again) in the background."""
 	frappe.only_for("System Manager")
 	job = jobs.load(frappe.db, name)
 	if job.kind != jobs.Kind.BACKFILL or job.status not in jobs.JobStatus.UNFINISHED:
 		frappe.throw(_("Only an unfinished backfill can be resumed"))
 	frappe.cache.delete_value(_stop_key(job.name))
-	frappe.enqueue(run, queue="long", timeout=24 * 3600, job_id=f"streaming-backfill-{job.name}",
-		deduplicate=True, enqueue_after_commit=True, name=job.name)  # fmt: skip
+	# no RQ deduplication: the run just stopped may still count as started for a moment;
+	# two runs of one job cannot overlap anyway (jobs.run holds a lock per job)
+	frappe.enqueue(run, queue="long", timeout=24 * 3600, enqueue_after_commit=True, name=job.name)
 	return job.name
 
 
