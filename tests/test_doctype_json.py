@@ -86,6 +86,9 @@ def test_help_texts_are_plain_text():
 			assert "<" not in item.get("description", ""), (doctype["name"], item.get("fieldname"))
 			assert "db_set" not in item.get("description", ""), (doctype["name"], item.get("fieldname"))
 		for field in doctype["fields"]:
+			explained = field["fieldtype"] in LAYOUT or field["fieldtype"] == "Table" or field.get("hidden")
+			if doctype["name"] in ("Streaming Settings", "Streaming Event Catalog") and not explained:
+				assert field.get("description"), f"{doctype['name']}.{field['fieldname']} explains itself"
 			if field["fieldtype"] == "Code":
 				assert field.get("options", "") in ("", "JSON", "Python", "JS", "HTML", "Jinja"), field
 
