@@ -2,7 +2,7 @@
 
 `health`: JSON for external monitoring (status counts, lag, last error, Kafka
 reachability, drainer); see docs/operations.md "Health monitoring".
-`oldest_pending_age`, `events_per_minute`: the workspace's number card and chart.
+`status_count`, `oldest_pending_age`, `events_per_minute`: the workspace's number cards and chart.
 `requeue`: System Manager only. Takes Event Log names or a filter, never a method path
 or any other code reference from the caller. Only Failed and Dead rows are accepted
 (all or nothing); they go back to Queued with a fresh attempt count, and the drainer is
@@ -11,11 +11,13 @@ woken after the request commits.
 
 from __future__ import annotations
 
+from html import escape
+
 import frappe
 from frappe import _
 from frappe.utils import cint, now_datetime
 
-from erpnext_streaming.constants import EVENT_LOG_DOCTYPE
+from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, Status
 from erpnext_streaming.emitters.handler import message_context
 from erpnext_streaming.outbox.requeue import RequeueRefused, count_candidates, requeue_candidates
 from erpnext_streaming.outbox.requeue import requeue as requeue_rows
@@ -87,11 +89,38 @@ def health(check_broker: int | str | bool = 1) -> dict:
 	return site.health(check_broker=bool(cint(check_broker)))
 
 
+# Number card colours: green (fine), amber (look), red (act). A custom card's text is put
+# into the card as HTML (frappe/public/js/frappe/widgets/number_card_widget.js,
+# get_number_for_custom_card + render_number), the only way a card's colour can follow its value.
+CARD_COLOURS = ("var(--green-600)", "var(--orange-600)", "var(--red-600)")
+# status: (amber from, red from) rows
+CARD_LEVELS = {Status.QUEUED: (1000, 10000), Status.FAILED: (1, 100), Status.DEAD: (1, 1)}
+
+
+def _coloured(text: str, value: float, amber: float, red: float) -> str:
+	level = 2 if value >= red else 1 if value >= amber else 0
+	return f'<span style="color: {CARD_COLOURS[level]}">{escape(text)}</span>'
+
+
+@frappe.whitelist()
+def status_count(filters: dict | str | None = None) -> str:
+	"""Number cards Queued / Failed / Dead (`filters` = {"status": ...}), coloured by CARD_LEVELS."""
+	frappe.only_for("System Manager")
+	status = (frappe.parse_json(filters) or {}).get("status") if filters else None
+	if status not in CARD_LEVELS:
+		frappe.throw(_("Give one of these statuses: {0}").format(", ".join(CARD_LEVELS)))
+	from erpnext_streaming.operations.status import counts
+
+	count = counts(frappe.db)[status]
+	return _coloured(f"{count:,}", count, *CARD_LEVELS[status])
+
+
 @frappe.whitelist()
 def oldest_pending_age(filters: dict | str | None = None) -> str:
-	"""Number card "Streaming Oldest Pending": age of the oldest Queued or Failed event."""
+	"""Number card "Streaming Oldest Pending": age of the oldest Queued or Failed event; amber
+	after a minute, red beyond the health check's maximum lag (`site.max_lag_seconds`)."""
 	frappe.only_for("System Manager")
-	from erpnext_streaming.operations import status
+	from erpnext_streaming.operations import site, status
 
 	report = status.StatusReport(
 		now=now_datetime(),
@@ -101,7 +130,8 @@ def oldest_pending_age(filters: dict | str | None = None) -> str:
 		last_error=None,
 	)
 	lag = report.lag_seconds
-	return _("nothing pending") if lag is None else status.short_age(lag)
+	text = _("nothing pending") if lag is None else status.short_age(lag)
+	return _coloured(text, lag or 0, 60, site.max_lag_seconds())
 
 
 @frappe.whitelist()
@@ -110,6 +140,30 @@ def events_per_minute(chart_name: str | None = None, filters: dict | str | None 
 	frappe.only_for("System Manager")
 	from erpnext_streaming.operations import status
 
-	data = status.per_minute(frappe.db, now_datetime())
+	data = cut_spikes(status.per_minute(frappe.db, now_datetime()))
 	data["type"] = "bar"
+	return data
+
+
+SPIKE_FACTOR = 5
+
+
+def cut_spikes(data: dict) -> dict:
+	"""One burst (a backfill sends 90,000 events in a minute) flattens every other bar. A
+	minute above SPIKE_FACTOR x the typical busy minute (lower median) is drawn at that
+	height, its statuses in proportion, and a marker line (frappe-charts `yMarkers`) gives
+	its real total."""
+	totals = [sum(minute) for minute in zip(*(d["values"] for d in data["datasets"]), strict=True)]
+	busy = sorted(t for t in totals if t)
+	ceiling = SPIKE_FACTOR * busy[(len(busy) - 1) // 2] if len(busy) >= 3 else None
+	spikes = [(label, t) for label, t in zip(data["labels"], totals, strict=True) if ceiling and t > ceiling]
+	if not spikes:
+		return data
+	for dataset in data["datasets"]:
+		dataset["values"] = [
+			v if t <= ceiling else round(v * ceiling / t)
+			for v, t in zip(dataset["values"], totals, strict=True)
+		]
+	text = ", ".join(f"{label} {total:,}" for label, total in spikes[:3])
+	data["yMarkers"] = [{"label": _("cut: {0} events").format(text), "value": ceiling}]
 	return data

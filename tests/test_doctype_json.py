@@ -78,6 +78,22 @@ def test_doctype_json_is_structurally_sound(path: Path):
 		assert {p["role"] for p in doctype["permissions"]} == {"System Manager"}
 
 
+def test_help_texts_are_plain_text():
+	"""The desk puts a description into the form as HTML (frappe/public/js/frappe/form/controls/
+	base_input.js set_description): "<topic>-value" showed as "-value". A Code field names no
+	language or one of controls/code.js set_language ("PEM" logged `Invalid language option`)."""
+	for doctype in DOCTYPES.values():
+		for item in (doctype, *doctype["fields"]):
+			assert "<" not in item.get("description", ""), (doctype["name"], item.get("fieldname"))
+			assert "db_set" not in item.get("description", ""), (doctype["name"], item.get("fieldname"))
+		for field in doctype["fields"]:
+			explained = field["fieldtype"] in LAYOUT or field["fieldtype"] == "Table" or field.get("hidden")
+			if doctype["name"] in ("Streaming Settings", "Streaming Event Catalog") and not explained:
+				assert field.get("description"), f"{doctype['name']}.{field['fieldname']} explains itself"
+			if field["fieldtype"] == "Code":
+				assert field.get("options", "") in ("", "JSON", "Python", "JS", "HTML", "Jinja"), field
+
+
 def test_event_log_is_system_written_evidence():
 	log = next(d for d in DOCTYPES.values() if d["name"] == "Streaming Event Log")
 	assert log["autoname"] == "autoincrement" and log["in_create"] == 1

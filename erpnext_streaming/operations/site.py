@@ -294,12 +294,15 @@ def backfill(
 	stream: TextIO | None = None,
 	announce: Any = None,
 	db: Any = None,
+	progress: jobs.ProgressSink | None = None,
+	stop: Any = None,
 ) -> tuple[jobs.RunResult, bool]:
 	"""Run (or resume) the backfill of this scope; returns (result, resumed).
 
 	The same doctype, company and dates resume the unfinished backfill of that scope from
 	its checkpoint; `restart` cancels it and starts over (event ids already in the Event
-	Log are skipped, so a restart writes no event twice either).
+	Log are skipped, so a restart writes no event twice either). `progress` and `stop`: see
+	`jobs.run` (the desk's backfill passes them; `stream` draws a bar instead).
 	"""
 	db = db or frappe.db
 	route = submit_route(doctype)
@@ -321,7 +324,6 @@ def backfill(
 	db.commit()
 	if announce is not None:
 		announce(job, bool(found))
-	progress = None
 	if stream is not None:
 		progress = Progress(f"Backfill {doctype}", job.total, stream, start=job.processed)
 	result = jobs.run(
@@ -337,8 +339,9 @@ def backfill(
 		before_commit=_wake_after_commit,
 		secrets=secrets(),
 		user=frappe.session.user,
+		stop=stop,
 	)
-	if progress is not None:
+	if stream is not None:
 		progress.close()
 	return result, bool(found)
 

@@ -129,7 +129,8 @@ class TestStatusAndHealth(FrappeTestCase):
 		self.assertEqual(health, "degraded")
 		self.assertIn("  Queued             1", text)
 		self.assertIn("  oldest Queued:  12m 00s", text)
-		self.assertEqual(api.oldest_pending_age(), "12m 00s")
+		# older than the health check's maximum lag (300 s): red
+		self.assertEqual(api.oldest_pending_age(), '<span style="color: var(--red-600)">12m 00s</span>')
 		chart = api.events_per_minute(chart_name="Streaming Events per Minute")
 		self.assertEqual([d["name"] for d in chart["datasets"]], list(Status.ALL))
 		self.assertEqual(len(chart["labels"]), 60)

@@ -24,10 +24,16 @@ from erpnext_streaming.tests.delivery_records import outbox_record
 from erpnext_streaming.tests.utils import acting_as, ensure_user
 
 SETTINGS_MODULE = "erpnext_streaming.erpnext_streaming.doctype.streaming_settings.streaming_settings"
+BACKFILL_MODULE = "erpnext_streaming.erpnext_streaming.doctype.streaming_backfill.streaming_backfill"
 CALLS = {
 	"erpnext_streaming.api.health": lambda fn: fn(check_broker=0),
 	"erpnext_streaming.api.requeue": lambda fn: fn(filters={"status": "Dead"}),
 	"erpnext_streaming.api.oldest_pending_age": lambda fn: fn(),
+	"erpnext_streaming.api.status_count": lambda fn: fn(filters={"status": "Dead"}),
+	f"{BACKFILL_MODULE}.count": lambda fn: fn("Sales Invoice"),
+	f"{BACKFILL_MODULE}.start": lambda fn: fn("Sales Invoice"),
+	f"{BACKFILL_MODULE}.resume": lambda fn: fn(1),
+	f"{BACKFILL_MODULE}.cancel": lambda fn: fn(1),
 	"erpnext_streaming.api.events_per_minute": lambda fn: fn(chart_name="Streaming Events per Minute"),
 	f"{SETTINGS_MODULE}.test_connection": lambda fn: fn(),
 }

@@ -42,26 +42,56 @@ class TestWorkspace(FrappeTestCase):
 		)
 		self.assertEqual(
 			[c.chart_name for c in workspace.charts],
-			["Streaming Events per Minute", "Streaming Events by DocType"],
+			["Streaming Events per Minute", "Streaming Events by DocType", "Streaming Events by Company"],
 		)
 		links = {link.link_to for link in workspace.links if link.type == "Link"}
 		self.assertLessEqual({"Streaming Settings", "Streaming Event Log", "Streaming Backfill"}, links)
 		self.assertEqual([r.role for r in workspace.roles], ["System Manager"])
 		self.assertIsInstance(json.loads(workspace.content), list)
 
-	def test_number_cards_compute(self):
-		from frappe.desk.doctype.number_card.number_card import get_result
+	def test_every_content_block_is_drawn(self):
+		"""frappe/public/js/frappe/views/workspace/blocks/block.js make() draws a block only when
+		the page data (frappe.desk.desktop.get_desktop_page) has an item of its kind whose label
+		is the block's name; any other block is dropped without a word."""
+		from frappe.desk.desktop import get_desktop_page
 
-		for card, expected in (
-			("Streaming Queued Events", 1),
-			("Streaming Dead Letters", 2),
-			("Streaming Failed Events", 0),
+		page = get_desktop_page(
+			json.dumps({"name": "ERPNext Streaming", "title": "ERPNext Streaming", "public": 1})
+		)
+		kinds = {
+			"number_card": "number_card_name",
+			"chart": "chart_name",
+			"shortcut": "shortcut_name",
+			"card": "card_name",
+		}
+		blocks = [
+			b
+			for b in json.loads(frappe.db.get_value("Workspace", "ERPNext Streaming", "content"))
+			if b["type"] in kinds
+		]
+		self.assertEqual(len(blocks), 13)
+		for block in blocks:
+			labels = [item.get("label") for item in page[block["type"] + "s"]["items"]]
+			self.assertIn(block["data"][kinds[block["type"]]], labels, block["id"])
+
+	def test_no_help_text_is_swallowed_as_html(self):
+		"""The desk puts descriptions into the form as HTML (form/controls/base_input.js set_description)."""
+		for doctype in frappe.get_all("DocType", {"module": "ERPNext Streaming"}, pluck="name"):
+			meta = frappe.get_meta(doctype)
+			for text in [meta.description] + [df.description for df in meta.fields]:
+				self.assertNotIn("<", text or "", doctype)
+
+	def test_number_cards_compute_with_colours(self):
+		for card, expected, colour in (
+			("Streaming Queued Events", "1", "green"),
+			("Streaming Dead Letters", "2", "red"),
+			("Streaming Failed Events", "0", "green"),
+			("Streaming Oldest Pending", "3m 00s", "orange"),
 		):
 			doc = frappe.get_doc("Number Card", card)
-			self.assertEqual(get_result(doc.as_json(), doc.filters_json), expected, card)
-		oldest = frappe.get_doc("Number Card", "Streaming Oldest Pending")
-		self.assertEqual(oldest.type, "Custom")
-		self.assertEqual(frappe.get_attr(oldest.method)(), "3m 00s")
+			self.assertEqual(doc.type, "Custom")
+			html = frappe.get_attr(doc.method)(filters=doc.filters_json)
+			self.assertEqual(html, f'<span style="color: var(--{colour}-600)">{expected}</span>', card)
 
 	def test_charts_compute(self):
 		from frappe.desk.doctype.dashboard_chart.dashboard_chart import get

@@ -9,8 +9,16 @@ const STREAMING_STATUS_COLOURS = {
 };
 
 frappe.listview_settings["Streaming Event Log"] = {
-	add_fields: ["status", "attempts", "last_error"],
+	add_fields: ["status", "attempts", "last_error", "reference_doctype", "reference_name"],
 	has_indicator_for_draft: true,
+	formatters: {
+		// the subject: "Sales Invoice ACC-SINV-0001 · submitted"
+		event_type(value, df, doc) {
+			return [doc.reference_doctype, doc.reference_name, "·", value]
+				.filter(Boolean)
+				.join(" ");
+		},
+	},
 
 	get_indicator(doc) {
 		let colour = STREAMING_STATUS_COLOURS[doc.status] || "gray";
@@ -27,7 +35,9 @@ frappe.listview_settings["Streaming Event Log"] = {
 				return;
 			}
 			frappe.confirm(
-				__("Requeue {0} event(s)? Only Failed and Dead rows are accepted.", [names.length]),
+				__("Requeue {0} event(s)? Only Failed and Dead rows are accepted.", [
+					names.length,
+				]),
 				() =>
 					frappe.call({
 						method: "erpnext_streaming.api.requeue",
