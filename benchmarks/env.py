@@ -33,11 +33,17 @@ for _path in (TESTS, TESTS / "standin", REPO):  # the harness, the `frappe` stan
 
 import pymysql
 from confluent_kafka.admin import AdminClient, NewTopic
+from frappe import standin
 from harness import services
 from harness.erpnext_tables import ERPNEXT_TABLES
 from harness.kafka import KafkaCluster, java_version, kafka_version, start_kafka
-from harness.schema import create_app_tables
+from harness.schema import create_app_tables, doctype_jsons
 from harness.worker import child_pids, kill_tree, worker_env
+
+# frappe.get_meta of the stand-in knows the app's doctypes and the ERPNext subset (the
+# before_commit flush reads the child tables of what it completes), as in tests/conftest.py
+for _definition in (*doctype_jsons().values(), *ERPNEXT_TABLES):
+	standin.register_doctype(_definition)
 
 
 @dataclass
