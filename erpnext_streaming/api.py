@@ -111,7 +111,7 @@ def status_count(filters: dict | str | None = None) -> str:
 		frappe.throw(_("Give one of these statuses: {0}").format(", ".join(CARD_LEVELS)))
 	from erpnext_streaming.operations.status import counts
 
-	count = counts(frappe.db)[status]
+	count = counts(frappe.db, sent=False)[status]
 	return _coloured(f"{count:,}", count, *CARD_LEVELS[status])
 
 
@@ -132,6 +132,20 @@ def oldest_pending_age(filters: dict | str | None = None) -> str:
 	lag = report.lag_seconds
 	text = _("nothing pending") if lag is None else status.short_age(lag)
 	return _coloured(text, lag or 0, 60, site.max_lag_seconds())
+
+
+@frappe.whitelist()
+def last_reconcile(filters: dict | str | None = None) -> str:
+	"""Number card "Streaming Last Reconcile": the last `streaming reconcile` of this site,
+	green when the stream equaled the ledger, red when it differed, amber when never run."""
+	frappe.only_for("System Manager")
+	from erpnext_streaming.operations.reconcile import last_result
+
+	result = last_result()
+	if result is None:
+		return _coloured(_("never run"), 1, 1, 2)
+	text = _("{0} differences · {1}").format(result["differences"] + result["problems"], result["at"][:16])
+	return _coloured(text, 0 if result["ok"] else 1, 1, 1)
 
 
 @frappe.whitelist()

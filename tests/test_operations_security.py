@@ -43,6 +43,7 @@ CALLS = {
 	"erpnext_streaming.api.health": lambda fn: fn(check_broker=0),
 	"erpnext_streaming.api.requeue": lambda fn: fn(filters={"status": "Dead"}),
 	"erpnext_streaming.api.oldest_pending_age": lambda fn: fn(),
+	"erpnext_streaming.api.last_reconcile": lambda fn: fn(),
 	"erpnext_streaming.api.status_count": lambda fn: fn(filters={"status": "Dead"}),
 	"erpnext_streaming.api.events_per_minute": lambda fn: fn(chart_name="Streaming Events per Minute"),
 	f"{SETTINGS_MODULE}.test_connection": lambda fn: fn(),

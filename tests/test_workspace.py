@@ -77,6 +77,7 @@ def test_cards_charts_and_links_cover_what_operators_need():
 		"Streaming Failed Events",
 		"Streaming Dead Letters",
 		"Streaming Oldest Pending",
+		"Streaming Last Reconcile",
 	}
 	assert (
 		{c["chart_name"] for c in WORKSPACE["charts"]}
@@ -164,3 +165,21 @@ def test_a_burst_is_cut_with_a_marker_so_the_other_minutes_stay_readable():
 		"labels": ["10:00", "10:01"],
 		"datasets": [{"name": "Sent", "values": [5, 7]}],
 	}
+
+
+def test_the_last_reconcile_card_says_when_and_how_it_went(site):
+	"""`streaming reconcile` keeps its last result in the site's private files; the card
+	shows it, green when the stream equaled the ledger, red when it differed."""
+	import frappe
+
+	from erpnext_streaming import api
+	from erpnext_streaming.operations import reconcile
+
+	path = Path(frappe.get_site_path("private", reconcile.RESULT_FILE))
+	assert "never run" in api.last_reconcile()
+	result = {"at": "2026-12-08 00:05:01.123", "ok": True, "differences": 0, "problems": 0}
+	path.write_text(json.dumps(result))
+	text = api.last_reconcile()
+	assert "0 differences" in text and "2026-12-08 00:05" in text and "green" in text
+	path.write_text(json.dumps({**result, "ok": False, "differences": 3}))
+	assert "3 differences" in api.last_reconcile() and "red" in api.last_reconcile()

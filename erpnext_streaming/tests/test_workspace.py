@@ -38,6 +38,7 @@ class TestWorkspace(FrappeTestCase):
 				"Streaming Failed Events",
 				"Streaming Dead Letters",
 				"Streaming Oldest Pending",
+				"Streaming Last Reconcile",
 			],
 		)
 		self.assertEqual(
@@ -69,7 +70,7 @@ class TestWorkspace(FrappeTestCase):
 			for b in json.loads(frappe.db.get_value("Workspace", "ERPNext Streaming", "content"))
 			if b["type"] in kinds
 		]
-		self.assertEqual(len(blocks), 13)
+		self.assertEqual(len(blocks), 14)
 		for block in blocks:
 			labels = [item.get("label") for item in page[block["type"] + "s"]["items"]]
 			self.assertIn(block["data"][kinds[block["type"]]], labels, block["id"])
@@ -92,6 +93,9 @@ class TestWorkspace(FrappeTestCase):
 			self.assertEqual(doc.type, "Custom")
 			html = frappe.get_attr(doc.method)(filters=doc.filters_json)
 			self.assertEqual(html, f'<span style="color: var(--{colour}-600)">{expected}</span>', card)
+		reconcile = frappe.get_doc("Number Card", "Streaming Last Reconcile")
+		html = frappe.get_attr(reconcile.method)(filters=reconcile.filters_json)
+		self.assertRegex(html, r"differences|never run")
 
 	def test_charts_compute(self):
 		from frappe.desk.doctype.dashboard_chart.dashboard_chart import get
