@@ -25,7 +25,7 @@ from erpnext_streaming.emitters import handler
 from erpnext_streaming.outbox.mariadb import statement_budget
 from erpnext_streaming.outbox.records import SEQUENCE_TABLE
 from erpnext_streaming.tests import erpnext_records
-from erpnext_streaming.tests.utils import commits_as_savepoints, enable_streaming
+from erpnext_streaming.tests.utils import StreamingTestCase, commits_as_savepoints, enable_streaming
 
 ROWS = 20_000  # the issue asks for >= 20,000: 10,000 debit and 10,000 credit lines
 DEBIT_ACCOUNT_NAME = "Office Rent"  # an expense ledger of the Standard chart: no party
@@ -38,20 +38,7 @@ def company_sequence(company: str) -> int:
 	return int(found[0][0]) if found else 0
 
 
-class TestBigTransaction(FrappeTestCase):
-	@classmethod
-	def setUpClass(cls):
-		super().setUpClass()
-		cls.records = erpnext_records.ensure()
-
-	def setUp(self):
-		enable_streaming()
-
-	def tearDown(self):
-		handler.clear()
-		frappe.db.rollback()
-		catalog.clear_cache()
-
+class TestBigTransaction(StreamingTestCase):
 	def accounts(self) -> tuple[str, str]:
 		"""Two non-group ledgers of the company that need no party: its Cash account and an
 		expense account."""

@@ -23,7 +23,7 @@ from erpnext_streaming.schemas import get_event_schema, shipped_doctypes
 from erpnext_streaming.schemas.serializer import decode
 from erpnext_streaming.tests import erpnext_records
 from erpnext_streaming.tests.delivery_records import NoRegistry, read_bundle
-from erpnext_streaming.tests.utils import enable_streaming
+from erpnext_streaming.tests.utils import StreamingTestCase, enable_streaming
 
 
 def flushed_events():
@@ -43,20 +43,7 @@ def flushed_events():
 	return rows
 
 
-class TestCaptureOnRealERPNext(FrappeTestCase):
-	@classmethod
-	def setUpClass(cls):
-		super().setUpClass()
-		erpnext_records.ensure()  # our company, fiscal year, warehouse, customer and item
-
-	def setUp(self):
-		enable_streaming()
-
-	def tearDown(self):
-		handler.clear()
-		frappe.db.rollback()
-		catalog.clear_cache()
-
+class TestCaptureOnRealERPNext(StreamingTestCase):
 	def test_submit_and_cancel_of_an_invoice_with_stock_stream_voucher_and_ledger_events(self):
 		erpnext_records.stock_entry(target=erpnext_records.WAREHOUSE, qty=50, basic_rate=123.456789)
 		flushed_events()  # the stock entry's own ledger rows

@@ -30,23 +30,10 @@ from erpnext_streaming.emitters.codec import get_codec
 from erpnext_streaming.operations import jobs
 from erpnext_streaming.tests import erpnext_records
 from erpnext_streaming.tests.test_capture_erpnext import flushed_events
-from erpnext_streaming.tests.utils import enable_streaming
+from erpnext_streaming.tests.utils import StreamingTestCase, enable_streaming
 
 
-class TestCommittedState(FrappeTestCase):
-	@classmethod
-	def setUpClass(cls):
-		super().setUpClass()
-		cls.records = erpnext_records.ensure()
-
-	def setUp(self):
-		enable_streaming()
-
-	def tearDown(self):
-		handler.clear()
-		frappe.db.rollback()
-		catalog.clear_cache()
-
+class TestCommittedState(StreamingTestCase):
 	def work_order(self, **args):
 		"""A submitted-ready Work Order of a new finished item whose BOM takes one raw material
 		(in stock in WAREHOUSE); ERPNext's own test helpers."""

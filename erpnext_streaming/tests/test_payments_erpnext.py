@@ -23,7 +23,7 @@ from erpnext_streaming.consumer.kpis import CashExposure, PaymentLedger, StockPo
 from erpnext_streaming.delivery import messages
 from erpnext_streaming.emitters import handler
 from erpnext_streaming.tests import erpnext_records
-from erpnext_streaming.tests.utils import commits_as_savepoints, enable_streaming
+from erpnext_streaming.tests.utils import StreamingTestCase, commits_as_savepoints, enable_streaming
 
 
 def last_log_row() -> int:
@@ -60,20 +60,7 @@ def invoice_states(events, name: str) -> list[tuple]:
 	]
 
 
-class TestPaymentsOnRealERPNext(FrappeTestCase):
-	@classmethod
-	def setUpClass(cls):
-		super().setUpClass()
-		erpnext_records.ensure()
-
-	def setUp(self):
-		enable_streaming()
-
-	def tearDown(self):
-		handler.clear()
-		frappe.db.rollback()
-		catalog.clear_cache()
-
+class TestPaymentsOnRealERPNext(StreamingTestCase):
 	def pay(self, invoice, amount: float):
 		from erpnext.accounts.doctype.payment_entry.payment_entry import get_payment_entry
 
