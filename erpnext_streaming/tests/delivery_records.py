@@ -103,3 +103,51 @@ def cursor_rows() -> dict[str, dict]:
 			as_dict=True,
 		)
 	}
+
+
+class NoWake:
+	"""A wake-up source that never wakes: the in-process drainer leaves once idle."""
+
+	def wait(self, timeout: float) -> bool:
+		import time
+
+		time.sleep(min(timeout, 0.05))
+		return False
+
+	def pending(self) -> bool:
+		return False
+
+	def clear(self) -> None:
+		pass
+
+
+def in_process_drainer(**config: Any):
+	"""The app's drainer on this connection, as the drainer job builds it, leaving once idle.
+	No heartbeat: a test's rows and cursors are savepoints no other drainer can see."""
+	import dataclasses
+
+	from frappe.utils import now_datetime
+
+	from erpnext_streaming import kafka_config
+	from erpnext_streaming.constants import SETTINGS_DOCTYPE
+	from erpnext_streaming.delivery import jobs
+	from erpnext_streaming.delivery.drainer import Drainer
+	from erpnext_streaming.delivery.environment import NoHeartbeat, SystemClock
+	from erpnext_streaming.delivery.producer import KafkaProducer
+	from erpnext_streaming.settings import StreamingConfig
+
+	settings = StreamingConfig.from_doc(frappe.get_single(SETTINGS_DOCTYPE))
+	producer_conf = kafka_config.producer_config(settings)
+	drainer_config = dataclasses.replace(
+		jobs.build_drainer_config(settings, producer_conf), idle_exit_seconds=0, poll_seconds=0.1, **config
+	)
+	return Drainer(
+		db=frappe.db,
+		producer_factory=lambda: KafkaProducer(producer_conf),
+		wake=NoWake(),
+		heartbeat=NoHeartbeat(),
+		clock=SystemClock(now_datetime),
+		config=drainer_config,
+		policy=jobs.retry_policy(settings),
+		framer=jobs.build_framer(settings, None),
+	)

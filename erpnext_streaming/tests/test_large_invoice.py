@@ -63,6 +63,7 @@ from erpnext_streaming.emitters import handler
 from erpnext_streaming.outbox.records import decode_payload
 from erpnext_streaming.settings import StreamingConfig
 from erpnext_streaming.tests import erpnext_records
+from erpnext_streaming.tests.delivery_records import in_process_drainer
 from erpnext_streaming.tests.utils import commits_as_savepoints, enable_streaming
 
 LINES = 5_000  # the issue asks for >= 5,000 item lines
@@ -70,20 +71,6 @@ RATE = 10.0
 BOOTSTRAP = "127.0.0.1:9092"  # the bench's Kafka (enable_streaming's bootstrap list)
 PARTITIONS = 3
 READ_TIMEOUT = 60.0
-
-
-class NoWake:
-	"""A wake-up source that never wakes: the in-process drainer leaves once idle."""
-
-	def wait(self, timeout: float) -> bool:
-		time.sleep(min(timeout, 0.05))
-		return False
-
-	def pending(self) -> bool:
-		return False
-
-	def clear(self) -> None:
-		pass
 
 
 class TestLargeInvoice(FrappeTestCase):
@@ -132,25 +119,7 @@ class TestLargeInvoice(FrappeTestCase):
 		return si
 
 	def drain(self):
-		"""The app's drainer on this connection, as the drainer job builds it, until idle."""
-		config = StreamingConfig.from_doc(frappe.get_single(SETTINGS_DOCTYPE))
-		producer_conf = kafka_config.producer_config(config)
-		drainer_config = dataclasses.replace(
-			jobs.build_drainer_config(config, producer_conf),
-			dead_letter_topic=self.dead_letters,
-			idle_exit_seconds=0,
-			poll_seconds=0.1,
-		)
-		drainer = Drainer(
-			db=frappe.db,
-			producer_factory=lambda: KafkaProducer(producer_conf),
-			wake=NoWake(),
-			heartbeat=NoHeartbeat(),
-			clock=SystemClock(now_datetime),
-			config=drainer_config,
-			policy=jobs.retry_policy(config),
-			framer=jobs.build_framer(config, None),
-		)
+		drainer = in_process_drainer(dead_letter_topic=self.dead_letters)
 		return drainer, drainer.run()
 
 	def read_topic(self, expect: int) -> list:

@@ -34,8 +34,9 @@ from erpnext_streaming.emitters import handler
 from erpnext_streaming.operations import reconcile
 from erpnext_streaming.settings import StreamingConfig
 from erpnext_streaming.tests import erpnext_records
+from erpnext_streaming.tests.delivery_records import in_process_drainer
 from erpnext_streaming.tests.test_commands import this_site
-from erpnext_streaming.tests.test_large_invoice import BOOTSTRAP, NoWake
+from erpnext_streaming.tests.test_large_invoice import BOOTSTRAP
 from erpnext_streaming.tests.utils import commits_as_savepoints, enable_streaming
 
 
@@ -146,21 +147,7 @@ class TestReconcile(FrappeTestCase):
 		self.fail(f"the test's events were not all delivered: {pending[:3]}")
 
 	def drain_once(self):
-		config = StreamingConfig.from_doc(frappe.get_single(SETTINGS_DOCTYPE))
-		producer_conf = kafka_config.producer_config(config)
-		drainer_config = dataclasses.replace(
-			jobs.build_drainer_config(config, producer_conf), idle_exit_seconds=0, poll_seconds=0.1
-		)
-		Drainer(
-			db=frappe.db,
-			producer_factory=lambda: KafkaProducer(producer_conf),
-			wake=NoWake(),
-			heartbeat=NoHeartbeat(),
-			clock=SystemClock(now_datetime),
-			config=drainer_config,
-			policy=jobs.retry_policy(config),
-			framer=jobs.build_framer(config, None),
-		).run()
+		in_process_drainer().run()
 
 	def reconcile(self) -> reconcile.Report:
 		doc = frappe.get_single(SETTINGS_DOCTYPE)
