@@ -376,6 +376,6 @@ def _consumer(doc: Any, config: Any, topics: dict[str, str]) -> Any:
 			config.schema_registry_url, config.schema_registry_username, password,
 			config.schema_registry_ca_certificate,
 		)  # fmt: skip
-	conf = admin_config(config, site.sasl_password(doc), site.ssl_key(doc))
+	conf = site.admin(doc, config)
 	decoder = Decoder(SchemaStore(extra=derived), registry=registry)
 	return EventConsumer(conf.pop("bootstrap.servers"), list(topics.values()), decoder=decoder, config=conf)

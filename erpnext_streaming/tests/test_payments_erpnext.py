@@ -20,9 +20,9 @@ from erpnext_streaming import catalog
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, SETTINGS_DOCTYPE
 from erpnext_streaming.consumer import Decoder
 from erpnext_streaming.consumer.kpis import CashExposure, PaymentLedger, StockPosition
-from erpnext_streaming.delivery import messages
 from erpnext_streaming.emitters import handler
 from erpnext_streaming.tests import erpnext_records
+from erpnext_streaming.tests.delivery_records import bundle_rows
 from erpnext_streaming.tests.utils import StreamingTestCase, commits_as_savepoints, enable_streaming
 
 
@@ -37,12 +37,13 @@ def events_after(last: int) -> list:
 		f"SELECT * FROM `tab{EVENT_LOG_DOCTYPE}` WHERE name > %s ORDER BY name", (last,), as_dict=True
 	)
 	assert all(r.status == "Queued" for r in rows), [r.last_error for r in rows]
-	decoder, zone = Decoder(), ZoneInfo(get_system_timezone())
-	out = []
-	for row in rows:
-		message = messages.build(row, frappe.local.site, zone)
-		out.append(decoder.decode(message.value, message.headers, topic=row.topic))
-	return out
+	decoder = Decoder()
+	return [  # the messages as the drainer reads them from the transaction's bundles
+		decoder.decode(message.value, message.headers, topic=message.topic)
+		for bundle in bundle_rows()
+		for message in bundle["ready"]
+		if message.ref > last
+	]
 
 
 def flushed() -> list:
