@@ -170,7 +170,7 @@ def test_the_sweeper_does_nothing_when_nothing_waits(site, workers):
 		"released": 0,
 		"pending": False,
 		"drainer": "not needed",
-		"lost_rows_queued": 0,
+		"lost": 0,
 	}
 	assert queued_drainers() == []
 	standin.set_single("Streaming Settings", {"enabled": 0})
