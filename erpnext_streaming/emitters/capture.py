@@ -13,6 +13,12 @@ Why the flush reads the database (facts file, "ERPNext ledger behaviour"; issue 
   non-NULL columns over the captured body, child rows matched by name. Earlier events
   of the same document (a status run of Work Order or Job Card) keep their captured state.
   Limit: a column ERPNext sets to NULL after the hook keeps its captured value.
+  GL Entry and Payment Ledger Entry rows are final when their hook runs (`FINAL_AT_HOOK`):
+  ERPNext inserts each with `submit()` and writes them again only in later transactions
+  (a cancel's `set_as_cancel` / `delink_original_entry` run before the reversal rows are
+  made; general_ledger.py make_reverse_gl_entries, utils.py create_payment_ledger_entry),
+  so only their identity is read back, and a Journal Entry of thousands of rows is not
+  built twice.
 - A rollback to a savepoint (`frappe.db.rollback(save_point=...)`, used by ERPNext's bulk
   transactions and stock bin creation) runs no callback, so the buffer cannot see it.
   The same query drops events whose row no longer exists, whose `creation` differs (the
@@ -44,6 +50,9 @@ from erpnext_streaming import constants as c
 from erpnext_streaming.catalog import Route
 from erpnext_streaming.outbox.mariadb import Database
 from erpnext_streaming.outbox.records import OutboxRecord
+
+# rows ERPNext never writes again in the transaction that submits them (module doc)
+FINAL_AT_HOOK = frozenset({"GL Entry", "Payment Ledger Entry"})
 
 
 class Codec(Protocol):
@@ -241,9 +250,14 @@ def coalesce(events: Iterable[Captured]) -> list[Captured]:
 
 
 def _rows(db: Database, doctype: str, names: Sequence[str], tables: Sequence[tuple[str, str]]) -> dict:
-	"""The rows of `names` as committed so far, each with its child rows (by table fieldname)."""
+	"""The rows of `names` as committed so far, each with its child rows (by table fieldname);
+	of a doctype final at its hook, only their identity."""
 	marks = ", ".join(["%s"] * len(names))
-	rows = db.sql(f"SELECT * FROM `tab{doctype}` WHERE `name` IN ({marks})", list(names), as_dict=True)
+	columns = "`name`, `creation`, `modified`" if doctype in FINAL_AT_HOOK else "*"
+	tables = () if doctype in FINAL_AT_HOOK else tables
+	rows = db.sql(
+		f"SELECT {columns} FROM `tab{doctype}` WHERE `name` IN ({marks})", list(names), as_dict=True
+	)
 	by_name = {row["name"]: dict(row) for row in rows}
 	for fieldname, child in tables:
 		for row in db.sql(
@@ -286,7 +300,8 @@ def reconcile(db: Database, events: list[Captured], codec: Codec) -> list[tuple[
 		if event.failure:
 			kept.append((event, None))
 		elif row is not None and not _rolled_back(event, row):
-			kept.append((event, row if last[event.key] == index else None))
+			final = last[event.key] != index or event.doctype in FINAL_AT_HOOK
+			kept.append((event, None if final else row))
 	return kept
 
 

@@ -25,7 +25,8 @@ from erpnext_streaming.emitters import handler
 from erpnext_streaming.outbox.mariadb import statement_budget
 from erpnext_streaming.outbox.records import SEQUENCE_TABLE
 from erpnext_streaming.tests import erpnext_records
-from erpnext_streaming.tests.utils import StreamingTestCase, commits_as_savepoints, enable_streaming
+from erpnext_streaming.tests.streaming_case import StreamingTestCase
+from erpnext_streaming.tests.utils import commits_as_savepoints, enable_streaming
 
 ROWS = 20_000  # the issue asks for >= 20,000: 10,000 debit and 10,000 credit lines
 DEBIT_ACCOUNT_NAME = "Office Rent"  # an expense ledger of the Standard chart: no party

@@ -23,7 +23,8 @@ from erpnext_streaming.schemas import get_event_schema, shipped_doctypes
 from erpnext_streaming.schemas.serializer import decode
 from erpnext_streaming.tests import erpnext_records
 from erpnext_streaming.tests.delivery_records import NoRegistry, read_bundle
-from erpnext_streaming.tests.utils import StreamingTestCase, enable_streaming
+from erpnext_streaming.tests.streaming_case import StreamingTestCase
+from erpnext_streaming.tests.utils import enable_streaming
 
 
 def flushed_events():

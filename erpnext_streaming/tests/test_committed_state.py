@@ -29,8 +29,9 @@ from erpnext_streaming.emitters import handler
 from erpnext_streaming.emitters.codec import get_codec
 from erpnext_streaming.operations import jobs
 from erpnext_streaming.tests import erpnext_records
+from erpnext_streaming.tests.streaming_case import StreamingTestCase
 from erpnext_streaming.tests.test_capture_erpnext import flushed_events
-from erpnext_streaming.tests.utils import StreamingTestCase, enable_streaming
+from erpnext_streaming.tests.utils import enable_streaming
 
 
 class TestCommittedState(StreamingTestCase):

@@ -23,7 +23,8 @@ from erpnext_streaming.consumer.kpis import CashExposure, PaymentLedger, StockPo
 from erpnext_streaming.emitters import handler
 from erpnext_streaming.tests import erpnext_records
 from erpnext_streaming.tests.delivery_records import bundle_rows
-from erpnext_streaming.tests.utils import StreamingTestCase, commits_as_savepoints, enable_streaming
+from erpnext_streaming.tests.streaming_case import StreamingTestCase
+from erpnext_streaming.tests.utils import commits_as_savepoints, enable_streaming
 
 
 def last_log_row() -> int:

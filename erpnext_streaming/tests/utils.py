@@ -3,7 +3,6 @@
 from contextlib import contextmanager
 
 import frappe
-from frappe.tests.utils import FrappeTestCase
 
 
 @contextmanager
@@ -107,26 +106,3 @@ def enable_streaming(**values) -> None:
 	settings.set("event_catalog", rows)
 	settings.save()
 	handler.clear()
-
-
-class StreamingTestCase(FrappeTestCase):
-	"""A bench test on this site's ERPNext records (`erpnext_records.ensure`) with streaming
-	on; every test rolls back and leaves no buffered event nor cached catalog behind."""
-
-	@classmethod
-	def setUpClass(cls):
-		from erpnext_streaming.tests import erpnext_records
-
-		super().setUpClass()
-		cls.records = erpnext_records.ensure()
-
-	def setUp(self):
-		enable_streaming()
-
-	def tearDown(self):
-		from erpnext_streaming import catalog
-		from erpnext_streaming.emitters import handler
-
-		handler.clear()
-		frappe.db.rollback()
-		catalog.clear_cache()
