@@ -33,13 +33,13 @@ def set_streaming(on: bool) -> None:
 	frappe.db.set_single_value("Streaming Settings", "enabled", int(on))
 	frappe.clear_document_cache("Streaming Settings", "Streaming Settings")
 	catalog.clear_cache()
-	frappe.db.commit()
+	frappe.db.commit()  # the switch is seen by the next submit's catalog and by the drainer
 
 
 def wait_drained(timeout: float = 300) -> None:
 	from erpnext_streaming.delivery import bundles, jobs
 
-	frappe.db.commit()
+	frappe.db.commit()  # a fresh snapshot before looking for undelivered bundles
 	if bundles.oldest_undelivered(frappe.db) is not None:
 		jobs.ensure_drainer(stale_after=jobs.STARTING_SECONDS)
 	deadline = time.monotonic() + timeout
@@ -75,10 +75,10 @@ def submit_seconds(on: bool, company: str, rows: int) -> float:
 	wait_drained()
 	set_streaming(on)
 	entry = journal_entry(company, rows)
-	frappe.db.commit()
+	frappe.db.commit()  # the draft's insert is not part of the measured submit
 	started = time.perf_counter()
 	entry._submit()  # in the request, as the background job ERPNext queues would
-	frappe.db.commit()
+	frappe.db.commit()  # the before_commit flush (the outbox write) belongs in the time
 	seconds = time.perf_counter() - started
 	print(f"streaming {'on ' if on else 'off'} {entry.name}: {seconds:.2f} s", flush=True)
 	return seconds

@@ -300,7 +300,7 @@ def pay(name: str, outstanding: float, status: str) -> list[tuple]:
 	take(buffer, invoice, "on_change")  # the same state again in the transaction: no query
 	assert [q.split(" WHERE ")[1] for q in buffer.db.queries] == ["`name` = %s"]  # one primary-key read
 	records = capture.flush(buffer, frappe.db, RecordingCodec())
-	frappe.db.commit()
+	frappe.db.commit()  # the flush's emitted-state upsert is what the next capture compares with
 	return [(r.event_type, float(json.loads(r.payload)["document"]["outstanding_amount"])) for r in records]
 
 
@@ -314,7 +314,7 @@ def test_every_change_of_outstanding_amount_is_emitted_also_when_the_status_stay
 	take(buffer, Doc("Sales Invoice", name="SINV-1", company="A", status="Unpaid", outstanding_amount=100.0,
 		modified=T0, docstatus=1), "on_submit")  # fmt: skip
 	assert [r.event_type for r in capture.flush(buffer, frappe.db, RecordingCodec())] == ["submitted"]
-	frappe.db.commit()
+	frappe.db.commit()  # the submitted state is emitted: the next capture compares with it
 
 	assert pay("SINV-1", 70.0, "Partly Paid") == [("status_changed", 70.0)]
 	assert pay("SINV-1", 40.0, "Partly Paid") == [("status_changed", 40.0)]  # the status stays
@@ -329,7 +329,7 @@ def emit(name: str, method: str, status: str, outstanding: float) -> list[str]:
 	take(buffer, Doc("Sales Invoice", name=name, company="A", status=status, outstanding_amount=outstanding,
 		modified=T0, docstatus=1), method)  # fmt: skip
 	records = capture.flush(buffer, frappe.db, RecordingCodec())
-	frappe.db.commit()
+	frappe.db.commit()  # the emitted state stands for the next payment's capture
 	return [r.event_type for r in records]
 
 
@@ -343,7 +343,7 @@ def test_invoices_made_overdue_without_a_hook_are_found_against_the_last_emitted
 	insert("Sales Invoice", name="SINV-4", company="A", status="Overdue", outstanding_amount=5, docstatus=1,
 		modified=T0)  # submitted before streaming was enabled: never emitted  # fmt: skip
 	frappe.db.sql("UPDATE `tabSales Invoice` SET status = 'Overdue' WHERE name IN ('SINV-1', 'SINV-2')")
-	frappe.db.commit()
+	frappe.db.commit()  # ERPNext's bulk UPDATE (update_invoice_status) committed before the daily job runs
 	assert capture.changed_without_hook(frappe.db) == ["SINV-1", "SINV-2", "SINV-4"]
 
 	assert emit("SINV-1", "on_change", "Overdue", 100.0) == ["status_changed"]  # what the daily job does

@@ -69,7 +69,7 @@ def test_retention_deletes_in_committed_chunks_by_name_under_read_committed(site
 			"UPDATE `tabStreaming Event Log` SET status = %s, modified = %s WHERE name = %s",
 			(Status.SENT, modified, name),
 		)
-	frappe.db.commit()
+	frappe.db.commit()  # the rows exist before retention runs, as on a site
 	level = frappe.db.sql("SELECT @@SESSION.tx_isolation")[0][0]
 
 	deleted = clear_old_logs(frappe.db, days=30, now=now, chunk=3)

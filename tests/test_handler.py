@@ -77,7 +77,7 @@ def test_events_wait_in_the_transaction_buffer_and_reach_the_outbox_at_commit(st
 	assert len(getattr(frappe.local, handler.BUFFER_ATTR)) == 2
 	assert log_rows() == []  # nothing is written before commit
 
-	frappe.db.commit()
+	frappe.db.commit()  # the before_commit flush writes the buffered events
 
 	assert getattr(frappe.local, handler.BUFFER_ATTR, None) is None
 	rows = log_rows()
@@ -94,7 +94,7 @@ def test_a_rollback_drops_the_buffer_and_writes_nothing(streaming):
 	handler.handle(exists(submitted_sales_invoice(items=1)), "on_submit")
 	frappe.db.rollback()
 	assert getattr(frappe.local, handler.BUFFER_ATTR, None) is None
-	frappe.db.commit()
+	frappe.db.commit()  # nothing was buffered: the commit writes nothing
 	assert log_rows() == []
 
 
@@ -103,7 +103,7 @@ def test_work_rolled_back_to_a_savepoint_is_not_streamed(streaming):
 	frappe.db.savepoint("before_creation_state")
 	handler.handle(exists(gl_entry("gle-gone", "Sales - WP", 0.0, 10.0)), "on_submit")
 	frappe.db.rollback(save_point="before_creation_state")  # runs no callback
-	frappe.db.commit()
+	frappe.db.commit()  # the flush drops the event rolled back to the savepoint
 	assert [r.reference_name for r in log_rows()] == ["gle-kept"]
 
 
@@ -115,7 +115,7 @@ def test_sle_events_carry_the_valuation_written_after_on_submit(streaming):
 		" stock_value = 30123.45654612, stock_value_difference = -1506.172827306 WHERE name = %s",
 		(sle.name,),
 	)
-	frappe.db.commit()
+	frappe.db.commit()  # the flush reads the valuation written after the hook
 	document = decoded(log_rows()[0])["document"]
 	committed = frappe.db.sql(
 		"SELECT qty_after_transaction, valuation_rate, stock_value, stock_value_difference"
@@ -161,7 +161,7 @@ def test_a_document_the_builder_refuses_becomes_a_dead_letter_not_an_exception(s
 	invoice = exists(submitted_sales_invoice(items=2))
 	invoice.grand_total = "twelve"
 	handler.handle(invoice, "on_submit")  # must not raise into the user's save
-	frappe.db.commit()
+	frappe.db.commit()  # the flush turns the unencodable event into a dead letter
 	(row,) = log_rows()
 	assert row.status == Status.DEAD
 	assert "grand_total" in row.last_error and "twelve" in row.last_error
@@ -173,7 +173,7 @@ def test_a_broken_catalog_cache_is_a_dead_letter_not_an_exception(streaming, mon
 
 	monkeypatch.setattr(handler, "get_catalog", broken)
 	handler.handle(exists(submitted_sales_invoice(items=1)), "on_submit")
-	frappe.db.commit()
+	frappe.db.commit()  # the flush writes the capture failure as a dead letter
 	(row,) = log_rows()
 	assert (row.status, row.reference_doctype) == (Status.DEAD, "Sales Invoice")
 	assert "Redis cache is down" in row.last_error
@@ -204,7 +204,7 @@ def test_no_document_makes_a_handler_raise_and_every_event_is_delivered_or_dead_
 		else:
 			assert decoded(row)["doctype"] == doctype
 	frappe.db.sql(f"DELETE FROM `{EVENT_LOG_TABLE}`")
-	frappe.db.commit()
+	frappe.db.commit()  # a clean log for the next doctype's run
 
 
 def test_a_backfill_after_live_capture_writes_no_new_event_id_for_stock_rows(streaming):
@@ -222,7 +222,7 @@ def test_a_backfill_after_live_capture_writes_no_new_event_id_for_stock_rows(str
 		" modified = '2024-03-01 10:15:42.000000' WHERE name = %s",
 		(sle.name,),
 	)
-	frappe.db.commit()
+	frappe.db.commit()  # live capture's events are written before the backfill
 	live = [r.event_id for r in log_rows()]
 
 	rows, _ = backfill.plan(frappe.db, "Stock Ledger Entry").fetch(frappe.db, None, 100)
@@ -259,7 +259,7 @@ def test_a_deadlock_in_the_flush_fails_the_users_commit_instead_of_reporting_suc
 		waiter.start()
 		_wait_for_lock_wait(frappe.db, other.thread_id())
 		with pytest.raises(Exception) as raised:
-			frappe.db.commit()
+			frappe.db.commit()  # the flush waits on the other lock and fails: the commit must raise
 		waiter.join(30)
 	finally:
 		other.rollback()

@@ -120,7 +120,7 @@ def test_a_rerun_writes_no_event_id_again_and_a_changed_document_gets_a_new_one(
 		"UPDATE `tabSales Invoice` SET modified = %s, status = 'Return' WHERE name = 'ACC-SINV-000007'",
 		(datetime(2025, 1, 1, 9, 0),),
 	)
-	frappe.db.commit()
+	frappe.db.commit()  # the document changed since the first backfill, in a transaction of its own
 	restarted, _ = ops.backfill(SI, chunk_size=15, restart=True)
 	assert (restarted.job.emitted, restarted.job.skipped) == (1, 39)
 	rows = event_log()
@@ -133,7 +133,7 @@ def test_scope_filters_company_and_posting_dates(site):
 	insert_invoices(30, company=COMPANY, start=date(2024, 1, 1))  # 2024-01-01 .. 2024-01-30
 	frappe.db.sql("UPDATE `tabSales Invoice` SET company = %s WHERE name <= 'ACC-SINV-000010'", (OTHER,))
 	frappe.db.sql("UPDATE `tabSales Invoice` SET docstatus = 2 WHERE name = 'ACC-SINV-000020'")
-	frappe.db.commit()
+	frappe.db.commit()  # the documents exist before the backfill plans its scope
 	source = backfill.plan(
 		frappe.db, SI, [("items", "Sales Invoice Item")], COMPANY, date(2024, 1, 12), date(2024, 1, 25)
 	)
@@ -148,7 +148,7 @@ def test_a_document_that_cannot_be_built_becomes_a_dead_letter_with_the_reason(s
 	configure()
 	insert_invoices(3)
 	frappe.db.sql("UPDATE `tabSales Invoice` SET posting_time = '30:00:00' WHERE name = 'ACC-SINV-000002'")
-	frappe.db.commit()
+	frappe.db.commit()  # the bad row exists before the backfill reads it
 	result, _ = ops.backfill(SI)
 	assert result.ok and result.job.emitted == 3
 	rows = event_log("name, reference_name, status, last_error")
@@ -187,7 +187,7 @@ def test_a_job_another_process_runs_is_left_alone(site, mariadb):
 	configure()
 	insert_invoices(5)
 	job = jobs.create(frappe.db, jobs.Kind.BACKFILL, datetime.now(), reference_doctype=SI)
-	frappe.db.commit()
+	frappe.db.commit()  # the job row is visible to the other session
 	other = StandinDatabase(**{k: v for k, v in mariadb.items() if k != "tables"})
 	try:
 		assert get_lock(other, lock_name(other, f"job:{job.name}"), 0)
@@ -248,7 +248,7 @@ def test_the_job_table_round_trips_scope_and_checkpoint(site):
 	}
 	job.processed = 3
 	jobs.save(frappe.db, job, now + timedelta(minutes=1))
-	frappe.db.commit()
+	frappe.db.commit()  # the checkpoint is saved as the job's chunk commits it
 	again = jobs.load(frappe.db, job.name)
 	assert again.scope == [["ITEM-1", "Stores - WP", "2024-01-01 00:00:00.000000"]]
 	assert again.checkpoint == job.checkpoint and again.processed == 3 and again.status == "Queued"
@@ -267,13 +267,13 @@ def test_a_backfill_does_not_post_again_a_ledger_row_that_a_cancel_flagged_after
 
 	configure()
 	sle("SLE-1", "ITEM-A", "Stores - WP", datetime(2024, 3, 1, 10))
-	frappe.db.commit()
+	frappe.db.commit()  # the ledger row exists before the first backfill
 	assert ops.backfill("Stock Ledger Entry")[0].job.emitted == 1
 	frappe.db.sql(
 		"UPDATE `tabStock Ledger Entry` SET is_cancelled = 1, modified = %s WHERE name = 'SLE-1'",
 		(datetime(2024, 3, 2, 9),),
 	)
-	frappe.db.commit()
+	frappe.db.commit()  # the cancel's bulk UPDATE is a later transaction
 	again, _ = ops.backfill("Stock Ledger Entry")
 	assert (again.job.emitted, again.job.skipped) == (0, 1)
 	assert [(r.reference_name, r.event_type) for r in event_log()] == [("SLE-1", "posted")]

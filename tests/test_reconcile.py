@@ -159,7 +159,7 @@ def standard_books(books: Books, drop: str = "") -> None:
 	journal = ("Journal Entry", "JV-1")
 	books.gl(GLOBEX, journal, "Cash - G", debit=75, stream=drop != "voucher")
 	books.gl(GLOBEX, journal, "Capital - G", credit=75, stream=drop != "voucher")
-	frappe.db.commit()
+	frappe.db.commit()  # the ledger and its stream are in place before reconcile reads them
 
 
 @pytest.fixture

@@ -32,10 +32,10 @@ def equipment_handover(*extra: dict) -> None:
 def test_a_derived_schema_outlives_a_change_of_its_doctype(site):
 	equipment_handover()
 	before = derive_from_meta(DOCTYPE)  # the capture of the first event derives it
-	frappe.db.commit()
+	frappe.db.commit()  # the first event's transaction stored its schema
 	equipment_handover({"fieldname": "hours_used", "fieldtype": "Float", "label": "Hours Used"})
 	after = derive_from_meta(DOCTYPE)
-	frappe.db.commit()
+	frappe.db.commit()  # a later transaction after the Customize Form change
 	assert after.fingerprint != before.fingerprint
 
 	old = jobs.writer_schema(DOCTYPE, before.version, before.fingerprint)  # an event written before
@@ -57,7 +57,7 @@ def test_export_schemas_writes_every_stored_version(site, tmp_path):
 	before = derive_from_meta(DOCTYPE)
 	equipment_handover({"fieldname": "hours_used", "fieldtype": "Float", "label": "Hours Used"})
 	after = derive_from_meta(DOCTYPE)
-	frappe.db.commit()
+	frappe.db.commit()  # both versions are stored before the export reads them
 	ops.export_schemas(tmp_path)
 	manifest = json.loads((tmp_path / "manifest.json").read_text())["schemas"]
 	mine = {m["fingerprint"]: m for m in manifest if m["doctype"] == DOCTYPE}

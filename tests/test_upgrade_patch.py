@@ -39,7 +39,7 @@ def rows_as_an_earlier_version_left_them() -> dict[str, int]:
 	names = {r[1]: r[0] for r in frappe.db.sql(f"SELECT name, reference_name FROM `{EVENT_LOG_TABLE}`")}
 	for ref, status in (("A1", Status.SENT), ("B1", Status.SENT), ("A2", Status.FAILED), ("B3", Status.DEAD)):
 		frappe.db.sql(f"UPDATE `{EVENT_LOG_TABLE}` SET status = %s WHERE name = %s", (status, names[ref]))
-	frappe.db.commit()
+	frappe.db.commit()  # the earlier version's transactions ended before the migrate
 	return names
 
 
@@ -47,7 +47,7 @@ def test_pending_rows_of_an_earlier_version_get_bundles_in_name_order_and_are_cl
 	names = rows_as_an_earlier_version_left_them()
 
 	queued = queue_pending(frappe.db, NOW, MessageContext("site.test"), chunk=2)
-	frappe.db.commit()
+	frappe.db.commit()  # the patch's transaction ends, as bench migrate commits it
 
 	assert queued == 3  # A2 (Failed), A3 and B2 (Queued); not the Sent rows, nor the Dead one
 	per_company: dict[str, list[int]] = {}
@@ -56,7 +56,7 @@ def test_pending_rows_of_an_earlier_version_get_bundles_in_name_order_and_are_cl
 	assert per_company == {"A": [names["A2"], names["A3"]], "B": [names["B2"]]}
 
 	claimed = bundles.claim(frappe.db, "drainer-1", NOW + timedelta(minutes=5), NOW, limit=100)
-	frappe.db.commit()
+	frappe.db.commit()  # the claim's transaction ends, as the drainer commits it
 	got = [n for b in claimed for n in refs_in(b.messages)]
 	assert sorted(got) == sorted([names["A2"], names["A3"], names["B2"]])
 	assert [b.name for b in claimed] == sorted(b.name for b in claimed)
@@ -66,7 +66,7 @@ def test_the_patch_finds_nothing_to_queue_on_a_site_without_pending_rows(site):
 	write(frappe.db, [record("A1", "A")], NOW)
 	frappe.db.sql(f"UPDATE `{EVENT_LOG_TABLE}` SET status = %s", (Status.SENT,))
 	frappe.db.sql(f"DELETE FROM `{BUNDLE_TABLE}`")
-	frappe.db.commit()
+	frappe.db.commit()  # the earlier version's transactions ended before the migrate
 	assert queue_pending(frappe.db, NOW, MessageContext("site.test")) == 0
 	assert not frappe.db.sql(f"SELECT 1 FROM `{BUNDLE_TABLE}`")
 
@@ -76,10 +76,10 @@ def test_rows_already_in_a_bundle_are_not_queued_twice(site):
 	write(frappe.db, [record("A1", "A")], NOW)  # an earlier version's row: no bundle
 	frappe.db.sql(f"DELETE FROM `{BUNDLE_TABLE}`")
 	write(frappe.db, [record("A2", "A")], NOW)  # the new code's row, with its bundle
-	frappe.db.commit()
+	frappe.db.commit()  # the earlier version's and the new code's transactions ended before the migrate
 
 	assert queue_pending(frappe.db, NOW, MessageContext("site.test")) == 1
-	frappe.db.commit()
+	frappe.db.commit()  # the patch's transaction ends, as bench migrate commits it
 	refs = [n for (m,) in frappe.db.sql(f"SELECT messages FROM `{BUNDLE_TABLE}`") for n in refs_in(m)]
 	names = [r[0] for r in frappe.db.sql(f"SELECT name FROM `{EVENT_LOG_TABLE}` ORDER BY name")]
 	assert sorted(refs) == names  # each event in exactly one bundle
@@ -91,7 +91,7 @@ def test_a_commit_before_the_migrate_keeps_its_rows_for_the_patch(site):
 	frappe.db.sql(f"RENAME TABLE `{BUNDLE_TABLE}` TO `{BUNDLE_TABLE} (not yet)`")
 	try:
 		write(frappe.db, [record("A1", "A"), record("B1", "B")], NOW)
-		frappe.db.commit()
+		frappe.db.commit()  # the earlier version's transaction commits without the bundle table
 	finally:
 		frappe.db.sql(f"RENAME TABLE `{BUNDLE_TABLE} (not yet)` TO `{BUNDLE_TABLE}`")
 	assert [r[0] for r in frappe.db.sql(f"SELECT reference_name FROM `{EVENT_LOG_TABLE}` ORDER BY name")] == [
@@ -119,10 +119,10 @@ def test_the_sweeper_bundles_pending_rows_no_bundle_holds_once_they_are_old_enou
 		f"UPDATE `{EVENT_LOG_TABLE}` SET creation = %s WHERE name = %s", (datetime.now(), names["A3"])
 	)
 	standin.set_single("Streaming Settings", {"enabled": 1, "bootstrap_servers": "127.0.0.1:9"})
-	frappe.db.commit()
+	frappe.db.commit()  # the lost rows are committed before the scheduler's sweep
 
 	jobs.sweep()
-	frappe.db.commit()
+	frappe.db.commit()  # the sweep's bundles are committed, as its job commits them
 
 	bundled = [refs_in(m) for (m,) in frappe.db.sql(f"SELECT messages FROM `{BUNDLE_TABLE}` ORDER BY name")]
 	a4 = frappe.db.sql(f"SELECT name FROM `{EVENT_LOG_TABLE}` WHERE reference_name = 'A4'")[0][0]

@@ -71,7 +71,7 @@ def emit_changes_without_hook():
 		handle(frappe.get_doc("Sales Invoice", name), "on_change")
 		if count % 500 == 0:
 			frappe.db.commit()  # the flush writes each batch's events
-	frappe.db.commit()
+	frappe.db.commit()  # the last batch's events (a scheduler job commits only on success)
 
 
 def get_buffer() -> capture.Buffer:

@@ -214,7 +214,7 @@ def requeue_matching(
 		matched, after = matched + len(names), names[-1]
 		requeued += len(requeue_rows(frappe.db, names, now, frappe.session.user, message_context()))
 		_wake_after_commit()
-		frappe.db.commit()
+		frappe.db.commit()  # each chunk its own transaction: counter locks held briefly, progress kept
 	return {"matched": matched, "requeued": requeued, "dry_run": False}
 
 

@@ -151,7 +151,7 @@ class TestCommittedState(StreamingTestCase):
 				self.assertLess(clock.monotonic(), deadline, "the other session never waited")
 				clock.sleep(0.05)
 			with self.assertRaises(Exception) as raised:
-				frappe.db.commit()
+				frappe.db.commit()  # the flush waits on the other lock and fails: the commit must raise
 			waiter.join(30)
 		finally:
 			other.rollback()

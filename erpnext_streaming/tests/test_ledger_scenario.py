@@ -147,36 +147,36 @@ class TestLedgerScenario(FrappeTestCase):
 					basic_rate=10,
 					target=f"Stores - {company.abbr}",
 				)
-		frappe.db.commit()
+		frappe.db.commit()  # one business transaction (a savepoint under commits_as_savepoints)
 		single = self.invoice(first, [(items[0], 2, 50)])
 		self.invoice(first, [(item, 1, 30) for item in items])
 		self.invoice(second, [(items[0], 3, 40)])
-		frappe.db.commit()
+		frappe.db.commit()  # the invoices' transaction ends
 		cancelled = self.invoice(first, [(items[1], 1, 25)])
-		frappe.db.commit()
+		frappe.db.commit()  # the invoice to cancel is submitted first
 		cancelled.cancel()
-		frappe.db.commit()
+		frappe.db.commit()  # the cancel is a later transaction
 		self.pay(single, 30)
-		frappe.db.commit()
+		frappe.db.commit()  # the first payment's transaction
 		self.pay(single, 30).cancel()
-		frappe.db.commit()
+		frappe.db.commit()  # the cancelled payment's transactions
 		self.invoice(first, [(items[0], -1, 50)], is_return=1, return_against=single.name)  # credit note
-		frappe.db.commit()
+		frappe.db.commit()  # the credit note's transaction
 		self.manufacture(first, items[2])
-		frappe.db.commit()
+		frappe.db.commit()  # the manufacture's transaction
 		create_stock_reconciliation(
 			company=first.name, item_code=items[3], warehouse=f"Stores - {first.abbr}", qty=60, rate=12,
 			expense_account=f"Stock Adjustment - {first.abbr}", cost_center=first.cost_center,
 		)  # fmt: skip
 		self.invoice(first, [(items[3], 1, 30)])  # a move after the reconciliation
 		self.journal_entry(first, lines=3)
-		frappe.db.commit()
+		frappe.db.commit()  # the reconciliation, the sale and the journal entry
 		frappe.db.savepoint("bulk")
 		phantom = self.invoice(second, [(items[0], 1, 100)])
 		frappe.db.rollback(save_point="bulk")
 		real = self.invoice(second, [(items[0], 2, 100)])
 		self.assertEqual(real.name, phantom.name)  # the naming series was rolled back too
-		frappe.db.commit()
+		frappe.db.commit()  # the transaction with the savepoint rollback and the reused name
 
 	def test_a_day_of_business_streams_the_ledgers_of_two_companies_exactly(self):
 		with commits_as_savepoints():

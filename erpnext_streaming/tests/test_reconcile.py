@@ -109,7 +109,7 @@ class TestReconcile(FrappeTestCase):
 				expense_account=company.default_expense_account, warehouse=self.warehouse,
 				item_code=item, qty=2, rate=50, update_stock=1,
 			)  # fmt: skip
-			frappe.db.commit()
+			frappe.db.commit()  # one business transaction (a savepoint under commits_as_savepoints)
 			for cancel in (False, "Payment Ledger Entry" in self.topics()):
 				payment = get_payment_entry("Sales Invoice", invoice.name)
 				payment.update(
@@ -123,9 +123,9 @@ class TestReconcile(FrappeTestCase):
 				payment.references[0].allocated_amount = 30
 				payment.submit()
 				if cancel:
-					frappe.db.commit()
+					frappe.db.commit()  # the payment is submitted before it is cancelled, as on a site
 					payment.cancel()
-				frappe.db.commit()
+				frappe.db.commit()  # the payment's (or its cancel's) transaction ends
 			self.drain()
 		return invoice
 

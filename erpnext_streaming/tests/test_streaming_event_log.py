@@ -35,7 +35,7 @@ class TestStreamingEventLogRetention(FrappeTestCase):
 	def tearDown(self):
 		frappe.db.rollback()
 		frappe.db.sql(f"DELETE FROM `{EVENT_LOG_TABLE}` WHERE `event_id` LIKE 'retention-%%'")
-		frappe.db.commit()
+		frappe.db.commit()  # retention committed this test's rows: delete them for good
 
 	def test_clear_old_logs_deletes_old_sent_rows_and_keeps_dead_letters(self):
 		now = now_datetime()

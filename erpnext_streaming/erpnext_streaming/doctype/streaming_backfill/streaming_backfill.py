@@ -151,6 +151,6 @@ def run(name: int) -> None:
 	)  # fmt: skip
 	if result.outcome == jobs.Outcome.PAUSED:
 		_end(result.job, jobs.JobStatus.INTERRUPTED, "stopped from the desk; Resume continues it")
-		frappe.db.commit()
+		frappe.db.commit()  # the desk reloads on the realtime message: Interrupted must be visible
 	frappe.publish_realtime(PROGRESS_EVENT, {"name": result.job.name, "status": result.job.status},
 		user=frappe.session.user)  # fmt: skip
