@@ -98,6 +98,30 @@ def site(mariadb, redis_url):
 
 
 @pytest.fixture
+def bench(site, monkeypatch):
+	"""`bench --site SITE streaming ARGS` on the test's site: `bench("status", "--json")`."""
+	from contextlib import contextmanager
+
+	from click.testing import CliRunner
+
+	from erpnext_streaming import commands
+
+	@contextmanager
+	def connected(ctx):
+		assert ctx.obj["sites"] == [site]
+		yield site
+
+	monkeypatch.setattr(commands, "connect", connected)
+
+	def invoke(*args: str):
+		return CliRunner().invoke(
+			commands.streaming, list(args), obj={"sites": [site]}, catch_exceptions=False
+		)
+
+	return invoke
+
+
+@pytest.fixture
 def workers(site):
 	"""Real forking `rq worker` processes on the site's long queue, killed by PID at the end
 	(tests/delivery_support.py `Workers`)."""

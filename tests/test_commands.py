@@ -27,23 +27,6 @@ from erpnext_streaming.schemas import default_registry
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def bench(site, monkeypatch):
-	@contextmanager
-	def connected(ctx):
-		assert ctx.obj["sites"] == [site]
-		yield site
-
-	monkeypatch.setattr(commands, "connect", connected)
-
-	def invoke(*args: str):
-		return CliRunner().invoke(
-			commands.streaming, list(args), obj={"sites": [site]}, catch_exceptions=False
-		)
-
-	return invoke
-
-
 def test_frappe_finds_the_command_group():
 	assert commands.commands == [commands.streaming]
 	assert set(commands.streaming.commands) == {

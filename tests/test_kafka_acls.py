@@ -165,18 +165,7 @@ def consume_as_admin(bootstrap: str, topic: str, expect: int):
 	return consume(bootstrap, topic, expect=expect, settle=2, config=client(bootstrap, ADMIN, ADMIN_PASSWORD))
 
 
-def test_create_topics_without_the_create_acl_says_which_acl_is_missing(site, secured, monkeypatch):
-	from contextlib import contextmanager
-
-	from click.testing import CliRunner
-
-	from erpnext_streaming import commands
-
-	@contextmanager
-	def connected(ctx):
-		yield site
-
-	monkeypatch.setattr(commands, "connect", connected)
+def test_create_topics_without_the_create_acl_says_which_acl_is_missing(bench, secured):
 	_, sasl_bootstrap = secured
 	topic = "erpnext.acl-create"
 	row = {"document_type": "GL Entry", "enabled": 1, "on_submit": 1, "topic": topic}
@@ -186,9 +175,7 @@ def test_create_topics_without_the_create_acl_says_which_acl_is_missing(site, se
 			"sasl_username": APP_USER, "sasl_password": APP_PASSWORD, "event_catalog": [row]},
 	)  # fmt: skip
 	for dry_run in (["--dry-run"], []):
-		result = CliRunner().invoke(
-			commands.streaming, ["create-topics", *dry_run], obj={"sites": [site]}, catch_exceptions=False
-		)
+		result = bench("create-topics", *dry_run)
 		print(f"\n$ bench --site SITE streaming create-topics {' '.join(dry_run)}\n{result.output}")
 		assert result.exit_code == 1, result.output
 		assert f"Could not create {topic}: TOPIC_AUTHORIZATION_FAILED" in result.stderr

@@ -57,22 +57,6 @@ def strict():
 		cluster.stop()
 
 
-@pytest.fixture
-def bench(site, monkeypatch):
-	@contextmanager
-	def connected(ctx):
-		yield site
-
-	monkeypatch.setattr(commands, "connect", connected)
-
-	def invoke(*args: str):
-		return CliRunner().invoke(
-			commands.streaming, list(args), obj={"sites": [site]}, catch_exceptions=False
-		)
-
-	return invoke
-
-
 def layout(bootstrap: str, topic: str) -> tuple[int, int, str]:
 	"""(partitions, replication factor, min.insync.replicas) as the cluster has them; asked
 	until a broker answers for the topic (a new topic reaches each broker's metadata a
