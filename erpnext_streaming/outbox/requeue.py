@@ -189,7 +189,7 @@ def _back_into_delivery(
 
 
 def queue_pending(
-	db: Database, now: datetime, context: MessageContext, chunk: int = 1000, before=None
+	db: Database, now: datetime, context: MessageContext, chunk: int = 1000, before: datetime | None = None
 ) -> int:
 	"""Bundles for every Queued or Failed row (created before `before`, if given) that no
 	bundle holds; the rows queued. Such rows exist after an upgrade from the row-by-row
