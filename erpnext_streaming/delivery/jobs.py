@@ -32,6 +32,8 @@ DRAINER_JOB_IDS = (DRAINER_JOB_ID, f"{DRAINER_JOB_ID}.next")
 LOGGER = "erpnext_streaming"
 # a started drainer job takes its heartbeat within this, or its worker is gone
 STARTING_SECONDS = 3 * signals.HEARTBEAT_SECONDS
+# derived writer schemas of this process, by fingerprint (`writer_schema`)
+_WRITER_SCHEMAS: dict = {}
 # librdkafka's own default when neither property is set
 LIBRDKAFKA_MESSAGE_TIMEOUT_MS = 300000
 
@@ -236,24 +238,26 @@ def build_framer(config: StreamingConfig, registry_password: str | None) -> fram
 
 
 def writer_schema(doctype: str, version: int, fingerprint: str):
-	"""The schema a row was written with: shipped, derived from the doctype's meta, or the
-	stored version it was derived as before the meta changed (`schemas.stored`)."""
+	"""The schema a row was written with: shipped, or derived (stored by fingerprint when the
+	event was captured, `schemas.stored`; else derived from the doctype's meta as it is now).
+	Kept per process by fingerprint, which names one schema for ever: the drainer asks once
+	per message."""
 	from erpnext_streaming.schemas import shipped_doctypes
 
 	if doctype in shipped_doctypes():
 		return framing.shipped_schema(doctype, version, fingerprint)
-	from erpnext_streaming.emitters.codec import derive_from_meta
-
-	schema = derive_from_meta(doctype)
-	if schema.fingerprint != fingerprint:
+	schema = _WRITER_SCHEMAS.get(fingerprint)
+	if schema is None:
+		from erpnext_streaming.emitters.codec import derive_from_meta
 		from erpnext_streaming.schemas import stored
 
-		schema = stored.load(frappe.db, fingerprint) or schema
-	if schema.fingerprint != fingerprint:
-		raise framing.FramingError(
-			f"{doctype}'s meta changed since the event was captured (schema fingerprint {fingerprint}, "
-			f"now {schema.fingerprint}): its writer schema cannot be registered"
-		)
+		schema = stored.load(frappe.db, fingerprint) or derive_from_meta(doctype)
+		if schema.fingerprint != fingerprint:
+			raise framing.FramingError(
+				f"{doctype}'s meta changed since the event was captured (schema fingerprint {fingerprint}, "
+				f"now {schema.fingerprint}): its writer schema cannot be registered"
+			)
+		_WRITER_SCHEMAS[fingerprint] = schema
 	return schema
 
 
