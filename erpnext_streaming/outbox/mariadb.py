@@ -53,7 +53,7 @@ def value_bytes(value: Any) -> int:
 	"""At most how many bytes a value takes in a statement: a string's UTF-8 bytes, twice
 	over for escapes; a number or a date a few dozen."""
 	if isinstance(value, str):
-		return 2 * len(value.encode("utf-8")) + 3
+		return 2 * (len(value) if value.isascii() else len(value.encode("utf-8"))) + 3
 	if isinstance(value, bytes):
 		return 2 * len(value) + 3
 	return 32
