@@ -17,11 +17,7 @@ from erpnext_streaming.constants import CURSOR_TABLE
 
 
 def execute():
-	release_local_times(frappe.db)
-
-
-def release_local_times(db) -> None:
-	db.sql(
+	frappe.db.sql(
 		f"UPDATE `{CURSOR_TABLE}` SET `lease_owner` = NULL, `lease_expires_at` = NULL, `next_attempt_at` = NULL "
 		"WHERE `lease_owner` IS NOT NULL OR `lease_expires_at` IS NOT NULL OR `next_attempt_at` IS NOT NULL"
 	)
