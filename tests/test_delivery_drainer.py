@@ -328,8 +328,9 @@ def test_a_company_lost_while_its_batch_waited_is_dropped_from_the_batch_not_pro
 
 	def take_globex():
 		intruder.sql(
-			f"UPDATE `{CURSOR_TABLE}` SET lease_owner = 'intruder', lease_expires_at = %s WHERE name = %s",
-			(datetime.now() + timedelta(seconds=1), COMPANIES[1]),
+			f"UPDATE `{CURSOR_TABLE}` SET lease_owner = 'intruder', "
+			"lease_expires_at = UTC_TIMESTAMP(6) + INTERVAL 1 SECOND WHERE name = %s",
+			(COMPANIES[1],),
 		)
 		intruder.commit()
 		time.sleep(0.2)
@@ -408,9 +409,9 @@ def test_the_next_claim_continues_after_the_bundles_started_while_their_receipt_
 	claims: list[dict] = []
 	claim = bundles.claim
 
-	def recording_claim(db, owner, until, now, limit, after=None):
+	def recording_claim(db, owner, until, utc, limit, after=None, now=None):
 		committed = dict(db.sql(f"SELECT name, delivered_through FROM `{CURSOR_TABLE}`"))
-		got = claim(db, owner, until, now, limit, after)
+		got = claim(db, owner, until, utc, limit, after, now)
 		claims.append(
 			{
 				"committed": committed,
@@ -450,7 +451,7 @@ def test_a_failure_is_not_recorded_on_a_company_another_drainer_took_over(
 	frappe.db.commit()  # ends this connection's transaction: the drainers read on their own
 	a1_bundle = frappe.db.sql(f"SELECT MIN(name) FROM `{BUNDLE_TABLE}` WHERE company = %s", (acme,))[0][0]
 	intruder = StandinDatabase(**{k: v for k, v in mariadb.items() if k != "tables"})
-	retry_at = datetime.now().replace(microsecond=0) + timedelta(minutes=5)
+	retry_at = frappe.db.sql("SELECT UTC_TIMESTAMP()")[0][0] + timedelta(minutes=5)  # the database's clock
 
 	def take_over_acme():
 		"""The new owner delivered A1 and failed A2 twice."""
@@ -514,8 +515,8 @@ def test_a_claim_rolled_back_as_a_deadlock_victim_is_claimed_again(
 	ref_of = {name: ref for ref, name in names.items()}
 	claim, calls = bundles.claim, []
 
-	def losing_claim(db, owner, until, now, limit, after=None):
-		got = claim(db, owner, until, now, limit, after)
+	def losing_claim(db, owner, until, utc, limit, after=None, now=None):
+		got = claim(db, owner, until, utc, limit, after, now)
 		calls.append([ref_of[n] for b in got for n in refs_in(b.messages)])
 		if len(calls) == 2:  # the second claim lost (its leases were written: rolled back)
 			error = pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")
@@ -685,7 +686,7 @@ def test_a_batch_lost_with_its_producer_is_retried_at_once_with_the_new_one_then
 	lost["instances"] = 2
 	drainer = make_drainer(mariadb, redis_url, factory)
 	drainer.policy = RetryPolicy(base_seconds=60, cap_seconds=60, max_attempts=5)
-	started = datetime.now()
+	started = frappe.db.sql("SELECT UTC_TIMESTAMP(6)")[0][0]  # retry times are the database's UTC
 	stats = drainer.run()
 	drainer.db.close()
 	assert (stats.producers, stats.sent) == (2, 0)  # retried at once, lost again: now it waits

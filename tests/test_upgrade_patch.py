@@ -1,5 +1,7 @@
-"""The upgrade from the row-by-row drainer: rows an earlier version left Queued or Failed
-get delivery bundles, in name order, so none is left undelivered (patches/v1_0).
+"""The upgrades (patches/v1_0): from the row-by-row drainer, rows an earlier version left
+Queued or Failed get delivery bundles, in name order, so none is left undelivered; and the
+cursors' leases and retry times an earlier version wrote in local time are cleared (they
+are UTC from the database's clock now).
 
 Commits: every test has a database of its own; a commit ends the earlier version's (or
 the migrate's) transaction, as `bench migrate` does."""
@@ -11,11 +13,13 @@ from datetime import datetime, timedelta
 import frappe
 import pytest
 
-from erpnext_streaming.constants import BUNDLE_TABLE, EVENT_LOG_TABLE, Status
+from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, EVENT_LOG_TABLE, Status
 from erpnext_streaming.delivery import bundles
 from erpnext_streaming.delivery.messages import refs as refs_in
+from erpnext_streaming.outbox.mariadb import utc_now
 from erpnext_streaming.outbox.records import MessageContext, OutboxRecord
 from erpnext_streaming.outbox.write import write
+from erpnext_streaming.patches.v1_0 import utc_delivery_leases
 from erpnext_streaming.patches.v1_0.queue_pending_events import queue_pending
 
 pytestmark = pytest.mark.integration
@@ -127,3 +131,31 @@ def test_the_sweeper_bundles_pending_rows_no_bundle_holds_once_they_are_old_enou
 	bundled = [refs_in(m) for (m,) in frappe.db.sql(f"SELECT messages FROM `{BUNDLE_TABLE}` ORDER BY name")]
 	a4 = frappe.db.sql(f"SELECT name FROM `{EVENT_LOG_TABLE}` WHERE reference_name = 'A4'")[0][0]
 	assert bundled == [[a4], [names["A1"], names["A2"]]]
+
+
+def test_leases_and_retry_times_an_earlier_version_wrote_in_local_time_are_cleared(site):
+	"""A site 5 hours east of UTC: the earlier version leased A and B and made B wait for
+	its retry, in local time, so a drainer reading UTC would wait hours for both. After the
+	patch every lease is given back and every retry is due now; the retry count and error
+	stay, and the next claim takes both companies at once."""
+	write(frappe.db, [record("A1", "A"), record("B1", "B")], NOW)
+	local = datetime.now() + timedelta(hours=5)
+	bundles.claim(frappe.db, "old-drainer", local + timedelta(minutes=5), local, limit=100)
+	bundles.record_retry(frappe.db, "old-drainer", "B", 3, local + timedelta(minutes=10), "timeout", local)
+	frappe.db.commit()  # the earlier version's transactions ended before the migrate
+	utc = utc_now(frappe.db)
+	assert bundles.claim(frappe.db, "new-drainer", utc + timedelta(minutes=2), utc, limit=100) == []
+	frappe.db.rollback()
+
+	utc_delivery_leases.execute()
+	frappe.db.commit()  # the patch's transaction ends, as bench migrate commits it
+
+	cursors = frappe.db.sql(
+		f"SELECT name, attempts, last_error, next_attempt_at, lease_owner, lease_expires_at FROM `{CURSOR_TABLE}` "
+		"ORDER BY name"
+	)
+	assert cursors == (("A", 0, None, None, None, None), ("B", 3, "timeout", None, None, None))
+	utc = utc_now(frappe.db)
+	claimed = bundles.claim(frappe.db, "new-drainer", utc + timedelta(minutes=2), utc, limit=100)
+	assert sorted(b.cursor for b in claimed) == ["A", "B"]
+	assert next(b.attempts for b in claimed if b.cursor == "B") == 3

@@ -9,6 +9,11 @@ the Event Log (rows Sent) off the delivery path. User transactions only INSERT b
 the drainer touches cursors, receipts and bundles by primary key under READ COMMITTED, so
 nothing here waits on a user transaction. Companies are matched in SQL, under the database's
 collation (`outbox.records.bucket`), never in Python.
+
+Leases and retry times (`lease_expires_at`, `next_attempt_at`) are UTC from the database's
+clock (`mariadb.utc_now`): the `utc` and `until` values here come from it, so drainers and
+the sweeper on hosts with different clocks, time zones or DST agree on them. `creation`,
+`modified` and the Event Log's times are Frappe's site-local time (`now`).
 """
 
 from __future__ import annotations
@@ -169,14 +174,14 @@ class Claimed:
 	attempts: int = 0
 
 
-def _lease_is_mine_or_free(row: Mapping[str, Any], owner: str, now: datetime) -> bool:
+def _lease_is_mine_or_free(row: Mapping[str, Any], owner: str, utc: datetime) -> bool:
 	holder, expires = row["lease_owner"], row["lease_expires_at"]
-	return not holder or holder == owner or expires is None or expires <= now
+	return not holder or holder == owner or expires is None or expires <= utc
 
 
-def _due(row: Mapping[str, Any], now: datetime) -> bool:
+def _due(row: Mapping[str, Any], utc: datetime) -> bool:
 	due = row["next_attempt_at"]
-	return due is None or due <= now
+	return due is None or due <= utc
 
 
 def companies(db: Database) -> list[dict]:
@@ -193,31 +198,33 @@ def claim(
 	db: Database,
 	owner: str,
 	until: datetime,
-	now: datetime,
+	utc: datetime,
 	limit: int,
 	after: Mapping[str, int] | None = None,
+	now: datetime | None = None,
 ) -> list[Claimed]:
 	"""Lease the companies that have bundles to deliver and return up to about `limit`
 	events' worth of their bundles, in name order: per company a prefix of its bundles
 	after its cursor or, for the companies in `after` ({cursor: last bundle}) that this
 	claimer leased all along, after the bundles it claimed before (in flight, or delivered
 	and not recorded yet). A company leased by another drainer, or whose next bundle waits
-	for its retry (`next_attempt_at`), yields nothing. Run it under the claim lock, in a
-	transaction the caller commits."""
+	for its retry (`next_attempt_at`), yields nothing. `utc` (now) and `until` (the lease's
+	end) are the database's UTC; `now` (default `utc`) the site's time for a new
+	cursor's `creation`. Run it under the claim lock, in a transaction the caller commits."""
 	if limit <= 0:
 		return []
 	after = after or {}
 	open_ = []
 	held: set[str] = set()
 	for row in companies(db):
-		if row["cursor"] is not None and not (_lease_is_mine_or_free(row, owner, now) and _due(row, now)):
+		if row["cursor"] is not None and not (_lease_is_mine_or_free(row, owner, utc) and _due(row, utc)):
 			continue
 		key = row["cursor"] if row["cursor"] is not None else row["company"]
 		start = row["delivered_through"] or 0
 		if row["lease_owner"] == owner:  # held all along: nobody else delivered after its claims
 			start = max(start, after.get(key, 0))
 			expires = row["lease_expires_at"]
-			if expires is not None and expires > now + (until - now) / 2:
+			if expires is not None and expires > utc + (until - utc) / 2:
 				held.add(key)  # for more than half a lease yet: not written again (see below)
 		open_.append((key, start, row["attempts"] or 0))
 	if not open_:
@@ -231,6 +238,7 @@ def claim(
 	# written in one order everywhere (`_cursor_order`), as two orders could deadlock
 	leased = sorted({open_[row[0]][0] for row in batch} - held, key=_cursor_order)
 	if leased:
+		now = now or utc
 		db.sql(
 			f"INSERT INTO {_C} (`name`, {_STANDARD}, `company`, `delivered_through`, `attempts`, `lease_owner`, "
 			"`lease_expires_at`) VALUES "
@@ -293,7 +301,7 @@ def still_leased(db: Database, owner: str, cursors: Iterable[str]) -> set[str]:
 
 
 def renew(db: Database, owner: str, cursors: Iterable[str], until: datetime) -> set[str]:
-	"""Extend `owner`'s leases on `cursors` to `until`; the cursors it still held."""
+	"""Extend `owner`'s leases on `cursors` to `until` (UTC); the cursors it still held."""
 	names = list(dict.fromkeys(cursors))
 	held = still_leased(db, owner, names)
 	if held:
@@ -321,14 +329,15 @@ def lease_owners(db: Database) -> set[str]:
 	return {r[0] for r in db.sql(f"SELECT DISTINCT `lease_owner` FROM {_C} WHERE `lease_owner` IS NOT NULL")}
 
 
-def release_expired(db: Database, now: datetime) -> list[str]:
-	"""Clear leases that expired (their drainer died); the cursors released. Idempotent."""
-	names = [r[0] for r in db.sql(f"SELECT `name` FROM {_C} WHERE `lease_expires_at` <= %s", (now,))]
+def release_expired(db: Database, utc: datetime) -> list[str]:
+	"""Clear leases expired at `utc` (the database's now, `mariadb.utc_now`; their drainer
+	died); the cursors released. Idempotent."""
+	names = [r[0] for r in db.sql(f"SELECT `name` FROM {_C} WHERE `lease_expires_at` <= %s", (utc,))]
 	if names:
 		db.sql(
 			f"UPDATE {_C} SET `lease_owner` = NULL, `lease_expires_at` = NULL "
 			f"WHERE `name` IN ({_in(names)}) AND `lease_expires_at` <= %s",
-			[*names, now],
+			[*names, utc],
 		)
 	return names
 
@@ -378,8 +387,8 @@ def _cursor_order(name: str) -> str:
 def record_retry(
 	db: Database, owner: str, cursor: str, attempts: int, next_attempt_at: datetime, error: str, now: datetime
 ) -> None:
-	"""The company's next bundle failed: its attempts and when to try again (only while
-	`owner` leases it)."""
+	"""The company's next bundle failed: its attempts and when to try again (UTC, the
+	database's clock; only while `owner` leases it)."""
 	db.sql(
 		f"UPDATE {_C} SET `attempts` = %s, `next_attempt_at` = %s, `last_error` = %s, `modified` = %s "
 		"WHERE `name` = %s AND `lease_owner` = %s",
@@ -447,11 +456,11 @@ def unsettled(db: Database) -> int:
 # -- what is left to do ---------------------------------------------------------------
 
 
-def deliverable(db: Database, now: datetime) -> bool:
+def deliverable(db: Database, utc: datetime) -> bool:
 	"""Does any company have a bundle after its cursor that is due and not leased by a
-	live drainer?"""
+	live drainer at `utc` (the database's now)?"""
 	for row in companies(db):
-		if row["cursor"] is not None and not (_lease_is_mine_or_free(row, "", now) and _due(row, now)):
+		if row["cursor"] is not None and not (_lease_is_mine_or_free(row, "", utc) and _due(row, utc)):
 			continue
 		key = row["cursor"] if row["cursor"] is not None else row["company"]
 		if db.sql(
@@ -463,5 +472,5 @@ def deliverable(db: Database, now: datetime) -> bool:
 
 
 def next_attempt_due(db: Database) -> datetime | None:
-	"""The earliest retry of a company's next bundle."""
+	"""The earliest retry of a company's next bundle (UTC, the database's clock)."""
 	return db.sql(f"SELECT MIN(`next_attempt_at`) FROM {_C}")[0][0]

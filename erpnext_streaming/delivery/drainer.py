@@ -171,9 +171,9 @@ class Drainer:
 	def _wait_seconds(self, until_idle_exit: float) -> float:
 		wait = min(self.config.poll_seconds, max(until_idle_exit, 0.0))
 		due = bundles.next_attempt_due(self.db)
+		if due is not None:  # UTC: against the database's clock, not this host's
+			wait = min(wait, max((due - mariadb.utc_now(self.db)).total_seconds(), 0.0) + 0.05)
 		self.db.commit()
-		if due is not None:
-			wait = min(wait, max((due - self.clock.now()).total_seconds(), 0.0) + 0.05)
 		return max(wait, 0.05)
 
 	def cycle(self) -> bool:
@@ -263,11 +263,12 @@ class Drainer:
 	) -> tuple[list[Claimed], list[Any]]:
 		db = self.db
 		try:
-			now = self.clock.now()
-			until = now + timedelta(seconds=self.config.lease)
-			claimed = bundles.claim(db, self.owner, until, now, self.config.batch_size, after=after)
+			now, utc, lease = self.clock.now(), mariadb.utc_now(db), timedelta(seconds=self.config.lease)
+			claimed = bundles.claim(db, self.owner, utc + lease, utc, self.config.batch_size, after, now)
+			# a Dead row's lease for its dead-letter copy is on the site's clock, as every Event
+			# Log time (a requeue reads it too); a company's lease is the database's UTC
 			dead = (
-				claim_dead_letters(db, Lease(self.owner, until), now, self.config.batch_size)
+				claim_dead_letters(db, Lease(self.owner, now + lease), now, self.config.batch_size)
 				if dead_letters
 				else []
 			)
@@ -298,8 +299,8 @@ class Drainer:
 		copies): lease the claimed companies for a full lease from now, so the lease
 		outlives their own round; drop the bundles of a company lost meanwhile (expired and
 		taken by another drainer)."""
-		until = self.clock.now() + timedelta(seconds=self.config.lease)
 		with self._transaction():
+			until = mariadb.utc_now(self.db) + timedelta(seconds=self.config.lease)
 			held = bundles.renew(self.db, self.owner, {b.cursor for b in claimed}, until)
 		return [b for b in claimed if b.cursor in held]
 
@@ -410,8 +411,10 @@ class Drainer:
 			ref: b.cursor for b, refs in zip(in_flight.bundles, in_flight.events, strict=True) for ref in refs
 		}
 		mark_unsent(self.db, [u for u in unsent if cursor_of[u.name] in held], now)
-		for cursor, (attempts, due, reason) in batch.waiting.items():
-			bundles.record_retry(self.db, self.owner, cursor, attempts, due, reason, now)
+		utc = mariadb.utc_now(self.db) if batch.waiting else None
+		for cursor, retry in batch.waiting.items():
+			due = utc + timedelta(seconds=retry.delay)  # the database's clock, as every lease
+			bundles.record_retry(self.db, self.owner, cursor, retry.attempts, due, retry.reason, now)
 
 	def _count(self, in_flight: InFlight, batch: BatchOutcome, dead_lettered: int) -> None:
 		"""The batch in the statistics and the log."""
@@ -427,7 +430,7 @@ class Drainer:
 				"erpnext_streaming: %d of %d events not delivered, retried from %s: %s",
 				len(batch.failed),
 				sum(len(refs) for refs in in_flight.events),
-				min(due for _, due, _ in batch.waiting.values()).isoformat(sep=" ", timespec="seconds"),
+				min(retry.due for retry in batch.waiting.values()).isoformat(sep=" ", timespec="seconds"),
 				batch.failed[0].last_error,
 			)
 		for name, _, reason, _ in batch.dying:

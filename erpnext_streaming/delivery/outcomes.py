@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from erpnext_streaming.constants import Status
@@ -40,9 +40,12 @@ class InFlight:
 
 
 class Retry(NamedTuple):
-	"""A company left waiting: its next bundle's attempts, when it is due, and why."""
+	"""A company left waiting: its next bundle's attempts, in how many seconds it is due,
+	when that is on the site's clock (`due`: shown on its Event Log rows), and why. The
+	cursor's retry time is the database's UTC now plus `delay` (the drainer's record)."""
 
 	attempts: int
+	delay: float
 	due: datetime
 	reason: str
 
@@ -127,10 +130,10 @@ def _retry(
 	"""When a company whose bundle failed (retriable) is tried again: after the policy's
 	backoff, or at once the first time when every failure was its producer's (e.g. fenced
 	when the broker came back): the next batch has a new producer."""
-	due = policy.next_attempt_at(attempts, now, rand)
+	delay = policy.delay(attempts, rand)
 	if attempts == 1 and all(verdict.fatal for _, verdict, _ in retriable):
-		due = now
-	return Retry(attempts, due, redact(retriable[0][1].reason))
+		delay = 0.0
+	return Retry(attempts, delay, now + timedelta(seconds=delay), redact(retriable[0][1].reason))
 
 
 def _dying(

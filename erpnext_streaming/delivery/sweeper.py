@@ -3,7 +3,9 @@
 It releases expired leases, settles receipts a dead drainer left, and makes sure a drainer
 is queued or running when a company's next bundle is due or a dead-letter copy is pending:
 this covers Redis down at commit time, a dead drainer, and a retry due after the drainer
-left. A MariaDB named lock lets one run at a time.
+left. A MariaDB named lock lets one run at a time. Cursor leases and retry times are read
+against the database's UTC clock (`mariadb.utc_now`), never this host's; `now` (the site's
+time) is for the Event Log's times.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from erpnext_streaming.outbox.mariadb import (
 	lock_name,
 	read_committed,
 	release_lock,
+	utc_now,
 )
 from erpnext_streaming.outbox.records import MessageContext
 from erpnext_streaming.outbox.requeue import queue_pending
@@ -54,7 +57,7 @@ def sweep(
 	try:
 		released = [
 			*release_dead_owners(db, now, owner_alive),
-			*bundles.release_expired(db, now),
+			*bundles.release_expired(db, utc_now(db)),
 			*outcomes.release_expired_leases(db, now),
 		]
 		db.commit()
@@ -73,10 +76,11 @@ def sweep(
 		release_lock(db, lock)
 
 
-def has_pending_work(db: Database, now: datetime) -> bool:
+def has_pending_work(db: Database, now: datetime, utc: datetime | None = None) -> bool:
 	"""Is there anything a drainer could do now: a company's next bundle due and not leased
-	by a live drainer, or a Dead row whose dead-letter copy is pending and not in flight?"""
-	return bundles.deliverable(db, now) or outcomes.dead_letters_pending(db, now)
+	by a live drainer at `utc` (the database's now unless given), or a Dead row whose
+	dead-letter copy is pending and not in flight at `now` (the site's time)?"""
+	return bundles.deliverable(db, utc or utc_now(db)) or outcomes.dead_letters_pending(db, now)
 
 
 def release_dead_owners(db: Database, now: datetime, owner_alive: Callable[[str], bool]) -> list[str]:

@@ -1,5 +1,5 @@
 """MariaDB helpers shared by the outbox, the drainer and the operations: named locks, the
-session's isolation level, server error numbers.
+session's isolation level, server error numbers, the server's UTC clock.
 
 Named locks (`GET_LOCK`) serialize claimers and settlers without row locks, so nothing a
 drainer does waits on a user transaction or makes one wait (docs/architecture.md,
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 ER_NO_SUCH_TABLE = 1146  # Table '...' doesn't exist
@@ -111,6 +112,12 @@ def get_lock(db: Database, name: str, timeout: float) -> bool:
 
 def release_lock(db: Database, name: str) -> None:
 	db.sql("SELECT RELEASE_LOCK(%s)", (name,))
+
+
+def utc_now(db: Database) -> datetime:
+	"""The database server's time in UTC (naive): the one clock every drainer and the sweeper
+	read leases and retry times against, whatever their hosts' clocks, time zones or DST say."""
+	return db.sql("SELECT UTC_TIMESTAMP(6)")[0][0]
 
 
 def use_read_committed(db: Database) -> None:
