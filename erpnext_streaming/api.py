@@ -47,10 +47,10 @@ def requeue(names: list | str | None = None, filters: dict | str | None = None) 
 	try:
 		wanted = list(names)
 		if filters:
-			matched = count_candidates(frappe.db, dict(filters), now)
+			matched = count_candidates(frappe.db, dict(filters))
 			if matched > REQUEUE_INLINE_LIMIT:
 				return _requeue_in_background(dict(filters), matched)
-			wanted += requeue_candidates(frappe.db, dict(filters), now)
+			wanted += requeue_candidates(frappe.db, dict(filters))
 		requeued = requeue_rows(frappe.db, wanted, now, frappe.session.user, message_context())
 	except RequeueRefused as e:
 		details = "".join(f"<br>{name}: {_(reason)}" for name, reason in e.rows[:20])

@@ -244,7 +244,7 @@ def all_delivered() -> bool:
 	dead-letter copy (a running drainer keeps its companies' cursors leased)."""
 	frappe.db.commit()
 	return (
-		not sweeper.has_pending_work(frappe.db, datetime.max, datetime.max)
+		not sweeper.has_pending_work(frappe.db, datetime.max)
 		and not bundles.unsettled(frappe.db)
 		and not frappe.db.sql(
 			f"SELECT 1 FROM `{EVENT_LOG_TABLE}` WHERE status IN ('Queued', 'Failed') OR lease_owner IS NOT NULL "

@@ -50,8 +50,8 @@ from erpnext_streaming.outbox.write import write
 
 pytestmark = pytest.mark.integration
 
-# the times passed stand for both clocks: the site's (`modified`, the Event Log's times) and
-# the database's UTC (the cursors' leases and retry times)
+# the times passed stand for both clocks: the site's (`modified`, `sent_at`, ...) and the
+# database's UTC (every lease and retry time, the cursors' and the Event Log rows')
 NOW = datetime(2026, 11, 23, 10, 0, 0)
 LEASE = timedelta(seconds=120)
 UNTIL = NOW + LEASE
@@ -526,7 +526,7 @@ def test_dead_rows_from_capture_have_no_bundle_and_wait_for_their_dead_letter_co
 	write(frappe.db, [record("ok", "A"), record("broken", "A", Status.DEAD)], NOW)
 	frappe.db.commit()
 	ok, broken = names_of("ok", "broken")
-	assert sweeper.has_pending_work(frappe.db, NOW, NOW)
+	assert sweeper.has_pending_work(frappe.db, NOW)
 	got = claim("d1")
 	entries = [n for b in got for n in refs_in(b.messages)]
 	assert entries == [ok]  # a Dead row has no entry, and blocks nothing
@@ -535,7 +535,7 @@ def test_dead_rows_from_capture_have_no_bundle_and_wait_for_their_dead_letter_co
 	assert [r["name"] for r in copies] == [broken] and copies[0]["last_error"] == "capture failed"
 	assert (state(broken).lease_owner, state(broken).lease_expires_at) == ("d1", UNTIL)
 	assert claim_dead_letters(frappe.db, Lease("d2", UNTIL), NOW, 10) == []  # leased
-	assert not sweeper.has_pending_work(frappe.db, NOW, NOW)  # both in flight
+	assert not sweeper.has_pending_work(frappe.db, NOW)  # both in flight
 
 	mark_dead_lettered(frappe.db, [Published(broken, 2, 40)], NOW)
 	deliver(got)
@@ -544,7 +544,7 @@ def test_dead_rows_from_capture_have_no_bundle_and_wait_for_their_dead_letter_co
 	assert (s.status, s.dead_lettered_at, s.kafka_partition, s.kafka_offset, s.lease_owner) == (
 		Status.DEAD, NOW, 2, 40, None)  # fmt: skip
 	assert claim_dead_letters(frappe.db, Lease("d2", UNTIL), NOW, 10) == []
-	assert not sweeper.has_pending_work(frappe.db, NOW, NOW)
+	assert not sweeper.has_pending_work(frappe.db, NOW)
 
 
 def test_a_dead_letter_copy_leased_by_a_drainer_that_died_is_released_and_taken_again(site):
@@ -560,26 +560,26 @@ def test_a_dead_letter_copy_leased_by_a_drainer_that_died_is_released_and_taken_
 
 
 def test_pending_work_and_the_next_due_attempt(site):
-	assert not sweeper.has_pending_work(frappe.db, NOW, NOW) and bundles.next_attempt_due(frappe.db) is None
+	assert not sweeper.has_pending_work(frappe.db, NOW) and bundles.next_attempt_due(frappe.db) is None
 	commit(("a1", "A"))
-	assert sweeper.has_pending_work(frappe.db, NOW, NOW)
+	assert sweeper.has_pending_work(frappe.db, NOW)
 	claim("d1")
-	assert not sweeper.has_pending_work(frappe.db, NOW, NOW), "a1 is in flight"
+	assert not sweeper.has_pending_work(frappe.db, NOW), "a1 is in flight"
 	due = NOW + timedelta(minutes=5)
 	bundles.record_retry(frappe.db, "d1", "A", 1, due, "timeout", NOW)
 	bundles.release(frappe.db, "d1")
 	frappe.db.commit()
-	assert not sweeper.has_pending_work(frappe.db, NOW, NOW), "A waits for its retry"
+	assert not sweeper.has_pending_work(frappe.db, NOW), "A waits for its retry"
 	commit(("a2", "A"))
-	assert not sweeper.has_pending_work(frappe.db, NOW, NOW), "a2 waits behind a1: no drainer needed yet"
+	assert not sweeper.has_pending_work(frappe.db, NOW), "a2 waits behind a1: no drainer needed yet"
 	commit(("b1", "B"))
-	assert sweeper.has_pending_work(frappe.db, NOW, NOW)
+	assert sweeper.has_pending_work(frappe.db, NOW)
 	assert bundles.next_attempt_due(frappe.db) == due
 	claim("d1")
-	assert not sweeper.has_pending_work(frappe.db, NOW, NOW), "b1 is in flight"
-	assert sweeper.has_pending_work(frappe.db, due, due), "A's retry is due"
+	assert not sweeper.has_pending_work(frappe.db, NOW), "b1 is in flight"
+	assert sweeper.has_pending_work(frappe.db, due), "A's retry is due"
 	expired = NOW + LEASE + timedelta(seconds=1)
-	assert sweeper.has_pending_work(frappe.db, expired, expired), "d1's lease on B expired"
+	assert sweeper.has_pending_work(frappe.db, expired), "d1's lease on B expired"
 
 
 def test_the_oldest_undelivered_bundle_is_the_first_after_its_cursor(site):

@@ -134,9 +134,10 @@ def test_the_sweeper_releases_expired_leases_and_is_idempotent_when_run_concurre
 	write(frappe.db, [event(f"s{i}", "Acme Corp", "t") for i in range(3)], now)
 	frappe.db.commit()  # no wake-up: as if Redis had been down at commit time
 	names = [r.name for r in rows()]
-	frappe.db.sql(
-		"UPDATE `tabStreaming Event Log` SET lease_owner = 'dead-drainer', lease_expires_at = %s WHERE name = %s",
-		(now - timedelta(seconds=5), names[0]),
+	frappe.db.sql(  # leases are UTC from the database's clock
+		"UPDATE `tabStreaming Event Log` SET lease_owner = 'dead-drainer', "
+		"lease_expires_at = UTC_TIMESTAMP(6) - INTERVAL 5 SECOND WHERE name = %s",
+		(names[0],),
 	)
 	frappe.db.commit()
 

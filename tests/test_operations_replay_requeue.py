@@ -124,9 +124,10 @@ def failures(site):
 		"sent": log_row("sent", Status.SENT, now - timedelta(minutes=5), sent_at=now),
 	}
 	in_flight = log_row("in-flight", Status.DEAD, now - timedelta(minutes=5), error="z")
-	frappe.db.sql(
-		f"UPDATE `{EVENT_LOG_TABLE}` SET lease_owner = 'drainer', lease_expires_at = %s WHERE name = %s",
-		(now + timedelta(minutes=5), in_flight),
+	frappe.db.sql(  # leases are UTC from the database's clock
+		f"UPDATE `{EVENT_LOG_TABLE}` SET lease_owner = 'drainer', "
+		"lease_expires_at = UTC_TIMESTAMP(6) + INTERVAL 5 MINUTE WHERE name = %s",
+		(in_flight,),
 	)
 	frappe.db.commit()
 	return rows

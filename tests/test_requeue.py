@@ -17,6 +17,7 @@ from erpnext_streaming import api
 from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, EVENT_LOG_TABLE, Status
 from erpnext_streaming.delivery import bundles, wake
 from erpnext_streaming.delivery.messages import refs as refs_in
+from erpnext_streaming.outbox.mariadb import utc_now
 from erpnext_streaming.outbox.write import write
 
 pytestmark = pytest.mark.integration
@@ -54,14 +55,14 @@ def log(site):
 				names[label],
 			),
 		)
-	frappe.db.sql(
-		f"UPDATE `{EVENT_LOG_TABLE}` SET lease_owner = 'drainer', lease_expires_at = %s WHERE name = %s",
-		(datetime.now() + timedelta(minutes=5), names["in_flight"]),
+	frappe.db.sql(  # leases are UTC from the database's clock
+		f"UPDATE `{EVENT_LOG_TABLE}` SET lease_owner = 'drainer', "
+		"lease_expires_at = UTC_TIMESTAMP(6) + INTERVAL 5 MINUTE WHERE name = %s",
+		(names["in_flight"],),
 	)
 	frappe.db.sql(
 		f"INSERT INTO `{CURSOR_TABLE}` (name, company, delivered_through, attempts, next_attempt_at, last_error) "
-		"VALUES ('Acme Corp', 'Acme Corp', 0, 3, %s, 'boom')",
-		(datetime.now() + timedelta(hours=1),),
+		"VALUES ('Acme Corp', 'Acme Corp', 0, 3, UTC_TIMESTAMP(6) + INTERVAL 1 HOUR, 'boom')"
 	)
 	frappe.db.sql(  # Globex's bundle was delivered (its events then went Dead)
 		f"INSERT INTO `{CURSOR_TABLE}` (name, company, delivered_through) "
@@ -120,9 +121,9 @@ def test_only_failed_and_dead_rows_are_requeued_all_or_nothing(log):
 	with pytest.raises(frappe.ValidationError):
 		api.requeue(names=["1; DROP TABLE x"])
 
-	now = datetime.now()
+	utc = utc_now(frappe.db)
 	# Acme waits for its retry; Globex has nothing left to deliver
-	assert bundles.claim(frappe.db, "d", now + timedelta(minutes=1), now, 10) == []
+	assert bundles.claim(frappe.db, "d", utc + timedelta(minutes=1), utc, 10) == []
 	frappe.db.rollback()
 	before_bundles = bundle_entries()
 
@@ -140,7 +141,7 @@ def test_only_failed_and_dead_rows_are_requeued_all_or_nothing(log):
 	)
 	assert [(c.attempts, c.next_attempt_at) for c in cursor] == [(0, None)]
 	assert bundle_entries() == [*before_bundles, [log["dead"]]]
-	claimed = bundles.claim(frappe.db, "d", now + timedelta(minutes=1), now, 10)
+	claimed = bundles.claim(frappe.db, "d", utc + timedelta(minutes=1), utc, 10)
 	assert [b.cursor for b in claimed] == ["Acme Corp", "Acme Corp"] and claimed[0].attempts == 0
 	claimed_names = [n for b in claimed for n in refs_in(b.messages)]
 	assert log["failed"] in claimed_names and claimed_names[-1] == log["dead"]

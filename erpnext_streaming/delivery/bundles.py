@@ -12,8 +12,9 @@ collation (`outbox.records.bucket`), never in Python.
 
 Leases and retry times (`lease_expires_at`, `next_attempt_at`) are UTC from the database's
 clock (`mariadb.utc_now`): the `utc` and `until` values here come from it, so drainers and
-the sweeper on hosts with different clocks, time zones or DST agree on them. `creation`,
-`modified` and the Event Log's times are Frappe's site-local time (`now`).
+the sweeper on hosts with different clocks, time zones or DST agree on them, as on the
+Event Log rows' (`outbox.outcomes`). `creation`, `modified` and the Event Log's other times
+are Frappe's site-local time (`now`).
 """
 
 from __future__ import annotations

@@ -15,10 +15,12 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from erpnext_streaming.constants import Status
 from erpnext_streaming.delivery import bundles, messages
 from erpnext_streaming.delivery.bundles import Claimed
 from erpnext_streaming.delivery.environment import (
@@ -265,10 +267,8 @@ class Drainer:
 		try:
 			now, utc, lease = self.clock.now(), mariadb.utc_now(db), timedelta(seconds=self.config.lease)
 			claimed = bundles.claim(db, self.owner, utc + lease, utc, self.config.batch_size, after, now)
-			# a Dead row's lease for its dead-letter copy is on the site's clock, as every Event
-			# Log time (a requeue reads it too); a company's lease is the database's UTC
 			dead = (
-				claim_dead_letters(db, Lease(self.owner, now + lease), now, self.config.batch_size)
+				claim_dead_letters(db, Lease(self.owner, utc + lease), utc, self.config.batch_size)
 				if dead_letters
 				else []
 			)
@@ -374,7 +374,7 @@ class Drainer:
 		deliveries = (
 			self.publisher.finish(in_flight.sending).deliveries if in_flight.sending is not None else {}
 		)
-		batch = decide(in_flight, deliveries, self.clock.now(), self.policy, self.rand, self.publisher.redact)
+		batch = decide(in_flight, deliveries, self.policy, self.rand, self.publisher.redact)
 		for cursor in batch.waiting:
 			self._claimed_through.pop(cursor, None)  # claimed again from its cursor
 		if any(v.fatal for v in in_flight.outcome.values()) and self.publisher.has_producer:
@@ -410,11 +410,17 @@ class Drainer:
 		cursor_of = {
 			ref: b.cursor for b, refs in zip(in_flight.bundles, in_flight.events, strict=True) for ref in refs
 		}
-		mark_unsent(self.db, [u for u in unsent if cursor_of[u.name] in held], now)
 		utc = mariadb.utc_now(self.db) if batch.waiting else None
+		# the database's clock, as every lease; the company's Failed rows show the same time
+		due = {cursor: utc + timedelta(seconds=retry.delay) for cursor, retry in batch.waiting.items()}
+		rows = [
+			replace(u, next_attempt_at=due[cursor_of[u.name]]) if u.status == Status.FAILED else u
+			for u in unsent
+			if cursor_of[u.name] in held
+		]
+		mark_unsent(self.db, rows, now)
 		for cursor, retry in batch.waiting.items():
-			due = utc + timedelta(seconds=retry.delay)  # the database's clock, as every lease
-			bundles.record_retry(self.db, self.owner, cursor, retry.attempts, due, retry.reason, now)
+			bundles.record_retry(self.db, self.owner, cursor, retry.attempts, due[cursor], retry.reason, now)
 
 	def _count(self, in_flight: InFlight, batch: BatchOutcome, dead_lettered: int) -> None:
 		"""The batch in the statistics and the log."""
@@ -427,10 +433,10 @@ class Drainer:
 		if batch.failed:
 			stats.failed_batches += 1
 			self.log.warning(
-				"erpnext_streaming: %d of %d events not delivered, retried from %s: %s",
+				"erpnext_streaming: %d of %d events not delivered, retried in %.0f s: %s",
 				len(batch.failed),
 				sum(len(refs) for refs in in_flight.events),
-				min(retry.due for retry in batch.waiting.values()).isoformat(sep=" ", timespec="seconds"),
+				min(retry.delay for retry in batch.waiting.values()),
 				batch.failed[0].last_error,
 			)
 		for name, _, reason, _ in batch.dying:

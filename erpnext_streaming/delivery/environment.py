@@ -23,9 +23,9 @@ from erpnext_streaming import constants as c
 class Clock(Protocol):
 	def now(self) -> datetime:
 		"""Naive local time, like frappe.utils.now_datetime: for the columns people read
-		(`modified`, `sent_at`, the Event Log's datetimes). Never for a company's lease or
-		retry time: those are UTC from the database's clock (`mariadb.utc_now`), so hosts
-		with different clocks, time zones or DST agree on them."""
+		(`modified`, `sent_at`, `dead_lettered_at`). Never for a lease or a retry time, a
+		cursor's or an Event Log row's: those are UTC from the database's clock
+		(`mariadb.utc_now`), so hosts with different clocks, time zones or DST agree on them."""
 		...
 
 	def monotonic(self) -> float: ...

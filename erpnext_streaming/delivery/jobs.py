@@ -85,9 +85,7 @@ def hand_over(exit_reason: str, redis_client, site: str) -> bool:
 
 	def work_left() -> bool:
 		frappe.db.rollback()  # a fresh snapshot
-		return signals.RedisWake(redis_client, site).pending() or sweeper.has_pending_work(
-			frappe.db, now_datetime()
-		)
+		return signals.RedisWake(redis_client, site).pending() or sweeper.has_pending_work(frappe.db)
 
 	if not lifecycle.needs_successor(exit_reason, work_left):
 		return False

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from erpnext_streaming.constants import Status
@@ -41,12 +40,11 @@ class InFlight:
 
 class Retry(NamedTuple):
 	"""A company left waiting: its next bundle's attempts, in how many seconds it is due,
-	when that is on the site's clock (`due`: shown on its Event Log rows), and why. The
-	cursor's retry time is the database's UTC now plus `delay` (the drainer's record)."""
+	and why. Its retry time, on its cursor and its Failed rows, is the database's UTC now
+	plus `delay` (the drainer's record, `mariadb.utc_now`)."""
 
 	attempts: int
 	delay: float
-	due: datetime
 	reason: str
 
 
@@ -69,13 +67,13 @@ class BatchOutcome:
 def decide(
 	in_flight: InFlight,
 	deliveries: dict[Any, Delivery],
-	now: datetime,
 	policy: RetryPolicy,
 	rand: Callable[[], float],
 	redact: Callable[[str], str],
 ) -> BatchOutcome:
 	"""The outcome of each bundle of `in_flight`, in name order, from its delivery reports
-	(`deliveries`). The verdicts of undelivered events are added to `in_flight.outcome`."""
+	(`deliveries`). The verdicts of undelivered events are added to `in_flight.outcome`; a
+	waiting company's Failed events get their retry time when it is recorded."""
 	batch = BatchOutcome()
 	for bundle, refs in zip(in_flight.bundles, in_flight.events, strict=True):
 		if bundle.cursor in batch.waiting:
@@ -86,10 +84,10 @@ def decide(
 		kind = Outcome.HELD if held else Outcome.RETRIABLE
 		transition = next_state(Status.QUEUED, kind, bundle.attempts, policy.max_attempts)
 		if retriable and transition.status == Status.FAILED:
-			retry = _retry(retriable, transition.attempts, now, policy, rand, redact)
+			retry = _retry(retriable, transition.attempts, policy, rand, redact)
 			batch.waiting[bundle.cursor] = retry
 			batch.failed += [
-				Unsent(ref, Status.FAILED, retry.attempts, redact(verdict.reason), next_attempt_at=retry.due)
+				Unsent(ref, Status.FAILED, retry.attempts, redact(verdict.reason))
 				for ref, verdict, _ in undelivered
 			]
 			continue
@@ -122,7 +120,6 @@ def _reports(
 def _retry(
 	retriable: Sequence[Undelivered],
 	attempts: int,
-	now: datetime,
 	policy: RetryPolicy,
 	rand: Callable[[], float],
 	redact: Callable[[str], str],
@@ -133,7 +130,7 @@ def _retry(
 	delay = policy.delay(attempts, rand)
 	if attempts == 1 and all(verdict.fatal for _, verdict, _ in retriable):
 		delay = 0.0
-	return Retry(attempts, delay, now + timedelta(seconds=delay), redact(retriable[0][1].reason))
+	return Retry(attempts, delay, redact(retriable[0][1].reason))
 
 
 def _dying(

@@ -3,9 +3,10 @@
 It releases expired leases, settles receipts a dead drainer left, and makes sure a drainer
 is queued or running when a company's next bundle is due or a dead-letter copy is pending:
 this covers Redis down at commit time, a dead drainer, and a retry due after the drainer
-left. A MariaDB named lock lets one run at a time. Cursor leases and retry times are read
-against the database's UTC clock (`mariadb.utc_now`), never this host's; `now` (the site's
-time) is for the Event Log's times.
+left. A MariaDB named lock lets one run at a time. Every lease (a company's on its cursor,
+a Dead row's for its dead-letter copy) and every retry time is read against the database's
+UTC clock (`mariadb.utc_now`, read once per sweep), never this host's; `now` (the site's
+time) is for `modified`, `sent_at` and how old a lost row is.
 """
 
 from __future__ import annotations
@@ -55,10 +56,11 @@ def sweep(
 	if not get_lock(db, lock, 0):
 		return SweepResult(ran=False)
 	try:
+		utc = utc_now(db)
 		released = [
-			*release_dead_owners(db, now, owner_alive),
-			*bundles.release_expired(db, utc_now(db)),
-			*outcomes.release_expired_leases(db, now),
+			*release_dead_owners(db, utc, owner_alive),
+			*bundles.release_expired(db, utc),
+			*outcomes.release_expired_leases(db, utc),
 		]
 		db.commit()
 		# READ COMMITTED, as the drainer: its deletes take no gap lock a user's INSERT waits on
@@ -68,7 +70,7 @@ def sweep(
 			db.commit()
 		lost = queue_lost(db, now, context) if context else 0
 		db.commit()
-		pending = has_pending_work(db, now)
+		pending = has_pending_work(db)
 		db.commit()
 		drainer = ensure_drainer() if pending else "not needed"
 		return SweepResult(True, len(released), pending, drainer, lost)
@@ -76,19 +78,21 @@ def sweep(
 		release_lock(db, lock)
 
 
-def has_pending_work(db: Database, now: datetime, utc: datetime | None = None) -> bool:
+def has_pending_work(db: Database, utc: datetime | None = None) -> bool:
 	"""Is there anything a drainer could do now: a company's next bundle due and not leased
-	by a live drainer at `utc` (the database's now unless given), or a Dead row whose
-	dead-letter copy is pending and not in flight at `now` (the site's time)?"""
-	return bundles.deliverable(db, utc or utc_now(db)) or outcomes.dead_letters_pending(db, now)
+	by a live drainer, or a Dead row whose dead-letter copy is pending and not in flight, at
+	`utc` (the database's now unless given)?"""
+	utc = utc or utc_now(db)
+	return bundles.deliverable(db, utc) or outcomes.dead_letters_pending(db, utc)
 
 
-def release_dead_owners(db: Database, now: datetime, owner_alive: Callable[[str], bool]) -> list[str]:
-	"""Free at once the leases of drainers whose process is gone; the dead owners."""
-	dead = sorted(o for o in bundles.lease_owners(db) | outcomes.lease_owners(db, now) if not owner_alive(o))
+def release_dead_owners(db: Database, utc: datetime, owner_alive: Callable[[str], bool]) -> list[str]:
+	"""Free at once the leases of drainers whose process is gone (the row leases unexpired
+	at `utc`, the database's now); the dead owners."""
+	dead = sorted(o for o in bundles.lease_owners(db) | outcomes.lease_owners(db, utc) if not owner_alive(o))
 	for owner in dead:
 		bundles.release(db, owner)
-		outcomes.release_owner(db, owner, now)
+		outcomes.release_owner(db, owner, utc)
 	return dead
 
 

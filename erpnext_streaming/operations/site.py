@@ -208,9 +208,9 @@ def requeue_matching(
 	of a large requeue from the desk (`api.requeue`), run as the user who asked."""
 	now = now_datetime()
 	if dry_run:
-		return {"matched": count_candidates(frappe.db, filters, now, since), "requeued": 0, "dry_run": True}
+		return {"matched": count_candidates(frappe.db, filters, since), "requeued": 0, "dry_run": True}
 	matched = requeued = after = 0
-	while names := requeue_candidates(frappe.db, filters, now, limit=chunk, since=since, after=after):
+	while names := requeue_candidates(frappe.db, filters, limit=chunk, since=since, after=after):
 		matched, after = matched + len(names), names[-1]
 		requeued += len(requeue_rows(frappe.db, names, now, frappe.session.user, message_context()))
 		_wake_after_commit()

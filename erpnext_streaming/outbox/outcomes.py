@@ -6,6 +6,12 @@ drainer's session is READ COMMITTED (consistent reads, no gap locks), every UPDA
 rows by primary key and re-checks its condition, and claimers are serialized by a MariaDB
 named lock, never by row locks. Row leases exist only for dead-letter copies; delivery
 leases live on the cursors (delivery/bundles.py).
+
+A row's lease (`lease_expires_at`) and retry time (`next_attempt_at`, a Failed row's copy
+of its company's, shown on the desk) are UTC from the database's clock, as the cursors'
+(`mariadb.utc_now`): the `utc` values here come from it, so drainers, the sweeper and a
+requeue on hosts with different clocks, time zones or DST agree on when a lease ends. The
+rows' other times (`modified`, `sent_at`, `dead_lettered_at`) are the site's (`now`).
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ OLD_PENDING_INDEX = "status_company_index"
 CLAIMABLE = (Status.QUEUED, Status.FAILED)
 TABLE = f"`{EVENT_LOG_TABLE}`"
 _SELECT_DELIVERY = "SELECT {} FROM {}".format(", ".join(f"`{c}`" for c in DELIVERY_COLUMNS), TABLE)
-# a row in flight (any unexpired lease, the claimer's own included) is never claimed again
+# a row in flight (any unexpired lease, the claimer's own included) is never claimed again;
+# its one parameter is the database's UTC now
 LEASE_IS_FREE = (
 	"(`lease_owner` IS NULL OR `lease_owner` = '' OR `lease_expires_at` IS NULL OR `lease_expires_at` <= %s)"
 )
@@ -55,7 +62,8 @@ def settle_positions(db: Database, positions: str, sent_at: datetime, now: datet
 
 def mark_unsent(db: Database, rows: Sequence[Unsent], now: datetime) -> None:
 	"""Record Failed / Dead outcomes of pending rows (of companies the drainer still
-	leases, `bundles.still_leased`): ONE statement."""
+	leases, `bundles.still_leased`): ONE statement. A Failed row's `next_attempt_at` is its
+	company's retry time (UTC, as on its cursor)."""
 	if not rows:
 		return
 	per_row: dict[str, dict[Any, Any]] = {
@@ -79,15 +87,16 @@ def mark_dead_lettered(db: Database, copies: Sequence[Published], now: datetime)
 		_update_positions(db, copies, common, condition, [Status.DEAD])
 
 
-def claim_dead_letters(db: Database, lease: Lease, now: datetime, limit: int) -> list[Any]:
+def claim_dead_letters(db: Database, lease: Lease, utc: datetime, limit: int) -> list[Any]:
 	"""Lease Dead rows whose dead-letter copy is pending (capture failures, or copies that
-	could not be sent when the row died)."""
+	could not be sent when the row died) and not leased at `utc`, until `lease.until`
+	(both UTC, the database's clock)."""
 	names = [
 		r[0]
 		for r in db.sql(
 			f"SELECT `name` FROM {TABLE} WHERE `status` = %s AND `dead_lettered_at` IS NULL "
 			f"AND {LEASE_IS_FREE} ORDER BY `name` LIMIT %s",
-			(Status.DEAD, now, limit),
+			(Status.DEAD, utc, limit),
 		)
 	]
 	if not names:
@@ -95,7 +104,7 @@ def claim_dead_letters(db: Database, lease: Lease, now: datetime, limit: int) ->
 	db.sql(
 		f"UPDATE {TABLE} SET `lease_owner` = %s, `lease_expires_at` = %s WHERE `name` IN ({placeholders(names)}) "
 		f"AND `status` = %s AND `dead_lettered_at` IS NULL AND {LEASE_IS_FREE}",
-		[lease.owner, lease.until, *names, Status.DEAD, now],
+		[lease.owner, lease.until, *names, Status.DEAD, utc],
 	)
 	return _leased_rows(db, names, lease)
 
@@ -120,48 +129,51 @@ def release_leases(db: Database, owner: str, names: Sequence[Any]) -> None:
 		)
 
 
-def lease_owners(db: Database, now: datetime) -> set[str]:
-	"""The drainers leasing rows (dead-letter copies in flight) now."""
+def lease_owners(db: Database, utc: datetime) -> set[str]:
+	"""The drainers leasing rows (dead-letter copies in flight) at `utc` (the database's now)."""
 	return {
 		r[0]
-		for r in db.sql(f"SELECT DISTINCT `lease_owner` FROM {TABLE} WHERE `lease_expires_at` > %s", (now,))
+		for r in db.sql(f"SELECT DISTINCT `lease_owner` FROM {TABLE} WHERE `lease_expires_at` > %s", (utc,))
 		if r[0]
 	}
 
 
-def release_owner(db: Database, owner: str, now: datetime) -> None:
-	"""Free every row lease of `owner` (a drainer known to be dead)."""
+def release_owner(db: Database, owner: str, utc: datetime) -> None:
+	"""Free every row lease of `owner` (a drainer known to be dead) not expired at `utc`
+	(the database's now; the expired ones are `release_expired_leases`')."""
 	db.sql(
 		f"UPDATE {TABLE} SET `lease_owner` = NULL, `lease_expires_at` = NULL "
 		"WHERE `lease_expires_at` > %s AND `lease_owner` = %s",
-		(now, owner),
+		(utc, owner),
 	)
 
 
-def release_expired_leases(db: Database, now: datetime, limit: int = 10000) -> list[Any]:
-	"""Clear leases that expired (a drainer died); returns the rows released. Idempotent."""
+def release_expired_leases(db: Database, utc: datetime, limit: int = 10000) -> list[Any]:
+	"""Clear leases expired at `utc` (the database's now; a drainer died); returns the rows
+	released. Idempotent."""
 	names = [
 		r[0]
 		for r in db.sql(
 			f"SELECT `name` FROM {TABLE} WHERE `lease_expires_at` <= %s ORDER BY `name` LIMIT %s",
-			(now, limit),
+			(utc, limit),
 		)
 	]
 	if names:
 		db.sql(
 			f"UPDATE {TABLE} SET `lease_owner` = NULL, `lease_expires_at` = NULL "
 			f"WHERE `name` IN ({placeholders(names)}) AND `lease_expires_at` <= %s",
-			[*names, now],
+			[*names, utc],
 		)
 	return names
 
 
-def dead_letters_pending(db: Database, now: datetime) -> bool:
-	"""Is there a Dead row whose dead-letter copy is pending and not in flight?"""
+def dead_letters_pending(db: Database, utc: datetime) -> bool:
+	"""Is there a Dead row whose dead-letter copy is pending and not in flight at `utc` (the
+	database's now)?"""
 	return bool(
 		db.sql(
 			f"SELECT 1 FROM {TABLE} WHERE `status` = %s AND `dead_lettered_at` IS NULL AND {LEASE_IS_FREE} LIMIT 1",
-			(Status.DEAD, now),
+			(Status.DEAD, utc),
 		)
 	)
 

@@ -100,7 +100,8 @@ class Published:
 
 @dataclass(frozen=True, slots=True)
 class Unsent:
-	"""A row that was not delivered: Failed (with its next attempt) or Dead."""
+	"""A row that was not delivered: Failed (with its company's next attempt, UTC from the
+	database's clock) or Dead."""
 
 	name: int
 	status: str

@@ -5,6 +5,10 @@ A Failed row's event is still in its company's next bundle, so only that bundle 
 due now. A Dead row's event left the queue, so it goes into a new bundle at the end of its
 company's queue, drawn under the company's counter lock like a commit's bundle
 (`write.lock_counters`), so bundles still follow commit order.
+
+A row a drainer is copying to the dead-letter topic is leased (`lease_expires_at`, UTC from
+the database's clock, as every lease): whether it still is, is read against that clock
+(`mariadb.utc_now`), never the site's time of the host asking.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 from erpnext_streaming.constants import Status
 from erpnext_streaming.delivery import bundles
-from erpnext_streaming.outbox.mariadb import Database, placeholders
+from erpnext_streaming.outbox.mariadb import Database, placeholders, utc_now
 from erpnext_streaming.outbox.outcomes import LEASE_IS_FREE, TABLE, companies_of, pending_names
 from erpnext_streaming.outbox.records import NO_CONTEXT, SYSTEM_USER, MessageContext
 from erpnext_streaming.outbox.write import lock_counters
@@ -52,7 +56,6 @@ class RequeueRefused(Exception):
 def requeue_candidates(
 	db: Database,
 	filters: dict[str, Any],
-	now: datetime,
 	limit: int = 100000,
 	since: datetime | None = None,
 	after: int = 0,
@@ -63,7 +66,7 @@ def requeue_candidates(
 	delivering right now. A status other than Failed or Dead is refused. Rows without an
 	encoded event (written Dead because their capture failed) never match: publishing them
 	would send an empty value. Callers walk large sets chunk by chunk with `after`."""
-	conditions, values = _conditions(filters, now, since)
+	conditions, values = _conditions(filters, utc_now(db), since)
 	rows = db.sql(
 		f"SELECT `name` FROM {TABLE} WHERE `name` > %s AND {conditions} ORDER BY `name` LIMIT %s",
 		[after, *values, limit],
@@ -71,16 +74,16 @@ def requeue_candidates(
 	return [r[0] for r in rows]
 
 
-def count_candidates(
-	db: Database, filters: dict[str, Any], now: datetime, since: datetime | None = None
-) -> int:
-	conditions, values = _conditions(filters, now, since)
+def count_candidates(db: Database, filters: dict[str, Any], since: datetime | None = None) -> int:
+	conditions, values = _conditions(filters, utc_now(db), since)
 	return int(db.sql(f"SELECT COUNT(*) FROM {TABLE} WHERE {conditions}", values)[0][0])
 
 
-def _conditions(filters: dict[str, Any], now: datetime, since: datetime | None) -> tuple[str, list[Any]]:
+def _conditions(filters: dict[str, Any], utc: datetime, since: datetime | None) -> tuple[str, list[Any]]:
+	"""The WHERE conditions and their values; a row leased at `utc` (the database's now)
+	never matches."""
 	conditions = [f"`status` IN ({placeholders(Status.REQUEUEABLE)})", LEASE_IS_FREE, _HAS_PAYLOAD]
-	values: list[Any] = [*Status.REQUEUEABLE, now]
+	values: list[Any] = [*Status.REQUEUEABLE, utc]
 	if since is not None:
 		conditions.append("`modified` >= %s")
 		values.append(since)
@@ -117,7 +120,7 @@ def requeue(
 	if not wanted:
 		return []
 	found = _current_rows(db, wanted)
-	refused = _refusals(wanted, found, now)
+	refused = _refusals(wanted, found, utc_now(db))
 	if refused:
 		raise RequeueRefused("Nothing was requeued", refused)
 	_mark_queued(db, wanted, now, user)
@@ -139,8 +142,9 @@ def _current_rows(db: Database, wanted: Sequence[int]) -> dict[int, tuple]:
 	return found
 
 
-def _refusals(wanted: Sequence[int], found: dict[int, tuple], now: datetime) -> list[tuple[int, str]]:
-	"""(name, reason) for every row that cannot be requeued."""
+def _refusals(wanted: Sequence[int], found: dict[int, tuple], utc: datetime) -> list[tuple[int, str]]:
+	"""(name, reason) for every row that cannot be requeued (leased: at `utc`, the
+	database's now)."""
 	refused = []
 	for name in wanted:
 		if name not in found:
@@ -149,7 +153,7 @@ def _refusals(wanted: Sequence[int], found: dict[int, tuple], now: datetime) -> 
 		status, owner, expires, has_payload, _ = found[name]
 		if status not in Status.REQUEUEABLE:
 			refused.append((name, f"is {status}; only Failed or Dead rows can be requeued"))
-		elif owner and expires is not None and expires > now:
+		elif owner and expires is not None and expires > utc:
 			refused.append((name, "is being delivered right now; try again in a moment"))
 		elif not has_payload:
 			refused.append((name, NO_PAYLOAD_REASON))

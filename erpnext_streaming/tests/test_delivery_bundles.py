@@ -144,7 +144,7 @@ class TestDeliveryBundles(FrappeTestCase):
 		self.assertEqual({self.row(r, "status").status for r in ("a1", "b1", "a2")}, {Status.QUEUED})
 		self.assertIsNone(bundles.oldest_undelivered(frappe.db))
 		self.assertEqual(self.claim("d1"), [])
-		self.assertFalse(sweeper.has_pending_work(frappe.db, self.now, self.now))
+		self.assertFalse(sweeper.has_pending_work(frappe.db, self.now))
 		self.assertEqual(
 			{(c.delivered_through, c.attempts) for c in cursor_rows().values()},
 			{(claimed[0].name, 0), (claimed[1].name, 0)},
@@ -235,8 +235,8 @@ class TestDeliveryBundles(FrappeTestCase):
 		)
 		self.assertEqual(bundles.next_attempt_due(frappe.db), due)
 		expired = self.now + LEASE + timedelta(seconds=1)  # d1's lease is over, the retry not due
-		self.assertFalse(sweeper.has_pending_work(frappe.db, expired, expired))
-		self.assertTrue(sweeper.has_pending_work(frappe.db, due, due))
+		self.assertFalse(sweeper.has_pending_work(frappe.db, expired))
+		self.assertTrue(sweeper.has_pending_work(frappe.db, due))
 		self.commit(("b2", B))
 		self.assertEqual(self.refs(self.claim("d1")), [["b2"]])  # A waits, B goes on
 		# when d1's leases are over another drainer may take B, but A still waits for its retry
@@ -319,12 +319,12 @@ class TestDeliveryBundles(FrappeTestCase):
 		self.assertEqual(self.refs(claimed), [["ok"]])
 		self.deliver(claimed)
 		expired = self.now + LEASE + timedelta(seconds=1)
-		self.assertTrue(sweeper.has_pending_work(frappe.db, expired, expired))  # the copy of "broken"
+		self.assertTrue(sweeper.has_pending_work(frappe.db, expired))  # the copy of "broken"
 		dead = claim_dead_letters(frappe.db, Lease("d1", self.now + LEASE), self.now, 10)
 		self.assertEqual([r["name"] for r in dead], [broken])
-		self.assertFalse(sweeper.has_pending_work(frappe.db, self.now, self.now))  # in flight
+		self.assertFalse(sweeper.has_pending_work(frappe.db, self.now))  # in flight
 		mark_dead_lettered(frappe.db, [Published(broken, 0, 3)], self.now)
-		self.assertFalse(sweeper.has_pending_work(frappe.db, expired, expired))
+		self.assertFalse(sweeper.has_pending_work(frappe.db, expired))
 		self.assertEqual(
 			tuple(self.row("broken", "dead_lettered_at", "kafka_offset").values()), (self.now, 3)
 		)

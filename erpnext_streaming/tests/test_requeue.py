@@ -10,6 +10,7 @@ from frappe.utils import now_datetime
 from erpnext_streaming import api
 from erpnext_streaming.constants import EVENT_LOG_DOCTYPE, Status
 from erpnext_streaming.delivery import wake
+from erpnext_streaming.outbox.mariadb import utc_now
 from erpnext_streaming.outbox.write import write
 from erpnext_streaming.tests.delivery_records import bundle_rows, clear_delivery_tables, outbox_record
 
@@ -43,7 +44,8 @@ class TestRequeue(FrappeTestCase):
 		frappe.db.set_value(
 			EVENT_LOG_DOCTYPE,
 			self.names["in_flight"],
-			{"lease_owner": "a-drainer", "lease_expires_at": now + timedelta(minutes=5)},
+			# leases are UTC from the database's clock
+			{"lease_owner": "a-drainer", "lease_expires_at": utc_now(frappe.db) + timedelta(minutes=5)},
 			update_modified=False,
 		)
 
