@@ -17,7 +17,8 @@ from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, EVENT_LOG_TA
 from erpnext_streaming.delivery import bundles
 from erpnext_streaming.delivery.messages import refs as refs_in
 from erpnext_streaming.outbox.mariadb import utc_now
-from erpnext_streaming.outbox.records import MessageContext, OutboxRecord
+from erpnext_streaming.outbox.outcomes import claim_dead_letters
+from erpnext_streaming.outbox.records import Lease, MessageContext, OutboxRecord
 from erpnext_streaming.outbox.write import write
 from erpnext_streaming.patches.v1_0 import utc_delivery_leases
 from erpnext_streaming.patches.v1_0.queue_pending_events import queue_pending
@@ -159,3 +160,39 @@ def test_leases_and_retry_times_an_earlier_version_wrote_in_local_time_are_clear
 	claimed = bundles.claim(frappe.db, "new-drainer", utc + timedelta(minutes=2), utc, limit=100)
 	assert sorted(b.cursor for b in claimed) == ["A", "B"]
 	assert next(b.attempts for b in claimed if b.cursor == "B") == 3
+
+
+def test_row_leases_and_retry_times_an_earlier_version_wrote_in_local_time_are_cleared(site):
+	"""A site 5 hours east of UTC: the earlier version leased Dead row A1 for its dead-letter
+	copy and wrote Failed row B1's retry time, in local time, so a drainer reading UTC would
+	leave A1's copy for hours. After the patch no row is leased and no row shows a retry
+	time (its company's is due now); the retry count stays, and the next dead-letter claim
+	takes A1 at once."""
+	write(frappe.db, [record("A1", "A"), record("B1", "B")], NOW)
+	names = {r[1]: r[0] for r in frappe.db.sql(f"SELECT name, reference_name FROM `{EVENT_LOG_TABLE}`")}
+	local = datetime.now() + timedelta(hours=5)
+	frappe.db.sql(
+		f"UPDATE `{EVENT_LOG_TABLE}` SET status = %s, lease_owner = 'old-drainer', lease_expires_at = %s "
+		"WHERE name = %s",
+		(Status.DEAD, local + timedelta(minutes=5), names["A1"]),
+	)
+	frappe.db.sql(
+		f"UPDATE `{EVENT_LOG_TABLE}` SET status = %s, attempts = 3, next_attempt_at = %s WHERE name = %s",
+		(Status.FAILED, local + timedelta(minutes=10), names["B1"]),
+	)
+	frappe.db.commit()  # the earlier version's transactions ended before the migrate
+	utc = utc_now(frappe.db)
+	assert claim_dead_letters(frappe.db, Lease("new-drainer", utc + timedelta(minutes=2)), utc, 10) == []
+	frappe.db.rollback()
+
+	utc_delivery_leases.execute()
+	frappe.db.commit()  # the patch's transaction ends, as bench migrate commits it
+
+	rows = frappe.db.sql(
+		f"SELECT reference_name, status, attempts, next_attempt_at, lease_owner, lease_expires_at "
+		f"FROM `{EVENT_LOG_TABLE}` ORDER BY name"
+	)
+	assert rows == (("A1", Status.DEAD, 0, None, None, None), ("B1", Status.FAILED, 3, None, None, None))
+	utc = utc_now(frappe.db)
+	copies = claim_dead_letters(frappe.db, Lease("new-drainer", utc + timedelta(minutes=2)), utc, 10)
+	assert [r["name"] for r in copies] == [names["A1"]]
