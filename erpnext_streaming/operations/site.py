@@ -245,7 +245,6 @@ def replay(
 		context=message_context(),
 		before_commit=_wake_after_commit,
 		progress=progress,
-		user=frappe.session.user,
 	)
 	if progress is not None:
 		progress.close()
@@ -338,7 +337,6 @@ def backfill(
 		context=message_context(),
 		before_commit=_wake_after_commit,
 		secrets=secrets(),
-		user=frappe.session.user,
 		stop=stop,
 	)
 	if stream is not None:
