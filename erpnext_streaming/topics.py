@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from erpnext_streaming import constants as c
-from erpnext_streaming.cluster import describe_cluster, quiet_logger
+from erpnext_streaming.cluster import Quiet, describe_cluster
 from erpnext_streaming.settings import StreamingConfig
 
 DEFAULT_PARTITIONS = 6
@@ -147,7 +147,7 @@ def create_missing(
 	missing = [s for s in states if not s.exists]
 	if not missing:
 		return []
-	client = AdminClient({**conf, "logger": quiet_logger()})
+	client = AdminClient({**conf, "logger": Quiet()})
 	futures = client.create_topics(
 		[
 			NewTopic(

@@ -115,9 +115,6 @@ class RevenueVelocity:
 		count, value = sum(c for c, _ in inside), sum((v for _, v in inside), ZERO)
 		return count / minutes, value / Decimal(str(minutes))
 
-	def companies(self) -> list[str]:
-		return sorted({company for company, _ in self.active})
-
 
 class StockPosition:
 	"""On-hand quantity, stock value and movement per (company, item, warehouse) from Stock

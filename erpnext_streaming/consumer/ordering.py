@@ -124,12 +124,6 @@ class Reorderer:
 		heapq.heappush(company.heap, (self._key(event), next(self._tiebreak), event))
 		return self._released(self._release(company, flush=False))
 
-	def push_all(self, events) -> list[Event]:
-		out = []
-		for event in events:
-			out.extend(self.push(event))
-		return out
-
 	def advance(self, horizon: datetime | None) -> list[Event]:
 		"""Cap the watermarks at `horizon - lateness` (None: no cap; `datetime.min` with a
 		time zone holds everything that waits) and release what that allows now."""
@@ -163,12 +157,6 @@ class Reorderer:
 		"""Sequence numbers given up for `company` (Dead rows, or events later released as late)."""
 		state = self._companies.get(company)
 		return list(state.gaps) if state else []
-
-	def waiting(self) -> int:
-		return sum(len(c.heap) for c in self._companies.values())
-
-	def companies(self) -> list[str]:
-		return list(self._companies)
 
 	# -- internals ----------------------------------------------------------------------
 
