@@ -254,7 +254,7 @@ def validate_producer_properties(
 		raise InvalidSetting("producer_properties", f"Producer Properties: {error}")
 
 
-def validate_catalog(rows: Iterable[CatalogRow], facts: DoctypeFacts, topic_prefix: str) -> None:
+def validate_catalog(rows: Iterable[CatalogRow], facts: DoctypeFacts) -> None:
 	"""Doctypes exist and are submittable or built in; no duplicates; events apply; topics legal."""
 	seen: dict[str, int] = {}
 	for row in rows:
@@ -312,8 +312,6 @@ def validate_catalog(rows: Iterable[CatalogRow], facts: DoctypeFacts, topic_pref
 					"as an optional text field (only those can be masked and keep the record schema-valid; "
 					"child fields as table.field)",
 				)
-	if topic_prefix:
-		validate_topic_prefix(topic_prefix)
 
 
 def validate_encodings(

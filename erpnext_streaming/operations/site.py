@@ -37,6 +37,10 @@ REVALUATION_JOB_ID = "erpnext_streaming.revaluations"
 REVALUATION_MAX_SECONDS = 1200
 BROKER_TIMEOUT_SECONDS = 5.0
 BROKER_CHECK_SECONDS, BROKER_CHECK_KEY = 30, "erpnext_streaming:health_broker"
+NO_SERVERS = {
+	"ok": False,
+	"error": "Bootstrap Servers is empty: enter host:port in Streaming Settings and save",
+}
 
 
 # -- settings and secrets ----------------------------------------------------------------
@@ -163,7 +167,7 @@ def check_connection(timeout: float = 10.0) -> dict[str, Any]:
 	(`topics.survey`: exists, layout or our recommendation, warnings)."""
 	doc, config = settings()
 	if not config.bootstrap_servers:
-		return {"ok": False, "error": "Bootstrap Servers is empty: enter host:port in Streaming Settings"}
+		return dict(NO_SERVERS)
 	answer = topics_core.survey(config, admin(doc, config), timeout)
 	return redact(answer, secrets())
 
@@ -172,7 +176,7 @@ def create_topics(dry_run: bool = False, timeout: float = topics_core.DEFAULT_TI
 	"""`topics.create` with the saved connection, plus the companies held right now."""
 	doc, config = settings()
 	if not config.bootstrap_servers:
-		return {"ok": False, "error": "Bootstrap Servers is empty: enter host:port in Streaming Settings"}
+		return dict(NO_SERVERS)
 	conf = admin(doc, config)
 	answer = topics_core.create(config, conf, dry_run=dry_run, timeout=timeout)
 	if answer["ok"]:
