@@ -151,9 +151,6 @@ class StreamFigures:
 		for kpi in (self.stock, self.ledger, self.payments):
 			kpi.apply(event)
 
-	def gl(self) -> dict[tuple, tuple[Decimal, Decimal]]:
-		return self.ledger.per_account()
-
 	def stock_balances(self) -> dict[tuple, tuple]:
 		return {key: (p["qty"], p["value"]) for key, p in self.stock.positions().items()}
 
@@ -302,7 +299,7 @@ def compare(report: Report, stream: StreamFigures, erpnext: dict[str, dict]) -> 
 		counts["differences"] += 1
 		side = ("no events", "ledger rows") if key in theirs else ("events", "no ledger rows")
 		report.differences.append(Difference(key[0], "voucher", key[1:], *side))
-	_compare(report, "GL debit/credit", "accounts", stream.gl(), erpnext["gl"], (ZERO, ZERO))
+	_compare(report, "GL debit/credit", "accounts", stream.ledger.per_account(), erpnext["gl"], (ZERO, ZERO))
 	_compare(report, "stock qty/value", "stock_keys", stream.stock_balances(), erpnext["stock"], (0.0, ZERO))
 	_compare(report, "outstanding", "invoices", stream.outstanding(), erpnext["outstanding"], ZERO)
 	report.differences.sort(key=lambda d: (d.company, d.what, tuple(str(k) for k in d.key)))
