@@ -49,9 +49,9 @@ def requeue(names: list | str | None = None, filters: dict | str | None = None) 
 		details = "".join(f"<br>{name}: {_(reason)}" for name, reason in e.rows[:20])
 		frappe.throw(_(e.message) + details, title=_("Not requeued"))
 	if requeued:
-		from erpnext_streaming.delivery import wake
+		from erpnext_streaming.operations.site import wake_after_commit
 
-		frappe.db.after_commit.add(wake.after_commit)
+		wake_after_commit()
 	return {"requeued": len(requeued), "names": requeued[:1000]}
 
 

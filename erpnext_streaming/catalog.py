@@ -133,8 +133,6 @@ def describe(doctype: str, topic: str) -> str:
 def load_catalog() -> Catalog:
 	import frappe
 
-	from erpnext_streaming.settings import StreamingConfig
-
 	return Catalog.from_config(StreamingConfig.from_doc(frappe.get_cached_doc(c.SETTINGS_DOCTYPE)))
 
 

@@ -344,15 +344,14 @@ def on_site(scope: Scope, stream: Any = None) -> Report:
 def last_result() -> dict | None:
 	"""The summary of the last `streaming reconcile` on this site (None: never run)."""
 	import json
-	import os
 
 	import frappe
 
-	path = frappe.get_site_path("private", RESULT_FILE)
-	if not os.path.exists(path):
+	try:
+		with open(frappe.get_site_path("private", RESULT_FILE)) as f:
+			return json.load(f)
+	except FileNotFoundError:
 		return None
-	with open(path) as f:
-		return json.load(f)
 
 
 def _consumer(doc: Any, config: Any, topics: dict[str, str]) -> Any:

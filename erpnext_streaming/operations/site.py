@@ -77,7 +77,7 @@ def secrets() -> tuple[str, ...]:
 REQUEUE_CHUNK = 5000
 
 
-def _wake_after_commit() -> None:
+def wake_after_commit() -> None:
 	from erpnext_streaming.delivery import wake
 
 	frappe.db.after_commit.add(wake.after_commit)
@@ -117,9 +117,7 @@ def max_lag_seconds() -> float:
 	)
 
 
-def status_report(
-	check_broker: bool = True, per_topic: bool = True, timeout: float = BROKER_TIMEOUT_SECONDS
-) -> status_core.StatusReport:
+def status_report(check_broker: bool = True, per_topic: bool = True) -> status_core.StatusReport:
 	doc, config = settings()
 	window = frappe.conf.get("erpnext_streaming_health_dead_letter_window_seconds")
 	report = status_core.collect(
@@ -127,7 +125,7 @@ def status_report(
 	)
 	report.enabled = config.enabled
 	if check_broker:
-		report.broker = broker_status(doc, config, timeout)
+		report.broker = broker_status(doc, config, BROKER_TIMEOUT_SECONDS)
 	report.drainer = drainer_status()
 	report.jobs = [job.summary() for job in jobs.unfinished(frappe.db)]
 	return report
@@ -168,7 +166,7 @@ def check_connection(timeout: float = 10.0) -> dict[str, Any]:
 	doc, config = settings()
 	if not config.bootstrap_servers:
 		return dict(NO_SERVERS)
-	answer = topics_core.survey(config, admin(doc, config), timeout)
+	answer = topics_core.survey(config, admin(doc, config), timeout)[0]
 	return redact(answer, secrets())
 
 
@@ -217,7 +215,7 @@ def requeue_matching(
 	while names := requeue_candidates(frappe.db, filters, now, limit=chunk, since=since, after=after):
 		matched, after = matched + len(names), names[-1]
 		requeued += len(requeue_rows(frappe.db, names, now, frappe.session.user, message_context()))
-		_wake_after_commit()
+		wake_after_commit()
 		frappe.db.commit()  # each chunk its own transaction: counter locks held briefly, progress kept
 	return {"matched": matched, "requeued": requeued, "dry_run": False}
 
@@ -247,7 +245,7 @@ def replay(
 		chunk_size=chunk_size,
 		dry_run=dry_run,
 		context=message_context(),
-		before_commit=_wake_after_commit,
+		before_commit=wake_after_commit,
 		progress=progress,
 	)
 	if progress is not None:
@@ -339,7 +337,7 @@ def backfill(
 		chunk_size=chunk_size,
 		progress=progress,
 		context=message_context(),
-		before_commit=_wake_after_commit,
+		before_commit=wake_after_commit,
 		secrets=secrets(),
 		stop=stop,
 	)
@@ -457,7 +455,7 @@ def run_pending_revaluations(
 			route,
 			_codec(),
 			now_datetime,
-			before_commit=_wake_after_commit,
+			before_commit=wake_after_commit,
 			secrets=secrets(),
 			context=message_context(),
 			stop=lambda: clock() >= deadline,
