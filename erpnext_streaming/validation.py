@@ -15,7 +15,7 @@ from typing import Protocol
 
 from erpnext_streaming import constants as c
 from erpnext_streaming import kafka_properties as kp
-from erpnext_streaming.schemas import versions as schema_versions
+from erpnext_streaming.schemas import default_registry
 from erpnext_streaming.settings import CatalogRow
 
 TOPIC_MAX_LENGTH = 249
@@ -291,7 +291,7 @@ def validate_catalog(rows: Iterable[CatalogRow], facts: DoctypeFacts) -> None:
 		if row.topic:
 			validate_topic_name(row.topic, "event_catalog", f"{where} Topic")
 		if row.schema_version:
-			shipped = schema_versions(doctype)  # () for a doctype without shipped schemas
+			shipped = default_registry().versions(doctype)  # () for a doctype without shipped schemas
 			if row.schema_version not in shipped:
 				choices = (
 					", ".join(map(str, shipped))

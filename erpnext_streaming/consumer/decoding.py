@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -69,9 +69,6 @@ class Event:
 	@property
 	def modified(self) -> datetime | None:
 		return self.record.get("modified")
-
-	def as_late(self) -> Event:
-		return replace(self, late=True)
 
 	@classmethod
 	def from_record(cls, record: dict, sequence: int | None = None, **where: Any) -> Event:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from erpnext_streaming.consumer.decoding import Event
@@ -120,7 +120,7 @@ class Reorderer:
 			if self.late_policy == "drop":
 				self.stats["dropped_late"] += 1
 				return []
-			return self._released([event.as_late()])
+			return self._released([replace(event, late=True)])
 		heapq.heappush(company.heap, (self._key(event), next(self._tiebreak), event))
 		return self._released(self._release(company, flush=False))
 
