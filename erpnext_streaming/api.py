@@ -1,13 +1,5 @@
-"""Whitelisted methods (Frappe glue). Every one is System Manager only.
-
-`health`: JSON for external monitoring (status counts, lag, last error, Kafka
-reachability, drainer); see docs/operations.md "Health monitoring".
-`status_count`, `oldest_pending_age`, `events_per_minute`: the workspace's number cards and chart.
-`requeue`: System Manager only. Takes Event Log names or a filter, never a method path
-or any other code reference from the caller. Only Failed and Dead rows are accepted
-(all or nothing); they go back to Queued with a fresh attempt count, and the drainer is
-woken after the request commits.
-"""
+"""Whitelisted methods (Frappe glue), every one System Manager only: `requeue`, `health`
+(docs/operations.md, "Health monitoring") and the workspace's number cards and chart."""
 
 from __future__ import annotations
 
@@ -28,13 +20,14 @@ REQUEUE_INLINE_LIMIT = 1000
 
 @frappe.whitelist(methods=["POST"])
 def requeue(names: list | str | None = None, filters: dict | str | None = None) -> dict:
-	"""Requeue Failed/Dead Streaming Event Log rows.
+	"""Requeue Failed/Dead Streaming Event Log rows (back to Queued with a fresh attempt
+	count; the drainer is woken after the request commits).
 
 	`names`: a list of Event Log names (JSON text from the desk). `filters`: `{field: value
 	or [values]}` on status, company, topic, event_type, reference_doctype,
 	reference_name, schema_name or name; only Failed and Dead rows ever match, and rows a
 	drainer is delivering right now are left out. Named rows must all be Failed or Dead
-	and not in flight, or nothing is requeued.
+	and not in flight, or nothing is requeued. Never a method path or other code reference.
 	"""
 	frappe.only_for("System Manager")
 	names = frappe.parse_json(names) if names else []
@@ -56,9 +49,9 @@ def requeue(names: list | str | None = None, filters: dict | str | None = None) 
 		details = "".join(f"<br>{name}: {_(reason)}" for name, reason in e.rows[:20])
 		frappe.throw(_(e.message) + details, title=_("Not requeued"))
 	if requeued:
-		from erpnext_streaming.delivery import wake
+		from erpnext_streaming.operations.site import wake_after_commit
 
-		frappe.db.after_commit.add(wake.after_commit)
+		wake_after_commit()
 	return {"requeued": len(requeued), "names": requeued[:1000]}
 
 
@@ -122,14 +115,8 @@ def oldest_pending_age(filters: dict | str | None = None) -> str:
 	frappe.only_for("System Manager")
 	from erpnext_streaming.operations import site, status
 
-	report = status.StatusReport(
-		now=now_datetime(),
-		counts={},
-		oldest={s: status.oldest(frappe.db, s) for s in (status.Status.QUEUED, status.Status.FAILED)},
-		last_sent_at=None,
-		last_error=None,
-	)
-	lag = report.lag_seconds
+	now, oldest = now_datetime(), (status.oldest(frappe.db, s) for s in (Status.QUEUED, Status.FAILED))
+	lag = max((max(0.0, (now - moment).total_seconds()) for moment in oldest if moment), default=None)
 	text = _("nothing pending") if lag is None else status.short_age(lag)
 	return _coloured(text, lag or 0, 60, site.max_lag_seconds())
 
@@ -163,10 +150,9 @@ SPIKE_FACTOR = 5
 
 
 def cut_spikes(data: dict) -> dict:
-	"""One burst (a backfill sends 90,000 events in a minute) flattens every other bar. A
-	minute above SPIKE_FACTOR x the typical busy minute (lower median) is drawn at that
-	height, its statuses in proportion, and a marker line (frappe-charts `yMarkers`) gives
-	its real total."""
+	"""One burst (a backfill) flattens every other bar. A minute above SPIKE_FACTOR x the
+	typical busy minute (lower median) is drawn at that height, its statuses in proportion,
+	and a marker line (frappe-charts `yMarkers`) gives its real total."""
 	totals = [sum(minute) for minute in zip(*(d["values"] for d in data["datasets"]), strict=True)]
 	busy = sorted(t for t in totals if t)
 	ceiling = SPIKE_FACTOR * busy[(len(busy) - 1) // 2] if len(busy) >= 3 else None

@@ -36,19 +36,15 @@ class Route:
 class Catalog:
 	"""Immutable lookup table built from a `StreamingConfig`."""
 
-	__slots__ = ("_routes", "doctypes", "enabled", "stream_data_import")
+	__slots__ = ("_routes", "enabled", "stream_data_import")
 
 	def __init__(self, routes: dict[tuple[str, str], Route], enabled: bool, stream_data_import: bool):
 		self._routes = routes
 		self.enabled = enabled
 		self.stream_data_import = stream_data_import
-		self.doctypes = frozenset(doctype for doctype, _ in routes)
 
 	def route(self, doctype: str, method: str) -> Route | None:
 		return self._routes.get((doctype, method))
-
-	def routes(self) -> list[Route]:
-		return list(self._routes.values())
 
 	@classmethod
 	def from_config(cls, config: StreamingConfig) -> Catalog:
@@ -136,8 +132,6 @@ def describe(doctype: str, topic: str) -> str:
 
 def load_catalog() -> Catalog:
 	import frappe
-
-	from erpnext_streaming.settings import StreamingConfig
 
 	return Catalog.from_config(StreamingConfig.from_doc(frappe.get_cached_doc(c.SETTINGS_DOCTYPE)))
 

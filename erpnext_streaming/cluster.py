@@ -30,7 +30,7 @@ def describe_cluster(
 	from confluent_kafka.admin import AdminClient
 
 	errors: list[str] = []
-	client_conf = {**conf, "error_cb": lambda err: errors.append(err.str()), "logger": _Quiet()}
+	client_conf = {**conf, "error_cb": lambda err: errors.append(err.str()), "logger": Quiet()}
 	try:
 		client = AdminClient(client_conf)
 	except (KafkaException, TypeError, ValueError) as e:
@@ -102,11 +102,7 @@ def _text(error: Exception) -> str:
 	return inner.str() if hasattr(inner, "str") else str(inner)
 
 
-def quiet_logger() -> Any:
-	return _Quiet()
-
-
-class _Quiet:
+class Quiet:
 	"""librdkafka logs connection refusals to stderr; the result carries the error instead."""
 
 	def log(self, *args, **kwargs) -> None:

@@ -11,12 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
-APP_NAME = "erpnext_streaming"
-MODULE_NAME = "ERPNext Streaming"
-
 SETTINGS_DOCTYPE = "Streaming Settings"
-CATALOG_DOCTYPE = "Streaming Event Catalog"
-PRODUCER_PROPERTY_DOCTYPE = "Streaming Producer Property"
 EVENT_LOG_DOCTYPE = "Streaming Event Log"
 EVENT_LOG_TABLE = f"tab{EVENT_LOG_DOCTYPE}"
 # Frappe's autoincrement naming draws names from this MariaDB sequence
@@ -38,7 +33,6 @@ RECEIPT_SEQUENCE = "streaming_delivery_receipt_id_seq"
 DEFAULT_TOPIC_PREFIX = "erpnext"
 DEFAULT_DEAD_LETTER_TOPIC = "erpnext.dead-letter"
 DEFAULT_CLIENT_ID = "erpnext-streaming"
-DEFAULT_LOG_RETENTION_DAYS = 30
 
 # Delivery tuning defaults (Streaming Settings, "Delivery" section).
 # A batch is claimed, produced and recorded as one: its fixed costs (the claim's statements,
@@ -170,12 +164,6 @@ class DoctypeSpec:
 	@property
 	def kinds(self) -> tuple[str, ...]:
 		return tuple(dict.fromkeys(t.kind for t in self.triggers))
-
-	def trigger(self, method: str) -> Trigger | None:
-		for t in self.triggers:
-			if t.method == method:
-				return t
-		return None
 
 
 SUBMITTED = Trigger("on_submit", Kind.SUBMIT, "submitted")

@@ -74,12 +74,9 @@ def producer_config(
 	return conf
 
 
-SECRET_PROPERTIES = kp.SECRET_PROPERTIES
-
-
 def redacted(conf: dict[str, str]) -> dict[str, str]:
 	"""A copy safe to log or show: secret values replaced by `***`."""
-	return {k: ("***" if k in SECRET_PROPERTIES and v else v) for k, v in conf.items()}
+	return {k: ("***" if k in kp.SECRET_PROPERTIES and v else v) for k, v in conf.items()}
 
 
 def librdkafka_check(props: dict[str, str]) -> str | None:

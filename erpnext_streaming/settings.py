@@ -105,13 +105,6 @@ class StreamingConfig:
 		"""A catalog row's encoding: its own override, else the site-wide Message Encoding."""
 		return row.encoding or self.message_encoding
 
-	@property
-	def uses_registry(self) -> bool:
-		return (
-			any(self.encoding_for(r) == c.Encoding.CONFLUENT for r in self.catalog if r.enabled)
-			or self.message_encoding == c.Encoding.CONFLUENT
-		)
-
 	@classmethod
 	def from_doc(cls, doc: Any) -> StreamingConfig:
 		return cls(

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from erpnext_streaming import constants as c
-from erpnext_streaming.cluster import describe_cluster, quiet_logger
+from erpnext_streaming.cluster import Quiet, describe_cluster
 from erpnext_streaming.settings import StreamingConfig
 
 DEFAULT_PARTITIONS = 6
@@ -147,7 +147,7 @@ def create_missing(
 	missing = [s for s in states if not s.exists]
 	if not missing:
 		return []
-	client = AdminClient({**conf, "logger": quiet_logger()})
+	client = AdminClient({**conf, "logger": Quiet()})
 	futures = client.create_topics(
 		[
 			NewTopic(
@@ -214,7 +214,12 @@ def explain_error(error: Any, topic: str, principal: str = "User:NAME") -> str:
 # -- the cluster's answer and the command's -------------------------------------------------
 
 
-def _survey(config: StreamingConfig, conf: dict[str, str], timeout: float) -> tuple[dict, list[TopicState]]:
+def survey(
+	config: StreamingConfig, conf: dict[str, str], timeout: float = 10.0
+) -> tuple[dict[str, Any], list[TopicState]]:
+	"""`describe_cluster` plus `catalog_topics`: for each topic the app writes, whether it
+	exists, its layout or our recommendation, and warnings (`TopicState.as_dict`); and the
+	states themselves."""
 	wanted = needed(config)
 	answer = describe_cluster(conf, timeout=timeout, topics=[t for t, _ in wanted])
 	if not answer["ok"]:
@@ -222,12 +227,6 @@ def _survey(config: StreamingConfig, conf: dict[str, str], timeout: float) -> tu
 	states = assess(wanted, answer.pop("layout", {}), len(answer["brokers"]))
 	answer["catalog_topics"] = [state.as_dict() for state in states]
 	return answer, states
-
-
-def survey(config: StreamingConfig, conf: dict[str, str], timeout: float = 10.0) -> dict[str, Any]:
-	"""`describe_cluster` plus `catalog_topics`: for each topic the app writes, whether it
-	exists, its layout or our recommendation, and warnings (`TopicState.as_dict`)."""
-	return _survey(config, conf, timeout)[0]
 
 
 def create(
@@ -238,7 +237,7 @@ def create(
 ) -> dict[str, Any]:
 	"""`survey`, then `create_missing` (validate only when `dry_run`): the answer gains
 	`created` (topic, recommendation, error, existed) for each topic that was missing."""
-	answer, states = _survey(config, conf, timeout)
+	answer, states = survey(config, conf, timeout)
 	if answer["ok"]:
 		answer["created"] = [
 			{**asdict(result), "recommended": result.recommended.text()}

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from erpnext_streaming import constants as c
 from erpnext_streaming import kafka_properties as kp
-from erpnext_streaming.schemas import versions as schema_versions
+from erpnext_streaming.schemas import default_registry
 from erpnext_streaming.settings import CatalogRow
 
 TOPIC_MAX_LENGTH = 249
@@ -132,10 +132,8 @@ def validate_security(
 			raise InvalidSetting("sasl_username", f"SASL Username is required for {protocol}")
 		if not has_password:
 			raise InvalidSetting("sasl_password", f"SASL Password is required for {protocol}")
-	if ca_pem and "-----BEGIN CERTIFICATE-----" not in ca_pem:
-		raise InvalidSetting(
-			"ssl_ca_certificate", "CA Certificate: paste a PEM certificate (-----BEGIN CERTIFICATE-----...)"
-		)
+	if ca_pem:
+		_require_certificate("ssl_ca_certificate", "CA Certificate", ca_pem)
 	if ca_pem and not protocol.endswith("SSL"):
 		raise InvalidSetting(
 			"ssl_ca_certificate", f"CA Certificate is only used with SSL or SASL_SSL, not {protocol}"
@@ -146,6 +144,11 @@ def validate_security(
 		and (error := librdkafka_check({"security.protocol": "SSL", "ssl.ca.pem": ca_pem}))
 	):
 		raise InvalidSetting("ssl_ca_certificate", f"CA Certificate: {error}")
+
+
+def _require_certificate(fieldname: str, label: str, pem: str) -> None:
+	if "-----BEGIN CERTIFICATE-----" not in pem:
+		raise InvalidSetting(fieldname, f"{label}: paste a PEM certificate (-----BEGIN CERTIFICATE-----...)")
 
 
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
@@ -184,10 +187,7 @@ def validate_client_certificate(
 		raise InvalidSetting("ssl_key", "Client Key is required with a Client Certificate (PEM private key)")
 	if not certificate_pem:
 		raise InvalidSetting("ssl_certificate", "Client Certificate is required with a Client Key")
-	if "-----BEGIN CERTIFICATE-----" not in certificate_pem:
-		raise InvalidSetting(
-			"ssl_certificate", "Client Certificate: paste a PEM certificate (-----BEGIN CERTIFICATE-----...)"
-		)
+	_require_certificate("ssl_certificate", "Client Certificate", certificate_pem)
 	if not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", key_pem):
 		raise InvalidSetting(
 			"ssl_key", "Client Key: paste a PEM private key (-----BEGIN PRIVATE KEY-----...)"
@@ -254,7 +254,7 @@ def validate_producer_properties(
 		raise InvalidSetting("producer_properties", f"Producer Properties: {error}")
 
 
-def validate_catalog(rows: Iterable[CatalogRow], facts: DoctypeFacts, topic_prefix: str) -> None:
+def validate_catalog(rows: Iterable[CatalogRow], facts: DoctypeFacts) -> None:
 	"""Doctypes exist and are submittable or built in; no duplicates; events apply; topics legal."""
 	seen: dict[str, int] = {}
 	for row in rows:
@@ -291,7 +291,7 @@ def validate_catalog(rows: Iterable[CatalogRow], facts: DoctypeFacts, topic_pref
 		if row.topic:
 			validate_topic_name(row.topic, "event_catalog", f"{where} Topic")
 		if row.schema_version:
-			shipped = schema_versions(doctype)  # () for a doctype without shipped schemas
+			shipped = default_registry().versions(doctype)  # () for a doctype without shipped schemas
 			if row.schema_version not in shipped:
 				choices = (
 					", ".join(map(str, shipped))
@@ -312,8 +312,6 @@ def validate_catalog(rows: Iterable[CatalogRow], facts: DoctypeFacts, topic_pref
 					"as an optional text field (only those can be masked and keep the record schema-valid; "
 					"child fields as table.field)",
 				)
-	if topic_prefix:
-		validate_topic_prefix(topic_prefix)
 
 
 def validate_encodings(
@@ -402,11 +400,7 @@ def _validate_registry_ca(ca_pem: str, registry_url: str) -> None:
 	"""A CA certificate is PEM, and only meaningful for an https:// registry."""
 	if not ca_pem:
 		return
-	if "-----BEGIN CERTIFICATE-----" not in ca_pem:
-		raise InvalidSetting(
-			"schema_registry_ca_certificate",
-			"Registry CA Certificate: paste a PEM certificate (-----BEGIN CERTIFICATE-----...)",
-		)
+	_require_certificate("schema_registry_ca_certificate", "Registry CA Certificate", ca_pem)
 	if not registry_url.strip().startswith("https://"):
 		raise InvalidSetting(
 			"schema_registry_ca_certificate", "Registry CA Certificate is only used with an https:// URL"

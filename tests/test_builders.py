@@ -28,7 +28,8 @@ from erpnext_streaming.constants import BUILTIN_SPECS
 from erpnext_streaming.emitters.builders import BuildError, get_builder
 from erpnext_streaming.emitters.envelope import build_envelope
 from erpnext_streaming.schemas import default_registry, get_event_schema
-from erpnext_streaming.schemas.serializer import AvroEventSerializer, decode
+from erpnext_streaming.schemas.serializer import AvroEventSerializer
+from erpnext_streaming.tests.utils import decode
 
 UTC = timezone.utc
 EMITTED = datetime(2024, 3, 1, 10, 15, 42, 999999)

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from erpnext_streaming.emitters.builders import BuildError, get_builder
 from erpnext_streaming.emitters.envelope import build_envelope
 from erpnext_streaming.schemas import get_event_schema
-from erpnext_streaming.schemas.serializer import AvroEventSerializer, decode
+from erpnext_streaming.schemas.serializer import AvroEventSerializer
+from erpnext_streaming.tests.utils import decode
 
 
 def same(a, b) -> bool:

@@ -16,7 +16,7 @@ from erpnext_streaming.constants import Status
 from erpnext_streaming.emitters.codec import AvroCodec, mask_key_from
 from erpnext_streaming.schemas import EncodeError, SchemaError, get_event_schema
 from erpnext_streaming.schemas.derive import derive_schema
-from erpnext_streaming.schemas.serializer import decode
+from erpnext_streaming.tests.utils import decode
 
 KOLKATA = ZoneInfo("Asia/Kolkata")
 NOW = datetime(2024, 3, 1, 10, 16)

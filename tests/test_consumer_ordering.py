@@ -18,6 +18,10 @@ LATENESS = timedelta(seconds=10)
 COMPANIES = ("Acme Corp", "Globex Ltd", "Stark Industries")
 
 
+def push_all(orderer: Reorderer, events) -> list[Event]:
+	return [released for event in events for released in orderer.push(event)]
+
+
 def make_event(company: str, sequence: int, event_id: str | None = None) -> Event:
 	"""Sequence n of a company happened at T0 + n seconds (commit order = time order)."""
 	record = {
@@ -120,7 +124,7 @@ def test_event_time_order_releases_by_time_behind_the_watermark(stream):
 
 def test_late_events_can_be_dropped_instead():
 	orderer = Reorderer(lateness=LATENESS, late="drop", first_sequence=1)
-	out = orderer.push_all([make_event("A", 2), make_event("A", 30)])  # 1 is missing; 30 passes 2
+	out = push_all(orderer, [make_event("A", 2), make_event("A", 30)])  # 1 is missing; 30 passes 2
 	assert [e.sequence for e in out] == [2]
 	assert orderer.gaps("A") == [1]
 	assert orderer.push(make_event("A", 1)) == [] and orderer.stats["dropped_late"] == 1
@@ -145,8 +149,8 @@ def test_a_bounded_dedup_forgets_the_oldest_ids():
 
 def test_the_waiting_buffer_is_bounded():
 	orderer = Reorderer(lateness=timedelta(days=1), first_sequence=1, max_waiting=5)
-	out = orderer.push_all([make_event("A", s) for s in range(2, 12)])
-	assert orderer.waiting() <= 5 and out[0].sequence == 2 and orderer.gaps("A") == [1]
+	out = push_all(orderer, [make_event("A", s) for s in range(2, 12)])
+	assert len(out) >= 10 - 5 and out[0].sequence == 2 and orderer.gaps("A") == [1]
 
 
 @pytest.mark.parametrize("kwargs", [{"order": "random"}, {"late": "raise"}])
@@ -163,7 +167,7 @@ def test_a_backlog_read_one_partition_after_another_makes_nothing_late():
 	even = [make_event("A", s) for s in range(2, 61, 2)]
 
 	naive = Reorderer(lateness=LATENESS, first_sequence=1)
-	out = naive.push_all(odd) + naive.push_all(even) + naive.flush()
+	out = push_all(naive, odd) + push_all(naive, even) + naive.flush()
 	assert any(e.late for e in out), "the problem the horizon solves"
 
 	orderer = Reorderer(lateness=LATENESS, first_sequence=1)
@@ -188,7 +192,7 @@ def test_in_sequence_order_the_wait_follows_capture_time_not_business_time():
 	reversal = Event.from_record(
 		{**make_event("A", 3).record, "event_time": T0 - timedelta(days=3)}, 3
 	)  # posted three days ago, captured now
-	out = orderer.push_all([first, reversal])
+	out = push_all(orderer, [first, reversal])
 	assert [e.sequence for e in out] == [1], "3 waits for 2"
 	out = orderer.push(make_event("A", 2))
 	assert [e.sequence for e in out] == [2, 3] and orderer.stats["late"] == 0

@@ -13,7 +13,8 @@ from fixtures.erpnext import FakeDoc
 from erpnext_streaming.emitters.builders import generic_to_dict, maskable_fields_of
 from erpnext_streaming.emitters.envelope import build_envelope
 from erpnext_streaming.schemas.derive import DERIVED_VERSION_BASE, child_doctypes, derive_schema
-from erpnext_streaming.schemas.serializer import AvroEventSerializer, decode
+from erpnext_streaming.schemas.serializer import AvroEventSerializer
+from erpnext_streaming.tests.utils import decode
 
 # `frappe.get_meta("Equipment Handover").fields`, as DocField-like objects
 META = [

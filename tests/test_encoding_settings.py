@@ -65,7 +65,6 @@ def test_each_route_takes_its_rows_override_or_the_default():
 	assert catalog.route("GL Entry", "on_submit").encoding == Encoding.SINGLE_OBJECT
 	assert catalog.route("Sales Invoice", "on_submit").encoding == Encoding.CONFLUENT
 	assert catalog.route("Sales Invoice", "on_change").encoding == Encoding.CONFLUENT
-	assert config.uses_registry
 
 
 def test_capture_records_the_routes_encoding_in_the_outbox_row(site):

@@ -15,7 +15,8 @@ from erpnext_streaming.emitters.builders import get_builder
 from erpnext_streaming.emitters.envelope import build_envelope
 from erpnext_streaming.schemas import SchemaRegistry
 from erpnext_streaming.schemas.registry import PACKAGE_DIR
-from erpnext_streaming.schemas.serializer import AvroEventSerializer, decode
+from erpnext_streaming.schemas.serializer import AvroEventSerializer
+from erpnext_streaming.tests.utils import decode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "schemas"
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "schema_evolution.py"

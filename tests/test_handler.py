@@ -20,7 +20,7 @@ from erpnext_streaming.constants import EVENT_LOG_TABLE, SETTINGS_DOCTYPE, Statu
 from erpnext_streaming.emitters import handler
 from erpnext_streaming.outbox.records import decode_payload
 from erpnext_streaming.schemas import get_event_schema
-from erpnext_streaming.schemas.serializer import decode
+from erpnext_streaming.tests.utils import decode
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ from erpnext_streaming.emitters.builders import BuildError, get_builder, mask, m
 from erpnext_streaming.emitters.builders.masking import DROP, KEYED_HASH, MASK_MODES
 from erpnext_streaming.emitters.envelope import build_envelope
 from erpnext_streaming.schemas import get_event_schema
-from erpnext_streaming.schemas.serializer import AvroEventSerializer, decode
+from erpnext_streaming.schemas.serializer import AvroEventSerializer
+from erpnext_streaming.tests.utils import decode
 
 KEY = b"site-masking-key"
 FIELDS = frozenset({"customer_name", "tax_id", "items.item_name", "contact_person"})

@@ -38,7 +38,7 @@ from fixtures.erpnext import (
 
 from erpnext_streaming.emitters.builders import generic_to_dict, get_builder
 from erpnext_streaming.emitters.envelope import build_envelope, uuid5
-from erpnext_streaming.schemas import get_event_schema, shipped_doctypes, versions
+from erpnext_streaming.schemas import default_registry, get_event_schema, shipped_doctypes
 from erpnext_streaming.schemas.derive import derive_schema, derived_version, logical_canonical_form
 from erpnext_streaming.schemas.registry import EventSchema
 from erpnext_streaming.schemas.serializer import AvroEventSerializer
@@ -100,7 +100,11 @@ def derived_schemas() -> dict[str, EventSchema]:
 
 
 def all_schemas() -> dict[str, EventSchema]:
-	shipped = {f"{d} v{v}": get_event_schema(d, v) for d in shipped_doctypes() for v in versions(d)}
+	shipped = {
+		f"{d} v{v}": get_event_schema(d, v)
+		for d in shipped_doctypes()
+		for v in default_registry().versions(d)
+	}
 	return {**shipped, **derived_schemas()}
 
 

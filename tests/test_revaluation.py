@@ -17,7 +17,7 @@ from erpnext_streaming.operations import jobs, revaluation
 from erpnext_streaming.operations import site as ops
 from erpnext_streaming.outbox.records import decode_payload
 from erpnext_streaming.schemas import get_event_schema
-from erpnext_streaming.schemas.serializer import decode
+from erpnext_streaming.tests.utils import decode
 
 pytestmark = pytest.mark.integration
 SLE = "Stock Ledger Entry"

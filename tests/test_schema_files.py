@@ -13,9 +13,9 @@ from erpnext_streaming.schemas import (
 	SchemaError,
 	SchemaRegistry,
 	UnknownSchemaError,
+	default_registry,
 	get_event_schema,
 	shipped_doctypes,
-	versions,
 )
 from erpnext_streaming.schemas.derive import logical_canonical_form
 from erpnext_streaming.schemas.registry import PACKAGE_DIR
@@ -47,7 +47,7 @@ def test_the_built_in_doctypes_ship_a_v1_schema_each():
 	assert shipped_doctypes() == BUILT_IN
 	assert set(BUILT_IN) == {s.doctype for s in constants.BUILTIN_SPECS}
 	for doctype in BUILT_IN:
-		assert versions(doctype) == (1,)
+		assert default_registry().versions(doctype) == (1,)
 		assert get_event_schema(doctype) is get_event_schema(doctype, 1)  # parsed once, cached
 
 

@@ -17,7 +17,6 @@ from test_kafka_config import bundled_librdkafka_properties
 from erpnext_streaming import kafka_properties as kp
 from erpnext_streaming import validation as v
 from erpnext_streaming.kafka_config import (
-	SECRET_PROPERTIES,
 	connection_config,
 	librdkafka_check,
 	producer_config,
@@ -111,7 +110,7 @@ class _Capture:
 
 
 def test_redacted_hides_every_secret_property_and_keeps_everything_else():
-	secrets = {name: f"secret-{i}-value" for i, name in enumerate(sorted(SECRET_PROPERTIES))}
+	secrets = {name: f"secret-{i}-value" for i, name in enumerate(sorted(kp.SECRET_PROPERTIES))}
 	plain = {"bootstrap.servers": "k:9093", "sasl.username": "svc", "ssl.ca.pem": "-----BEGIN..."}
 	shown = redacted({**secrets, **plain})
 	assert set(shown) == set(secrets) | set(plain)
@@ -131,7 +130,7 @@ def test_every_librdkafka_property_whose_value_is_a_secret_is_redacted():
 	table = bundled_librdkafka_properties()
 	secrets = {name for name in table if secret_name.search(name)}
 	assert "sasl.password" in secrets and "ssl.key.pem" in secrets  # the pattern does match
-	assert secrets <= SECRET_PROPERTIES, sorted(secrets - SECRET_PROPERTIES)
+	assert secrets <= kp.SECRET_PROPERTIES, sorted(secrets - kp.SECRET_PROPERTIES)
 
 
 def test_a_redacted_producer_config_holds_no_password():
@@ -164,7 +163,7 @@ def test_the_settings_snapshot_never_carries_the_sasl_password():
 	assert producer_config(config)["sasl.password"] == ""  # until the caller passes get_password()
 
 
-@pytest.mark.parametrize("name", sorted(SECRET_PROPERTIES - {"sasl.password"}))
+@pytest.mark.parametrize("name", sorted(kp.SECRET_PROPERTIES - {"sasl.password"}))
 def test_producer_properties_refuse_secrets_because_they_are_stored_unencrypted(name):
 	with pytest.raises(v.InvalidSetting) as caught:
 		v.validate_producer_properties([(name, "some-secret")], librdkafka_check)

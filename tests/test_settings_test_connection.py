@@ -37,7 +37,10 @@ def test_the_answer_lists_the_catalog_topics_and_whether_they_exist(site, kafka_
 def test_an_unreachable_cluster_is_an_answer_not_an_exception(site):
 	configure(bootstrap_servers="")
 	answer = importlib.import_module(SETTINGS_MODULE).test_connection()
-	assert answer == {"ok": False, "error": "Bootstrap Servers is empty: enter host:port and save first"}
+	assert answer == {
+		"ok": False,
+		"error": "Bootstrap Servers is empty: enter host:port in Streaming Settings and save",
+	}
 
 
 def test_the_dialog_shows_catalog_topics_escaped_with_their_state():

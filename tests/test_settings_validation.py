@@ -261,7 +261,7 @@ def test_builtin_and_submittable_doctypes_are_accepted():
 		# not marked submittable, but ERPNext inserts every row with submit(): on_submit fires
 		row("Payment Ledger Entry", 6),
 	]
-	v.validate_catalog(rows, Facts(), "erpnext")
+	v.validate_catalog(rows, Facts())
 
 
 @pytest.mark.parametrize(
@@ -289,17 +289,17 @@ def test_builtin_and_submittable_doctypes_are_accepted():
 	],
 )
 def test_catalog_rejections_name_the_row_and_doctype(rows, says):
-	message = rejects(v.validate_catalog, rows, Facts(), "erpnext", field="event_catalog", says=says)
+	message = rejects(v.validate_catalog, rows, Facts(), field="event_catalog", says=says)
 	assert message.startswith("Event Catalog row")
 
 
 def test_a_shipped_schema_version_may_be_pinned():
-	v.validate_catalog([row("Sales Invoice", schema_version=1)], Facts(), "erpnext")
+	v.validate_catalog([row("Sales Invoice", schema_version=1)], Facts())
 
 
 def test_a_disabled_row_may_have_no_events_ticked():
-	v.validate_catalog([row("Sales Invoice", on_submit=False, enabled=False)], Facts(), "erpnext")
+	v.validate_catalog([row("Sales Invoice", on_submit=False, enabled=False)], Facts())
 
 
 def test_masking_accepts_child_table_fields():
-	v.validate_catalog([row("Sales Invoice", masked_fields=("items.item_name",))], Facts(), "erpnext")
+	v.validate_catalog([row("Sales Invoice", masked_fields=("items.item_name",))], Facts())

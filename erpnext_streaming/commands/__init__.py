@@ -45,22 +45,15 @@ def connect(ctx: click.Context):
 		frappe.destroy()
 
 
-def _secrets() -> tuple[str, ...]:
-	try:
-		from erpnext_streaming.operations import site
-
-		return site.secrets()
-	except Exception:
-		return ()
-
-
 def fail(ctx: click.Context, error: BaseException, code: int = EXIT_FAILED) -> None:
 	from erpnext_streaming.operations.secrets import redact
+	from erpnext_streaming.operations.site import secrets
 
+	known = secrets()  # never raises: () when the site cannot say
 	text = str(error) if isinstance(error, Refused) else f"{type(error).__name__}: {error}"
-	click.secho(redact(f"Error: {text}", _secrets()), fg="red", err=True)
+	click.secho(redact(f"Error: {text}", known), fg="red", err=True)
 	if (ctx.obj or {}).get("verbose") and not isinstance(error, Refused):
-		click.echo(redact(traceback.format_exc(), _secrets()), err=True)
+		click.echo(redact(traceback.format_exc(), known), err=True)
 	ctx.exit(code)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -70,13 +70,6 @@ class Event:
 	def modified(self) -> datetime | None:
 		return self.record.get("modified")
 
-	@property
-	def voucher(self) -> tuple[str | None, str | None]:
-		return (self.record.get("voucher_type"), self.record.get("voucher_no"))
-
-	def as_late(self) -> Event:
-		return replace(self, late=True)
-
 	@classmethod
 	def from_record(cls, record: dict, sequence: int | None = None, **where: Any) -> Event:
 		return cls(
@@ -106,14 +99,14 @@ class SchemaStore:
 		for schema in extra:
 			self.add(schema)
 
-	def add(self, schema: EventSchema | dict, version: int = 0) -> EventSchema:
+	def add(self, schema: EventSchema | dict) -> EventSchema:
 		"""Add a schema: an `EventSchema`, or a self-contained schema dict (e.g. a derived
 		schema exported from a site; its version defaults to the content-derived one)."""
 		if isinstance(schema, dict):
 			from erpnext_streaming.schemas.derive import derived_version
 
-			version = version or derived_version(schema)
-			schema = EventSchema.build(schema, schema.get("erpnext.doctype", ""), version, "added")
+			doctype = schema.get("erpnext.doctype", "")
+			schema = EventSchema.build(schema, doctype, derived_version(schema), "added")
 		self._by_fingerprint[schema.fingerprint] = schema
 		self._by_name[(schema.name, schema.version)] = schema
 		return schema
@@ -123,9 +116,6 @@ class SchemaStore:
 
 	def by_name(self, name: str, version: int) -> EventSchema | None:
 		return self._by_name.get((name, version))
-
-	def __len__(self) -> int:
-		return len(self._by_fingerprint)
 
 
 def header_map(headers: Mapping[str, Any] | Sequence[tuple[str, Any]] | None) -> dict[str, str]:

@@ -45,6 +45,12 @@ def _version(event: Event) -> tuple:
 	return (event.modified or event.event_time, event.sequence or 0)
 
 
+def _newer(rows: dict, key: tuple, event: Event) -> bool:
+	"""Whether `event` is at least as new as the version of `rows[key]` kept so far."""
+	known = rows.get(key)
+	return known is None or _version(event) >= known[0]
+
+
 def _sign(value: float | Decimal | None) -> int:
 	return ((value or 0) > 0 and 1) or ((value or 0) < 0 and -1) or 0
 
@@ -115,9 +121,6 @@ class RevenueVelocity:
 		count, value = sum(c for c, _ in inside), sum((v for _, v in inside), ZERO)
 		return count / minutes, value / Decimal(str(minutes))
 
-	def companies(self) -> list[str]:
-		return sorted({company for company, _ in self.active})
-
 
 class StockPosition:
 	"""On-hand quantity, stock value and movement per (company, item, warehouse) from Stock
@@ -143,12 +146,11 @@ class StockPosition:
 		self.reversals.note(voucher, event, reversal)
 		side = _sign(qty) or _sign(value)
 		key = (*voucher, d.get("voucher_detail_no"), d.get("item_code"), d.get("warehouse"), side, reversal)
-		known = self.rows.get(key)
-		if known is None or _version(event) >= known[0]:
+		if _newer(self.rows, key, event):
 			sets = d.get("voucher_type") == "Stock Reconciliation" and not d.get("batch_no")
 			after = (d.get("qty_after_transaction") or 0.0) if sets else None
 			row = (d.get("item_code"), d.get("warehouse"), qty, value, d.get("posting_datetime"), after)
-			self.rows[key] = (_version(event), _posted(known, event), *row)
+			self.rows[key] = (_version(event), _posted(self.rows.get(key), event), *row)
 		return (event.company, d.get("item_code"), d.get("warehouse"))
 
 	def positions(self) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -196,10 +198,9 @@ class CashExposure:
 		reversal = bool(d.get("is_cancelled"))
 		self.reversals.note((event.company, d.get("voucher_type"), d.get("voucher_no")), event, reversal)
 		key = (event.company, d.get("voucher_type"), d.get("voucher_no"), event.name, reversal)
-		known = self.rows.get(key)
-		if known is None or _version(event) >= known[0]:
+		if _newer(self.rows, key, event):
 			row = (d.get("account"), self.account_type(d), debit, credit)
-			self.rows[key] = (_version(event), _posted(known, event), *row)
+			self.rows[key] = (_version(event), _posted(self.rows.get(key), event), *row)
 
 	def standing(self):
 		for (company, vtype, vno, *_, reversal), (_, posted, *row) in self.rows.items():
@@ -249,9 +250,8 @@ class PaymentLedger:
 			return
 		d, key = event.document, (event.company, event.name)
 		self.reversals.note(self.group(event.company, d), event, bool(d.get("delinked")))
-		known = self.rows.get(key)
-		if known is None or _version(event) >= known[0]:
-			self.rows[key] = (_version(event), _posted(known, event), d)
+		if _newer(self.rows, key, event):
+			self.rows[key] = (_version(event), _posted(self.rows.get(key), event), d)
 
 	def outstanding(self, in_account_currency: bool = True) -> dict[tuple[str, str, str, str], Decimal]:
 		field = "amount_in_account_currency" if in_account_currency else "amount"
@@ -268,27 +268,32 @@ class PaymentLedger:
 		return sum((v for (owner, kind, *_), v in totals if owner == company and kind == "Receivable"), ZERO)
 
 
-class JobCardTimes:
+class _NewestState:
+	"""The newest state of each document of `doctype`, by (company, name)."""
+
+	doctype = ""
+
+	def __init__(self):
+		self.docs: dict[tuple[str, str], tuple[tuple, dict]] = {}
+
+	def apply(self, event: Event) -> None:
+		key = (event.company, event.name)
+		if event.doctype == self.doctype and _newer(self.docs, key, event):
+			self.docs[key] = (_version(event), event.document)
+
+
+class JobCardTimes(_NewestState):
 	"""Cycle time and idle time of completed Job Cards per (work_order, operation), in
 	minutes: cycle = actual end - actual start, working = the time logs, idle = the rest.
 	The newest state of each Job Card counts; a cancelled one drops out."""
 
-	def __init__(self):
-		self.cards: dict[tuple[str, str], tuple[tuple, dict]] = {}
-
-	def apply(self, event: Event) -> None:
-		if event.doctype != "Job Card":
-			return
-		key = (event.company, event.name)
-		known = self.cards.get(key)
-		if known is None or _version(event) >= known[0]:
-			self.cards[key] = (_version(event), event.document)
+	doctype = "Job Card"
 
 	def per_operation(self) -> dict[tuple[str, str], dict[str, float]]:
 		out: dict[tuple, dict] = defaultdict(
 			lambda: {"job_cards": 0, "cycle": 0.0, "working": 0.0, "idle": 0.0}
 		)
-		for _, card in self.cards.values():
+		for _, card in self.docs.values():
 			start, end = card.get("actual_start_date"), card.get("actual_end_date")
 			if card.get("docstatus") == 2 or card.get("status") != "Completed" or not (start and end):
 				continue
@@ -302,26 +307,16 @@ class JobCardTimes:
 		return dict(out)
 
 
-class WorkOrderBoard:
+class WorkOrderBoard(_NewestState):
 	"""Open work orders per company (submitted, not completed, stopped or closed), from the
 	newest state of each Work Order."""
 
+	doctype = "Work Order"
 	DONE = frozenset({"Completed", "Stopped", "Closed", "Cancelled"})
-
-	def __init__(self):
-		self.orders: dict[tuple[str, str], tuple[tuple, dict]] = {}
-
-	def apply(self, event: Event) -> None:
-		if event.doctype != "Work Order":
-			return
-		key = (event.company, event.name)
-		known = self.orders.get(key)
-		if known is None or _version(event) >= known[0]:
-			self.orders[key] = (_version(event), event.document)
 
 	def open_orders(self, company: str) -> list[dict]:
 		return [
 			doc
-			for (owner, _), (_, doc) in sorted(self.orders.items())
+			for (owner, _), (_, doc) in sorted(self.docs.items())
 			if owner == company and doc.get("docstatus") == 1 and doc.get("status") not in self.DONE
 		]

@@ -35,7 +35,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from erpnext_streaming.consumer.decoding import Event
@@ -120,15 +120,9 @@ class Reorderer:
 			if self.late_policy == "drop":
 				self.stats["dropped_late"] += 1
 				return []
-			return self._released([event.as_late()])
+			return self._released([replace(event, late=True)])
 		heapq.heappush(company.heap, (self._key(event), next(self._tiebreak), event))
 		return self._released(self._release(company, flush=False))
-
-	def push_all(self, events) -> list[Event]:
-		out = []
-		for event in events:
-			out.extend(self.push(event))
-		return out
 
 	def advance(self, horizon: datetime | None) -> list[Event]:
 		"""Cap the watermarks at `horizon - lateness` (None: no cap; `datetime.min` with a
@@ -154,21 +148,12 @@ class Reorderer:
 
 	def watermark(self, company: str) -> datetime | None:
 		state = self._companies.get(company)
-		if not state or not state.newest:
-			return None
-		newest = state.newest if self.horizon is None else min(state.newest, self.horizon)
-		return newest - self.lateness
+		return self._watermark(state) if state and state.newest else None
 
 	def gaps(self, company: str) -> list[int]:
 		"""Sequence numbers given up for `company` (Dead rows, or events later released as late)."""
 		state = self._companies.get(company)
 		return list(state.gaps) if state else []
-
-	def waiting(self) -> int:
-		return sum(len(c.heap) for c in self._companies.values())
-
-	def companies(self) -> list[str]:
-		return list(self._companies)
 
 	# -- internals ----------------------------------------------------------------------
 
@@ -189,9 +174,12 @@ class Reorderer:
 			return company.next_sequence is not None and event.sequence < company.next_sequence
 		return company.released_time is not None and event.event_time < company.released_time
 
-	def _passed(self, company: _Company, event: Event) -> bool:
+	def _watermark(self, company: _Company) -> datetime:
 		newest = company.newest if self.horizon is None else min(company.newest, self.horizon)
-		return self.time_of(event) <= newest - self.lateness
+		return newest - self.lateness
+
+	def _passed(self, company: _Company, event: Event) -> bool:
+		return self.time_of(event) <= self._watermark(company)
 
 	def _release(self, company: _Company, flush: bool) -> list[Event]:
 		out = []
@@ -201,16 +189,13 @@ class Reorderer:
 			overflow = len(heap) > self.max_waiting
 			if self.order == "sequence" and head.sequence is not None:
 				expected = company.next_sequence
-				if expected is not None and head.sequence < expected:
-					pass  # a second event with a number already released: out of order, let it go
-				elif expected is not None and head.sequence == expected:
-					pass
-				elif flush or overflow or self._passed(company, head):
+				# the expected number, or one already released (a second event with it: let it go)
+				if expected is None or head.sequence > expected:
+					if not (flush or overflow or self._passed(company, head)):
+						break
 					if expected is not None:
 						company.gaps.extend(range(expected, head.sequence))
 						self.stats["gaps"] += head.sequence - expected
-				else:
-					break
 				company.next_sequence = max(company.next_sequence or 0, head.sequence + 1)
 			elif not (flush or overflow or self._passed(company, head)):
 				break

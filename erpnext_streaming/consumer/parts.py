@@ -55,10 +55,6 @@ class _Set:
 	size: int = 0
 
 
-def is_part(headers: Mapping[str, str]) -> bool:
-	return PART_HEADER in headers
-
-
 class Reassembler:
 	def __init__(self, max_events: int = 1000, max_bytes: int = 512 * 1024 * 1024):
 		self.max_events = max_events
@@ -78,7 +74,7 @@ class Reassembler:
 		"""The message to decode, or None while a part's set is incomplete. Raises
 		`PartsError` for a set (or part) that does not check."""
 		named = header_map(headers)
-		if not is_part(named):
+		if PART_HEADER not in named:
 			return Whole(value, headers, topic, partition, offset)
 		index, count = _numbering(named)
 		event_id, digest = named.get(PART_OF_HEADER, ""), named.get(PARTS_CHECKSUM_HEADER, "")

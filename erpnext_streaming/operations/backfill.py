@@ -22,10 +22,6 @@ class BackfillRefused(ValueError):
 	"""The backfill cannot run as asked (nothing was written)."""
 
 
-def table_columns(db: Any, doctype: str) -> set[str]:
-	return {row[0] for row in db.sql(f"SHOW COLUMNS FROM `tab{doctype}`")}
-
-
 @dataclass(frozen=True)
 class DocumentSource:
 	doctype: str
@@ -40,20 +36,12 @@ class DocumentSource:
 		if self.company:
 			conditions.append("`company` = %s")
 			values.append(self.company)
-		if self.date_column == "creation":
-			if self.from_date:
-				conditions.append("`creation` >= %s")
-				values.append(self.from_date)
-			if self.to_date:
-				conditions.append("`creation` < %s")
-				values.append(self.to_date + timedelta(days=1))
-		else:
-			if self.from_date:
-				conditions.append(f"`{self.date_column}` >= %s")
-				values.append(self.from_date)
-			if self.to_date:
-				conditions.append(f"`{self.date_column}` <= %s")
-				values.append(self.to_date)
+		if self.from_date:
+			conditions.append(f"`{self.date_column}` >= %s")
+			values.append(self.from_date)
+		if self.to_date:  # creation is a datetime: up to the end of that day
+			conditions.append(f"`{self.date_column}` < %s")
+			values.append(self.to_date + timedelta(days=1))
 		return conditions, values
 
 	def count(self, db: Any) -> int:
@@ -105,7 +93,7 @@ def plan(
 ) -> DocumentSource:
 	"""The source of a backfill, checked against the doctype's table."""
 	try:
-		columns = table_columns(db, doctype)
+		columns = {row[0] for row in db.sql(f"SHOW COLUMNS FROM `tab{doctype}`")}
 	except Exception:
 		raise BackfillRefused(f"{doctype} has no table on this site")
 	if "docstatus" not in columns:

@@ -266,7 +266,6 @@ def run(
 	progress: ProgressSink | None = None,
 	before_commit: Callable[[], None] | None = None,
 	secrets: Sequence[str] = (),
-	user: str = SYSTEM_USER,
 	stop: Callable[[], bool] | None = None,
 	context: MessageContext = NO_CONTEXT,
 ) -> RunResult:
@@ -289,9 +288,7 @@ def run(
 			rows, checkpoint = source.fetch(db, job.checkpoint, chunk_size)
 			if not rows:
 				break
-			fresh = _write_chunk(
-				db, job, rows, checkpoint, route, codec, clock(), user, context, before_commit
-			)
+			fresh = _write_chunk(db, job, rows, checkpoint, route, codec, clock(), context, before_commit)
 			result.chunks += 1
 			result.written += [r.event_id for r in fresh]
 			if progress is not None:
@@ -340,7 +337,6 @@ def _write_chunk(
 	route: Route,
 	codec: Any,
 	now: datetime,
-	user: str,
 	context: MessageContext,
 	before_commit: Callable[[], None] | None,
 ) -> list[OutboxRecord]:
@@ -352,7 +348,7 @@ def _write_chunk(
 		db, route.doctype, [r.reference_name for r in records if r.event_type == "posted"]
 	)
 	fresh = [r for r in records if r.event_id not in seen and r.reference_name not in posted]
-	write(db, fresh, now, user, context)
+	write(db, fresh, now, context)
 	job.checkpoint = checkpoint
 	job.processed += len(rows)
 	job.emitted += len(fresh)

@@ -16,12 +16,6 @@ from typing import TextIO
 BAR_WIDTH = 20
 
 
-def format_duration(seconds: float | None) -> str:
-	if seconds is None:
-		return "--:--:--"
-	return str(timedelta(seconds=max(0, round(seconds))))
-
-
 class Progress:
 	def __init__(
 		self,
@@ -65,11 +59,12 @@ class Progress:
 		total = max(self.total, self.done)
 		fraction = self.done / total if total else 1.0
 		filled = int(BAR_WIDTH * fraction)
-		rate = self.rate
+		rate, eta = self.rate, self.eta
 		rate_text = f"{rate:,.0f}/s" if rate is not None else "-/s"
+		eta_text = "--:--:--" if eta is None else str(timedelta(seconds=max(0, round(eta))))
 		return (
 			f"{self.label}  [{'#' * filled}{'.' * (BAR_WIDTH - filled)}]  {self.done:,}/{total:,}  "
-			f"{fraction:4.0%}  {rate_text}  ETA {format_duration(self.eta)}"
+			f"{fraction:4.0%}  {rate_text}  ETA {eta_text}"
 		)
 
 	def _percent(self) -> int:

@@ -151,9 +151,6 @@ class StreamFigures:
 		for kpi in (self.stock, self.ledger, self.payments):
 			kpi.apply(event)
 
-	def gl(self) -> dict[tuple, tuple[Decimal, Decimal]]:
-		return self.ledger.per_account()
-
 	def stock_balances(self) -> dict[tuple, tuple]:
 		return {key: (p["qty"], p["value"]) for key, p in self.stock.positions().items()}
 
@@ -302,7 +299,7 @@ def compare(report: Report, stream: StreamFigures, erpnext: dict[str, dict]) -> 
 		counts["differences"] += 1
 		side = ("no events", "ledger rows") if key in theirs else ("events", "no ledger rows")
 		report.differences.append(Difference(key[0], "voucher", key[1:], *side))
-	_compare(report, "GL debit/credit", "accounts", stream.gl(), erpnext["gl"], (ZERO, ZERO))
+	_compare(report, "GL debit/credit", "accounts", stream.ledger.per_account(), erpnext["gl"], (ZERO, ZERO))
 	_compare(report, "stock qty/value", "stock_keys", stream.stock_balances(), erpnext["stock"], (0.0, ZERO))
 	_compare(report, "outstanding", "invoices", stream.outstanding(), erpnext["outstanding"], ZERO)
 	report.differences.sort(key=lambda d: (d.company, d.what, tuple(str(k) for k in d.key)))
@@ -347,15 +344,14 @@ def on_site(scope: Scope, stream: Any = None) -> Report:
 def last_result() -> dict | None:
 	"""The summary of the last `streaming reconcile` on this site (None: never run)."""
 	import json
-	import os
 
 	import frappe
 
-	path = frappe.get_site_path("private", RESULT_FILE)
-	if not os.path.exists(path):
+	try:
+		with open(frappe.get_site_path("private", RESULT_FILE)) as f:
+			return json.load(f)
+	except FileNotFoundError:
 		return None
-	with open(path) as f:
-		return json.load(f)
 
 
 def _consumer(doc: Any, config: Any, topics: dict[str, str]) -> Any:

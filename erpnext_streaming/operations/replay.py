@@ -18,7 +18,6 @@ from typing import Any
 from erpnext_streaming.constants import EVENT_LOG_TABLE, Status
 from erpnext_streaming.outbox.records import (
 	NO_CONTEXT,
-	SYSTEM_USER,
 	MessageContext,
 	OutboxRecord,
 	decode_payload,
@@ -98,7 +97,6 @@ def replay(
 	dry_run: bool = False,
 	before_commit: Callable[[], None] | None = None,
 	progress: Any = None,
-	user: str = SYSTEM_USER,
 	context: MessageContext = NO_CONTEXT,
 ) -> ReplayResult:
 	conditions, values = _where(start, end, doctype, company, topic)
@@ -118,7 +116,7 @@ def replay(
 		)
 		if not rows:
 			break
-		write(db, [as_record(r) for r in rows], now(), user, context)
+		write(db, [as_record(r) for r in rows], now(), context)
 		if before_commit is not None:
 			before_commit()
 		db.commit()

@@ -16,16 +16,11 @@ MASK = "***"
 MIN_SECRET_LENGTH = 3  # never "redact" every "a" of a one-letter test password
 
 
-def usable(secrets: Iterable[str | None]) -> tuple[str, ...]:
-	# longest first, so a secret that contains another is masked whole
-	found = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH}
-	return tuple(sorted(found, key=len, reverse=True))
-
-
 def redact(value: Any, secrets: Iterable[str | None]) -> Any:
 	"""A copy of `value` (str, dict, list, tuple, nested) with every secret replaced by ***."""
-	found = usable(secrets)
-	return _redact(value, found) if found else value
+	found = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH}
+	# longest first, so a secret that contains another is masked whole
+	return _redact(value, tuple(sorted(found, key=len, reverse=True))) if found else value
 
 
 def _redact(value: Any, secrets: tuple[str, ...]) -> Any:

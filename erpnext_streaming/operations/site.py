@@ -37,6 +37,10 @@ REVALUATION_JOB_ID = "erpnext_streaming.revaluations"
 REVALUATION_MAX_SECONDS = 1200
 BROKER_TIMEOUT_SECONDS = 5.0
 BROKER_CHECK_SECONDS, BROKER_CHECK_KEY = 30, "erpnext_streaming:health_broker"
+NO_SERVERS = {
+	"ok": False,
+	"error": "Bootstrap Servers is empty: enter host:port in Streaming Settings and save",
+}
 
 
 # -- settings and secrets ----------------------------------------------------------------
@@ -73,7 +77,7 @@ def secrets() -> tuple[str, ...]:
 REQUEUE_CHUNK = 5000
 
 
-def _wake_after_commit() -> None:
+def wake_after_commit() -> None:
 	from erpnext_streaming.delivery import wake
 
 	frappe.db.after_commit.add(wake.after_commit)
@@ -113,9 +117,7 @@ def max_lag_seconds() -> float:
 	)
 
 
-def status_report(
-	check_broker: bool = True, per_topic: bool = True, timeout: float = BROKER_TIMEOUT_SECONDS
-) -> status_core.StatusReport:
+def status_report(check_broker: bool = True, per_topic: bool = True) -> status_core.StatusReport:
 	doc, config = settings()
 	window = frappe.conf.get("erpnext_streaming_health_dead_letter_window_seconds")
 	report = status_core.collect(
@@ -123,7 +125,7 @@ def status_report(
 	)
 	report.enabled = config.enabled
 	if check_broker:
-		report.broker = broker_status(doc, config, timeout)
+		report.broker = broker_status(doc, config, BROKER_TIMEOUT_SECONDS)
 	report.drainer = drainer_status()
 	report.jobs = [job.summary() for job in jobs.unfinished(frappe.db)]
 	return report
@@ -163,8 +165,8 @@ def check_connection(timeout: float = 10.0) -> dict[str, Any]:
 	(`topics.survey`: exists, layout or our recommendation, warnings)."""
 	doc, config = settings()
 	if not config.bootstrap_servers:
-		return {"ok": False, "error": "Bootstrap Servers is empty: enter host:port in Streaming Settings"}
-	answer = topics_core.survey(config, admin(doc, config), timeout)
+		return dict(NO_SERVERS)
+	answer = topics_core.survey(config, admin(doc, config), timeout)[0]
 	return redact(answer, secrets())
 
 
@@ -172,7 +174,7 @@ def create_topics(dry_run: bool = False, timeout: float = topics_core.DEFAULT_TI
 	"""`topics.create` with the saved connection, plus the companies held right now."""
 	doc, config = settings()
 	if not config.bootstrap_servers:
-		return {"ok": False, "error": "Bootstrap Servers is empty: enter host:port in Streaming Settings"}
+		return dict(NO_SERVERS)
 	conf = admin(doc, config)
 	answer = topics_core.create(config, conf, dry_run=dry_run, timeout=timeout)
 	if answer["ok"]:
@@ -213,7 +215,7 @@ def requeue_matching(
 	while names := requeue_candidates(frappe.db, filters, limit=chunk, since=since, after=after):
 		matched, after = matched + len(names), names[-1]
 		requeued += len(requeue_rows(frappe.db, names, now, frappe.session.user, message_context()))
-		_wake_after_commit()
+		wake_after_commit()
 		frappe.db.commit()  # each chunk its own transaction: counter locks held briefly, progress kept
 	return {"matched": matched, "requeued": requeued, "dry_run": False}
 
@@ -243,9 +245,8 @@ def replay(
 		chunk_size=chunk_size,
 		dry_run=dry_run,
 		context=message_context(),
-		before_commit=_wake_after_commit,
+		before_commit=wake_after_commit,
 		progress=progress,
-		user=frappe.session.user,
 	)
 	if progress is not None:
 		progress.close()
@@ -336,9 +337,8 @@ def backfill(
 		chunk_size=chunk_size,
 		progress=progress,
 		context=message_context(),
-		before_commit=_wake_after_commit,
+		before_commit=wake_after_commit,
 		secrets=secrets(),
-		user=frappe.session.user,
 		stop=stop,
 	)
 	if stream is not None:
@@ -455,7 +455,7 @@ def run_pending_revaluations(
 			route,
 			_codec(),
 			now_datetime,
-			before_commit=_wake_after_commit,
+			before_commit=wake_after_commit,
 			secrets=secrets(),
 			context=message_context(),
 			stop=lambda: clock() >= deadline,

@@ -198,7 +198,7 @@ def health_payload(report: StatusReport, max_lag_seconds: float = DEFAULT_MAX_LA
 		"enabled": report.enabled,
 		"counts": dict(report.counts),
 		"pending": report.pending,
-		"lag_seconds": round(report.lag_seconds, 3) if report.lag_seconds is not None else None,
+		"lag_seconds": _round(report.lag_seconds),
 		"oldest_queued_seconds": _round(report.age(Status.QUEUED)),
 		"oldest_failed_seconds": _round(report.age(Status.FAILED)),
 		"max_lag_seconds": max_lag_seconds,

@@ -15,5 +15,4 @@ from erpnext_streaming.schemas.registry import (
 	default_registry,
 	get_event_schema,
 	shipped_doctypes,
-	versions,
 )

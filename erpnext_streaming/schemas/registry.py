@@ -195,9 +195,5 @@ def get_event_schema(doctype: str, version: int = 0) -> EventSchema:
 	return default_registry().get(doctype, version)
 
 
-def versions(doctype: str) -> tuple[int, ...]:
-	return default_registry().versions(doctype)
-
-
 def shipped_doctypes() -> tuple[str, ...]:
 	return default_registry().shipped_doctypes()

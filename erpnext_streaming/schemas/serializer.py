@@ -2,8 +2,7 @@
 
 `AvroEventSerializer(schema)` has confluent-kafka's serializer shape, `(record, ctx) ->
 bytes`: `fastavro.schemaless_writer` with the schema parsed once at load (Avro 1.11
-specification, "Binary Encoding"). `decode(payload, schema)` reads it back (optionally
-into a newer reader schema). `headers(schema)` gives the schema headers every message
+specification, "Binary Encoding"). `headers(schema)` gives the schema headers every message
 carries.
 """
 
@@ -12,7 +11,7 @@ from __future__ import annotations
 from io import BytesIO
 from typing import Any
 
-from fastavro import schemaless_reader, schemaless_writer
+from fastavro import schemaless_writer
 
 from erpnext_streaming.schemas.errors import EncodeError
 from erpnext_streaming.schemas.registry import EventSchema
@@ -48,8 +47,3 @@ class AvroEventSerializer:
 		except Exception as e:  # fastavro raises ValueError, TypeError, KeyError, ... per type
 			raise EncodeError(f"{self.schema.label} refuses the record: {e}") from e
 		return buffer.getvalue()
-
-
-def decode(payload: bytes, schema: EventSchema, reader: EventSchema | None = None) -> dict:
-	"""The record in `payload`, written with `schema`, read as `reader` (default: the same schema)."""
-	return schemaless_reader(BytesIO(payload), schema.parsed, reader.parsed if reader else None)

@@ -20,11 +20,10 @@ from erpnext_streaming.emitters import handler
 from erpnext_streaming.emitters.codec import derive_from_meta
 from erpnext_streaming.outbox.records import decode_payload
 from erpnext_streaming.schemas import get_event_schema, shipped_doctypes
-from erpnext_streaming.schemas.serializer import decode
 from erpnext_streaming.tests import erpnext_records
 from erpnext_streaming.tests.delivery_records import NoRegistry, read_bundle
 from erpnext_streaming.tests.streaming_case import StreamingTestCase
-from erpnext_streaming.tests.utils import enable_streaming
+from erpnext_streaming.tests.utils import decode, enable_streaming
 
 
 def flushed_events():

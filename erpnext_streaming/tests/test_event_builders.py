@@ -16,7 +16,7 @@ from erpnext_streaming.catalog import Route
 from erpnext_streaming.emitters.builders import generic_to_dict, get_builder
 from erpnext_streaming.emitters.codec import derive_from_meta, get_codec
 from erpnext_streaming.schemas import get_event_schema
-from erpnext_streaming.schemas.serializer import decode
+from erpnext_streaming.tests.utils import decode
 
 
 def sales_invoice():

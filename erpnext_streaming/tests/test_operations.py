@@ -21,7 +21,6 @@ from erpnext_streaming.operations import site as ops
 from erpnext_streaming.outbox.records import Published, decode_payload
 from erpnext_streaming.outbox.write import write
 from erpnext_streaming.schemas import get_event_schema
-from erpnext_streaming.schemas.serializer import decode
 from erpnext_streaming.tests import erpnext_records
 from erpnext_streaming.tests.delivery_records import (
 	bundle_of,
@@ -29,7 +28,7 @@ from erpnext_streaming.tests.delivery_records import (
 	clear_delivery_tables,
 	outbox_record,
 )
-from erpnext_streaming.tests.utils import FailingDatabase, commits_as_savepoints, enable_streaming
+from erpnext_streaming.tests.utils import FailingDatabase, commits_as_savepoints, decode, enable_streaming
 
 COMPANY = "_ES Ops Co"
 

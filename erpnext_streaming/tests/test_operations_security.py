@@ -18,10 +18,9 @@ from erpnext_streaming.emitters.codec import mask_key_from
 from erpnext_streaming.operations import site as ops
 from erpnext_streaming.outbox.records import decode_payload
 from erpnext_streaming.schemas import get_event_schema
-from erpnext_streaming.schemas.serializer import decode
 from erpnext_streaming.tests import erpnext_records
 from erpnext_streaming.tests.delivery_records import outbox_record
-from erpnext_streaming.tests.utils import acting_as, ensure_user
+from erpnext_streaming.tests.utils import acting_as, decode, ensure_user
 
 SETTINGS_MODULE = "erpnext_streaming.erpnext_streaming.doctype.streaming_settings.streaming_settings"
 BACKFILL_MODULE = "erpnext_streaming.erpnext_streaming.doctype.streaming_backfill.streaming_backfill"

@@ -17,9 +17,8 @@ from erpnext_streaming.operations import jobs
 from erpnext_streaming.operations import site as ops
 from erpnext_streaming.outbox.records import decode_payload
 from erpnext_streaming.schemas import get_event_schema
-from erpnext_streaming.schemas.serializer import decode
 from erpnext_streaming.tests import erpnext_records
-from erpnext_streaming.tests.utils import commits_as_savepoints, enable_streaming
+from erpnext_streaming.tests.utils import commits_as_savepoints, decode, enable_streaming
 
 SLE = "Stock Ledger Entry"
 COMPANY = erpnext_records.COMPANY  # with perpetual inventory

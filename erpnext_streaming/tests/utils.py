@@ -1,8 +1,10 @@
 """Helpers for the bench tests."""
 
 from contextlib import contextmanager
+from io import BytesIO
 
 import frappe
+from fastavro import schemaless_reader
 
 
 @contextmanager
@@ -106,3 +108,8 @@ def enable_streaming(**values) -> None:
 	settings.set("event_catalog", rows)
 	settings.save()
 	handler.clear()
+
+
+def decode(payload: bytes, schema, reader=None) -> dict:
+	"""The record in Avro `payload`, written with `schema`, read as `reader` (default: the same schema)."""
+	return schemaless_reader(BytesIO(payload), schema.parsed, reader.parsed if reader else None)

@@ -43,8 +43,6 @@ class StreamingBackfill(Document):
 		total: DF.Int
 	# end: auto-generated types
 
-	pass
-
 
 def _scope(doctype: str, company: str | None, from_date: str | None, to_date: str | None) -> dict:
 	getdate = frappe.utils.getdate

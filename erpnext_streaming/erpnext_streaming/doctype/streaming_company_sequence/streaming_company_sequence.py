@@ -15,5 +15,3 @@ class StreamingCompanySequence(Document):
 
 		company: DF.Data | None
 	# end: auto-generated types
-
-	pass

@@ -23,8 +23,6 @@ class StreamingDeliveryBundle(Document):
 		name: DF.Int | None
 	# end: auto-generated types
 
-	pass
-
 
 def on_doctype_update():
 	"""The drainer reads each company's bundles in name order (bundles.BUNDLE_INDEXES)."""

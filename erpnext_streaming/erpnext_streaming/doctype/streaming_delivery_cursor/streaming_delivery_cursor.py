@@ -20,5 +20,3 @@ class StreamingDeliveryCursor(Document):
 		lease_owner: DF.Data | None
 		next_attempt_at: DF.Datetime | None
 	# end: auto-generated types
-
-	pass

@@ -17,5 +17,3 @@ class StreamingDeliveryReceipt(Document):
 		name: DF.Int | None
 		positions: DF.LongText | None
 	# end: auto-generated types
-
-	pass

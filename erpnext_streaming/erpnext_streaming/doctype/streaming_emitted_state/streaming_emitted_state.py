@@ -17,5 +17,3 @@ class StreamingEmittedState(Document):
 		reference_name: DF.DynamicLink | None
 		state: DF.SmallText | None
 	# end: auto-generated types
-
-	pass

@@ -28,5 +28,3 @@ class StreamingEventCatalog(Document):
 		schema_version: DF.Int
 		topic: DF.Data | None
 	# end: auto-generated types
-
-	pass

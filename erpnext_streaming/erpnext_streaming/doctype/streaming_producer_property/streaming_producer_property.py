@@ -19,5 +19,3 @@ class StreamingProducerProperty(Document):
 		property: DF.Data
 		value: DF.Data
 	# end: auto-generated types
-
-	pass

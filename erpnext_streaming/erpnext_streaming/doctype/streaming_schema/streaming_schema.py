@@ -19,5 +19,3 @@ class StreamingSchema(Document):
 		schema_name: DF.Data | None
 		version: DF.Int
 	# end: auto-generated types
-
-	pass

@@ -5,10 +5,10 @@ import frappe
 from frappe import _
 from frappe.model.document import Document
 
-from erpnext_streaming import catalog, topics, validation
+from erpnext_streaming import catalog, validation
 from erpnext_streaming.constants import default_topic
-from erpnext_streaming.kafka_config import admin_config, librdkafka_check
-from erpnext_streaming.settings import CatalogRow, StreamingConfig
+from erpnext_streaming.kafka_config import librdkafka_check
+from erpnext_streaming.settings import CatalogRow
 
 
 class StreamingSettings(Document):
@@ -60,48 +60,62 @@ class StreamingSettings(Document):
 	# end: auto-generated types
 
 	def validate(self):
-		self.validate_connection()
-		self.validate_security()
-		self.validate_client_certificate()
-		self.validate_producer_properties()
-		self.validate_topics()
-		self.validate_delivery_limits()
-		self.validate_mask_mode()
-		self.validate_event_catalog()
-		self.validate_encodings()
-		self.set_catalog_descriptions()
-
-	def on_update(self):
-		catalog.clear_cache()
-		frappe.db.after_commit.add(_tell_the_drainer)
-
-	def validate_connection(self):
-		self._check(
-			validation.validate_bootstrap_servers, (self.bootstrap_servers or "").strip(), self.enabled
-		)
-
-	def validate_security(self):
-		self._check(
-			validation.validate_security,
-			self.security_protocol or "PLAINTEXT",
-			self.sasl_mechanism or "",
-			self.sasl_username or "",
-			self.has_sasl_password(),
-			self.ssl_ca_certificate or "",
-			librdkafka_check,
-		)
-
-	def validate_client_certificate(self):
+		protocol = self.security_protocol or "PLAINTEXT"
 		key = self.client_key()
 		if key and not _dummy(self.ssl_key or ""):
 			self.ssl_key = key = validation.normalize_pem(key)  # before Frappe encrypts it
-		self._check(
+		properties = [((r.property or "").strip(), (r.value or "").strip()) for r in self.producer_properties]
+		check = self._check
+		check(validation.validate_bootstrap_servers, (self.bootstrap_servers or "").strip(), self.enabled)
+		check(
+			validation.validate_security,
+			protocol,
+			self.sasl_mechanism or "",
+			self.sasl_username or "",
+			self.has_password("sasl_password"),
+			self.ssl_ca_certificate or "",
+			librdkafka_check,
+		)
+		check(
 			validation.validate_client_certificate,
-			self.security_protocol or "PLAINTEXT",
+			protocol,
 			(self.ssl_certificate or "").strip(),
 			key,
 			librdkafka_check,
 		)
+		check(validation.validate_producer_properties, properties, librdkafka_check)
+		self.validate_catalog_and_topics()
+
+	def validate_catalog_and_topics(self):
+		prefix = (self.topic_prefix or "").strip()
+		rows = [CatalogRow.from_row(r) for r in self.event_catalog]
+		check = self._check
+		check(validation.validate_topic_prefix, prefix)
+		dead_letter_topic = (self.dead_letter_topic or "").strip()
+		check(validation.validate_topic_name, dead_letter_topic, "dead_letter_topic", _("Dead Letter Topic"))
+		check(
+			validation.validate_limits, {f: self.get(f) for f in validation.LIMITS if self.get(f) is not None}
+		)
+		check(validation.validate_mask_mode, self.mask_mode or "Keyed hash")
+		check(validation.validate_catalog, rows, FrappeDoctypeFacts())
+		check(
+			validation.validate_encodings,
+			self.message_encoding or "Schemaless Avro",
+			rows,
+			(self.schema_registry_url or "").strip(),
+			(self.schema_registry_username or "").strip(),
+			self.has_password("schema_registry_password"),
+			self.schema_registry_ca_certificate or "",
+			self.subject_name_strategy or "TopicRecordNameStrategy",
+		)
+		for row in self.event_catalog:
+			if row.document_type:
+				topic = row.topic or default_topic(prefix, row.document_type)
+				row.description = catalog.describe(row.document_type, topic)
+
+	def on_update(self):
+		catalog.clear_cache()
+		frappe.db.after_commit.add(_tell_the_drainer)
 
 	def client_key(self) -> str:
 		"""The Client Key as saved now: the value typed in, or the stored one when the form
@@ -111,55 +125,9 @@ class StreamingSettings(Document):
 			return self.get_password("ssl_key", raise_exception=False) or ""
 		return value
 
-	def validate_producer_properties(self):
-		rows = [((r.property or "").strip(), (r.value or "").strip()) for r in self.producer_properties]
-		self._check(validation.validate_producer_properties, rows, librdkafka_check)
-
-	def validate_topics(self):
-		self._check(validation.validate_topic_prefix, (self.topic_prefix or "").strip())
-		self._check(
-			validation.validate_topic_name,
-			(self.dead_letter_topic or "").strip(),
-			"dead_letter_topic",
-			_("Dead Letter Topic"),
-		)
-
-	def validate_delivery_limits(self):
-		self._check(
-			validation.validate_limits, {f: self.get(f) for f in validation.LIMITS if self.get(f) is not None}
-		)
-
-	def validate_mask_mode(self):
-		self._check(validation.validate_mask_mode, self.mask_mode or "Keyed hash")
-
-	def validate_event_catalog(self):
-		rows = [CatalogRow.from_row(r) for r in self.event_catalog]
-		self._check(
-			validation.validate_catalog, rows, FrappeDoctypeFacts(), (self.topic_prefix or "").strip()
-		)
-
-	def validate_encodings(self):
-		self._check(
-			validation.validate_encodings,
-			self.message_encoding or "Schemaless Avro",
-			[CatalogRow.from_row(r) for r in self.event_catalog],
-			(self.schema_registry_url or "").strip(),
-			(self.schema_registry_username or "").strip(),
-			bool(self.schema_registry_password)
-			or bool(self.get_password("schema_registry_password", raise_exception=False)),
-			self.schema_registry_ca_certificate or "",
-			self.subject_name_strategy or "TopicRecordNameStrategy",
-		)
-
-	def set_catalog_descriptions(self):
-		prefix = (self.topic_prefix or "").strip()
-		for row in self.event_catalog:
-			if row.document_type:
-				topic = row.topic or default_topic(prefix, row.document_type)
-				row.description = catalog.describe(row.document_type, topic)
-
-	def has_sasl_password(self) -> bool:
-		return bool(self.sasl_password) or bool(self.get_password("sasl_password", raise_exception=False))
+	def has_password(self, fieldname: str) -> bool:
+		"""Typed in now, or stored before (the form shows a stored one as asterisks)."""
+		return bool(self.get(fieldname)) or bool(self.get_password(fieldname, raise_exception=False))
 
 	@staticmethod
 	def _check(rule, *args):
@@ -198,26 +166,14 @@ class FrappeDoctypeFacts:
 
 @frappe.whitelist()
 def test_connection() -> dict:
-	"""Cluster id, brokers and topics of the saved connection (and whether each topic the
-	catalog writes to exists), or the exact librdkafka error.
-
-	System Manager only: it uses the stored SASL password. The result never contains
-	the configuration, and the password is redacted from any text.
-	"""
+	"""`bench streaming check-connection` for the form's button: cluster id, brokers and
+	topics of the saved connection (and whether each topic the catalog writes to exists),
+	or the exact librdkafka error. System Manager only: it uses the stored credentials; the
+	answer never holds the configuration, and every stored password is redacted from it."""
 	frappe.only_for("System Manager")
-	from erpnext_streaming.operations.secrets import redact
-	from erpnext_streaming.operations.site import secrets
+	from erpnext_streaming.operations.site import check_connection
 
-	settings = frappe.get_single("Streaming Settings")
-	config = StreamingConfig.from_doc(settings)
-	password = settings.get_password("sasl_password", raise_exception=False)
-	conf = admin_config(config, password, settings.get_password("ssl_key", raise_exception=False))
-	if not conf["bootstrap.servers"]:
-		return {"ok": False, "error": _("Bootstrap Servers is empty: enter host:port and save first")}
-	# the topics the catalog (and the dead-letter copy) write to: whether each exists yet, its
-	# layout or the recommendation to create it with
-	answer = topics.survey(config, conf)
-	return redact(answer, [password, *secrets()])
+	return check_connection()
 
 
 def _tell_the_drainer() -> None:
