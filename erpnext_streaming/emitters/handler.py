@@ -18,6 +18,8 @@ success for a document that is gone.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import frappe
 from frappe.utils import now_datetime
 
@@ -50,7 +52,8 @@ def handle(doc, method, *args, **kwargs):
 		route = catalog.route(doc.doctype, method)
 		if route is None:
 			return
-		capture.capture(get_buffer(), doc, route, now_datetime(), get_codec())
+		codec = get_codec()
+		capture.capture(get_buffer(), doc, route, datetime.now(codec.time_zone), codec)
 	except Exception as e:
 		_capture_failed(doc, route, method, e)
 
