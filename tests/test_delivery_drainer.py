@@ -26,6 +26,7 @@ from delivery_support import (
 	new_topic,
 	rows,
 )
+from delivery_support import unsettled as unsettled_on
 from frappe.standin import StandinDatabase
 from harness.kafka import start_kafka
 
@@ -710,7 +711,7 @@ class SteppedClock(SystemClock):
 def unsettled(drainer: Drainer) -> int:
 	"""Events delivered and not settled, read on the drainer's connection; the read is
 	committed so the drainer's next cycle starts a transaction of its own."""
-	count = bundles.unsettled(drainer.db)
+	count = unsettled_on(drainer.db)
 	drainer.db.commit()
 	return count
 

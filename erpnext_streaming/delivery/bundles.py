@@ -449,11 +449,6 @@ def oldest_undelivered(db: Database) -> datetime | None:
 	)[0][0]
 
 
-def unsettled(db: Database) -> int:
-	"""Events delivered whose Event Log rows are not marked Sent yet."""
-	return int(db.sql(f"SELECT COALESCE(SUM(`events`), 0) FROM {_R}")[0][0] or 0)
-
-
 # -- what is left to do ---------------------------------------------------------------
 
 

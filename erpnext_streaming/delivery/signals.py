@@ -183,23 +183,19 @@ class CircuitBreaker:
 		self.open_seconds = open_seconds
 		self.clock = clock
 		self._open_until = 0.0
-		self._failing = False
+		self.failing = False
 
 	def allow(self) -> bool:
 		return self.clock() >= self._open_until
 
 	def failure(self) -> bool:
-		first = not self._failing
-		self._failing = True
+		first = not self.failing
+		self.failing = True
 		self._open_until = self.clock() + self.open_seconds
 		return first
 
 	def success(self) -> bool:
-		recovered = self._failing
-		self._failing = False
+		recovered = self.failing
+		self.failing = False
 		self._open_until = 0.0
 		return recovered
-
-	@property
-	def failing(self) -> bool:
-		return self._failing
