@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -64,25 +64,8 @@ class Sending:
 	timeout: float
 
 
-class Producer(Protocol):
-	def start(self, messages: Sequence[OutgoingMessage], timeout: float) -> Sending:
-		"""Hand the batch to the client (no waiting for acknowledgements)."""
-		...
-
-	def finish(self, sending: Sending) -> BatchResult:
-		"""Wait, at most until the batch's deadline, for every delivery report."""
-		...
-
-	def send(self, messages: Sequence[OutgoingMessage], timeout: float) -> BatchResult: ...
-
-	def close(self, timeout: float) -> None: ...
-
-
-ProducerFactory = Callable[[], Producer]
-
-
 class KafkaProducer:
-	"""`Producer` on confluent_kafka. `config` comes from `kafka_config.producer_config`."""
+	"""The drainer's producer on confluent_kafka. `config` comes from `kafka_config.producer_config`."""
 
 	def __init__(self, config: dict[str, Any], logger: Any = None):
 		conf = {**config, "error_cb": self.on_error}
@@ -130,10 +113,8 @@ class KafkaProducer:
 		elif (refused := refusal(error)) is not None:
 			self.refused = refused
 
-	def send(self, messages: Sequence[OutgoingMessage], timeout: float) -> BatchResult:
-		return self.finish(self.start(messages, timeout))
-
 	def start(self, messages: Sequence[OutgoingMessage], timeout: float) -> Sending:
+		"""Hand the batch to the client (no waiting for acknowledgements)."""
 		deliveries: dict[Any, Delivery] = {}
 		deadline = time.monotonic() + timeout
 		for count, message in enumerate(messages, 1):
@@ -143,6 +124,7 @@ class KafkaProducer:
 		return Sending(messages, deliveries, deadline, timeout)
 
 	def finish(self, sending: Sending) -> BatchResult:
+		"""Wait, at most until the batch's deadline, for every delivery report."""
 		messages, deliveries, timeout = sending.messages, sending.deliveries, sending.timeout
 		remaining = _flush_or_purge(self._producer, max(0.0, sending.deadline - time.monotonic()))
 		result = BatchResult(deliveries, discard=remaining > 0)

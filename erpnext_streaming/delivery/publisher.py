@@ -11,7 +11,7 @@ as parts (`parts.split`/`merge`): the drainer sees events, never parts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,14 +21,7 @@ from erpnext_streaming.delivery import messages, parts
 from erpnext_streaming.delivery.environment import DrainerConfig, DrainStats
 from erpnext_streaming.delivery.limits import TopicLimits
 from erpnext_streaming.delivery.policy import describe
-from erpnext_streaming.delivery.producer import (
-	BatchResult,
-	Delivery,
-	OutgoingMessage,
-	Producer,
-	ProducerFactory,
-	Sending,
-)
+from erpnext_streaming.delivery.producer import BatchResult, Delivery, KafkaProducer, OutgoingMessage, Sending
 from erpnext_streaming.outbox.records import Published
 
 # the broker refused a message (or a batch of them) for its size: never worth a retry as is
@@ -36,7 +29,7 @@ SIZE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_T
 
 # a batch handed to the producer (its handle, and the reports of events refused before
 # producing: too large even in parts), or its result when no producer could be made
-Started = tuple[Producer, Sending, dict[Any, Delivery]] | BatchResult
+Started = tuple[KafkaProducer, Sending, dict[Any, Delivery]] | BatchResult
 # a Dead event to copy: (Event Log row, attempts, reason, whether to omit the value)
 DeadLetter = tuple[Any, int, str, bool]
 
@@ -44,7 +37,7 @@ DeadLetter = tuple[Any, int, str, bool]
 class Publisher:
 	def __init__(
 		self,
-		producer_factory: ProducerFactory,
+		producer_factory: Callable[[], KafkaProducer],
 		stats: DrainStats,
 		log: logging.Logger,
 		secrets: Sequence[str] = (),
@@ -53,7 +46,7 @@ class Publisher:
 		self.stats = stats
 		self.log = log
 		self.secrets = tuple(s for s in secrets if s and len(s) >= 3)
-		self._producer: Producer | None = None
+		self._producer: KafkaProducer | None = None
 		self.limits = TopicLimits(log, self.redact)
 
 	@property
