@@ -368,7 +368,7 @@ class Drainer:
 		batch = decide(in_flight, deliveries, self.policy, random.random, self.publisher.redact)
 		for cursor in batch.waiting:
 			self._claimed_through.pop(cursor, None)  # claimed again from its cursor
-		if any(v.fatal for v in in_flight.outcome.values()) and self.publisher.has_producer:
+		if any(v.fatal for v in in_flight.outcome.values()) and self.publisher.producer is not None:
 			self.log.warning(
 				"erpnext_streaming: the producer is replaced after: %s",
 				next(v.reason for v in in_flight.outcome.values() if v.fatal),

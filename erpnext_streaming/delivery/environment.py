@@ -98,9 +98,6 @@ class DrainStats:
 	parts: int = 0  # the parts of those events
 	exit_reason: str = ""
 
-	def as_dict(self) -> dict[str, Any]:
-		return asdict(self)
-
 
 def new_owner() -> str:
 	"""A drainer's name on the leases it takes: host, process and a random part."""

@@ -74,9 +74,9 @@ def drain() -> dict:
 	)
 	with stop.on_sigterm():
 		stats = drainer.run()
-	_record(redis_client, site, stats.as_dict())
+	_record(redis_client, site, asdict(stats))
 	hand_over(stats.exit_reason, redis_client, site)
-	return stats.as_dict()
+	return asdict(stats)
 
 
 def hand_over(exit_reason: str, redis_client, site: str) -> bool:

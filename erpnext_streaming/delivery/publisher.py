@@ -46,19 +46,15 @@ class Publisher:
 		self.stats = stats
 		self.log = log
 		self.secrets = tuple(s for s in secrets if s and len(s) >= 3)
-		self._producer: KafkaProducer | None = None
+		self.producer: KafkaProducer | None = None
 		self.limits = TopicLimits(log, self.redact)
-
-	@property
-	def has_producer(self) -> bool:
-		return self._producer is not None
 
 	def start(self, outgoing: Sequence[OutgoingMessage], flush_timeout: float, split: bool = True) -> Started:
 		"""Hand `outgoing` to the producer (made first if there is none); no waiting. With
 		`split`, an event over its topic's limit goes as parts."""
-		if self._producer is None:
+		if self.producer is None:
 			try:
-				self._producer = self.producer_factory()
+				self.producer = self.producer_factory()
 			except Exception as e:
 				error = KafkaError(KafkaError._FAIL, f"cannot create the producer: {type(e).__name__}: {e}")
 				self.log.warning("erpnext_streaming: %s", self.redact(describe(error)))
@@ -67,7 +63,7 @@ class Publisher:
 		refused: dict[Any, Delivery] = {}
 		if split:
 			outgoing = self._in_parts(outgoing, refused, flush_timeout)
-		return self._producer, self._producer.start(outgoing, flush_timeout), refused
+		return self.producer, self.producer.start(outgoing, flush_timeout), refused
 
 	def _in_parts(
 		self, outgoing: Sequence[OutgoingMessage], refused: dict[Any, Delivery], timeout: float
@@ -75,7 +71,7 @@ class Publisher:
 		"""`outgoing` with every event over its topic's limit replaced by its parts, in place;
 		an event that cannot be split is left out, its report put in `refused`. First the
 		producer's record batches are capped at the smallest limit of these topics."""
-		producer = self._producer
+		producer = self.producer
 		limit = {topic: self.limits.limit(producer, topic) for topic in {m.topic for m in outgoing}}
 		cap = getattr(producer, "cap_batches", None)
 		if limit and cap is not None and cap(min(limit.values()), timeout):
@@ -105,7 +101,7 @@ class Publisher:
 		producer, sending, refused = started
 		result = producer.finish(sending)
 		result.deliveries = {**parts.merge(result.deliveries), **refused}
-		if result.discard and producer is self._producer:
+		if result.discard and producer is self.producer:
 			if result.fatal is not None:
 				self.log.warning(
 					"erpnext_streaming: fatal producer error, the producer is replaced: %s",
@@ -159,7 +155,7 @@ class Publisher:
 
 	def close(self, timeout: float) -> None:
 		"""Close the producer, waiting up to `timeout` for what it still holds (0: drop it)."""
-		producer, self._producer = self._producer, None
+		producer, self.producer = self.producer, None
 		if producer is not None:
 			try:
 				producer.close(timeout)

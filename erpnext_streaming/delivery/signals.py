@@ -88,10 +88,9 @@ def owner_alive(redis_client: Any, site: str, owner: str) -> bool:
 class RedisWake:
 	"""The drainer's wake source: BLPOP on the site's wake list."""
 
-	def __init__(self, redis_client: Any, site: str, sleep: Callable[[float], None] = time.sleep):
+	def __init__(self, redis_client: Any, site: str):
 		self.client = redis_client
 		self.key = wake_key(site)
-		self.sleep = sleep
 
 	def wait(self, timeout: float) -> bool:
 		"""True when woken by a token; False on timeout. Falls back to sleeping when Redis
@@ -101,7 +100,7 @@ class RedisWake:
 		try:
 			return self.client.blpop([self.key], timeout=max(timeout, 0.01)) is not None
 		except Exception:
-			self.sleep(min(timeout, 1.0))
+			time.sleep(min(timeout, 1.0))
 			return False
 
 	def clear(self) -> None:
@@ -132,7 +131,12 @@ class RedisHeartbeat:
 
 	def acquire(self) -> bool:
 		"""Claim the heartbeat; False if another live drainer holds it."""
-		self._pulse_forever()
+		if self._thread is None:
+			self._beat()
+			self._thread = threading.Thread(
+				target=self._pulse, name="erpnext-streaming-heartbeat", daemon=True
+			)
+			self._thread.start()
 		try:
 			self._held = bool(self.client.set(self.key, self.owner, nx=True, px=self.ttl_ms))
 		except Exception:
@@ -151,14 +155,6 @@ class RedisHeartbeat:
 		self._stop.set()
 		with contextlib.suppress(Exception):
 			self.client.delete(self.alive)
-
-	def _pulse_forever(self) -> None:
-		if self._thread is None:
-			self._beat()
-			self._thread = threading.Thread(
-				target=self._pulse, name="erpnext-streaming-heartbeat", daemon=True
-			)
-			self._thread.start()
 
 	def _pulse(self) -> None:
 		while not self._stop.wait(self.ttl_ms / 3000):

@@ -313,4 +313,4 @@ class TestLargeInvoice(FrappeTestCase):
 				f"{[len(m.value()) for m in pieces]} bytes, topic {self.topic} partition {pieces[0].partition()} "
 				f"offsets {pieces[0].offset()}-{pieces[-1].offset()}"
 			)
-		print(f"  drainer {stats.as_dict()}")
+		print(f"  drainer {dataclasses.asdict(stats)}")
