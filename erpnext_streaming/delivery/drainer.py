@@ -356,12 +356,8 @@ class Drainer:
 		return refs
 
 	def finish(self, in_flight: InFlight) -> set[str]:
-		"""Wait for the batch's delivery reports and record its outcome (`outcomes.decide`): a
-		receipt for the delivered events and the cursors moved past the bundles done; a
-		company whose bundle has an undelivered event (retriable) keeps its cursor before
-		that bundle with the retry state, its undelivered events marked Failed; events that
-		can never be delivered, or whose bundle ran out of attempts, go Dead with a
-		dead-letter copy. Returns the cursors left waiting for a retry."""
+		"""Wait for the batch's delivery reports and record its outcome (`outcomes.decide`),
+		the Dead events with their dead-letter copies; the cursors left waiting for a retry."""
 		deliveries = (
 			self.publisher.finish(in_flight.sending).deliveries if in_flight.sending is not None else {}
 		)

@@ -61,9 +61,8 @@ def client(url: str, timeout: float, **kwargs: Any):
 
 
 def signal(redis_client: Any, site: str) -> bool:
-	"""Leave a wake-up token (at most one waits) and say whether a drainer is running.
-
-	One round trip: LPUSH + LTRIM + EXPIRE + EXISTS in a pipeline."""
+	"""Leave a wake-up token (at most one waits) and say whether a drainer is running, in
+	one round trip."""
 	key = wake_key(site)
 	pipe = redis_client.pipeline(transaction=False)
 	pipe.lpush(key, b"1")

@@ -7,11 +7,9 @@ rows by primary key and re-checks its condition, and claimers are serialized by 
 named lock, never by row locks. Row leases exist only for dead-letter copies; delivery
 leases live on the cursors (delivery/bundles.py).
 
-A row's lease (`lease_expires_at`) and retry time (`next_attempt_at`, a Failed row's copy
-of its company's, shown on the desk) are UTC from the database's clock, as the cursors'
-(`mariadb.utc_now`): the `utc` values here come from it, so drainers, the sweeper and a
-requeue on hosts with different clocks, time zones or DST agree on when a lease ends. The
-rows' other times (`modified`, `sent_at`, `dead_lettered_at`) are the site's (`now`).
+A row's lease and retry time (a Failed row's copy of its company's, shown on the desk) are
+UTC from the database's clock, as the cursors' (delivery/bundles.py says why): the `utc`
+values here; `modified`, `sent_at` and `dead_lettered_at` are the site's time (`now`).
 """
 
 from __future__ import annotations
