@@ -10,6 +10,7 @@ an enqueue when no drainer holds the heartbeat) and also serves as the sweeper.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 from collections.abc import Iterator
@@ -113,7 +114,7 @@ def drain(spec: dict) -> dict:
 	)
 	try:
 		with frappe_gc_thresholds():
-			stats = drainer.run().as_dict()
+			stats = dataclasses.asdict(drainer.run())
 	finally:
 		db.close()
 	pipe = redis_client.pipeline(transaction=False)

@@ -29,7 +29,7 @@ from frappe.utils.background_jobs import generate_qname, get_redis_conn
 from harness.worker import kill_tree, start_worker
 from rq import Queue
 
-from erpnext_streaming.constants import CURSOR_TABLE, EVENT_LOG_TABLE, SETTINGS_DOCTYPE, Status
+from erpnext_streaming.constants import CURSOR_TABLE, EVENT_LOG_TABLE, RECEIPT_TABLE, SETTINGS_DOCTYPE, Status
 from erpnext_streaming.delivery import bundles, jobs, signals, sweeper, wake
 from erpnext_streaming.emitters.handler import message_context
 from erpnext_streaming.outbox.records import OutboxRecord
@@ -239,13 +239,18 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
 	raise AssertionError(f"{what}: not within {timeout} s; Event Log: {statuses()}; errors: {errors}")
 
 
+def unsettled(db) -> int:
+	"""Events delivered whose Event Log rows are not marked Sent yet."""
+	return int(db.sql(f"SELECT COALESCE(SUM(`events`), 0) FROM `{RECEIPT_TABLE}`")[0][0] or 0)
+
+
 def all_delivered() -> bool:
 	"""Nothing left to deliver, every delivery settled in the Event Log, no row leased for a
 	dead-letter copy (a running drainer keeps its companies' cursors leased)."""
 	frappe.db.commit()
 	return (
 		not sweeper.has_pending_work(frappe.db, datetime.max)
-		and not bundles.unsettled(frappe.db)
+		and not unsettled(frappe.db)
 		and not frappe.db.sql(
 			f"SELECT 1 FROM `{EVENT_LOG_TABLE}` WHERE status IN ('Queued', 'Failed') OR lease_owner IS NOT NULL "
 			"LIMIT 1"

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 import frappe
 import pymysql
 import pytest
-from delivery_support import CODEC, event
+from delivery_support import CODEC, event, unsettled
 from frappe.standin import StandinDatabase
 
 from erpnext_streaming.constants import BUNDLE_TABLE, CURSOR_TABLE, EVENT_LOG_TABLE, RECEIPT_TABLE, Status
@@ -371,7 +371,7 @@ def test_a_delivered_batch_is_one_receipt_and_moves_the_cursors_in_two_statement
 	assert cursor("B").delivered_through == bundle_of("b1")
 	assert cursor("A").lease_owner == "d1"  # leases are the drainer's to release
 	assert {state(n).status for n in (a1, b1, a2)} == {Status.QUEUED}  # until settled
-	assert bundles.unsettled(frappe.db) == 3
+	assert unsettled(frappe.db) == 3
 	assert not bundles.deliverable(frappe.db, NOW + LEASE)
 
 
@@ -429,7 +429,7 @@ def test_settle_marks_the_rows_sent_at_the_receipt_time_and_deletes_what_is_done
 	assert table(RECEIPT_TABLE) == []
 	assert [b.name for b in table(BUNDLE_TABLE)] == [bundle_of("a3")]  # the bundles passed are gone
 	assert state(names_of("a3")[0]).status == Status.QUEUED
-	assert bundles.unsettled(frappe.db) == 0
+	assert unsettled(frappe.db) == 0
 	assert bundles.settle(frappe.db, LATER) == 0
 
 

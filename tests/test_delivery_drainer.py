@@ -26,6 +26,7 @@ from delivery_support import (
 	new_topic,
 	rows,
 )
+from delivery_support import unsettled as unsettled_on
 from frappe.standin import StandinDatabase
 from harness.kafka import start_kafka
 
@@ -107,12 +108,12 @@ def test_a_flush_that_runs_out_counts_every_unreported_message_as_failed():
 	bootstrap = cluster.bootstrap
 	try:
 		producer = KafkaProducer(producer_conf(bootstrap, **{"message.timeout.ms": "60000"}))
-		warm = producer.send([OutgoingMessage("warm", "flush-test", b"k", b"v", [])], 15)
+		warm = producer.finish(producer.start([OutgoingMessage("warm", "flush-test", b"k", b"v", [])], 15))
 		assert warm.deliveries["warm"].error is None
 		cluster.pause(1)
 		try:
 			batch = [OutgoingMessage(i, "flush-test", b"k", b"v", []) for i in range(3)]
-			result = producer.send(batch, timeout=1.0)
+			result = producer.finish(producer.start(batch, timeout=1.0))
 		finally:
 			cluster.resume(1)
 		assert result.discard and result.fatal is None
@@ -377,7 +378,7 @@ def test_an_error_after_the_claim_gives_the_claimed_companies_back(site, mariadb
 		assert cursor_leases() == {}
 		assert {c: r["delivered_through"] for c, r in cursors().items()} == {acme: 0, globex: 0}
 	finally:
-		drainer._close_producer()
+		drainer.publisher.close(drainer.config.flush_timeout_seconds)
 		drainer.db.close()
 
 	stats = run_drainer(mariadb, redis_url, lambda: KafkaProducer(producer_conf(kafka_bootstrap)))
@@ -710,7 +711,7 @@ class SteppedClock(SystemClock):
 def unsettled(drainer: Drainer) -> int:
 	"""Events delivered and not settled, read on the drainer's connection; the read is
 	committed so the drainer's next cycle starts a transaction of its own."""
-	count = bundles.unsettled(drainer.db)
+	count = unsettled_on(drainer.db)
 	drainer.db.commit()
 	return count
 
@@ -741,5 +742,5 @@ def test_under_sustained_load_receipts_settle_a_while_after_the_first_one_left_u
 		assert unsettled(drainer) == 0
 		assert {r.status for r in rows()} == {Status.SENT}
 	finally:
-		drainer._close_producer()
+		drainer.publisher.close(drainer.config.flush_timeout_seconds)
 		drainer.db.close()

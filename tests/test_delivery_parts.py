@@ -200,7 +200,7 @@ def test_record_batches_are_capped_at_the_topics_limit(kafka_bootstrap):
 				OutgoingMessage(f"{attempt}-{i}", topic, b"Acme Corp", filler(183_616, i), {"ce_id": f"{i}"})
 				for i in range(6)
 			]
-			result = producer.send(batch, 15)
+			result = producer.finish(producer.start(batch, 15))
 			outcomes.append(
 				Counter(d.error.name() if d.error else "delivered" for d in result.deliveries.values())
 			)

@@ -44,11 +44,6 @@ def test_real_jitter_spreads_retries():
 	assert len(delays) > 40 and all(20 < d <= 40 for d in delays)
 
 
-def test_next_attempt_at_adds_the_delay():
-	now = datetime(2026, 11, 23, 10, 0)
-	assert POLICY.next_attempt_at(2, now, rand=lambda: 0.0) == now + timedelta(seconds=10)
-
-
 @pytest.mark.parametrize(
 	"kwargs",
 	[

@@ -133,7 +133,7 @@ def test_the_publisher_sends_parts_and_reports_events_learning_each_topics_limit
 	assert producer.capped == [200_000]  # record batches no larger than the smallest limit
 	publisher.finish(publisher.start(outgoing[:2], 5))
 	assert sorted(producer.described) == ["default", "refused", "small"]  # once per topic per run
-	assert publisher.limits.known() == {"small": 200_000, "refused": 1_000_000, "default": 1_000_000}
+	assert publisher.limits.known == {"small": 200_000, "refused": 1_000_000, "default": 1_000_000}
 
 
 def test_an_unsplittable_event_is_refused_as_too_large_and_a_failed_part_fails_its_event():

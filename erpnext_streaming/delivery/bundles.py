@@ -19,8 +19,7 @@ are Frappe's site-local time (`now`).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,11 +36,12 @@ from erpnext_streaming.outbox.mariadb import (
 	chunks_by_bytes,
 	get_lock,
 	lock_name,
+	placeholders,
 	release_lock,
 	statement_budget,
 	value_bytes,
 )
-from erpnext_streaming.outbox.outcomes import delivery_rows, settle_positions
+from erpnext_streaming.outbox.outcomes import delivery_rows, positions_json, settle_positions
 from erpnext_streaming.outbox.records import (
 	SEQUENCE_TABLE,
 	SYSTEM_USER,
@@ -61,10 +61,6 @@ SETTLE_RECEIPTS = 20
 
 _B, _C, _R = f"`{BUNDLE_TABLE}`", f"`{CURSOR_TABLE}`", f"`{RECEIPT_TABLE}`"
 _STANDARD = "`creation`, `modified`, `modified_by`, `owner`, `docstatus`, `idx`"
-
-
-def _in(values: Sequence[Any]) -> str:
-	return ", ".join(["%s"] * len(values))
 
 
 # -- writing (in the user's transaction) ----------------------------------------------
@@ -175,24 +171,21 @@ class Claimed:
 	attempts: int = 0
 
 
-def _lease_is_mine_or_free(row: Mapping[str, Any], owner: str, utc: datetime) -> bool:
-	holder, expires = row["lease_owner"], row["lease_expires_at"]
-	return not holder or holder == owner or expires is None or expires <= utc
-
-
-def _due(row: Mapping[str, Any], utc: datetime) -> bool:
-	due = row["next_attempt_at"]
-	return due is None or due <= utc
-
-
-def companies(db: Database) -> list[dict]:
-	"""Every company with bundles, with its cursor (None fields if it has none yet)."""
-	return db.sql(
+def _open(db: Database, owner: str, utc: datetime) -> Iterator[tuple[str, dict]]:
+	"""(cursor, its row) of every company with bundles that `owner` may deliver at `utc`:
+	leased by nobody else (or the lease expired) and not waiting for a retry. A company
+	without a cursor yet (None fields) is named by its bundles' `company`."""
+	for row in db.sql(
 		f"SELECT g.`company`, c.`name` AS `cursor`, c.`delivered_through`, c.`attempts`, c.`next_attempt_at`, "
 		f"c.`lease_owner`, c.`lease_expires_at` FROM (SELECT `company` FROM {_B} GROUP BY `company`) AS g "
 		f"LEFT JOIN {_C} AS c ON c.`name` = g.`company`",
 		as_dict=True,
-	)
+	):
+		holder, expires, due = row["lease_owner"], row["lease_expires_at"], row["next_attempt_at"]
+		if (not holder or holder == owner or expires is None or expires <= utc) and (
+			due is None or due <= utc
+		):
+			yield row["cursor"] or row["company"], row
 
 
 def claim(
@@ -217,10 +210,7 @@ def claim(
 	after = after or {}
 	open_ = []
 	held: set[str] = set()
-	for row in companies(db):
-		if row["cursor"] is not None and not (_lease_is_mine_or_free(row, owner, utc) and _due(row, utc)):
-			continue
-		key = row["cursor"] if row["cursor"] is not None else row["company"]
+	for key, row in _open(db, owner, utc):
 		start = row["delivered_through"] or 0
 		if row["lease_owner"] == owner:  # held all along: nobody else delivered after its claims
 			start = max(start, after.get(key, 0))
@@ -296,7 +286,8 @@ def still_leased(db: Database, owner: str, cursors: Iterable[str]) -> set[str]:
 	return {
 		r[0]
 		for r in db.sql(
-			f"SELECT `name` FROM {_C} WHERE `name` IN ({_in(names)}) AND `lease_owner` = %s", [*names, owner]
+			f"SELECT `name` FROM {_C} WHERE `name` IN ({placeholders(names)}) AND `lease_owner` = %s",
+			[*names, owner],
 		)
 	}
 
@@ -307,7 +298,7 @@ def renew(db: Database, owner: str, cursors: Iterable[str], until: datetime) -> 
 	held = still_leased(db, owner, names)
 	if held:
 		db.sql(
-			f"UPDATE {_C} SET `lease_expires_at` = %s WHERE `name` IN ({_in(list(held))}) AND `lease_owner` = %s",
+			f"UPDATE {_C} SET `lease_expires_at` = %s WHERE `name` IN ({placeholders(list(held))}) AND `lease_owner` = %s",
 			[until, *held, owner],
 		)
 	return held
@@ -318,7 +309,7 @@ def release(db: Database, owner: str, cursors: Iterable[str] | None = None) -> N
 	names = list(dict.fromkeys(cursors)) if cursors is not None else None
 	if names == []:
 		return
-	condition = f" AND `name` IN ({_in(names)})" if names else ""
+	condition = f" AND `name` IN ({placeholders(names)})" if names else ""
 	db.sql(
 		f"UPDATE {_C} SET `lease_owner` = NULL, `lease_expires_at` = NULL WHERE `lease_owner` = %s{condition}",
 		[owner, *(names or [])],
@@ -337,7 +328,7 @@ def release_expired(db: Database, utc: datetime) -> list[str]:
 	if names:
 		db.sql(
 			f"UPDATE {_C} SET `lease_owner` = NULL, `lease_expires_at` = NULL "
-			f"WHERE `name` IN ({_in(names)}) AND `lease_expires_at` <= %s",
+			f"WHERE `name` IN ({placeholders(names)}) AND `lease_expires_at` <= %s",
 			[*names, utc],
 		)
 	return names
@@ -353,11 +344,10 @@ def record_delivered(
 	cursors moved past the delivered bundles (`through`: {cursor: last bundle}) with their
 	retry state cleared. Never moves a cursor back (a late drainer's mark)."""
 	if sent:
-		positions = json.dumps([[int(p.name), p.partition, p.offset] for p in sent], separators=(",", ":"))
 		db.sql(
 			f"INSERT INTO {_R} (`name`, {_STANDARD}, `events`, `positions`) "
 			f"VALUES (NEXTVAL(`{RECEIPT_SEQUENCE}`), %s, %s, %s, %s, 0, 0, %s, %s)",
-			(now, now, SYSTEM_USER, SYSTEM_USER, len(sent), positions),
+			(now, now, SYSTEM_USER, SYSTEM_USER, len(sent), positions_json(sent)),
 		)
 	if through:
 		# columns are assigned left to right: the retry state first, while `delivered_through`
@@ -404,7 +394,7 @@ def retry_now(db: Database, companies: Iterable[str], now: datetime) -> None:
 	if names:
 		db.sql(
 			f"UPDATE {_C} SET `attempts` = 0, `next_attempt_at` = NULL, `modified` = %s "
-			f"WHERE `name` IN ({_in(names)})",
+			f"WHERE `name` IN ({placeholders(names)})",
 			[now, *names],
 		)
 
@@ -430,7 +420,7 @@ def settle(db: Database, now: datetime, receipts: int = SETTLE_RECEIPTS) -> int:
 			settle_positions(db, positions, created, now)
 		if found:
 			names = [r[0] for r in found]
-			db.sql(f"DELETE FROM {_R} WHERE `name` IN ({_in(names)})", names)
+			db.sql(f"DELETE FROM {_R} WHERE `name` IN ({placeholders(names)})", names)
 		# per company through its index, so the delete locks only that company's passed bundles
 		for cursor, through in db.sql(
 			f"SELECT `name`, `delivered_through` FROM {_C} WHERE `delivered_through` > 0"
@@ -449,21 +439,13 @@ def oldest_undelivered(db: Database) -> datetime | None:
 	)[0][0]
 
 
-def unsettled(db: Database) -> int:
-	"""Events delivered whose Event Log rows are not marked Sent yet."""
-	return int(db.sql(f"SELECT COALESCE(SUM(`events`), 0) FROM {_R}")[0][0] or 0)
-
-
 # -- what is left to do ---------------------------------------------------------------
 
 
 def deliverable(db: Database, utc: datetime) -> bool:
 	"""Does any company have a bundle after its cursor that is due and not leased by a
 	live drainer at `utc` (the database's now)?"""
-	for row in companies(db):
-		if row["cursor"] is not None and not (_lease_is_mine_or_free(row, "", utc) and _due(row, utc)):
-			continue
-		key = row["cursor"] if row["cursor"] is not None else row["company"]
+	for key, row in _open(db, "", utc):
 		if db.sql(
 			f"SELECT 1 FROM {_B} WHERE `company` = %s AND `name` > %s LIMIT 1",
 			(key, row["delivered_through"] or 0),

@@ -24,19 +24,18 @@ from erpnext_streaming.constants import Status
 from erpnext_streaming.delivery import bundles, messages
 from erpnext_streaming.delivery.bundles import Claimed
 from erpnext_streaming.delivery.environment import (
-	Clock,
 	DrainerConfig,
 	DrainStats,
-	Heartbeat,
 	NoHeartbeat,
-	WakeSource,
+	SystemClock,
 	new_owner,
 )
 from erpnext_streaming.delivery.framing import Framer
-from erpnext_streaming.delivery.outcomes import BatchOutcome, Dying, InFlight, decide, failed_reason
+from erpnext_streaming.delivery.outcomes import BatchOutcome, Dying, InFlight, decide
 from erpnext_streaming.delivery.policy import Classified, RetryPolicy, unreadable
-from erpnext_streaming.delivery.producer import OutgoingMessage, ProducerFactory
+from erpnext_streaming.delivery.producer import KafkaProducer, OutgoingMessage
 from erpnext_streaming.delivery.publisher import DeadLetter, Publisher
+from erpnext_streaming.delivery.signals import RedisHeartbeat, RedisWake
 from erpnext_streaming.outbox import mariadb
 from erpnext_streaming.outbox.outcomes import (
 	claim_dead_letters,
@@ -62,16 +61,15 @@ class Drainer:
 	def __init__(
 		self,
 		db: mariadb.TransactionalDatabase,
-		producer_factory: ProducerFactory,
-		wake: WakeSource,
-		clock: Clock,
+		producer_factory: Callable[[], KafkaProducer],
+		wake: RedisWake,
+		clock: SystemClock,
 		config: DrainerConfig,
 		policy: RetryPolicy,
-		heartbeat: Heartbeat | None = None,
+		heartbeat: RedisHeartbeat | NoHeartbeat | None = None,
 		secrets: Sequence[str] = (),
 		log: logging.Logger | None = None,
 		owner: str | None = None,
-		rand: Callable[[], float] = random.random,
 		framer: Framer | None = None,
 		stop: Callable[[], str | None] = lambda: None,
 	):
@@ -83,7 +81,6 @@ class Drainer:
 		self.heartbeat = heartbeat or NoHeartbeat()
 		self.log = log or logging.getLogger("erpnext_streaming.drainer")
 		self.owner = owner or new_owner()
-		self.rand = rand
 		self.framer = framer  # None: schemaless and single-object only (no registry)
 		self.stop = stop  # why to stop at this batch boundary (delivery/lifecycle.py), or None
 		self.time_zone = ZoneInfo(config.time_zone or "UTC")
@@ -138,7 +135,7 @@ class Drainer:
 			finally:
 				self._leave_quietly()
 				self.heartbeat.close()
-				self._close_producer()
+				self.publisher.close(self.config.flush_timeout_seconds)
 		return self.stats
 
 	def prepare(self) -> None:
@@ -264,7 +261,7 @@ class Drainer:
 		self, dead_letters: bool, after: dict[str, int] | None
 	) -> tuple[list[Claimed], list[Any]]:
 		db = self.db
-		try:
+		with self._transaction():
 			now, utc, lease = self.clock.now(), mariadb.utc_now(db), timedelta(seconds=self.config.lease)
 			claimed = bundles.claim(db, self.owner, utc + lease, utc, self.config.batch_size, after, now)
 			dead = (
@@ -272,11 +269,7 @@ class Drainer:
 				if dead_letters
 				else []
 			)
-			db.commit()
-			return claimed, dead
-		except Exception:
-			db.rollback()
-			raise
+		return claimed, dead
 
 	@contextlib.contextmanager
 	def _transaction(self) -> Iterator[None]:
@@ -316,13 +309,11 @@ class Drainer:
 		except Exception:
 			self.log.exception("erpnext_streaming: claimed bundles not given back; their leases expire")
 
-	def finish_in_flight(self) -> bool:
-		"""Finish the batch in flight, if any (before leaving, or before a batch of the caller's)."""
+	def finish_in_flight(self) -> None:
+		"""Finish the batch in flight, if any (before leaving)."""
 		in_flight, self._in_flight = self._in_flight, None
-		if in_flight is None:
-			return False
-		self.finish(in_flight)
-		return True
+		if in_flight is not None:
+			self.finish(in_flight)
 
 	# -- publishing -------------------------------------------------------------------
 
@@ -365,23 +356,20 @@ class Drainer:
 		return refs
 
 	def finish(self, in_flight: InFlight) -> set[str]:
-		"""Wait for the batch's delivery reports and record its outcome (`outcomes.decide`): a
-		receipt for the delivered events and the cursors moved past the bundles done; a
-		company whose bundle has an undelivered event (retriable) keeps its cursor before
-		that bundle with the retry state, its undelivered events marked Failed; events that
-		can never be delivered, or whose bundle ran out of attempts, go Dead with a
-		dead-letter copy. Returns the cursors left waiting for a retry."""
+		"""Wait for the batch's delivery reports and record its outcome (`outcomes.decide`),
+		the Dead events with their dead-letter copies; the cursors left waiting for a retry."""
 		deliveries = (
 			self.publisher.finish(in_flight.sending).deliveries if in_flight.sending is not None else {}
 		)
-		batch = decide(in_flight, deliveries, self.policy, self.rand, self.publisher.redact)
+		batch = decide(in_flight, deliveries, self.policy, random.random, self.publisher.redact)
 		for cursor in batch.waiting:
 			self._claimed_through.pop(cursor, None)  # claimed again from its cursor
-		if any(v.fatal for v in in_flight.outcome.values()) and self.publisher.has_producer:
+		if any(v.fatal for v in in_flight.outcome.values()) and self.publisher.producer is not None:
 			self.log.warning(
-				"erpnext_streaming: the producer is replaced after: %s", failed_reason(in_flight.outcome)
+				"erpnext_streaming: the producer is replaced after: %s",
+				next(v.reason for v in in_flight.outcome.values() if v.fatal),
 			)
-			self._close_producer(timeout=0)
+			self.publisher.close(0)
 		copies = self._send_dead_letters(self._dying_rows(batch.dying)) if batch.dying else {}
 		self._record(in_flight, batch, batch.unsent(copies))
 		self._count(in_flight, batch, len(copies))
@@ -469,8 +457,5 @@ class Drainer:
 		arrived, by row name. After a copy that did not, pending copies wait for a backoff."""
 		copies, missed = self.publisher.send_dead_letters(dying, self.config, self.time_zone)
 		if missed:
-			self._dead_letters_retry_at = self.clock.monotonic() + self.policy.delay(1, self.rand)
+			self._dead_letters_retry_at = self.clock.monotonic() + self.policy.delay(1, random.random)
 		return copies
-
-	def _close_producer(self, timeout: float | None = None) -> None:
-		self.publisher.close(self.config.flush_timeout_seconds if timeout is None else timeout)

@@ -1,9 +1,5 @@
-"""What a drainer is given and what it reports: its configuration, the clock, wake source
-and heartbeat it runs with (protocols, so a test or the sandbox passes its own), its owner
-name and its statistics.
-
-The RQ job (`jobs.drain`) wires Redis (`signals.RedisWake`, `signals.RedisHeartbeat`) and
-`SystemClock`; see docs/architecture.md, "Delivery".
+"""What a drainer is given and what it reports: its configuration, its clock, its owner
+name and its statistics (docs/architecture.md, "Delivery").
 """
 
 from __future__ import annotations
@@ -15,20 +11,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from erpnext_streaming import constants as c
-
-
-class Clock(Protocol):
-	def now(self) -> datetime:
-		"""Naive local time, like frappe.utils.now_datetime: for the columns people read
-		(`modified`, `sent_at`, `dead_lettered_at`). Never for a lease or a retry time, a
-		cursor's or an Event Log row's: those are UTC from the database's clock
-		(`mariadb.utc_now`), so hosts with different clocks, time zones or DST agree on them."""
-		...
-
-	def monotonic(self) -> float: ...
 
 
 class SystemClock:
@@ -36,26 +21,14 @@ class SystemClock:
 		self._now = now
 
 	def now(self) -> datetime:
+		"""Naive local time, like frappe.utils.now_datetime: for the columns people read
+		(`modified`, `sent_at`, `dead_lettered_at`). Never for a lease or a retry time, a
+		cursor's or an Event Log row's: those are UTC from the database's clock
+		(`mariadb.utc_now`), so hosts with different clocks, time zones or DST agree on them."""
 		return self._now()
 
 	def monotonic(self) -> float:
 		return time.monotonic()
-
-
-class WakeSource(Protocol):
-	def wait(self, timeout: float) -> bool: ...
-
-	def pending(self) -> bool: ...
-
-	def clear(self) -> None: ...
-
-
-class Heartbeat(Protocol):
-	def acquire(self) -> bool: ...
-
-	def release(self) -> None: ...
-
-	def close(self) -> None: ...
 
 
 class NoHeartbeat:
@@ -99,14 +72,11 @@ class DrainerConfig:
 			3 * self.flush_timeout_seconds + self.claim_lock_timeout_seconds + self.poll_seconds + 5,
 		)
 
-	@property
-	def cycle_budget(self) -> float:
-		return 2 * self.flush_timeout_seconds + self.claim_lock_timeout_seconds + 5
-
 	def used_up(self, elapsed: float, batches: int) -> str | None:
 		"""Why a run that has lasted `elapsed` seconds and `batches` batches ends at this
 		batch boundary: its slice is over, or one more cycle could pass the job timeout."""
-		if elapsed + self.cycle_budget > self.max_runtime_seconds:
+		cycle = 2 * self.flush_timeout_seconds + self.claim_lock_timeout_seconds + 5
+		if elapsed + cycle > self.max_runtime_seconds:
 			return "max runtime"
 		if self.slice_seconds and elapsed >= self.slice_seconds:
 			return "slice over"
@@ -127,9 +97,6 @@ class DrainStats:
 	split_events: int = 0  # events handed to the producer in parts (delivery/parts.py)
 	parts: int = 0  # the parts of those events
 	exit_reason: str = ""
-
-	def as_dict(self) -> dict[str, Any]:
-		return asdict(self)
 
 
 def new_owner() -> str:

@@ -26,8 +26,6 @@ from erpnext_streaming.schemas import EventSchema, UnknownSchemaError, default_r
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
-DEFAULT_REFUSAL_TTL = 60.0
-DEFAULT_UNAVAILABLE_TTL = 10.0
 # HTTP statuses / registry error codes that mean "this schema is refused", not "try later"
 _REFUSED_HTTP = frozenset({409, 422})
 
@@ -70,9 +68,6 @@ def shipped_schema(doctype: str, version: int, fingerprint: str) -> EventSchema:
 			"the schema file changed after the event was captured"
 		)
 	return schema
-
-
-SchemaLookup = Callable[[str, int, str], EventSchema]
 
 
 # -- the registry ------------------------------------------------------------------------
@@ -177,9 +172,9 @@ class SchemaIds:
 		url: str,
 		strategy: str = "TopicRecordNameStrategy",
 		auto_register: bool = True,
-		refusal_ttl: float = DEFAULT_REFUSAL_TTL,
+		refusal_ttl: float = 60.0,
 		clock: Callable[[], float] = time.monotonic,
-		unavailable_ttl: float = DEFAULT_UNAVAILABLE_TTL,
+		unavailable_ttl: float = 10.0,
 	):
 		self.client = client
 		self.strategy = strategy
@@ -308,7 +303,11 @@ class Framer:
 	the user's transaction, `messages.bundle`). `schema_lookup(doctype, version, fingerprint)`
 	finds the writer schema to register (shipped by default; the Frappe glue adds derived ones)."""
 
-	def __init__(self, ids: SchemaIds | None = None, schema_lookup: SchemaLookup = shipped_schema):
+	def __init__(
+		self,
+		ids: SchemaIds | None = None,
+		schema_lookup: Callable[[str, int, str], EventSchema] = shipped_schema,
+	):
 		self.ids = ids
 		self.schema_lookup = schema_lookup
 

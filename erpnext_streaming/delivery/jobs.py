@@ -25,7 +25,6 @@ from erpnext_streaming.delivery.producer import KafkaProducer
 from erpnext_streaming.outbox.records import MessageContext
 from erpnext_streaming.settings import StreamingConfig
 
-DRAINER_METHOD = "erpnext_streaming.delivery.jobs.drain"
 DRAINER_JOB_ID = "erpnext_streaming.delivery.drainer"
 # a successor takes the id its predecessor does not hold (see `enqueue_drainer`)
 DRAINER_JOB_IDS = (DRAINER_JOB_ID, f"{DRAINER_JOB_ID}.next")
@@ -74,9 +73,9 @@ def drain() -> dict:
 	)
 	with stop.on_sigterm():
 		stats = drainer.run()
-	_record(redis_client, site, stats.as_dict())
+	_record(redis_client, site, asdict(stats))
 	hand_over(stats.exit_reason, redis_client, site)
-	return stats.as_dict()
+	return asdict(stats)
 
 
 def hand_over(exit_reason: str, redis_client, site: str) -> bool:
@@ -144,18 +143,12 @@ def enqueue_drainer(successor: bool = False) -> None:
 	if not free:
 		return
 	frappe.enqueue(
-		DRAINER_METHOD,
-		queue=drainer_queue(),
+		"erpnext_streaming.delivery.jobs.drain",
+		queue=frappe.conf.get("erpnext_streaming_drainer_queue") or "long",  # docs/operations.md
 		timeout=c.LONG_QUEUE_TIMEOUT_SECONDS,
 		job_id=free[0],
 		deduplicate=True,
 	)
-
-
-def drainer_queue() -> str:
-	"""The RQ queue the drainer runs on: `long`, or the site's dedicated one
-	(`erpnext_streaming_drainer_queue` in site config; docs/operations.md)."""
-	return frappe.conf.get("erpnext_streaming_drainer_queue") or "long"
 
 
 def _drainer_jobs() -> dict:

@@ -18,11 +18,11 @@ class TopicLimits:
 	def __init__(self, log: logging.Logger, redact: Any = str):
 		self.log = log
 		self.redact = redact
-		self._known: dict[str, int] = {}
+		self.known: dict[str, int] = {}
 
 	def limit(self, producer: Any, topic: str) -> int:
 		"""The message limit of `topic` in bytes (learned on first use, then cached)."""
-		known = self._known.get(topic)
+		known = self.known.get(topic)
 		if known is not None:
 			return known
 		own = int(getattr(producer, "message_max_bytes", DEFAULT_LIMIT))
@@ -40,8 +40,5 @@ class TopicLimits:
 					self.redact(f"{type(e).__name__}: {e}"),
 				)
 		limit = min(own, learned) if learned else own
-		self._known[topic] = limit
+		self.known[topic] = limit
 		return limit
-
-	def known(self) -> dict[str, int]:
-		return dict(self._known)

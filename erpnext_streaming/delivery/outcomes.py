@@ -145,8 +145,3 @@ def _dying(
 			reason = f"gave up after {attempts} attempts: {reason}"
 		dying.append((ref, attempts, reason, too_large))
 	return dying
-
-
-def failed_reason(outcome: dict[Any, Classified]) -> str:
-	"""The reason of the first verdict that condemns the producer."""
-	return next(v.reason for v in outcome.values() if v.fatal)

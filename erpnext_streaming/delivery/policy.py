@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from confluent_kafka import KafkaError
 
@@ -47,11 +46,6 @@ class RetryPolicy:
 
 	def delay(self, attempts: int, rand: Callable[[], float] = random.random) -> float:
 		return self.ceiling(attempts) * (1.0 - self.jitter * rand())
-
-	def next_attempt_at(
-		self, attempts: int, now: datetime, rand: Callable[[], float] = random.random
-	) -> datetime:
-		return now + timedelta(seconds=self.delay(attempts, rand))
 
 
 # Poison: the same message can never succeed (Dead at once).

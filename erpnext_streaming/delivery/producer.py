@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from erpnext_streaming import kafka_config
 from erpnext_streaming.delivery.policy import TOPIC_CODES, blame, refusal
@@ -64,32 +64,15 @@ class Sending:
 	timeout: float
 
 
-class Producer(Protocol):
-	def start(self, messages: Sequence[OutgoingMessage], timeout: float) -> Sending:
-		"""Hand the batch to the client (no waiting for acknowledgements)."""
-		...
-
-	def finish(self, sending: Sending) -> BatchResult:
-		"""Wait, at most until the batch's deadline, for every delivery report."""
-		...
-
-	def send(self, messages: Sequence[OutgoingMessage], timeout: float) -> BatchResult: ...
-
-	def close(self, timeout: float) -> None: ...
-
-
-ProducerFactory = Callable[[], Producer]
-
-
 class KafkaProducer:
-	"""`Producer` on confluent_kafka. `config` comes from `kafka_config.producer_config`."""
+	"""The drainer's producer on confluent_kafka. `config` comes from `kafka_config.producer_config`."""
 
 	def __init__(self, config: dict[str, Any], logger: Any = None):
 		conf = {**config, "error_cb": self.on_error}
 		if logger is not None:
 			conf["logger"] = logger
 		self._conf = conf
-		self._producer = _client(conf)
+		self._producer = Producer(conf)
 		self._admin: Any = None
 		self.fatal: KafkaError | None = None
 		self.refused: KafkaError | None = None  # the broker refuses the connection (until a delivery)
@@ -99,11 +82,12 @@ class KafkaProducer:
 
 	def topic_max_bytes(self, topic: str, timeout: float = DESCRIBE_TIMEOUT_SECONDS) -> int | None:
 		"""The topic's `max.message.bytes` (DescribeConfigs, with the producer's connection
-		settings); raises when it cannot be read."""
+		settings and logger); raises when it cannot be read."""
 		from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 		if self._admin is None:
-			self._admin = AdminClient(connection_subset(self._conf))
+			logger = {k: self._conf[k] for k in ("logger",) if k in self._conf}
+			self._admin = AdminClient({**kafka_config.connection_properties(self._conf), **logger})
 		resource = ConfigResource(ResourceType.TOPIC, topic)
 		futures = self._admin.describe_configs([resource], request_timeout=timeout)
 		entry = next(iter(futures.values())).result(timeout).get("max.message.bytes")
@@ -118,7 +102,7 @@ class KafkaProducer:
 			return False
 		_flush_or_purge(self._producer, timeout)
 		self._conf = {**self._conf, "batch.size": str(max_bytes)}
-		self._producer = _client(self._conf)
+		self._producer = Producer(self._conf)
 		self.batch_bytes = max_bytes
 		return True
 
@@ -130,10 +114,8 @@ class KafkaProducer:
 		elif (refused := refusal(error)) is not None:
 			self.refused = refused
 
-	def send(self, messages: Sequence[OutgoingMessage], timeout: float) -> BatchResult:
-		return self.finish(self.start(messages, timeout))
-
 	def start(self, messages: Sequence[OutgoingMessage], timeout: float) -> Sending:
+		"""Hand the batch to the client (no waiting for acknowledgements)."""
 		deliveries: dict[Any, Delivery] = {}
 		deadline = time.monotonic() + timeout
 		for count, message in enumerate(messages, 1):
@@ -143,6 +125,7 @@ class KafkaProducer:
 		return Sending(messages, deliveries, deadline, timeout)
 
 	def finish(self, sending: Sending) -> BatchResult:
+		"""Wait, at most until the batch's deadline, for every delivery report."""
 		messages, deliveries, timeout = sending.messages, sending.deliveries, sending.timeout
 		remaining = _flush_or_purge(self._producer, max(0.0, sending.deadline - time.monotonic()))
 		result = BatchResult(deliveries, discard=remaining > 0)
@@ -222,18 +205,6 @@ def _flush_or_purge(producer: Any, timeout: float) -> int:
 		producer.purge(in_queue=True, in_flight=True, blocking=True)
 		producer.poll(0)
 	return remaining
-
-
-def _client(conf: dict[str, Any]) -> Any:
-	from confluent_kafka import Producer as _Producer
-
-	return _Producer(conf)
-
-
-def connection_subset(conf: dict[str, Any]) -> dict[str, Any]:
-	"""The properties of a producer configuration an admin client of the same cluster needs
-	(how to reach and trust it, and the logger)."""
-	return {**kafka_config.connection_properties(conf), **{k: conf[k] for k in ("logger",) if k in conf}}
 
 
 def _naming_topic(error: KafkaError, topic: str) -> KafkaError:

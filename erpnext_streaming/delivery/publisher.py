@@ -11,7 +11,7 @@ as parts (`parts.split`/`merge`): the drainer sees events, never parts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,14 +21,7 @@ from erpnext_streaming.delivery import messages, parts
 from erpnext_streaming.delivery.environment import DrainerConfig, DrainStats
 from erpnext_streaming.delivery.limits import TopicLimits
 from erpnext_streaming.delivery.policy import describe
-from erpnext_streaming.delivery.producer import (
-	BatchResult,
-	Delivery,
-	OutgoingMessage,
-	Producer,
-	ProducerFactory,
-	Sending,
-)
+from erpnext_streaming.delivery.producer import BatchResult, Delivery, KafkaProducer, OutgoingMessage, Sending
 from erpnext_streaming.outbox.records import Published
 
 # the broker refused a message (or a batch of them) for its size: never worth a retry as is
@@ -36,7 +29,7 @@ SIZE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_T
 
 # a batch handed to the producer (its handle, and the reports of events refused before
 # producing: too large even in parts), or its result when no producer could be made
-Started = tuple[Producer, Sending, dict[Any, Delivery]] | BatchResult
+Started = tuple[KafkaProducer, Sending, dict[Any, Delivery]] | BatchResult
 # a Dead event to copy: (Event Log row, attempts, reason, whether to omit the value)
 DeadLetter = tuple[Any, int, str, bool]
 
@@ -44,7 +37,7 @@ DeadLetter = tuple[Any, int, str, bool]
 class Publisher:
 	def __init__(
 		self,
-		producer_factory: ProducerFactory,
+		producer_factory: Callable[[], KafkaProducer],
 		stats: DrainStats,
 		log: logging.Logger,
 		secrets: Sequence[str] = (),
@@ -53,19 +46,15 @@ class Publisher:
 		self.stats = stats
 		self.log = log
 		self.secrets = tuple(s for s in secrets if s and len(s) >= 3)
-		self._producer: Producer | None = None
+		self.producer: KafkaProducer | None = None
 		self.limits = TopicLimits(log, self.redact)
-
-	@property
-	def has_producer(self) -> bool:
-		return self._producer is not None
 
 	def start(self, outgoing: Sequence[OutgoingMessage], flush_timeout: float, split: bool = True) -> Started:
 		"""Hand `outgoing` to the producer (made first if there is none); no waiting. With
 		`split`, an event over its topic's limit goes as parts."""
-		if self._producer is None:
+		if self.producer is None:
 			try:
-				self._producer = self.producer_factory()
+				self.producer = self.producer_factory()
 			except Exception as e:
 				error = KafkaError(KafkaError._FAIL, f"cannot create the producer: {type(e).__name__}: {e}")
 				self.log.warning("erpnext_streaming: %s", self.redact(describe(error)))
@@ -74,7 +63,7 @@ class Publisher:
 		refused: dict[Any, Delivery] = {}
 		if split:
 			outgoing = self._in_parts(outgoing, refused, flush_timeout)
-		return self._producer, self._producer.start(outgoing, flush_timeout), refused
+		return self.producer, self.producer.start(outgoing, flush_timeout), refused
 
 	def _in_parts(
 		self, outgoing: Sequence[OutgoingMessage], refused: dict[Any, Delivery], timeout: float
@@ -82,7 +71,7 @@ class Publisher:
 		"""`outgoing` with every event over its topic's limit replaced by its parts, in place;
 		an event that cannot be split is left out, its report put in `refused`. First the
 		producer's record batches are capped at the smallest limit of these topics."""
-		producer = self._producer
+		producer = self.producer
 		limit = {topic: self.limits.limit(producer, topic) for topic in {m.topic for m in outgoing}}
 		cap = getattr(producer, "cap_batches", None)
 		if limit and cap is not None and cap(min(limit.values()), timeout):
@@ -112,7 +101,7 @@ class Publisher:
 		producer, sending, refused = started
 		result = producer.finish(sending)
 		result.deliveries = {**parts.merge(result.deliveries), **refused}
-		if result.discard and producer is self._producer:
+		if result.discard and producer is self.producer:
 			if result.fatal is not None:
 				self.log.warning(
 					"erpnext_streaming: fatal producer error, the producer is replaced: %s",
@@ -166,7 +155,7 @@ class Publisher:
 
 	def close(self, timeout: float) -> None:
 		"""Close the producer, waiting up to `timeout` for what it still holds (0: drop it)."""
-		producer, self._producer = self._producer, None
+		producer, self.producer = self.producer, None
 		if producer is not None:
 			try:
 				producer.close(timeout)

@@ -61,9 +61,8 @@ def client(url: str, timeout: float, **kwargs: Any):
 
 
 def signal(redis_client: Any, site: str) -> bool:
-	"""Leave a wake-up token (at most one waits) and say whether a drainer is running.
-
-	One round trip: LPUSH + LTRIM + EXPIRE + EXISTS in a pipeline."""
+	"""Leave a wake-up token (at most one waits) and say whether a drainer is running, in
+	one round trip."""
 	key = wake_key(site)
 	pipe = redis_client.pipeline(transaction=False)
 	pipe.lpush(key, b"1")
@@ -88,10 +87,9 @@ def owner_alive(redis_client: Any, site: str, owner: str) -> bool:
 class RedisWake:
 	"""The drainer's wake source: BLPOP on the site's wake list."""
 
-	def __init__(self, redis_client: Any, site: str, sleep: Callable[[float], None] = time.sleep):
+	def __init__(self, redis_client: Any, site: str):
 		self.client = redis_client
 		self.key = wake_key(site)
-		self.sleep = sleep
 
 	def wait(self, timeout: float) -> bool:
 		"""True when woken by a token; False on timeout. Falls back to sleeping when Redis
@@ -101,7 +99,7 @@ class RedisWake:
 		try:
 			return self.client.blpop([self.key], timeout=max(timeout, 0.01)) is not None
 		except Exception:
-			self.sleep(min(timeout, 1.0))
+			time.sleep(min(timeout, 1.0))
 			return False
 
 	def clear(self) -> None:
@@ -132,7 +130,12 @@ class RedisHeartbeat:
 
 	def acquire(self) -> bool:
 		"""Claim the heartbeat; False if another live drainer holds it."""
-		self._pulse_forever()
+		if self._thread is None:
+			self._beat()
+			self._thread = threading.Thread(
+				target=self._pulse, name="erpnext-streaming-heartbeat", daemon=True
+			)
+			self._thread.start()
 		try:
 			self._held = bool(self.client.set(self.key, self.owner, nx=True, px=self.ttl_ms))
 		except Exception:
@@ -151,14 +154,6 @@ class RedisHeartbeat:
 		self._stop.set()
 		with contextlib.suppress(Exception):
 			self.client.delete(self.alive)
-
-	def _pulse_forever(self) -> None:
-		if self._thread is None:
-			self._beat()
-			self._thread = threading.Thread(
-				target=self._pulse, name="erpnext-streaming-heartbeat", daemon=True
-			)
-			self._thread.start()
 
 	def _pulse(self) -> None:
 		while not self._stop.wait(self.ttl_ms / 3000):
@@ -183,23 +178,19 @@ class CircuitBreaker:
 		self.open_seconds = open_seconds
 		self.clock = clock
 		self._open_until = 0.0
-		self._failing = False
+		self.failing = False
 
 	def allow(self) -> bool:
 		return self.clock() >= self._open_until
 
 	def failure(self) -> bool:
-		first = not self._failing
-		self._failing = True
+		first = not self.failing
+		self.failing = True
 		self._open_until = self.clock() + self.open_seconds
 		return first
 
 	def success(self) -> bool:
-		recovered = self._failing
-		self._failing = False
+		recovered = self.failing
+		self.failing = False
 		self._open_until = 0.0
 		return recovered
-
-	@property
-	def failing(self) -> bool:
-		return self._failing

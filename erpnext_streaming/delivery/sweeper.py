@@ -3,10 +3,9 @@
 It releases expired leases, settles receipts a dead drainer left, and makes sure a drainer
 is queued or running when a company's next bundle is due or a dead-letter copy is pending:
 this covers Redis down at commit time, a dead drainer, and a retry due after the drainer
-left. A MariaDB named lock lets one run at a time. Every lease (a company's on its cursor,
-a Dead row's for its dead-letter copy) and every retry time is read against the database's
-UTC clock (`mariadb.utc_now`, read once per sweep), never this host's; `now` (the site's
-time) is for `modified`, `sent_at` and how old a lost row is.
+left. A MariaDB named lock lets one run at a time. Leases and retry times are read against
+the database's UTC clock (`mariadb.utc_now`, once per sweep); `now` (the site's time) is for
+`modified`, `sent_at` and how old a lost row is.
 """
 
 from __future__ import annotations

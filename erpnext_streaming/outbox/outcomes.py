@@ -7,11 +7,9 @@ rows by primary key and re-checks its condition, and claimers are serialized by 
 named lock, never by row locks. Row leases exist only for dead-letter copies; delivery
 leases live on the cursors (delivery/bundles.py).
 
-A row's lease (`lease_expires_at`) and retry time (`next_attempt_at`, a Failed row's copy
-of its company's, shown on the desk) are UTC from the database's clock, as the cursors'
-(`mariadb.utc_now`): the `utc` values here come from it, so drainers, the sweeper and a
-requeue on hosts with different clocks, time zones or DST agree on when a lease ends. The
-rows' other times (`modified`, `sent_at`, `dead_lettered_at`) are the site's (`now`).
+A row's lease and retry time (a Failed row's copy of its company's, shown on the desk) are
+UTC from the database's clock, as the cursors' (delivery/bundles.py says why): the `utc`
+values here; `modified`, `sent_at` and `dead_lettered_at` are the site's time (`now`).
 """
 
 from __future__ import annotations
@@ -75,7 +73,8 @@ def mark_unsent(db: Database, rows: Sequence[Unsent], now: datetime) -> None:
 	lettered = [r for r in rows if r.dead_letter]
 	if lettered:
 		per_row["dead_lettered_at"] = {r.name: now for r in lettered}
-		per_row.update(_positions([r.dead_letter for r in lettered]))
+		per_row["kafka_partition"] = {r.name: r.dead_letter.partition for r in lettered}
+		per_row["kafka_offset"] = {r.name: r.dead_letter.offset for r in lettered}
 	_update_rows(db, per_row, {"modified": now, **_LEASE_CLEARED}, "`status` IN (%s, %s)", CLAIMABLE)
 
 
@@ -84,7 +83,12 @@ def mark_dead_lettered(db: Database, copies: Sequence[Published], now: datetime)
 	if copies:
 		common = {"dead_lettered_at": now, "modified": now, **_LEASE_CLEARED}
 		condition = "t.`status` = %s AND t.`dead_lettered_at` IS NULL"
-		_update_positions(db, copies, common, condition, [Status.DEAD])
+		_update_positions(db, positions_json(copies), common, condition, [Status.DEAD])
+
+
+def positions_json(published: Sequence[Published]) -> str:
+	"""[[name, partition, offset], ...]: a receipt's `positions`, read by `_update_positions`."""
+	return json.dumps([[int(p.name), p.partition, p.offset] for p in published], separators=(",", ":"))
 
 
 def claim_dead_letters(db: Database, lease: Lease, utc: datetime, limit: int) -> list[Any]:
@@ -106,10 +110,6 @@ def claim_dead_letters(db: Database, lease: Lease, utc: datetime, limit: int) ->
 		f"AND `status` = %s AND `dead_lettered_at` IS NULL AND {LEASE_IS_FREE}",
 		[lease.owner, lease.until, *names, Status.DEAD, utc],
 	)
-	return _leased_rows(db, names, lease)
-
-
-def _leased_rows(db: Database, names: Sequence[Any], lease: Lease) -> list[Any]:
 	return list(
 		db.sql(
 			f"{_SELECT_DELIVERY} WHERE `name` IN ({placeholders(names)}) AND `lease_owner` = %s "
@@ -148,14 +148,14 @@ def release_owner(db: Database, owner: str, utc: datetime) -> None:
 	)
 
 
-def release_expired_leases(db: Database, utc: datetime, limit: int = 10000) -> list[Any]:
+def release_expired_leases(db: Database, utc: datetime) -> list[Any]:
 	"""Clear leases expired at `utc` (the database's now; a drainer died); returns the rows
 	released. Idempotent."""
 	names = [
 		r[0]
 		for r in db.sql(
-			f"SELECT `name` FROM {TABLE} WHERE `lease_expires_at` <= %s ORDER BY `name` LIMIT %s",
-			(utc, limit),
+			f"SELECT `name` FROM {TABLE} WHERE `lease_expires_at` <= %s ORDER BY `name` LIMIT 10000",
+			(utc,),
 		)
 	]
 	if names:
@@ -249,12 +249,6 @@ def clear_old_logs(
 # -- one UPDATE for many rows ----------------------------------------------------------
 
 
-def _case(column: str, values: dict[Any, Any]) -> tuple[str, list[Any]]:
-	"""`CASE name WHEN n1 THEN v1 ... ELSE column END` and its parameters."""
-	sql = "CASE `name` " + " ".join(["WHEN %s THEN %s"] * len(values)) + f" ELSE `{column}` END"
-	return sql, [v for pair in values.items() for v in pair]
-
-
 def _update_rows(
 	db: Database,
 	per_row: dict[str, dict[Any, Any]],
@@ -262,14 +256,15 @@ def _update_rows(
 	condition: str,
 	condition_values: Sequence[Any],
 ) -> None:
-	"""ONE UPDATE of the rows named in `per_row`'s values: per-row values through CASE,
-	`common` values for all, only where `condition` (re-checked) holds."""
+	"""ONE UPDATE of the rows named in `per_row`'s values: per-row values through
+	`CASE name WHEN n1 THEN v1 ... ELSE column END`, `common` values for all, only where
+	`condition` (re-checked) holds."""
 	names = list(dict.fromkeys(name for by_name in per_row.values() for name in by_name))
 	assignments, values = [], []
 	for column, by_name in per_row.items():
-		sql, params = _case(column, by_name)
-		assignments.append(f"`{column}` = {sql}")
-		values.extend(params)
+		cases = " ".join(["WHEN %s THEN %s"] * len(by_name))
+		assignments.append(f"`{column}` = CASE `name` {cases} ELSE `{column}` END")
+		values += [v for pair in by_name.items() for v in pair]
 	assignments += [f"`{column}` = %s" for column in common]
 	db.sql(
 		f"UPDATE {TABLE} SET {', '.join(assignments)} WHERE `name` IN ({placeholders(names)}) AND {condition}",
@@ -277,32 +272,20 @@ def _update_rows(
 	)
 
 
-def _positions(published: Sequence[Published]) -> dict[str, dict[Any, Any]]:
-	return {
-		"kafka_partition": {p.name: p.partition for p in published},
-		"kafka_offset": {p.name: p.offset for p in published},
-	}
-
-
 def _update_positions(
 	db: Database,
-	published: Sequence[Published] | str,
+	positions: str,
 	common: dict[str, Any],
 	condition: str,
 	condition_values: Sequence[Any],
 ) -> None:
-	"""ONE UPDATE that sets each row's partition and offset (a JSON_TABLE joined on the
+	"""ONE UPDATE that sets each row's partition and offset from `positions` (a JSON_TABLE joined on the
 	primary key: linear in the rows, where a CASE per column is quadratic) and `common`
 	values, only where `condition` (re-checked, on columns of `t`) holds."""
 	assignments = ["t.`kafka_partition` = p.`kafka_partition`", "t.`kafka_offset` = p.`kafka_offset`"]
 	assignments += [f"t.`{column}` = %s" for column in common]
-	rows = (
-		published
-		if isinstance(published, str)
-		else json.dumps([[int(p.name), p.partition, p.offset] for p in published], separators=(",", ":"))
-	)
 	db.sql(
 		f"UPDATE {TABLE} AS t JOIN {_POSITIONS_TABLE} ON t.`name` = p.`name` "
 		f"SET {', '.join(assignments)} WHERE {condition}",
-		[rows, *common.values(), *condition_values],
+		[positions, *common.values(), *condition_values],
 	)

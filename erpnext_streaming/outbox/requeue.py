@@ -6,9 +6,8 @@ due now. A Dead row's event left the queue, so it goes into a new bundle at the 
 company's queue, drawn under the company's counter lock like a commit's bundle
 (`write.lock_counters`), so bundles still follow commit order.
 
-A row a drainer is copying to the dead-letter topic is leased (`lease_expires_at`, UTC from
-the database's clock, as every lease): whether it still is, is read against that clock
-(`mariadb.utc_now`), never the site's time of the host asking.
+A row a drainer is copying to the dead-letter topic is leased: whether it still is, is read
+against the database's clock (`mariadb.utc_now`), as every lease.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from erpnext_streaming.tests.delivery_records import (
 	cursor_rows,
 	outbox_record,
 )
+from erpnext_streaming.tests.utils import unsettled
 
 A, B, C = "_ES Test A", "_ES Test B", "_ES Test C"
 LEASE = timedelta(seconds=120)
@@ -139,7 +140,7 @@ class TestDeliveryBundles(FrappeTestCase):
 		claimed = self.claim("d1")
 		self.deliver(claimed, positions={a1: (2, 40), a2: (2, 41), b1: (5, 7)})
 		self.assertEqual(frappe.db.count(RECEIPT_DOCTYPE), 1)
-		self.assertEqual(bundles.unsettled(frappe.db), 3)
+		self.assertEqual(unsettled(frappe.db), 3)
 		# delivered, not settled yet: the rows still read Queued, but nothing waits
 		self.assertEqual({self.row(r, "status").status for r in ("a1", "b1", "a2")}, {Status.QUEUED})
 		self.assertIsNone(bundles.oldest_undelivered(frappe.db))

@@ -6,6 +6,8 @@ from io import BytesIO
 import frappe
 from fastavro import schemaless_reader
 
+from erpnext_streaming.constants import RECEIPT_TABLE
+
 
 @contextmanager
 def acting_as(user: str):
@@ -113,3 +115,8 @@ def enable_streaming(**values) -> None:
 def decode(payload: bytes, schema, reader=None) -> dict:
 	"""The record in Avro `payload`, written with `schema`, read as `reader` (default: the same schema)."""
 	return schemaless_reader(BytesIO(payload), schema.parsed, reader.parsed if reader else None)
+
+
+def unsettled(db) -> int:
+	"""Events delivered whose Event Log rows are not marked Sent yet."""
+	return int(db.sql(f"SELECT COALESCE(SUM(`events`), 0) FROM `{RECEIPT_TABLE}`")[0][0] or 0)
