@@ -139,7 +139,12 @@ class KafkaCluster:
 		self.node(node_id).process.stop()
 
 	def pause(self, node_id: int) -> None:
-		os.kill(self.node(node_id).pid, signal.SIGSTOP)
+		"""SIGSTOP the node and wait until every thread of it has stopped: kill() returns
+		before the kernel has stopped a busy JVM's threads, and one still running can answer
+		the request a test sends right after the pause."""
+		pid = self.node(node_id).pid
+		os.kill(pid, signal.SIGSTOP)
+		wait_until(lambda: _all_threads_stopped(pid), 5, f"Kafka node {node_id} pausing", interval=0.01)
 
 	def resume(self, node_id: int) -> None:
 		os.kill(self.node(node_id).pid, signal.SIGCONT)
@@ -260,3 +265,12 @@ def kafka_cluster(size: int = 1, **options) -> Iterator[KafkaCluster]:
 		yield cluster
 	finally:
 		cluster.stop()
+
+
+def _all_threads_stopped(pid: int) -> bool:
+	"""Is every thread of `pid` stopped (state T in /proc/PID/task/*/stat, proc(5))?"""
+	states = []
+	for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+		with contextlib.suppress(OSError):  # a thread that ended meanwhile
+			states.append(stat.read_text().rpartition(")")[2].split()[0])
+	return bool(states) and all(state in ("T", "t") for state in states)
