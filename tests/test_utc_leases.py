@@ -70,7 +70,7 @@ def time_passes(column: str, seconds: float, table: str = CURSOR_TABLE) -> None:
 		f"UPDATE `{table}` SET `{column}` = `{column}` - INTERVAL %s MICROSECOND",
 		(int(seconds * 1e6),),
 	)
-	frappe.db.commit()
+	frappe.db.commit()  # the drainers read the cursors on their own connections
 
 
 def claim(drainer: Drainer) -> list:
@@ -135,7 +135,7 @@ def test_the_sweeper_releases_the_leases_expired_on_the_database_clock(site, off
 		"VALUES ('Expired', 'Expired', 0, 0, 'd1', UTC_TIMESTAMP(6) - INTERVAL 1 SECOND), "
 		"('Live', 'Live', 0, 0, 'd2', UTC_TIMESTAMP(6) + INTERVAL 60 SECOND)"
 	)
-	frappe.db.commit()
+	frappe.db.commit()  # the leases stand committed, as the drainers that took them left them
 	result = sweeper.sweep(frappe.db, datetime.now() + offset, lambda: "enqueued")
 	assert (result.ran, result.released) == (True, 1)
 	assert cursor_leases() == {"Live": "d2"}
@@ -146,7 +146,7 @@ def dead_rows(*refs: str) -> list[int]:
 	their names, in order."""
 	records = [event(ref, ACME, "erpnext.utc", status=Status.DEAD, error="capture failed") for ref in refs]
 	write(frappe.db, records, datetime.now())
-	frappe.db.commit()
+	frappe.db.commit()  # the drainers claim on their own connections: the rows must be committed
 	return [r[0] for r in frappe.db.sql(f"SELECT name FROM `{EVENT_LOG_TABLE}` ORDER BY name")]
 
 
@@ -157,12 +157,12 @@ def lease_row(name: int, owner: str, seconds: int) -> None:
 		"lease_expires_at = UTC_TIMESTAMP(6) + INTERVAL %s SECOND WHERE name = %s",
 		(owner, seconds, name),
 	)
-	frappe.db.commit()
+	frappe.db.commit()  # the drainers read the lease on their own connections
 
 
 def row_leases() -> dict[int, tuple[str, datetime]]:
 	"""{Event Log name: (its lease's owner, its end)} of the leased rows."""
-	frappe.db.commit()
+	frappe.db.commit()  # a fresh snapshot: the drainers wrote on their own connections
 	return {
 		name: (owner, expires)
 		for name, owner, expires in frappe.db.sql(
