@@ -167,12 +167,12 @@ def lock_counters(db: Database, companies: Sequence[str]) -> None:
 
 def _event_row(name: int, record: OutboxRecord, sequence: int, now: datetime) -> dict[str, Any]:
 	"""The Event Log row of a record, by column, with the payload's bytes (`write` stores
-	them as base64 text; `bundles.write` takes them as they are)."""
+	them as base64 text; `bundles.write` takes them as they are). The columns every row of a
+	write shares are literals of `_row_sql`, not values here."""
 	row = {field: getattr(record, field) for field in _RECORD_FIELDS}
 	row.update(
-		name=name, creation=now, modified=now, modified_by=SYSTEM_USER, owner=SYSTEM_USER, docstatus=0, idx=0
+		name=name, creation=now, company_sequence=sequence, last_error=truncate_error(record.last_error)
 	)
-	row.update(company_sequence=sequence, attempts=0, last_error=truncate_error(record.last_error))
 	return row
 
 
